@@ -64,7 +64,7 @@ public sealed class ManagedStorage : TensorStorage
 
     public ManagedStorage(long byteLength)
     {
-        if (byteLength > Array.MaxLength) throw new ArgumentOutOfRangeException(nameof(byteLength), "too large for a managed array");
+        if (byteLength > System.Array.MaxLength) throw new ArgumentOutOfRangeException(nameof(byteLength), "too large for a managed array");
         _array = GC.AllocateArray<byte>((int)byteLength, pinned: true);
         _pointer = Marshal.UnsafeAddrOfPinnedArrayElement(_array, 0);
     }

@@ -1,0 +1,1 @@
+return MoeCompiler.Cli.MoeCommandLine.Run(args);

@@ -1,0 +1,21 @@
+using MoeCompiler.Runtime.Backends;
+
+namespace MoeCompiler.Runtime.Modules;
+
+/// <summary>What one forward call needs besides weights and activations.</summary>
+public sealed class ForwardContext
+{
+    public ForwardContext(IBackend backend, KvCache? cache = null)
+    {
+        Backend = backend;
+        Cache = cache;
+    }
+
+    public IBackend Backend { get; }
+    /// <summary>Null for bidirectional encoders (vision towers).</summary>
+    public KvCache? Cache { get; }
+    /// <summary>Absolute position of the first row of this call (the cache length before it).</summary>
+    public int StartPosition { get; set; }
+    /// <summary>Per row of this call: true for image tokens (routing statistics split text and image).</summary>
+    public bool[]? IsImageToken { get; set; }
+}

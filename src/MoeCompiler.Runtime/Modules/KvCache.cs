@@ -1,0 +1,30 @@
+using MoeCompiler.Runtime.Backends;
+using MoeCompiler.Runtime.Tensors;
+
+namespace MoeCompiler.Runtime.Modules;
+
+/// <summary>Per-layer keys and values [capacity, kvHeads·headDim], filled row by row as tokens are decoded.</summary>
+public sealed class KvCache
+{
+    private readonly Tensor[] _keys;
+    private readonly Tensor[] _values;
+
+    public KvCache(IBackend backend, int layers, int capacity, int kvWidth)
+    {
+        Capacity = capacity;
+        _keys = new Tensor[layers];
+        _values = new Tensor[layers];
+        for (int i = 0; i < layers; i++)
+        {
+            _keys[i] = backend.Allocate(DType.F32, capacity, kvWidth);
+            _values[i] = backend.Allocate(DType.F32, capacity, kvWidth);
+        }
+    }
+
+    public int Capacity { get; }
+    /// <summary>Rows filled so far (the same for every layer once a forward call completes).</summary>
+    public int Length { get; set; }
+
+    public Tensor Keys(int layer) => _keys[layer];
+    public Tensor Values(int layer) => _values[layer];
+}
