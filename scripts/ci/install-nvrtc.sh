@@ -12,7 +12,8 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 sources=/etc/apt/sources.list.d/moe-nonfree.sources
-if ! grep -rqs 'non-free' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+# The component itself, not "non-free-firmware" (which Debian's default sources list).
+if ! grep -rqsE '(^|[[:space:]])non-free([[:space:]]|$)' /etc/apt/sources.list /etc/apt/sources.list.d/; then
     cat > "$sources" <<'SRC'
 Types: deb
 URIs: http://deb.debian.org/debian
