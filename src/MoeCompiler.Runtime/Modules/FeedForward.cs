@@ -7,6 +7,9 @@ namespace MoeCompiler.Runtime.Modules;
 public interface IFeedForward
 {
     Tensor Forward(ForwardContext ctx, Tensor x);
+
+    /// <summary>Width of the output rows when known up front (null: same as the input).</summary>
+    int? OutFeatures => null;
 }
 
 /// <summary>down(silu(gate x) ⊙ up x): StableLM, Mistral; a Mixtral expert is gate = w1, up = w3, down = w2.</summary>
@@ -28,6 +31,7 @@ public sealed class SwiGluFeedForward : IFeedForward
     public Linear Gate { get; }
     public Linear Up { get; }
     public Linear Down { get; }
+    public int? OutFeatures => Down.OutFeatures;
 
     public Tensor Forward(ForwardContext ctx, Tensor x)
     {
@@ -60,6 +64,7 @@ public sealed class QwenFeedForward : IFeedForward
     public Linear W1 { get; }
     public Linear W2 { get; }
     public Linear CProj { get; }
+    public int? OutFeatures => CProj.OutFeatures;
 
     public Tensor Forward(ForwardContext ctx, Tensor x)
     {
@@ -90,6 +95,7 @@ public sealed class GeluFeedForward : IFeedForward
     public Linear Fc1 { get; }
     public Linear Fc2 { get; }
     public Activation Activation { get; }
+    public int? OutFeatures => Fc2.OutFeatures;
 
     public Tensor Forward(ForwardContext ctx, Tensor x)
     {

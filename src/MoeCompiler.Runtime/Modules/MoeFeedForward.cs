@@ -7,7 +7,8 @@ namespace MoeCompiler.Runtime.Modules;
 /// routing follows <see cref="MoeRouter"/>, and then each expert that received tokens runs once on exactly those
 /// rows (gathered into one batch) and its output is scatter-added back with the routing weights: the work follows
 /// the activated parameters, not the number of experts. Returns y = Σ w·Expert(x) (plus the PR-MoE residual when
-/// configured); the block's residual add is the caller's.
+/// configured); the block's residual add is the caller's. Experts may change the width (CuMo's MLP-MoE projector
+/// maps 2048 → 4096): the output has <see cref="OutFeatures"/> columns.
 /// </summary>
 public sealed class MoeFeedForward<TExpert> : IFeedForward where TExpert : IFeedForward
 {
@@ -20,6 +21,7 @@ public sealed class MoeFeedForward<TExpert> : IFeedForward where TExpert : IFeed
     private float[] _groupWeights = [];
     private readonly int[] _groupCounts;
     private readonly int[] _groupStarts;
+    private readonly int? _outFeatures;
 
     public MoeFeedForward(Linear router, TExpert[] experts, MoeOptions options, string site, int layerIndex,
         IFeedForward? residualMlp = null, Linear? residualCoefficient = null)
@@ -39,6 +41,13 @@ public sealed class MoeFeedForward<TExpert> : IFeedForward where TExpert : IFeed
             throw new ArgumentException($"{site} layer {layerIndex}: the PR-MoE coefficient must give 2 values per token, not {residualCoefficient.OutFeatures}");
         for (int e = 0; e < experts.Length; e++)
             if (experts[e] is null) throw new ArgumentException($"{site} layer {layerIndex}: expert {e} is missing");
+        int? outFeatures = experts[0].OutFeatures;
+        for (int e = 1; e < experts.Length; e++)
+            if (experts[e].OutFeatures != outFeatures)
+                throw new ArgumentException($"{site} layer {layerIndex}: experts 0 and {e} give different output widths");
+        if (residualMlp?.OutFeatures is int denseWidth && outFeatures is int expertWidth && denseWidth != expertWidth)
+            throw new ArgumentException($"{site} layer {layerIndex}: the PR-MoE dense MLP gives a different output width than the experts");
+        _outFeatures = outFeatures;
         Router = router;
         _experts = experts;
         Options = options;
@@ -58,12 +67,14 @@ public sealed class MoeFeedForward<TExpert> : IFeedForward where TExpert : IFeed
     public int LayerIndex { get; }
     public IFeedForward? ResidualMlp { get; }
     public Linear? ResidualCoefficient { get; }
+    /// <summary>Output width: the experts' when they declare it, otherwise the router's input width.</summary>
+    public int OutFeatures => _outFeatures ?? Router.InFeatures;
 
     public Tensor Forward(ForwardContext ctx, Tensor x)
     {
         var backend = ctx.Backend;
         ModuleTensors.RequireColumns(x, Router.InFeatures, $"{Site} MoE layer {LayerIndex}");
-        int tokens = x.Rows, width = x.Columns, experts = Options.Experts, k = Options.TopK;
+        int tokens = x.Rows, width = x.Columns, outWidth = OutFeatures, experts = Options.Experts, k = Options.TopK;
         EnsureCapacity(tokens);
 
         // Router in f32 on the f32 activations; routing on the host.
@@ -100,7 +111,7 @@ public sealed class MoeFeedForward<TExpert> : IFeedForward where TExpert : IFeed
             }
         }
 
-        var y = backend.Allocate(DType.F32, tokens, width);
+        var y = backend.Allocate(DType.F32, tokens, outWidth);
         ModuleTensors.Zero(backend, y);
         Tensor? batch = null;
         for (int e = 0; e < experts; e++)
@@ -121,9 +132,9 @@ public sealed class MoeFeedForward<TExpert> : IFeedForward where TExpert : IFeed
                 backend.GatherRows(x, rows, input);
             }
             var expertOutput = _experts[e].Forward(ctx, input);
-            if (expertOutput.Rows != count || expertOutput.Columns != width)
+            if (expertOutput.Rows != count || expertOutput.Columns != outWidth)
                 throw new InvalidOperationException(
-                    $"{Site} MoE layer {LayerIndex}: expert {e} returned {expertOutput}, expected [{count}, {width}]");
+                    $"{Site} MoE layer {LayerIndex}: expert {e} returned {expertOutput}, expected [{count}, {outWidth}]");
             backend.ScatterAddRows(expertOutput, rows, rowWeights, y);
             if (!ReferenceEquals(expertOutput.Storage, input.Storage)) ModuleTensors.Release(expertOutput);
         }
@@ -156,7 +167,7 @@ public sealed class MoeFeedForward<TExpert> : IFeedForward where TExpert : IFeed
             identity[t] = t;
         }
         var dense = ResidualMlp!.Forward(ctx, x);
-        var output = backend.Allocate(DType.F32, tokens, x.Columns);
+        var output = backend.Allocate(DType.F32, tokens, moe.Columns);
         ModuleTensors.Zero(backend, output);
         backend.ScatterAddRows(moe, identity, moeShare, output);
         backend.ScatterAddRows(dense, identity, mlpShare, output);

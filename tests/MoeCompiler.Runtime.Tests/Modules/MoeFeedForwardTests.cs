@@ -265,3 +265,40 @@ internal static class LetExtension
 {
     public static TResult Let<T, TResult>(this T value, Func<T, TResult> f) => f(value);
 }
+
+public sealed class MoeProjectorTests
+{
+    private static readonly IBackend Backend = new CpuBackend(2);
+
+    [Fact]
+    public void ExpertsMayChangeTheWidthLikeCuMosMlpMoeProjector()
+    {
+        // CuMo smoe_mlp: experts Linear(in → out), erf GELU, Linear(out → out); softmax-top-2-renormalise router.
+        var r = new Random(161);
+        int inWidth = 6, outWidth = 10, rows = 7, experts = 4;
+        var router = RandomArray(r, experts * inWidth);
+        var w1 = Enumerable.Range(0, experts).Select(_ => RandomArray(r, outWidth * inWidth)).ToArray();
+        var w2 = Enumerable.Range(0, experts).Select(_ => RandomArray(r, outWidth * outWidth)).ToArray();
+        var moe = new MoeFeedForward<GeluFeedForward>(new Linear(Backend, Tensor(router, experts, inWidth), null),
+            Enumerable.Range(0, experts).Select(e => new GeluFeedForward(new Linear(Backend, Tensor(w1[e], outWidth, inWidth), null),
+                new Linear(Backend, Tensor(w2[e], outWidth, outWidth), null), Activation.GeluErf)).ToArray(),
+            new MoeOptions(experts, 2, MoeRoutingKind.Mixtral, 1, 0, SecondExpertPolicy.Deterministic), RoutingSites.Projector, 0);
+        Assert.Equal(outWidth, moe.OutFeatures);
+        var x = RandomArray(r, rows * inWidth);
+        var recorder = new RoutingRecorder();
+        var y = moe.Forward(new ForwardContext(Backend) { Routing = recorder }, Tensor(x, rows, inWidth));
+        Assert.Equal([rows, outWidth], y.Shape.ToArray());
+        var rec = recorder.Records[0];
+        var expected = new double[rows * outWidth];
+        for (int e = 0; e < experts; e++)
+        {
+            var out_ = Linear(Map(Linear(D(x), rows, w1[e], null, outWidth, inWidth), v => Act(v, Activation.GeluErf)), rows, w2[e], null, outWidth, outWidth);
+            for (int t = 0; t < rows; t++)
+                for (int j = 0; j < 2; j++)
+                    if (rec.Expert(t, j) == e)
+                        for (int c = 0; c < outWidth; c++) expected[t * outWidth + c] += rec.Weight(t, j) * out_[t * outWidth + c];
+        }
+        AssertClose(expected, y, 2e-5, 1e-4);
+        Assert.All(rec.IsImageToken, Assert.True);
+    }
+}
