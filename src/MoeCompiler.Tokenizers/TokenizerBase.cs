@@ -46,8 +46,7 @@ public abstract class TokenizerBase : ITokenizer
     {
         ArgumentNullException.ThrowIfNull(text);
         text = Utf8Text.ReplaceLoneSurrogates(text);
-        if (NormalizesNfc && !text.IsNormalized(NormalizationForm.FormC))
-            text = text.Normalize(NormalizationForm.FormC);
+        if (NormalizesNfc) text = Normalization.Nfc.Normalize(text);
 
         var ids = new List<int>(text.Length / 3 + 4);
         AddedTokenMatcher matcher = allowSpecial ? _allAdded : _nonSpecialAdded;
