@@ -68,12 +68,16 @@ internal sealed partial class JpegDecoder
         var plane = new byte[stride * c.HeightInBlocks * 8];
         var coefficients = c.Coefficients;
         var quant = c.Quant!;
+        var wideQuant = Array.ConvertAll(quant, q => (int)q);
+        bool simd = JpegIdctAvx2.IsSupported;
         Parallel.For(0, c.HeightInBlocks, by =>
         {
             for (int bx = 0; bx < c.WidthInBlocks; bx++)
             {
                 var block = coefficients.AsSpan((by * c.BlocksPerLine + bx) * 64, 64);
-                JpegIdct.Transform(block, quant, plane.AsSpan(by * 8 * stride + bx * 8), stride);
+                var target = plane.AsSpan(by * 8 * stride + bx * 8);
+                if (simd) JpegIdctAvx2.Transform(block, wideQuant, target, stride);
+                else JpegIdct.Transform(block, quant, target, stride);
             }
         });
         return plane;
