@@ -323,7 +323,8 @@ def init_vision(init, spec, prefix):
         else:
             init.linear(lp + "mlp.fc1", m, c, True)
             init.linear(lp + "mlp.fc2", c, m, True)
-    init.norm(vm + "post_layernorm", c, True)  # present in the real files, unused by LLaVA
+    if spec["checkpoint"]["layout"] != "cumo":  # HF towers have it (unused by LLaVA); CuMo's CLIP-MoE tower does not
+        init.norm(vm + "post_layernorm", c, True)
     if v["tower"] == "siglip":  # the attention-pooling head of SiglipVisionModel, also unused
         init.normal(vm + "head.probe", (1, 1, c), 0.5)
         init.normal(vm + "head.attention.in_proj_weight", (3 * c, c), 1.0 / math.sqrt(c))
