@@ -833,6 +833,44 @@ def generic_checks():
     r = apply_rotary(q, torch.arange(5), 4, 10000.0)
     assert torch.allclose(r[0], q[0]) and torch.allclose(r.norm(dim=-1), q.norm(dim=-1))
     assert torch.equal(r[..., 4:], q[..., 4:])
+    # Rotary against the complex-number form: (x_i + j·x_{i+half}) · e^{j·pos·theta^(-2i/rd)}.
+    xr = torch.randn(3, 1, 8, dtype=DT)
+    rd, pos = 6, torch.tensor([0, 5, 17])
+    z = torch.complex(xr[..., :3], xr[..., 3:6]) * torch.exp(
+        1j * pos.to(DT)[:, None, None] * (10000.0 ** (-torch.arange(0, rd, 2, dtype=DT) / rd)))
+    expected = torch.cat([z.real, z.imag, xr[..., 6:]], dim=-1)
+    assert torch.allclose(apply_rotary(xr, pos, rd, 10000.0), expected, atol=1e-12)
+    # Attention and a pre-LN encoder layer against torch.nn's own modules.
+    c, heads = 8, 2
+    enc = torch.nn.TransformerEncoderLayer(c, heads, dim_feedforward=16, dropout=0.0, activation=quick_gelu,
+                                           batch_first=True, norm_first=True).double().eval()
+    xe = torch.randn(5, c, dtype=DT)
+    wq, wk, wv = enc.self_attn.in_proj_weight.detach().split(c)
+    bq, bk, bv = enc.self_attn.in_proj_bias.detach().split(c)
+    with torch.no_grad():
+        hn = layer_norm(xe, enc.norm1.weight, enc.norm1.bias, enc.norm1.eps)
+        q, k, v = (linear(hn, w, b).reshape(5, heads, c // heads) for w, b in ((wq, bq), (wk, bk), (wv, bv)))
+        ye = xe + linear(attention(q, k, v), enc.self_attn.out_proj.weight, enc.self_attn.out_proj.bias)
+        hn = layer_norm(ye, enc.norm2.weight, enc.norm2.bias, enc.norm2.eps)
+        ye = ye + linear(quick_gelu(linear(hn, enc.linear1.weight, enc.linear1.bias)), enc.linear2.weight,
+                         enc.linear2.bias)
+        assert torch.allclose(ye, enc(xe[None])[0], atol=1e-12)
+        # Causal masking with a query offset (decode rows) against nn.MultiheadAttention's boolean mask.
+        mha = torch.nn.MultiheadAttention(c, heads, batch_first=True).double().eval()
+        xs = torch.randn(6, c, dtype=DT)
+        wq, wk, wv = mha.in_proj_weight.split(c)
+        bq, bk, bv = mha.in_proj_bias.split(c)
+        q, k, v = (linear(xs, w, b).reshape(6, heads, c // heads) for w, b in ((wq, bq), (wk, bk), (wv, bv)))
+        mask = torch.triu(torch.ones(6, 6, dtype=torch.bool), diagonal=1)
+        ref = mha(xs[None], xs[None], xs[None], attn_mask=mask, need_weights=False)[0][0]
+        ours = linear(attention(q, k, v, causal_offset=0), mha.out_proj.weight, mha.out_proj.bias)
+        assert torch.allclose(ours, ref, atol=1e-12)
+        tail = linear(attention(q[4:], k, v, causal_offset=4), mha.out_proj.weight, mha.out_proj.bias)
+        assert torch.allclose(tail, ref[4:], atol=1e-12)
+    # GELU forms against torch's.
+    g = torch.linspace(-6, 6, 101, dtype=DT)
+    assert torch.allclose(gelu_erf(g), F.gelu(g), atol=1e-14)
+    assert torch.allclose(gelu_tanh(g), F.gelu(g, approximate="tanh"), atol=1e-14)
     # bf16 rounding: ties to even, exact values kept.
     a = np.array([1.0, 1.00390625, 1.01171875, -2.5], dtype=np.float32)
     assert round_to_bf16(a).tolist() == [1.0, 1.0, 1.015625, -2.5]
