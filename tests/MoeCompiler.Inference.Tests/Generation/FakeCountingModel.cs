@@ -8,8 +8,9 @@ namespace MoeCompiler.Inference.Tests.Generation;
 /// A deterministic stand-in for a compiled variant. Text token t embeds as [t, 0]; each image becomes
 /// <see cref="ImageRows"/> rows [ImageValue + pixel[0], 1]. Forward writes every row into the KV cache at its
 /// absolute position and predicts, for each row, the token (sum of column 0 over cache rows 0..position) mod 10 + 1,
-/// so the output depends on every earlier position having been written where it belongs. It also puts a larger
-/// logit on <see cref="OutOfTokenizerId"/> (≥ tokenizer size) that a correct sampler must never pick.
+/// (+ <c>idOffset</c>), so the output depends on every earlier position having been written where it belongs. It
+/// also puts a larger logit on <see cref="OutOfTokenizerId"/> (≥ tokenizer size) that a correct sampler must never
+/// pick. With a routing recorder on the context it records one "llm" layer-0 top-1 choice per row (target mod 2).
 /// </summary>
 internal sealed class FakeCountingModel : IVisionLanguageModel
 {
@@ -18,15 +19,22 @@ internal sealed class FakeCountingModel : IVisionLanguageModel
     public const int OutOfTokenizerId = 14;
     public const int ImageRows = 3;
     public const float ImageValue = 100;
+    private readonly int _vocab;
+    private readonly int _idOffset;
+    private readonly int _outOfTokenizerId;
 
-    public FakeCountingModel(int maxPositions = 4096, int[]? eos = null)
+    public FakeCountingModel(int maxPositions = 4096, int[]? eos = null, int vocab = Vocab, int tokenizerSize = TokenizerSize,
+        int idOffset = 0, string template = "plain", int? bos = 1)
     {
+        _vocab = vocab;
+        _idOffset = idOffset;
+        _outOfTokenizerId = tokenizerSize + 2 < vocab ? tokenizerSize + 2 : -1;
         Description = new ModelDescription
         {
-            Name = "FakeCounting", DisplayName = "fake", LlmFamily = "mistral", VocabSize = Vocab, TokenizerSize = TokenizerSize,
+            Name = "FakeCounting", DisplayName = "fake", LlmFamily = "mistral", VocabSize = vocab, TokenizerSize = tokenizerSize,
             HiddenSize = 2, Layers = 1, Heads = 1, KvHeads = 1, HeadDim = 2, MaxPositions = maxPositions,
-            MoeLayers = [], Experts = 0, TopK = 0, TokenizerKind = "sentencepiece", EosIds = eos ?? [11], BosId = 1,
-            PromptTemplate = "plain", VisionTower = "clip", ImageSize = 2, ImageTokens = ImageRows,
+            MoeLayers = [0], Experts = 2, TopK = 1, TokenizerKind = "sentencepiece", EosIds = eos ?? [11], BosId = bos,
+            PromptTemplate = template, VisionTower = "clip", ImageSize = 2, ImageTokens = ImageRows,
             ImageMean = [0, 0, 0], ImageStd = [1, 1, 1], VisionScales = [1], TotalParameters = 0, ActivatedParameters = 0,
         };
     }
@@ -55,7 +63,7 @@ internal sealed class FakeCountingModel : IVisionLanguageModel
         var y = context.Backend.Allocate(DType.F32, ids.Length, 2);
         for (int i = 0; i < ids.Length; i++)
         {
-            Assert.InRange(ids[i], 0, Vocab - 1);
+            Assert.InRange(ids[i], 0, _vocab - 1);
             y.AsFloats()[i * 2] = ids[i];
             y.AsFloats()[i * 2 + 1] = 0;
         }
@@ -76,27 +84,30 @@ internal sealed class FakeCountingModel : IVisionLanguageModel
             keys[(context.StartPosition + t) * 2] = embeddings.AsFloats()[t * 2];
             keys[(context.StartPosition + t) * 2 + 1] = embeddings.AsFloats()[t * 2 + 1];
         }
-        var logits = context.Backend.Allocate(DType.F32, rows, Vocab);
+        var logits = context.Backend.Allocate(DType.F32, rows, _vocab);
         var l = logits.AsFloats();
+        var chosen = new int[rows];
         for (int t = 0; t < rows; t++)
         {
             double sum = 0;
             for (int p = 0; p <= context.StartPosition + t; p++) sum += keys[p * 2];
-            int target = (int)(sum % 10) + 1;
-            for (int v = 0; v < Vocab; v++) l[t * Vocab + v] = v == target ? 3f : -v * 0.01f;
-            l[t * Vocab + OutOfTokenizerId] = 9f;
+            int target = (int)(sum % 10) + 1 + _idOffset;
+            chosen[t] = target % 2;
+            for (int v = 0; v < _vocab; v++) l[t * _vocab + v] = v == target ? 3f : -(v % 97) * 0.01f;
+            if (_outOfTokenizerId >= 0) l[t * _vocab + _outOfTokenizerId] = 9f;
         }
+        context.Routing?.Record("llm", 0, context.StartPosition, rows, 1, 2, chosen, Enumerable.Repeat(1f, rows).ToArray(), context.IsImageToken);
         return logits;
     }
 
     /// <summary>The expected greedy continuation, computed directly from the rule.</summary>
-    public static List<int> ExpectedGreedy(IEnumerable<float> promptColumn0, int count, int? stopAt = null)
+    public static List<int> ExpectedGreedy(IEnumerable<float> promptColumn0, int count, int? stopAt = null, int idOffset = 0)
     {
         double sum = promptColumn0.Sum(v => (double)v);
         var ids = new List<int>();
         for (int i = 0; i < count; i++)
         {
-            int next = (int)(sum % 10) + 1;
+            int next = (int)(sum % 10) + 1 + idOffset;
             if (next == stopAt) break;
             ids.Add(next);
             sum += next;
