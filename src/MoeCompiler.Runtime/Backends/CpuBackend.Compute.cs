@@ -1,0 +1,311 @@
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
+using MoeCompiler.Runtime.Kernels;
+using MoeCompiler.Runtime.Tensors;
+using MoeCompiler.Runtime.Threading;
+
+namespace MoeCompiler.Runtime.Backends;
+
+public sealed unsafe partial class CpuBackend
+{
+    public void Linear(Tensor x, Tensor weight, Tensor? bias, Tensor y)
+    {
+        RequireF32(x, nameof(x));
+        RequireF32(y, nameof(y));
+        RequireHost(weight);
+        if (weight.Rank != 2) throw new ArgumentException($"Linear weight {weight} must be [out, in]");
+        Int8Quantization.Validate(weight);
+        int m = x.Rows, k = x.Columns, n = weight.Dim(0);
+        if (weight.Dim(1) != k) throw new ArgumentException($"Linear: input {x} does not match weight {weight}");
+        if (y.Rows != m || y.Columns != n) throw new ArgumentException($"Linear: output {y} should be [{m}, {n}]");
+        RequireWritable(y);
+        ReadOnlySpan<float> b = BiasOrEmpty(bias, n);
+        lock (_gate)
+        {
+            fixed (float* biasPointer = b)
+            {
+                var job = new LinearJob
+                {
+                    X = (float*)x.Data, Y = (float*)y.Data, Bias = b.IsEmpty ? null : biasPointer,
+                    Weight = new WeightView(weight), M = m, K = k, N = n,
+                    Scratch = weight.DType == DType.F32 ? null : _scratch.Ensure(k),
+                };
+                _pool.Run((n + LinearJob.RowsPerTask - 1) / LinearJob.RowsPerTask, ref job);
+            }
+        }
+    }
+
+    private struct LinearJob : IParallelJob
+    {
+        public const int RowsPerTask = 16;
+        public float* X, Y, Bias;
+        public WeightView Weight;
+        public int M, K, N;
+        public float** Scratch;
+
+        public void Execute(int index, int worker)
+        {
+            int start = index * RowsPerTask, end = Math.Min(N, start + RowsPerTask);
+            for (int j = start; j < end; j++)
+            {
+                float* w;
+                if (Scratch == null) w = Weight.F32Row(j);
+                else
+                {
+                    w = Scratch[worker];
+                    Weight.DecodeRow(j, 0, K, w);
+                }
+                var row = new ReadOnlySpan<float>(w, K);
+                float b = Bias == null ? 0 : Bias[j];
+                for (int i = 0; i < M; i++)
+                    Y[(long)i * N + j] = TensorPrimitives.Dot(new ReadOnlySpan<float>(X + (long)i * K, K), row) + b;
+            }
+        }
+    }
+
+    public void LayerNorm(Tensor x, Tensor weight, Tensor? bias, float epsilon, Tensor y)
+    {
+        RequireF32(x, nameof(x));
+        RequireF32(y, nameof(y));
+        int width = x.Columns;
+        if (y.Length != x.Length) throw new ArgumentException($"LayerNorm: {x} to {y}");
+        var w = VectorOf(weight, width, "LayerNorm weight");
+        var b = BiasOrEmpty(bias, width);
+        var input = x.AsFloats();
+        var output = y.AsFloats();
+        for (int r = 0; r < x.Rows; r++)
+        {
+            var row = input.Slice(r * width, width);
+            var outRow = output.Slice(r * width, width);
+            float mean = TensorPrimitives.Sum(row) / width;
+            float variance = 0;
+            for (int i = 0; i < width; i++)
+            {
+                float d = row[i] - mean;
+                variance += d * d;
+            }
+            variance /= width;
+            float inverse = 1f / MathF.Sqrt(variance + epsilon);
+            for (int i = 0; i < width; i++)
+                outRow[i] = (row[i] - mean) * inverse * w[i] + (b.IsEmpty ? 0 : b[i]);
+        }
+    }
+
+    public void RmsNorm(Tensor x, Tensor weight, float epsilon, Tensor y)
+    {
+        RequireF32(x, nameof(x));
+        RequireF32(y, nameof(y));
+        int width = x.Columns;
+        if (y.Length != x.Length) throw new ArgumentException($"RmsNorm: {x} to {y}");
+        var w = VectorOf(weight, width, "RmsNorm weight");
+        var input = x.AsFloats();
+        var output = y.AsFloats();
+        for (int r = 0; r < x.Rows; r++)
+        {
+            var row = input.Slice(r * width, width);
+            var outRow = output.Slice(r * width, width);
+            float inverse = 1f / MathF.Sqrt(TensorPrimitives.SumOfSquares(row) / width + epsilon);
+            for (int i = 0; i < width; i++) outRow[i] = row[i] * inverse * w[i];
+        }
+    }
+
+    public void Rotary(Tensor x, int heads, int headDim, int rotaryDims, float theta, int startPosition)
+    {
+        RequireF32(x, nameof(x));
+        RequireWritable(x);
+        if (x.Columns != heads * headDim) throw new ArgumentException($"Rotary: {x} is not [T, {heads}·{headDim}]");
+        if (rotaryDims <= 0 || rotaryDims > headDim || rotaryDims % 2 != 0)
+            throw new ArgumentOutOfRangeException(nameof(rotaryDims), $"rotary dims {rotaryDims} for head dim {headDim}");
+        ArgumentOutOfRangeException.ThrowIfNegative(startPosition);
+        var data = x.AsFloats();
+        int half = rotaryDims / 2;
+        for (int t = 0; t < x.Rows; t++)
+            for (int i = 0; i < half; i++)
+            {
+                double angle = (startPosition + t) * Math.Pow(theta, -2.0 * i / rotaryDims);
+                float cos = (float)Math.Cos(angle), sin = (float)Math.Sin(angle);
+                for (int h = 0; h < heads; h++)
+                {
+                    int head = (t * heads + h) * headDim;
+                    float first = data[head + i], second = data[head + i + half];
+                    data[head + i] = first * cos - second * sin;
+                    data[head + i + half] = second * cos + first * sin;
+                }
+            }
+    }
+
+    public void Activate(Tensor x, Activation activation, Tensor y)
+    {
+        RequireSameF32(x, x, y);
+        var input = x.AsFloats();
+        var output = y.AsFloats();
+        switch (activation)
+        {
+            case Activation.GeluErf: for (int i = 0; i < input.Length; i++) output[i] = Activations.GeluErf(input[i]); break;
+            case Activation.GeluTanh: for (int i = 0; i < input.Length; i++) output[i] = Activations.GeluTanh(input[i]); break;
+            case Activation.QuickGelu: for (int i = 0; i < input.Length; i++) output[i] = Activations.QuickGelu(input[i]); break;
+            case Activation.Silu: for (int i = 0; i < input.Length; i++) output[i] = Activations.Silu(input[i]); break;
+            default: throw new ArgumentOutOfRangeException(nameof(activation));
+        }
+    }
+
+    public void SwiGlu(Tensor gate, Tensor up, Tensor y)
+    {
+        RequireSameF32(gate, up, y);
+        var g = gate.AsFloats();
+        var u = up.AsFloats();
+        var output = y.AsFloats();
+        for (int i = 0; i < g.Length; i++) output[i] = Activations.Silu(g[i]) * u[i];
+    }
+
+    public void Softmax(Tensor x, Tensor y)
+    {
+        RequireSameF32(x, x, y);
+        int width = x.Columns;
+        var input = x.AsFloats();
+        var output = y.AsFloats();
+        for (int r = 0; r < x.Rows; r++) TensorPrimitives.SoftMax(input.Slice(r * width, width), output.Slice(r * width, width));
+    }
+
+    public void Attention(Tensor q, Tensor k, Tensor v, Tensor y, int heads, int kvHeads, int headDim, bool causal, int queryStart)
+    {
+        RequireF32(q, nameof(q));
+        RequireF32(k, nameof(k));
+        RequireF32(v, nameof(v));
+        RequireF32(y, nameof(y));
+        RequireWritable(y);
+        if (heads <= 0 || kvHeads <= 0 || headDim <= 0 || heads % kvHeads != 0)
+            throw new ArgumentException($"Attention: {heads} heads over {kvHeads} kv heads of dim {headDim}");
+        int queries = q.Rows, keys = k.Rows;
+        if (q.Columns != heads * headDim || y.Columns != heads * headDim || y.Rows != queries)
+            throw new ArgumentException($"Attention: q {q} / y {y} are not [T, {heads}·{headDim}]");
+        if (k.Columns != kvHeads * headDim || v.Columns != kvHeads * headDim || v.Rows != keys)
+            throw new ArgumentException($"Attention: k {k} / v {v} are not [S, {kvHeads}·{headDim}]");
+        if (causal && (queryStart < 0 || queryStart + queries > keys))
+            throw new ArgumentException($"Attention: causal queries at positions [{queryStart}, {queryStart + queries}) need that many keys, have {keys}");
+        if (keys == 0) throw new ArgumentException("Attention: no keys");
+        lock (_gate)
+        {
+            var job = new AttentionJob
+            {
+                Q = (float*)q.Data, K = (float*)k.Data, V = (float*)v.Data, Y = (float*)y.Data,
+                Heads = heads, Group = heads / kvHeads, HeadDim = headDim, KvWidth = kvHeads * headDim,
+                Keys = keys, Causal = causal, QueryStart = queryStart,
+                Scale = 1f / MathF.Sqrt(headDim),
+                Scratch = _scratch.Ensure(keys),
+            };
+            _pool.Run(queries * heads, ref job);
+        }
+    }
+
+    private struct AttentionJob : IParallelJob
+    {
+        public float* Q, K, V, Y;
+        public int Heads, Group, HeadDim, KvWidth, Keys, QueryStart;
+        public bool Causal;
+        public float Scale;
+        public float** Scratch;
+
+        public void Execute(int index, int worker)
+        {
+            int t = index / Heads, h = index % Heads, kvHead = h / Group;
+            int visible = Causal ? QueryStart + t + 1 : Keys;
+            float* scores = Scratch[worker];
+            var query = new ReadOnlySpan<float>(Q + ((long)t * Heads + h) * HeadDim, HeadDim);
+            for (int s = 0; s < visible; s++)
+                scores[s] = TensorPrimitives.Dot(query, new ReadOnlySpan<float>(K + (long)s * KvWidth + kvHead * HeadDim, HeadDim)) * Scale;
+            var p = new Span<float>(scores, visible);
+            TensorPrimitives.SoftMax(p, p);
+            var output = new Span<float>(Y + ((long)t * Heads + h) * HeadDim, HeadDim);
+            output.Clear();
+            for (int s = 0; s < visible; s++)
+                TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(V + (long)s * KvWidth + kvHead * HeadDim, HeadDim), p[s], output, output);
+        }
+    }
+
+    public void PatchEmbed(Tensor image, Tensor weight, Tensor? bias, int patch, Tensor y)
+    {
+        RequireF32(image, nameof(image));
+        RequireHost(weight);
+        RequireF32(y, nameof(y));
+        if (image.Rank != 3 || weight.Rank != 4 || patch <= 0 || weight.Dim(1) != image.Dim(0) || weight.Dim(2) != patch || weight.Dim(3) != patch)
+            throw new ArgumentException($"PatchEmbed: image {image}, weight {weight}, patch {patch}");
+        int channels = image.Dim(0), height = image.Dim(1), width = image.Dim(2), outChannels = weight.Dim(0);
+        int gridH = height / patch, gridW = width / patch, patchLength = channels * patch * patch;
+        if (y.Rows != gridH * gridW || y.Columns != outChannels) throw new ArgumentException($"PatchEmbed: output {y} should be [{gridH * gridW}, {outChannels}]");
+        using var columns = new NativeStorage((long)gridH * gridW * patchLength * sizeof(float), zero: false);
+        var patches = new Tensor(columns, 0, DType.F32, [gridH * gridW, patchLength]);
+        float* src = (float*)image.Data, dst = (float*)patches.Data;
+        for (int py = 0; py < gridH; py++)
+            for (int px = 0; px < gridW; px++)
+            {
+                float* row = dst + (long)(py * gridW + px) * patchLength;
+                for (int c = 0; c < channels; c++)
+                    for (int i = 0; i < patch; i++)
+                        Buffer.MemoryCopy(src + ((long)c * height + py * patch + i) * width + px * patch,
+                            row + (c * patch + i) * patch, patch * 4L, patch * 4L);
+            }
+        Linear(patches, weight.Reshape(outChannels, patchLength), bias, y);
+    }
+
+    public void AvgPool2d(Tensor x, int height, int width, int kernel, Tensor y)
+    {
+        RequireF32(x, nameof(x));
+        RequireF32(y, nameof(y));
+        if (kernel <= 0 || x.Rows != height * width) throw new ArgumentException($"AvgPool2d: {x} is not a {height}×{width} grid (kernel {kernel})");
+        int channels = x.Columns, outH = height / kernel, outW = width / kernel;
+        if (y.Rows != outH * outW || y.Columns != channels) throw new ArgumentException($"AvgPool2d: output {y} should be [{outH * outW}, {channels}]");
+        var input = x.AsFloats();
+        var output = y.AsFloats();
+        float inverse = 1f / (kernel * kernel);
+        for (int oy = 0; oy < outH; oy++)
+            for (int ox = 0; ox < outW; ox++)
+            {
+                var target = output.Slice((oy * outW + ox) * channels, channels);
+                target.Clear();
+                for (int i = 0; i < kernel; i++)
+                    for (int j = 0; j < kernel; j++)
+                        TensorPrimitives.Add(target, input.Slice(((oy * kernel + i) * width + ox * kernel + j) * channels, channels), target);
+                TensorPrimitives.Multiply(target, inverse, target);
+            }
+    }
+
+    public void UpsampleBicubic(Tensor x, int outHeight, int outWidth, Tensor y)
+    {
+        RequireF32(x, nameof(x));
+        RequireF32(y, nameof(y));
+        if (x.Rank != 3 || outHeight <= 0 || outWidth <= 0) throw new ArgumentException($"UpsampleBicubic: input {x} must be [C, H, W]");
+        int channels = x.Dim(0), height = x.Dim(1), width = x.Dim(2);
+        if (y.Length != (long)channels * outHeight * outWidth) throw new ArgumentException($"UpsampleBicubic: output {y} should be [{channels}, {outHeight}, {outWidth}]");
+        var rowTaps = BicubicTaps.Compute(height, outHeight);
+        var columnTaps = BicubicTaps.Compute(width, outWidth);
+        var input = x.AsFloats();
+        var output = y.AsFloats();
+        for (int c = 0; c < channels; c++)
+            for (int oy = 0; oy < outHeight; oy++)
+                for (int ox = 0; ox < outWidth; ox++)
+                {
+                    float sum = 0;
+                    for (int i = 0; i < 4; i++)
+                    {
+                        int rowStart = (c * height + rowTaps.Index[oy * 4 + i]) * width;
+                        float row = 0;
+                        for (int j = 0; j < 4; j++) row += columnTaps.Weight[ox * 4 + j] * input[rowStart + columnTaps.Index[ox * 4 + j]];
+                        sum += rowTaps.Weight[oy * 4 + i] * row;
+                    }
+                    output[(c * outHeight + oy) * outWidth + ox] = sum;
+                }
+    }
+
+    private static ReadOnlySpan<float> BiasOrEmpty(Tensor? bias, int n)
+    {
+        if (bias is null) return default;
+        return VectorOf(bias, n, "bias");
+    }
+
+    private static ReadOnlySpan<float> VectorOf(Tensor t, int expected, string what)
+    {
+        RequireHost(t);
+        if (t.Length != expected) throw new ArgumentException($"{what} {t} must have {expected} elements");
+        return t.DType == DType.F32 ? t.AsFloats() : t.ToFloatArray();
+    }
+}
