@@ -62,8 +62,8 @@ namespace MoeCompiler.Generators
         public static readonly DiagnosticDescriptor UnsupportedCombination = Error("MOE017", "Unsupported combination",
             "{0}");
 
-        public static readonly DiagnosticDescriptor ImageNotDivisibleByPatch = Error("MOE018", "Image size not divisible by patch size",
-            "'vision.imageSize' ({0}) is not divisible by 'vision.patchSize' ({1})");
+        public static readonly DiagnosticDescriptor ImageSmallerThanPatch = Error("MOE018", "Image smaller than a patch",
+            "'vision.imageSize' ({0}) is smaller than 'vision.patchSize' ({1}); the tower would see no patch");
 
         public static readonly DiagnosticDescriptor SelectLayerOutOfRange = Error("MOE019", "Vision select layer out of range",
             "'vision.selectLayer' {0} does not name a hidden state of a {1}-layer tower (use -{2}..-1 or 1..{1})");
@@ -72,7 +72,7 @@ namespace MoeCompiler.Generators
             MalformedJson, UnknownKey, MissingKey, WrongType, DuplicateKey, ValueOutOfRange, WidthNotDivisibleByHeads,
             HeadsNotDivisibleByKvHeads, BadRotaryDims, TopKOutOfRange, MoeLayerOutOfRange, DuplicateMoeLayer,
             EmptyPlacement, DuplicateVariantName, InvalidIdentifier, UnknownValue, UnsupportedCombination,
-            ImageNotDivisibleByPatch, SelectLayerOutOfRange);
+            ImageSmallerThanPatch, SelectLayerOutOfRange);
 
         public static DiagnosticDescriptor ById(string id) => s_byId[id];
 

@@ -42,7 +42,7 @@ namespace MoeCompiler.Generators.Parsing
 
             if (root is not JsonObject rootObject)
             {
-                diagnostics.Report(DiagnosticDescriptors.WrongType, root.Position, "the spec", "an object", root.TypeName);
+                diagnostics.Report(DiagnosticDescriptors.WrongType, root.Position, "$", "an object", root.TypeName);
                 return Result(filePath, null, null, diagnostics, default);
             }
 
@@ -69,17 +69,6 @@ namespace MoeCompiler.Generators.Parsing
                 llm, diagnostics, out moeOk);
             else if (spec.Has("moe") && !moeIsNull) moeOk = false;
 
-            VisionModel? vision = ParseVision(spec, diagnostics);
-            ProjectorModel? projector = ParseProjector(spec, diagnostics);
-            TokenizerModel? tokenizer = ParseTokenizer(spec, diagnostics);
-
-            string? template = null;
-            JsonObject? promptJson = spec.Object("prompt", required: true, allowNull: false, out _);
-            if (promptJson is not null)
-            {
-                template = new ObjectReader(promptJson, "prompt", diagnostics, "template").Choice("template", "prompt template", Templates, required: true);
-            }
-
             string? layout = "moe-llava";
             JsonObject? checkpointJson = spec.Object("checkpoint", required: false, allowNull: false, out _);
             if (checkpointJson is not null)
@@ -91,8 +80,19 @@ namespace MoeCompiler.Generators.Parsing
                 layout = null;
             }
 
+            VisionModel? vision = ParseVision(spec, layout, diagnostics);
+            ProjectorModel? projector = ParseProjector(spec, layout, diagnostics);
+            TokenizerModel? tokenizer = ParseTokenizer(spec, diagnostics);
+
+            string? template = null;
+            JsonObject? promptJson = spec.Object("prompt", required: true, allowNull: false, out _);
+            if (promptJson is not null)
+            {
+                template = new ObjectReader(promptJson, "prompt", diagnostics, "template").Choice("template", "prompt template", Templates, required: true);
+            }
+
+
             if (llm is not null && moe is not null) CheckLlmMoeCombination(spec, moeJson!, llm, moe, diagnostics);
-            if (vision is not null && projector is not null && layout is not null) CheckLayoutCombination(spec, vision, projector, layout, diagnostics);
 
             if (diagnostics.HasErrors || name is null || displayName is null || description is null || llm is null || !moeOk ||
                 vision is null || projector is null || tokenizer is null || template is null || layout is null)
@@ -342,23 +342,7 @@ namespace MoeCompiler.Generators.Parsing
             }
         }
 
-        private static void CheckLayoutCombination(ObjectReader spec, VisionModel vision, ProjectorModel projector, string layout, DiagnosticBag diagnostics)
-        {
-            if (layout != "moe-llava") return;
-            if (vision.Moe is not null)
-            {
-                diagnostics.Report(DiagnosticDescriptors.UnsupportedCombination, spec.PositionOf("vision"),
-                    "'vision.moe' needs the CuMo checkpoint layout (\"checkpoint\": { \"layout\": \"cumo\" }); MoE-LLaVA checkpoints have a dense tower");
-            }
-
-            if (projector.Moe is not null)
-            {
-                diagnostics.Report(DiagnosticDescriptors.UnsupportedCombination, spec.PositionOf("projector"),
-                    "'projector.moe' needs the CuMo checkpoint layout (\"checkpoint\": { \"layout\": \"cumo\" }); MoE-LLaVA projectors are dense");
-            }
-        }
-
-        private static VisionModel? ParseVision(ObjectReader spec, DiagnosticBag diagnostics)
+        private static VisionModel? ParseVision(ObjectReader spec, string? layout, DiagnosticBag diagnostics)
         {
             JsonObject? json = spec.Object("vision", required: true, allowNull: false, out _);
             if (json is null) return null;
@@ -375,7 +359,7 @@ namespace MoeCompiler.Generators.Parsing
             double? normEps = vision.Number("normEps", required: true, positive: true);
             int? selectLayer = vision.Int("selectLayer", required: false, fallback: -2);
             string? selectFeature = vision.Choice("selectFeature", "vision select feature", SelectFeatures, required: false, fallback: "patch");
-            SideMoeModel? moe = ParseSideMoe(vision, "moe", diagnostics);
+            SideMoeModel? moe = ParseSideMoe(vision, "moe", layout, diagnostics);
             var scaleItems = vision.IntArray("scales", required: false);
             int[]? scales = vision.Has("scales") ? null : new[] { 1 };
             if (scaleItems is not null)
@@ -391,9 +375,9 @@ namespace MoeCompiler.Generators.Parsing
                 }
             }
 
-            if (imageSize is int s && patchSize is int p && s % p != 0)
+            if (imageSize is int s && patchSize is int p && s < p)
             {
-                diagnostics.Report(DiagnosticDescriptors.ImageNotDivisibleByPatch, vision.PositionOf("patchSize"), Str(s), Str(p));
+                diagnostics.Report(DiagnosticDescriptors.ImageSmallerThanPatch, vision.PositionOf("patchSize"), Str(s), Str(p));
             }
 
             if (hidden is int h && heads is int nh && h % nh != 0)
@@ -416,10 +400,17 @@ namespace MoeCompiler.Generators.Parsing
                 selectLayer.Value, selectFeature, moe, new EquatableArray<int>(scales));
         }
 
-        private static SideMoeModel? ParseSideMoe(ObjectReader parent, string key, DiagnosticBag diagnostics)
+        private static SideMoeModel? ParseSideMoe(ObjectReader parent, string key, string? layout, DiagnosticBag diagnostics)
         {
             JsonObject? json = parent.Object(key, required: false, allowNull: true, out _);
             if (json is null) return null;
+            if (layout == "moe-llava")
+            {
+                diagnostics.Report(DiagnosticDescriptors.UnsupportedCombination, parent.PositionOf(key),
+                    "'" + parent.KeyPath(key) + "' needs the CuMo checkpoint layout (\"checkpoint\": { \"layout\": \"cumo\" }); MoE-LLaVA checkpoints have a dense " +
+                    (parent.Path == "vision" ? "tower" : "projector"));
+            }
+
             var moe = new ObjectReader(json, parent.KeyPath(key), diagnostics, "experts", "topK");
             int? experts = moe.Int("experts", required: true, min: 1);
             int? topK = moe.Int("topK", required: true);
@@ -435,14 +426,14 @@ namespace MoeCompiler.Generators.Parsing
             return false;
         }
 
-        private static ProjectorModel? ParseProjector(ObjectReader spec, DiagnosticBag diagnostics)
+        private static ProjectorModel? ParseProjector(ObjectReader spec, string? layout, DiagnosticBag diagnostics)
         {
             JsonObject? json = spec.Object("projector", required: false, allowNull: false, out _);
             if (json is null) return spec.Has("projector") ? null : new ProjectorModel("mlp2x_gelu", null);
             var projector = new ObjectReader(json, "projector", diagnostics, "kind", "moe");
             int errorsBefore = diagnostics.Items.Count;
             string? kind = projector.Choice("kind", "projector kind", ProjectorKinds, required: true);
-            SideMoeModel? moe = ParseSideMoe(projector, "moe", diagnostics);
+            SideMoeModel? moe = ParseSideMoe(projector, "moe", layout, diagnostics);
             if (diagnostics.Items.Count != errorsBefore || kind is null) return null;
             return new ProjectorModel(kind, moe);
         }
