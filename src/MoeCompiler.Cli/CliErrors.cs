@@ -35,6 +35,8 @@ internal static class CliErrors
                 message = b.Message; exitCode = ExitCodes.BadInput; return true;
             case CheckpointException c:
                 message = c.Message; exitCode = ExitCodes.BadInput; return true;
+            case MoeCompiler.Runtime.Generation.ModelInputException m:
+                message = m.Message; exitCode = ExitCodes.BadInput; return true;
             case ImageDecodingException i:
                 message = i.Message; exitCode = ExitCodes.BadInput; return true;
             case FileNotFoundException f:

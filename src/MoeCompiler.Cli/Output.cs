@@ -24,6 +24,8 @@ internal sealed class Output
             ColorSystem = writer == System.Console.Out && !System.Console.IsOutputRedirected ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
             Interactive = writer == System.Console.Out && !System.Console.IsOutputRedirected ? InteractionSupport.Detect : InteractionSupport.No,
         });
+        // Redirected output (files, pipes, tests) has no terminal width; don't wrap tables at 80 columns.
+        if (writer != System.Console.Out || System.Console.IsOutputRedirected) Console.Profile.Width = 160;
     }
 
     public TextWriter Writer { get; }

@@ -42,14 +42,15 @@ internal static class InspectCommand
             }
             var console = output.Console;
             console.Write(new Rule($"[bold]{Markup.Escape(entry.DisplayName)}[/] ({Markup.Escape(entry.Name)})").LeftJustified());
-            console.WriteLine(entry.Description);
+            console.Write(new Text(entry.Description + "\n"));
             console.WriteLine();
             var facts = new Grid().AddColumn().AddColumn();
-            facts.AddRow("LLM", $"{d.LlmFamily}: {d.Layers} layers, width {d.HiddenSize}, {d.Heads} heads ({d.KvHeads} kv), head dim {d.HeadDim}, vocab {d.VocabSize}");
-            facts.AddRow("MoE", d.MoeLayers.Length == 0 ? "none (dense)" : $"{d.Experts} experts, top-{d.TopK}, layers {string.Join(",", d.MoeLayers)}");
-            facts.AddRow("vision", d.VisionTower == "none" ? "none" : $"{d.VisionTower} {d.ImageSize}px, {d.ImageTokens} image tokens, scales [{string.Join(",", d.VisionScales)}]");
-            facts.AddRow("tokenizer", $"{d.TokenizerKind} ({d.TokenizerSize} ids), template {d.PromptTemplate}");
-            facts.AddRow("parameters", $"{entry.ActivatedParameters:N0} activated / {entry.TotalParameters:N0} total (paper formula: {Output.Count(entry.PaperActivatedParameters)} / {Output.Count(entry.PaperTotalParameters)})");
+            void Fact(string name, string value) => facts.AddRow(new Text(name), new Text(value));
+            Fact("LLM", $"{d.LlmFamily}: {d.Layers} layers, width {d.HiddenSize}, {d.Heads} heads ({d.KvHeads} kv), head dim {d.HeadDim}, vocab {d.VocabSize}");
+            Fact("MoE", d.MoeLayers.Length == 0 ? "none (dense)" : $"{d.Experts} experts, top-{d.TopK}, layers {string.Join(",", d.MoeLayers)}");
+            Fact("vision", d.VisionTower == "none" ? "none" : $"{d.VisionTower} {d.ImageSize}px, {d.ImageTokens} image tokens, scales [{string.Join(",", d.VisionScales)}]");
+            Fact("tokenizer", $"{d.TokenizerKind} ({d.TokenizerSize} ids), template {d.PromptTemplate}");
+            Fact("parameters", $"{entry.ActivatedParameters:N0} activated / {entry.TotalParameters:N0} total (paper formula: {Output.Count(entry.PaperActivatedParameters)} / {Output.Count(entry.PaperTotalParameters)})");
             console.Write(facts);
             console.WriteLine();
             console.WriteLine($"Layer map: {entry.LayerMap}");
@@ -60,7 +61,7 @@ internal static class InspectCommand
             {
                 table.AddColumn("checkpoint key").AddColumn("shape").AddColumn("role").AddColumn(new TableColumn("parameters").RightAligned());
                 foreach (var e in manifest.Entries)
-                    table.AddRow(Markup.Escape(e.Key), Tensor.FormatShape(e.Shape), e.Role.ToString(), e.ElementCount.ToString("N0"));
+                    table.AddRow(Markup.Escape(e.Key), Markup.Escape(Tensor.FormatShape(e.Shape)), e.Role.ToString(), e.ElementCount.ToString("N0"));
             }
             else
             {
