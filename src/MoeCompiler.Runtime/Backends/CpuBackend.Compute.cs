@@ -19,45 +19,21 @@ public sealed unsafe partial class CpuBackend
         if (y.Rows != m || y.Columns != n) throw new ArgumentException($"Linear: output {y} should be [{m}, {n}]");
         RequireWritable(y);
         ReadOnlySpan<float> b = BiasOrEmpty(bias, n);
+        if (m == 0 || n == 0) return;
+        if (k == 0)
+        {
+            for (int i = 0; i < m; i++)
+                if (b.IsEmpty) y.AsFloats().Slice(i * n, n).Clear();
+                else b.CopyTo(y.AsFloats().Slice(i * n, n));
+            return;
+        }
         lock (_gate)
         {
             fixed (float* biasPointer = b)
             {
-                var job = new LinearJob
-                {
-                    X = (float*)x.Data, Y = (float*)y.Data, Bias = b.IsEmpty ? null : biasPointer,
-                    Weight = new WeightView(weight), M = m, K = k, N = n,
-                    Scratch = weight.DType == DType.F32 ? null : _scratch.Ensure(k),
-                };
-                _pool.Run((n + LinearJob.RowsPerTask - 1) / LinearJob.RowsPerTask, ref job);
-            }
-        }
-    }
-
-    private struct LinearJob : IParallelJob
-    {
-        public const int RowsPerTask = 16;
-        public float* X, Y, Bias;
-        public WeightView Weight;
-        public int M, K, N;
-        public float** Scratch;
-
-        public void Execute(int index, int worker)
-        {
-            int start = index * RowsPerTask, end = Math.Min(N, start + RowsPerTask);
-            for (int j = start; j < end; j++)
-            {
-                float* w;
-                if (Scratch == null) w = Weight.F32Row(j);
-                else
-                {
-                    w = Scratch[worker];
-                    Weight.DecodeRow(j, 0, K, w);
-                }
-                var row = new ReadOnlySpan<float>(w, K);
-                float b = Bias == null ? 0 : Bias[j];
-                for (int i = 0; i < M; i++)
-                    Y[(long)i * N + j] = TensorPrimitives.Dot(new ReadOnlySpan<float>(X + (long)i * K, K), row) + b;
+                float* shared = _scratch.Shared(Gemm.SharedFloats(m, n, _isa));
+                Gemm.Run(_pool, _scratch.Ensure(Gemm.ScratchFloats(m, k, _isa)), shared, _isa, (float*)x.Data, m, k,
+                    new WeightView(weight), b.IsEmpty ? null : biasPointer, (float*)y.Data);
             }
         }
     }

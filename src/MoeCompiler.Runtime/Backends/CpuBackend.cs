@@ -11,7 +11,7 @@ namespace MoeCompiler.Runtime.Backends;
 /// </summary>
 public sealed unsafe partial class CpuBackend : IBackend
 {
-    private static readonly Lazy<CpuBackend> s_shared = new(() => new CpuBackend(null, isShared: true));
+    private static readonly Lazy<CpuBackend> s_shared = new(() => new CpuBackend(null, KernelIsaSupport.Default, isShared: true));
 
     private readonly WorkerPool _pool;
     private readonly ScratchBuffers _scratch;
@@ -19,14 +19,24 @@ public sealed unsafe partial class CpuBackend : IBackend
     private readonly bool _isShared;
     private bool _disposed;
 
-    public CpuBackend(int? threads = null) : this(threads, isShared: false)
+    private readonly KernelIsa _isa;
+
+    /// <param name="threads">Pool size, the caller's thread included; default: one per core.</param>
+    public CpuBackend(int? threads = null) : this(threads, KernelIsaSupport.Default, isShared: false)
     {
     }
 
-    private CpuBackend(int? threads, bool isShared)
+    /// <summary>A backend forced onto one instruction-set path (tests, benchmarks).</summary>
+    public CpuBackend(int? threads, KernelIsa isa) : this(threads, isa, isShared: false)
+    {
+    }
+
+    private CpuBackend(int? threads, KernelIsa isa, bool isShared)
     {
         int count = threads ?? Environment.ProcessorCount;
         ArgumentOutOfRangeException.ThrowIfLessThan(count, 1, nameof(threads));
+        if (!KernelIsaSupport.IsSupported(isa)) throw new PlatformNotSupportedException($"this CPU supports at most {KernelIsaSupport.Best}, not {isa}");
+        _isa = isa;
         _pool = new WorkerPool(count);
         _scratch = new ScratchBuffers(count);
         _isShared = isShared;
@@ -35,7 +45,8 @@ public sealed unsafe partial class CpuBackend : IBackend
     /// <summary>A process-wide backend using every core; disposing it does nothing.</summary>
     public static CpuBackend Shared => s_shared.Value;
 
-    public string Name => $"cpu ({_pool.Threads} threads)";
+    public string Name => $"cpu ({_pool.Threads} threads, {_isa})";
+    public KernelIsa Isa => _isa;
     public int Threads => _pool.Threads;
 
     public void Dispose()
