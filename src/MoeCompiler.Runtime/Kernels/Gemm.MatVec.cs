@@ -18,6 +18,7 @@ internal static unsafe partial class Gemm
         public float** Scratch;
         public KernelIsa Isa;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int index, int worker)
         {
             int start = index * MatVecRowsPerTask, end = Math.Min(N, start + MatVecRowsPerTask);
@@ -64,6 +65,7 @@ internal static unsafe partial class Gemm
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float DotF32(KernelIsa isa, float* x, float* w, int k)
     {
         int i = 0;
@@ -98,6 +100,7 @@ internal static unsafe partial class Gemm
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float DotBF16(KernelIsa isa, float* x, ushort* w, int k)
     {
         int i = 0;
@@ -133,6 +136,7 @@ internal static unsafe partial class Gemm
     }
 
     /// <summary>Σ x·q over raw int8 values; the caller applies the scale.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float DotI8(KernelIsa isa, float* x, sbyte* q, int k)
     {
         int i = 0;
@@ -142,11 +146,10 @@ internal static unsafe partial class Gemm
             Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
             for (; i + 64 <= k; i += 64)
             {
-                var bytes = Vector512.Load(q + i);
-                a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i), WidenI8(bytes.GetLower().GetLower()), a0);
-                a1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 16), WidenI8(bytes.GetLower().GetUpper()), a1);
-                a2 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 32), WidenI8(bytes.GetUpper().GetLower()), a2);
-                a3 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 48), WidenI8(bytes.GetUpper().GetUpper()), a3);
+                a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i), WidenI8(Vector128.Load(q + i)), a0);
+                a1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 16), WidenI8(Vector128.Load(q + i + 16)), a1);
+                a2 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 32), WidenI8(Vector128.Load(q + i + 32)), a2);
+                a3 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 48), WidenI8(Vector128.Load(q + i + 48)), a3);
             }
             for (; i + 16 <= k; i += 16) a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i), WidenI8(Vector128.Load(q + i)), a0);
             sum = Vector512.Sum((a0 + a1) + (a2 + a3));

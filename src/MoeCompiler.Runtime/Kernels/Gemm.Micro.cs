@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -8,6 +9,7 @@ namespace MoeCompiler.Runtime.Kernels;
 internal static unsafe partial class Gemm
 {
     /// <summary>12×32 tile: acc[r, j] = Σ_k a[k·12 + r] · b[k·32 + j], in k order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MicroAvx512(int kc, float* a, float* b, float* tile)
     {
         var c0_0 = Vector512<float>.Zero; var c0_1 = Vector512<float>.Zero;
@@ -92,6 +94,7 @@ internal static unsafe partial class Gemm
     }
 
     /// <summary>6×16 tile: acc[r, j] = Σ_k a[k·6 + r] · b[k·16 + j], in k order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MicroAvx2(int kc, float* a, float* b, float* tile)
     {
         var c0_0 = Vector256<float>.Zero; var c0_1 = Vector256<float>.Zero;

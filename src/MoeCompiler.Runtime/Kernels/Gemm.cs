@@ -90,6 +90,7 @@ internal static unsafe partial class Gemm
         public float* Packed;
         public float** Scratch;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int index, int worker)
         {
             int first = index * PanelsPerPackTask * Nr;
@@ -106,6 +107,7 @@ internal static unsafe partial class Gemm
         public float** Scratch;
         public KernelIsa Isa;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int index, int worker)
         {
             int ic = index * SlicesPerTask * Mr, mc = Math.Min(SlicesPerTask * Mr, M - ic);
@@ -135,6 +137,7 @@ internal static unsafe partial class Gemm
 
     /// <summary>Weight rows [n0, n0+nc), columns [pc, pc+kc) as f32 panels of nr columns: panel[k·nr + j] = W[n0+j, pc+k];
     /// columns past the block are zero. <paramref name="decoded"/> holds 8 widened rows of kc.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackWeights(WeightView w, int n0, int nc, int pc, int kc, int nr, float* packed, float* decoded, bool vector)
     {
         bool f32 = w.DType == Tensors.DType.F32;
@@ -201,6 +204,7 @@ internal static unsafe partial class Gemm
     }
 
     /// <summary>x rows [ic, ic+mc), columns [pc, pc+kc) as slices of mr rows: slice[k·mr + r]; rows past M are zero.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackActivations(float* x, int ldx, int ic, int mc, int pc, int kc, int mr, float* packed, bool vector)
     {
         var rows = stackalloc float*[8];
@@ -229,6 +233,7 @@ internal static unsafe partial class Gemm
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MicroScalar(int kc, float* a, float* b, float* tile, int mr, int nr)
     {
         for (int i = 0; i < mr * nr; i++) tile[i] = 0;
