@@ -323,24 +323,46 @@ public sealed unsafe partial class CpuBackend
         if (x.Rank != 3 || outHeight <= 0 || outWidth <= 0) throw new ArgumentException($"UpsampleBicubic: input {x} must be [C, H, W]");
         int channels = x.Dim(0), height = x.Dim(1), width = x.Dim(2);
         if (y.Length != (long)channels * outHeight * outWidth) throw new ArgumentException($"UpsampleBicubic: output {y} should be [{channels}, {outHeight}, {outWidth}]");
+        RequireWritable(y);
         var rowTaps = BicubicTaps.Compute(height, outHeight);
         var columnTaps = BicubicTaps.Compute(width, outWidth);
-        var input = x.AsFloats();
-        var output = y.AsFloats();
-        for (int c = 0; c < channels; c++)
-            for (int oy = 0; oy < outHeight; oy++)
-                for (int ox = 0; ox < outWidth; ox++)
+        fixed (int* rowIndex = rowTaps.Index, columnIndex = columnTaps.Index)
+        fixed (float* rowWeight = rowTaps.Weight, columnWeight = columnTaps.Weight)
+        {
+            var job = new BicubicJob
+            {
+                X = (float*)x.Data, Y = (float*)y.Data, Height = height, Width = width, OutHeight = outHeight, OutWidth = outWidth,
+                RowIndex = rowIndex, ColumnIndex = columnIndex, RowWeight = rowWeight, ColumnWeight = columnWeight,
+            };
+            _pool.Run(channels * outHeight, ref job);
+        }
+    }
+
+    /// <summary>One output row: Σᵢ wyᵢ·(Σⱼ wxⱼ·x[clamped taps]), in PyTorch's order (rows outer, columns inner).</summary>
+    private struct BicubicJob : IParallelJob
+    {
+        public float* X, Y, RowWeight, ColumnWeight;
+        public int* RowIndex, ColumnIndex;
+        public int Height, Width, OutHeight, OutWidth;
+
+        public void Execute(int index, int worker)
+        {
+            int c = index / OutHeight, oy = index % OutHeight;
+            float* output = Y + (long)index * OutWidth;
+            float* plane = X + (long)c * Height * Width;
+            for (int ox = 0; ox < OutWidth; ox++)
+            {
+                float sum = 0;
+                for (int i = 0; i < 4; i++)
                 {
-                    float sum = 0;
-                    for (int i = 0; i < 4; i++)
-                    {
-                        int rowStart = (c * height + rowTaps.Index[oy * 4 + i]) * width;
-                        float row = 0;
-                        for (int j = 0; j < 4; j++) row += columnTaps.Weight[ox * 4 + j] * input[rowStart + columnTaps.Index[ox * 4 + j]];
-                        sum += rowTaps.Weight[oy * 4 + i] * row;
-                    }
-                    output[(c * outHeight + oy) * outWidth + ox] = sum;
+                    float* row = plane + (long)RowIndex[oy * 4 + i] * Width;
+                    float value = 0;
+                    for (int j = 0; j < 4; j++) value += ColumnWeight[ox * 4 + j] * row[ColumnIndex[ox * 4 + j]];
+                    sum += RowWeight[oy * 4 + i] * value;
                 }
+                output[ox] = sum;
+            }
+        }
     }
 
     private static ReadOnlySpan<float> BiasOrEmpty(Tensor? bias, int n)

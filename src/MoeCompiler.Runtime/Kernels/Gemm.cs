@@ -9,13 +9,14 @@ namespace MoeCompiler.Runtime.Kernels;
 /// y[M, N] = x[M, K] · W[N, K]ᵀ (+ bias) for f32 activations and f32 / bf16 / f16 / int8 weights.
 /// Two algorithms:
 /// <list type="bullet">
-/// <item>GEMM (M > <see cref="MatVecMaxRows"/>): Goto-style blocking. A task owns a block of <see cref="ColumnBlock"/>
-/// output columns; per K block of <see cref="DepthBlock"/> it packs (and widens) its weight columns into NR-wide
-/// panels and MR-row slices of x, and a register-tile kernel accumulates MR×NR outputs.</item>
-/// <item>Matrix-vector (decoding, few rows): streams every weight row once, widening on the fly; bandwidth bound.</item>
+/// <item>GEMM (M &gt; <see cref="MatVecMaxRows"/>): Goto-style blocking. For each block of <see cref="ColumnBlock"/>
+/// weight rows and <see cref="DepthBlock"/> columns, one parallel loop packs (and widens) the weights into NR-wide
+/// panels shared by all threads (kept in L3), then a second loop gives each task a few MR-row slices of x, packed
+/// into its own scratch, and runs the MR×NR register-tile kernel over every panel.</item>
+/// <item>Matrix-vector (decoding, few rows): streams every weight row once, widening in registers; bandwidth bound.</item>
 /// </list>
-/// Every output element is owned by one task and summed in a fixed order (K blocks in sequence, k within a
-/// block in sequence), so results do not depend on the thread count.
+/// Every output element is owned by one task per loop and summed in a fixed order (depth blocks in sequence, k
+/// within a block in sequence), so results do not depend on the thread count.
 /// </summary>
 internal static unsafe partial class Gemm
 {
