@@ -100,6 +100,7 @@ public sealed class CheckpointFolder : IDisposable
         {
             throw new CheckpointException(indexPath, "cannot read the index: " + e.Message, e);
         }
+        if (!System.Text.Unicode.Utf8.IsValid(bytes)) throw new CheckpointException(indexPath, "index is not valid UTF-8");
         try
         {
             using var doc = JsonDocument.Parse(bytes, new JsonDocumentOptions { AllowTrailingCommas = false, CommentHandling = JsonCommentHandling.Disallow, MaxDepth = 16 });

@@ -95,6 +95,9 @@ public sealed class SafetensorsFile : IDisposable, ICheckpointFile
     {
         if (header.Length == 0 || header[0] != (byte)'{')
             throw new CheckpointException(path, "header does not start with '{'");
+        // JsonDocument checks UTF-8 inside strings only when they are read; check it all up front.
+        if (!System.Text.Unicode.Utf8.IsValid(header))
+            throw new CheckpointException(path, "header is not valid UTF-8");
         JsonDocument document;
         try
         {
