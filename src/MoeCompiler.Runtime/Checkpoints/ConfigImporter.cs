@@ -258,7 +258,7 @@ public static class ConfigImporter
             if (expertCounts.Distinct().Count() != 1)
                 throw Fail($"config.json gives different expert counts per layer ({string.Join(", ", expertCounts)}); variants need one count");
             Array.Sort(layerList);
-            string kind = layerList.Length == layers ? "all" : "list";
+            string kind = layerList.Length == layers ? "all" : IsInterval(layerList, layers) ? "interval" : "list";
             return new MoeDraft(expertCounts[0], Int("top_k_experts", 2, b), kind, layerList, "deepspeed",
                 Double("capacity_factor", 1.5, b), Double("eval_capacity_factor", 2.0, b), Int("min_capacity", 0, b), Bool("use_residual", false, b));
         }
@@ -280,6 +280,15 @@ public static class ConfigImporter
                 ? new VisionDraft("siglip", imageSize, 14, mmHidden, 27, 16, 4304, 1e-6, Int("mm_vision_select_layer", -2), feature, moe, scales)
                 : new VisionDraft("clip", imageSize, 14, mmHidden, 24, 16, 4096, 1e-5, Int("mm_vision_select_layer", -2), feature, moe, scales);
         }
+    }
+
+    /// <summary>start, start+step, ... up to the last layer: what the spec's "interval" placement expresses.</summary>
+    private static bool IsInterval(int[] sorted, int layers)
+    {
+        if (sorted.Length < 2) return false;
+        int step = sorted[1] - sorted[0];
+        for (int i = 1; i < sorted.Length; i++) if (sorted[i] - sorted[i - 1] != step) return false;
+        return sorted[^1] + step >= layers;
     }
 
     internal static bool IsIdentifier(string s) =>
@@ -342,6 +351,11 @@ public static class ConfigImporter
                 w.WriteNumber("topK", s.Moe.TopK);
                 w.WriteStartObject("placement");
                 w.WriteString("kind", s.Moe.PlacementKind);
+                if (s.Moe.PlacementKind == "interval")
+                {
+                    w.WriteNumber("start", s.Moe.Layers[0]);
+                    w.WriteNumber("step", s.Moe.Layers[1] - s.Moe.Layers[0]);
+                }
                 if (s.Moe.PlacementKind == "list")
                 {
                     w.WriteStartArray("layers");
