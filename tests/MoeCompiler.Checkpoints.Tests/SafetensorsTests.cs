@@ -81,6 +81,21 @@ public class SafetensorsTests
     }
 
     [Fact]
+    public void Writer_output_is_byte_identical_to_the_numpy_written_shards()
+    {
+        using var temp = new TempFolder();
+        foreach (var shard in new[] { "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors" })
+        {
+            string original = Fixtures.Path_("safetensors_phi_sharded", shard);
+            using var file = SafetensorsFile.Open(original);
+            string copy = temp.File(shard);
+            // same keys in header order, same metadata: an independent writer must produce the same bytes
+            SafetensorsWriter.Write(copy, file.Keys.Select(k => KeyValuePair.Create(k, file.GetTensor(k))).ToList(), file.Metadata.ToDictionary());
+            Assert.Equal(File.ReadAllBytes(original), File.ReadAllBytes(copy));
+        }
+    }
+
+    [Fact]
     public void Writer_never_overwrites_unless_asked()
     {
         using var temp = new TempFolder();

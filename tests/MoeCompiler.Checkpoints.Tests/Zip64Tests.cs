@@ -39,6 +39,17 @@ public class Zip64Tests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Expanded_view_larger_than_its_storage_is_refused_not_allocated()
+    {
+        using var temp = new TempFolder();
+        string path = temp.File("pytorch_model.bin");
+        var pickle = TorchZipWriter.Pickle(new[] { new TorchZipWriter.TensorRef("w", "0", 4, 0, new long[] { 2_000_000_000, 2_000_000_000 }, new long[] { 0, 0 }) });
+        TorchZipWriter.Write(path, "archive", pickle, new[] { new TorchZipWriter.Storage("0", 4, TorchZipWriter.Floats(4, i => i)) });
+        var ex = Assert.Throws<CheckpointException>(() => CheckpointFolder.Open(path));
+        Assert.Contains("expanded view", ex.Message);
+    }
+
+    [Fact]
     public void A_storage_over_4_GiB_is_used_in_place()
     {
         if (Environment.GetEnvironmentVariable("MOE_SLOW_TESTS") != "1")
