@@ -130,5 +130,8 @@ public class ConfigImporterTests
         var ex = Assert.Throws<CheckpointException>(() => ConfigImporter.EnsureMatches(Config("moe-llava-qwen-1.8b-4e.json"), TinyStableLm()));
         Assert.Contains("LLM family: config.json says qwen", ex.Message);
         Assert.Contains("hidden size: config.json says 2048", ex.Message);
+        using var empty = new TempFolder();
+        ConfigImporter.EnsureMatches(empty.Path, TinyStableLm()); // no config.json: nothing to compare
+        Assert.Contains("cannot read config.json", Assert.Throws<CheckpointException>(() => ConfigImporter.EnsureMatches(empty.Path, TinyStableLm(), requireConfig: true)).Message);
     }
 }

@@ -39,6 +39,21 @@ public class UpcyclerTests
     }
 
     [Fact]
+    public void Sharded_output_binds_the_same()
+    {
+        using var temp = new TempFolder();
+        using var dense = CheckpointFolder.Open(Fixtures.Path_("torch_stablelm_dense"));
+        var manifest = Fixtures.ManifestOf("torch_stablelm");
+        var result = Upcycler.Upcycle(dense, manifest, new[] { 0 }, temp.File("moe"), new UpcycleOptions { Seed = 7, MaxShardBytes = 4096 });
+        Assert.True(result.Files.Count > 2);
+        using var moe = CheckpointFolder.Open(temp.File("moe"));
+        using var bound = WeightBinder.Bind(manifest, moe);
+        Assert.Equal(Upcycler.InitialiseRouter(Router, 4, 8, 7).ToFloatArray(), bound[Router].ToFloatArray());
+        Fixtures.AssertMatches(Fixtures.Expected("torch_stablelm_dense")["model.layers.0.mlp.down_proj.weight"],
+            bound["model.layers.0.mlp.deepspeed_moe.experts.deepspeed_experts.2.down_proj.weight"]);
+    }
+
+    [Fact]
     public void Router_init_is_seeded_and_follows_nn_linear_default()
     {
         var a = Upcycler.InitialiseRouter("x.mlp.deepspeed_moe.gate.wg.weight", 64, 2048, 1).ToFloatArray();

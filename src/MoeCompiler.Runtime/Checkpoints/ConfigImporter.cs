@@ -63,9 +63,13 @@ public static class ConfigImporter
         return problems;
     }
 
-    /// <summary>Throws a <see cref="CheckpointException"/> listing every mismatch, before weights are loaded.</summary>
-    public static void EnsureMatches(string folderOrConfig, ModelDescription description)
+    /// <summary>
+    /// Throws a <see cref="CheckpointException"/> listing every mismatch, before weights are loaded. A folder
+    /// without config.json passes unless <paramref name="requireConfig"/> is set (the weights are checked anyway).
+    /// </summary>
+    public static void EnsureMatches(string folderOrConfig, ModelDescription description, bool requireConfig = false)
     {
+        if (!requireConfig && !File.Exists(ConfigPath(folderOrConfig))) return;
         var problems = FindMismatches(folderOrConfig, description);
         if (problems.Count > 0)
             throw new CheckpointException(ConfigPath(folderOrConfig),
