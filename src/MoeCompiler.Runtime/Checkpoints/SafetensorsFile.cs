@@ -67,7 +67,7 @@ public sealed class SafetensorsFile : IDisposable, ICheckpointFile
         }
     }
 
-    /// <summary>Validates a header held in memory (the file's first bytes); used by <see cref="Open"/> and the fuzz tests.</summary>
+    /// <summary>Reads and validates the length prefix and header of a mapped file.</summary>
     internal static (Dictionary<string, Entry> Entries, Dictionary<string, string> Metadata, long DataStart) ParseHeader(
         string path, MappedFileStorage storage)
     {
@@ -246,10 +246,9 @@ public sealed class SafetensorsFile : IDisposable, ICheckpointFile
         {
             if (entry.Info.DType != DType.I8) continue;
             string scalesKey = key + Int8ScalesSuffix;
-            if (!_entries.TryGetValue(scalesKey, out var scales)) continue;
+            if (!_entries.ContainsKey(scalesKey)) continue;
             _entries[key] = entry with { ScalesKey = scalesKey };
             _companions.Add(scalesKey);
-            _ = scales;
         }
     }
 
