@@ -100,6 +100,27 @@ public class ConfigImporterTests
     }
 
     [Fact]
+    public void Older_key_spellings_are_understood()
+    {
+        // stablelm_epoch (norm_eps, rope_pct) and phi-msft (n_embd, n_layer, n_head, rotary_dim, n_positions)
+        var stablelm = JsonNode.Parse(ConfigImporter.ImportSpec("""
+            {"model_type": "stablelm_epoch", "vocab_size": 100352, "hidden_size": 2048, "intermediate_size": 5632,
+             "num_hidden_layers": 24, "num_attention_heads": 32, "norm_eps": 1e-06, "rope_pct": 0.5}
+            """))!["llm"]!;
+        Assert.Equal(1e-6, stablelm["normEps"]!.GetValue<double>());
+        Assert.Equal(0.5, stablelm["rotaryFraction"]!.GetValue<double>());
+        var phi = JsonNode.Parse(ConfigImporter.ImportSpec("""
+            {"model_type": "phi-msft", "vocab_size": 51200, "n_embd": 2560, "n_inner": null, "n_layer": 32,
+             "n_head": 32, "rotary_dim": 32, "n_positions": 2048, "layer_norm_epsilon": 1e-05}
+            """))!["llm"]!;
+        Assert.Equal(2560, phi["hiddenSize"]!.GetValue<int>());
+        Assert.Equal(32, phi["layers"]!.GetValue<int>());
+        Assert.Equal(10240, phi["ffnSize"]!.GetValue<int>());
+        Assert.Equal(0.4, phi["rotaryFraction"]!.GetValue<double>());
+        Assert.Equal(2048, phi["maxPositions"]!.GetValue<int>());
+    }
+
+    [Fact]
     public void Bad_configs_give_clear_errors()
     {
         Assert.Contains("model_type 'bert'", Assert.Throws<CheckpointException>(() => ConfigImporter.ImportSpec("{\"model_type\": \"bert\"}")).Message);

@@ -133,6 +133,8 @@ public static class ConfigImporter
         private JsonElement? Get(JsonElement obj, string key) =>
             obj.TryGetProperty(key, out var v) && v.ValueKind != JsonValueKind.Null ? v : null;
 
+        private bool Has(string key) => Get(root, key) is not null;
+
         private int Int(string key, int? fallback = null, JsonElement? obj = null)
         {
             var v = Get(obj ?? root, key);
@@ -186,7 +188,7 @@ public static class ConfigImporter
             {
                 "moe_llava_stablelm" or "llava_stablelm" or "stablelm" or "stablelm_epoch" => "stablelm",
                 "moe_llava_qwen" or "llava_qwen" or "qwen" => "qwen",
-                "moe_llava_phi" or "llava_phi" or "phi" => "phi",
+                "moe_llava_phi" or "llava_phi" or "phi" or "phi-msft" => "phi",
                 "moe_llava_mistral" or "llava_mistral" or "mistral" => "mistral",
                 "llava_mixtral" or "mixtral" => "mixtral",
                 _ => throw Fail($"model_type '{modelType}' is not a MoE-LLaVA, LLaVA, CuMo or Mixtral model this importer knows " +
@@ -194,19 +196,20 @@ public static class ConfigImporter
             };
             bool openChat = family == "mistral" && !cumo && modelType.StartsWith("moe_llava", StringComparison.Ordinal);
 
-            int hidden = Int("hidden_size");
-            int layers = Int("num_hidden_layers");
-            int heads = Int("num_attention_heads");
+            // older configs (stablelm_epoch, phi-msft) spell some keys differently
+            int hidden = Int("hidden_size", Has("n_embd") ? Int("n_embd") : null);
+            int layers = Int("num_hidden_layers", Has("n_layer") ? Int("n_layer") : null);
+            int heads = Int("num_attention_heads", Has("n_head") ? Int("n_head") : null);
             int kvHeads = family is "qwen" ? heads : Int("num_key_value_heads", heads);
             if (heads <= 0 || hidden % heads != 0) throw Fail($"hidden_size {hidden} is not a multiple of num_attention_heads {heads}");
             int vocab = Int("vocab_size");
-            int ffn = Int("intermediate_size");
+            int ffn = Int("intermediate_size", family == "phi" ? Int("n_inner", 4 * hidden) : null); // phi-msft: n_inner, null = 4 H
             if (family == "qwen") ffn /= 2; // Qwen's config counts both w1 and w2
             double normEps = family switch
             {
-                "stablelm" => Double("layer_norm_eps", 1e-5),
+                "stablelm" => Double("layer_norm_eps", Double("norm_eps", 1e-5)),
                 "qwen" => Double("layer_norm_epsilon", 1e-6),
-                "phi" => Double("layer_norm_eps", 1e-5),
+                "phi" => Double("layer_norm_eps", Double("layer_norm_epsilon", 1e-5)),
                 _ => Double("rms_norm_eps", 1e-5),
             };
             double ropeTheta = family == "qwen" ? Double("rotary_emb_base", 10000) : Double("rope_theta", family == "mixtral" ? 1e6 : 10000);
@@ -214,10 +217,10 @@ public static class ConfigImporter
             {
                 "stablelm" => Double("partial_rotary_factor", Double("rope_pct", 0.25)),
                 "qwen" => Double("rotary_pct", 1.0),
-                "phi" => Double("partial_rotary_factor", 0.4),
+                "phi" => Double("partial_rotary_factor", Has("rotary_dim") ? Int("rotary_dim") / (double)(hidden / heads) : 0.4),
                 _ => 1.0,
             };
-            int maxPositions = family == "qwen" ? Int("seq_length", Int("max_position_embeddings", 8192)) : Int("max_position_embeddings", 4096);
+            int maxPositions = family == "qwen" ? Int("seq_length", Int("max_position_embeddings", 8192)) : Int("max_position_embeddings", Int("n_positions", 4096));
 
             var (tokenizerKind, bos, eos, tokenizerSize, template) = family switch
             {
