@@ -199,6 +199,8 @@ public class DecodeAndRobustnessTests
         Assert.Equal("Hello world", sp.Decode(ids));
         Assert.Equal("<s> Hello world", sp.Decode([1, .. ids], skipSpecial: false));
         Assert.Equal(" Hello", sp.Decode(sp.Encode(" Hello")));
+        // @huggingface/tokenizers gives exactly this for [ids, </s>, ids] without skipping specials.
+        Assert.Equal("Hello world</s> Hello world", sp.Decode([.. ids, 2, .. ids], skipSpecial: false));
     }
 
     private sealed record NfcRow(string Text, string Nfc);
