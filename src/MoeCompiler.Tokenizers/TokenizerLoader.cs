@@ -48,13 +48,13 @@ public static class TokenizerLoader
 
         string json = Path.Combine(path, "tokenizer.json");
         if (System.IO.File.Exists(json))
-            return HfTokenizerJson.Load(json, config.Added, config.AddBos == false ? null : config.BosId(null), config.EosIds, bosFromFile: config.AddBos != false);
+            return HfTokenizerJson.Load(json, config.Added, config.AddBos, config.BosToken, config.EosIds);
 
         string? tiktoken = Directory.EnumerateFiles(path, "*.tiktoken").OrderBy(f => f, StringComparer.Ordinal).FirstOrDefault();
         if (tiktoken is not null) return FromFile(tiktoken);
 
         string model = Path.Combine(path, "tokenizer.model");
-        if (System.IO.File.Exists(model)) return SentencePieceModelFile.Load(model, config.Added, config.EosIds);
+        if (System.IO.File.Exists(model)) return SentencePieceModelFile.Load(model, config.Added, config.EosIds, addBos: config.AddBos != false);
 
         string vocab = Path.Combine(path, "vocab.json"), merges = Path.Combine(path, "merges.txt");
         if (System.IO.File.Exists(vocab) && System.IO.File.Exists(merges))
@@ -120,7 +120,6 @@ public static class TokenizerLoader
         public string? BosToken { get; private set; }
         public string? EosToken { get; private set; }
         public IReadOnlyList<int>? EosIds => EosToken is not null && Added.FirstOrDefault(a => a.Content == EosToken) is { } t ? [t.Id] : null;
-        public int? BosId(int? fallback) => BosToken is not null && Added.FirstOrDefault(a => a.Content == BosToken) is { } t ? t.Id : fallback;
 
         public static FolderConfig Read(string folder)
         {

@@ -20,6 +20,28 @@ public sealed class LoaderTests : IDisposable
         Assert.Equal(TestSupport.Kind("phi2").Encode(Sample), TokenizerLoader.FromFolder(_folder).Encode(Sample));
     }
 
+    [Theory]
+    [InlineData(null, null)]
+    [InlineData("false", null)]
+    [InlineData("true", 50256)]
+    public void ByteLevelTokenizersAddNoBosUnlessConfigSaysSo(string? addBos, int? expectedBos)
+    {
+        Copy("phi2-tokenizer.json", "tokenizer.json");
+        string flag = addBos is null ? "" : $", \"add_bos_token\": {addBos}";
+        File.WriteAllText(Path.Combine(_folder, "tokenizer_config.json"), $"{{\"bos_token\": \"<|endoftext|>\", \"eos_token\": \"<|endoftext|>\"{flag}}}");
+        Assert.Equal(expectedBos, TokenizerLoader.FromFolder(_folder).BosId);
+    }
+
+    [Theory]
+    [InlineData(null, 1)]
+    [InlineData("false", null)]
+    public void SentencePieceTokenizersAddBosUnlessConfigSaysNot(string? addBos, int? expectedBos)
+    {
+        Copy("mistral-tokenizer.json", "tokenizer.json");
+        if (addBos is not null) File.WriteAllText(Path.Combine(_folder, "tokenizer_config.json"), $"{{\"add_bos_token\": {addBos}}}");
+        Assert.Equal(expectedBos, TokenizerLoader.FromFolder(_folder).BosId);
+    }
+
     [Fact]
     public void FolderWithQwenTiktokenLoadsQwen()
     {
