@@ -46,6 +46,14 @@ public static class TokenizerLoader
         if (!Directory.Exists(path)) throw new TokenizerLoadException(path, "no such folder");
         var config = FolderConfig.Read(path);
 
+        ITokenizer tokenizer = LoadFolderFiles(path, config);
+        // MoE-LLaVA and CuMo load the slow tokenizer (use_fast=False), whose legacy flag decides whether text after
+        // a special token gets SentencePiece's "▁" prefix.
+        return config.Legacy == false && tokenizer is SentencePieceBpeTokenizer sentencePiece ? sentencePiece.WithLegacy(false) : tokenizer;
+    }
+
+    private static ITokenizer LoadFolderFiles(string path, FolderConfig config)
+    {
         string json = Path.Combine(path, "tokenizer.json");
         if (System.IO.File.Exists(json))
             return HfTokenizerJson.Load(json, config.Added, config.AddBos, config.BosToken, config.EosIds);
@@ -117,6 +125,7 @@ public static class TokenizerLoader
     {
         public List<AddedToken> Added { get; } = [];
         public bool? AddBos { get; private set; }
+        public bool? Legacy { get; private set; }
         public string? BosToken { get; private set; }
         public string? EosToken { get; private set; }
         public IReadOnlyList<int>? EosIds => EosToken is not null && Added.FirstOrDefault(a => a.Content == EosToken) is { } t ? [t.Id] : null;
@@ -146,6 +155,8 @@ public static class TokenizerLoader
             }
             if (root.TryGetProperty("add_bos_token", out JsonElement addBos) && addBos.ValueKind is JsonValueKind.True or JsonValueKind.False)
                 config.AddBos = addBos.ValueKind == JsonValueKind.True;
+            if (root.TryGetProperty("legacy", out JsonElement legacy) && legacy.ValueKind is JsonValueKind.True or JsonValueKind.False)
+                config.Legacy = legacy.ValueKind == JsonValueKind.True;
             config.BosToken = TokenString(root, "bos_token");
             config.EosToken = TokenString(root, "eos_token");
             return config;

@@ -42,6 +42,18 @@ public sealed class LoaderTests : IDisposable
         Assert.Equal(expectedBos, TokenizerLoader.FromFolder(_folder).BosId);
     }
 
+    [Theory]
+    [InlineData("tokenizer.model", "mistral-sentencepiece.model")]
+    [InlineData("tokenizer.json", "mistral-tokenizer.json")]
+    public void LegacyFalseInTokenizerConfigSelectsNonLegacyEncoding(string asName, string dataFile)
+    {
+        Copy(dataFile, asName);
+        File.WriteAllText(Path.Combine(_folder, "tokenizer_config.json"), "{\"legacy\": false}");
+        var tokenizer = Assert.IsType<SentencePieceBpeTokenizer>(TokenizerLoader.FromFolder(_folder));
+        Assert.False(tokenizer.Legacy);
+        Assert.Equal(((SentencePieceBpeTokenizer)TestSupport.Kind("sentencepiece")).WithLegacy(false).Encode("x</s>[INST] y"), tokenizer.Encode("x</s>[INST] y"));
+    }
+
     [Fact]
     public void FolderWithQwenTiktokenLoadsQwen()
     {
