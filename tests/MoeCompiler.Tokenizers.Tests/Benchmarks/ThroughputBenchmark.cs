@@ -10,16 +10,9 @@ namespace MoeCompiler.Tokenizers.Tests.Benchmarks;
 ///   MOE_SLOW_TESTS=1 dotnet test tests/MoeCompiler.Tokenizers.Tests -c Release --filter ThroughputBenchmark --logger "console;verbosity=detailed"</summary>
 public class ThroughputBenchmark(ITestOutputHelper output)
 {
-    private static bool Enabled => Environment.GetEnvironmentVariable("MOE_SLOW_TESTS") == "1";
-
-    [Fact]
+    [SlowFact]
     public void EncodeThroughputVersusNaive()
     {
-        if (!Enabled)
-        {
-            output.WriteLine("skipped: set MOE_SLOW_TESTS=1");
-            return;
-        }
         var sw = Stopwatch.StartNew();
         ITokenizer fast = TokenizerLoader.ForKind("qwen");
         output.WriteLine($"load qwen.tiktoken: {sw.Elapsed.TotalMilliseconds:F0} ms");
