@@ -126,6 +126,19 @@ public class DecodeAndRobustnessTests
         Assert.Equal("\uFFFD", decoder.Flush());
     }
 
+    [Fact]
+    public void ConcurrentEncodingGivesTheSameIdsAsSequential()
+    {
+        // The piece cache is shared between threads; results must not depend on interleaving.
+        ITokenizer qwen = TestSupport.Kind("qwen");
+        var random = new Random(5);
+        string[] texts = Enumerable.Range(0, 400).Select(_ => RandomText(random, 50)).ToArray();
+        var parallel = new int[texts.Length][];
+        Parallel.For(0, texts.Length, new ParallelOptions { MaxDegreeOfParallelism = 4 }, i => parallel[i] = qwen.Encode(texts[i]));
+        ITokenizer fresh = TokenizerLoader.ForKind("qwen");
+        for (int i = 0; i < texts.Length; i++) Assert.Equal(fresh.Encode(texts[i]), parallel[i]);
+    }
+
     [Theory]
     [MemberData(nameof(AllKinds))]
     public void LoneSurrogatesAndOddInputDoNotThrow(string kind)
