@@ -25,6 +25,12 @@ internal ref struct JpegBitReader
 
     private void Fill()
     {
+        // Fast path: plain bytes (no 0xFF) while data lasts.
+        while (_bits <= 56 && _zeroBytesFed == 0 && Position < _data.Length && _data[Position] != 0xFF)
+        {
+            _buffer |= (ulong)_data[Position++] << (56 - _bits);
+            _bits += 8;
+        }
         while (_bits <= 56)
         {
             int b = 0;
@@ -89,12 +95,16 @@ internal ref struct JpegBitReader
     public int Decode(HuffmanTable table)
     {
         if (_bits < 16) Fill();
-        ushort entry = table.Lookup[(int)(_buffer >> 48)];
-        int length = entry >> 8;
-        if (length == 0) throw new ImageDecodingException("JPEG entropy-coded data holds an invalid Huffman code");
+        int entry = table.Fast[(int)(_buffer >> (64 - HuffmanTable.FastBits))];
+        int length = entry >> 8, symbol = entry & 0xFF;
+        if (length == 0)
+        {
+            (length, symbol) = table.DecodeSlow((int)(_buffer >> 48));
+            if (length == 0) throw new ImageDecodingException("JPEG entropy-coded data holds an invalid Huffman code");
+        }
         _buffer <<= length;
         _bits -= length;
-        return entry & 0xFF;
+        return symbol;
     }
 
     /// <summary>Drops buffered bits and moves past the restart marker expected at this point, if any.</summary>

@@ -43,12 +43,12 @@ internal sealed partial class JpegDecoder
             if (c.Quant is null) throw new ImageDecodingException($"JPEG component {c.Id} never appears in a scan");
 
         var planes = new byte[_components.Length][];
-        for (int i = 0; i < _components.Length; i++) planes[i] = InverseTransform(_components[i]);
+        for (int i = 0; i < _components.Length; i++) planes[i] = InverseTransform(_components[i], _options.Parallelism);
 
         int width = _width, height = _height, n = _components.Length;
         var colorSpace = DetectColorSpace();
         var pixels = new byte[width * height * 3];
-        Parallel.For(0, (height + 15) / 16, band =>
+        Parallel.For(0, (height + 15) / 16, _options.Parallelism, band =>
         {
             var rows = new byte[n][];
             for (int i = 0; i < n; i++) rows[i] = new byte[width + 32];
@@ -62,7 +62,7 @@ internal sealed partial class JpegDecoder
         return new RgbImage(width, height, pixels);
     }
 
-    private static byte[] InverseTransform(Component c)
+    private static byte[] InverseTransform(Component c, ParallelOptions parallelism)
     {
         int stride = c.BlocksPerLine * 8;
         var plane = new byte[stride * c.HeightInBlocks * 8];
@@ -70,7 +70,7 @@ internal sealed partial class JpegDecoder
         var quant = c.Quant!;
         var wideQuant = Array.ConvertAll(quant, q => (int)q);
         bool simd = JpegIdctAvx2.IsSupported;
-        Parallel.For(0, c.HeightInBlocks, by =>
+        Parallel.For(0, c.HeightInBlocks, parallelism, by =>
         {
             for (int bx = 0; bx < c.WidthInBlocks; bx++)
             {

@@ -12,8 +12,9 @@ public static class PillowResize
     private const double BicubicA = -0.5;
     private const double BicubicSupport = 2.0;
 
-    public static RgbImage Bicubic(RgbImage image, int width, int height)
+    public static RgbImage Bicubic(RgbImage image, int width, int height, int maxDegreeOfParallelism = -1)
     {
+        var parallelism = new ParallelOptions { MaxDegreeOfParallelism = maxDegreeOfParallelism };
         ArgumentNullException.ThrowIfNull(image);
         if (width <= 0 || height <= 0) throw new ArgumentOutOfRangeException(nameof(width), $"Target size must be positive, got {width}x{height}.");
         if (width == image.Width && height == image.Height) return new RgbImage(width, height, (byte[])image.Pixels.Clone());
@@ -32,9 +33,9 @@ public static class PillowResize
                 lastRow = yBounds[(height - 1) * 2] + yBounds[(height - 1) * 2 + 1];
                 for (int i = 0; i < height; i++) yBounds[2 * i] -= firstRow;
             }
-            source = ResampleHorizontal(image, width, firstRow, lastRow - firstRow, xBounds, xWeights, xSize);
+            source = ResampleHorizontal(image, width, firstRow, lastRow - firstRow, xBounds, xWeights, xSize, parallelism);
         }
-        return vertical ? ResampleVertical(source, height, yBounds, yWeights, ySize) : source;
+        return vertical ? ResampleVertical(source, height, yBounds, yWeights, ySize, parallelism) : source;
     }
 
     private static double Filter(double x)
@@ -90,12 +91,12 @@ public static class PillowResize
         return v < 0 ? (byte)0 : v > 255 ? (byte)255 : (byte)v;
     }
 
-    private static RgbImage ResampleHorizontal(RgbImage image, int width, int firstRow, int rows, int[] bounds, int[] weights, int kernelSize)
+    private static RgbImage ResampleHorizontal(RgbImage image, int width, int firstRow, int rows, int[] bounds, int[] weights, int kernelSize, ParallelOptions parallelism)
     {
         var src = image.Pixels;
         var dst = new byte[width * rows * 3];
         int inStride = image.Width * 3;
-        Parallel.For(0, rows, y =>
+        Parallel.For(0, rows, parallelism, y =>
         {
             int inRow = (y + firstRow) * inStride, outRow = y * width * 3;
             for (int xx = 0; xx < width; xx++)
@@ -118,12 +119,12 @@ public static class PillowResize
         return new RgbImage(width, rows, dst);
     }
 
-    private static RgbImage ResampleVertical(RgbImage image, int height, int[] bounds, int[] weights, int kernelSize)
+    private static RgbImage ResampleVertical(RgbImage image, int height, int[] bounds, int[] weights, int kernelSize, ParallelOptions parallelism)
     {
         var src = image.Pixels;
         int rowBytes = image.Width * 3;
         var dst = new byte[rowBytes * height];
-        Parallel.For(0, height, yy =>
+        Parallel.For(0, height, parallelism, yy =>
         {
             int ymin = bounds[2 * yy], ymax = bounds[2 * yy + 1], kOffset = yy * kernelSize, outRow = yy * rowBytes;
             for (int i = 0; i < rowBytes; i++)

@@ -15,6 +15,9 @@ public sealed record VisionPreprocessing(string Tower, int ImageSize, float[] Me
     public static VisionPreprocessing Siglip(int imageSize = 384) =>
         new("siglip", imageSize, [0.5f, 0.5f, 0.5f], [0.5f, 0.5f, 0.5f]);
 
+    /// <summary>Threads the resize may use (-1: all cores).</summary>
+    public int MaxDegreeOfParallelism { get; init; } = -1;
+
     private bool IsSiglip => Tower.Equals("siglip", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>The padding colour: <c>tuple(int(x*255) for x in image_mean)</c>, computed in double as Python does.</summary>
@@ -26,7 +29,7 @@ public sealed record VisionPreprocessing(string Tower, int ImageSize, float[] Me
         ArgumentNullException.ThrowIfNull(image);
         Validate();
         if (PadToSquare) image = ExpandToSquare(image, PadColor);
-        if (IsSiglip) return PillowResize.Bicubic(image, ImageSize, ImageSize);
+        if (IsSiglip) return PillowResize.Bicubic(image, ImageSize, ImageSize, MaxDegreeOfParallelism);
 
         // CLIPImageProcessor: resize the shortest edge to ImageSize, the other to int(ImageSize * long / short).
         int w = image.Width, h = image.Height;
@@ -41,7 +44,7 @@ public sealed record VisionPreprocessing(string Tower, int ImageSize, float[] Me
             newH = ImageSize;
             newW = (int)((long)ImageSize * w / h);
         }
-        var resized = PillowResize.Bicubic(image, newW, newH);
+        var resized = PillowResize.Bicubic(image, newW, newH, MaxDegreeOfParallelism);
         return CenterCrop(resized, ImageSize, ImageSize);
     }
 
