@@ -10,6 +10,12 @@ internal sealed class HuffmanTable
     public const int FastBits = 9;
 
     public readonly ushort[] Fast = new ushort[1 << FastBits];
+
+    /// <summary>
+    /// For AC tables: when a code and its magnitude bits fit in <see cref="FastBits"/> together, the whole
+    /// coefficient in one entry: (value &lt;&lt; 8) | (run &lt;&lt; 4) | total length; 0 otherwise.
+    /// </summary>
+    public readonly short[] FastAc = new short[1 << FastBits];
     private readonly int[] _maxCode = new int[18];     // largest code of each length, -1 when none
     private readonly int[] _valueOffset = new int[17]; // symbol index = code + offset
     private readonly byte[] _symbols;
@@ -38,6 +44,16 @@ internal sealed class HuffmanTable
             code <<= 1;
         }
         _maxCode[17] = int.MaxValue; // sentinel: the search always stops
+
+        for (int i = 0; i < Fast.Length; i++)
+        {
+            int entry = Fast[i], length = entry >> 8, run = (entry >> 4) & 15, size = entry & 15;
+            if (length == 0 || size == 0 || length + size > FastBits) continue;
+            int magnitude = (i >> (FastBits - length - size)) & ((1 << size) - 1);
+            int value = magnitude < 1 << (size - 1) ? magnitude - (1 << size) + 1 : magnitude;
+            if (value is >= -128 and <= 127)
+                FastAc[i] = (short)((value << 8) | (run << 4) | (length + size));
+        }
     }
 
     /// <summary>Resolves a code longer than <see cref="FastBits"/> from the next 16 bits; length 0 if invalid.</summary>

@@ -297,23 +297,7 @@ internal sealed partial class JpegDecoder
         var block = c.Coefficients.AsSpan(blockIndex * 64, 64);
         if (!_progressive)
         {
-            int t = r.Decode(c.Dc!);
-            c.DcPredictor += r.Receive(t);
-            block[0] = (short)c.DcPredictor;
-            var ac = c.Ac!;
-            for (int k = 1; k < 64; k++)
-            {
-                int rs = r.Decode(ac), run = rs >> 4, size = rs & 15;
-                if (size == 0)
-                {
-                    if (run != 15) break;
-                    k += 15;
-                    continue;
-                }
-                k += run;
-                if (k > 63) throw new ImageDecodingException("JPEG block has more than 64 coefficients (corrupt data)");
-                block[ZigZag[k]] = (short)r.Receive(size);
-            }
+            r.DecodeBaselineBlock(block, c.Dc!, c.Ac!, ref c.DcPredictor, ZigZag);
             return;
         }
 
