@@ -43,11 +43,12 @@ internal sealed partial class JpegDecoder
             if (c.Quant is null) throw new ImageDecodingException($"JPEG component {c.Id} never appears in a scan");
 
         var planes = new byte[_components.Length][];
-        for (int i = 0; i < _components.Length; i++) planes[i] = InverseTransform(_components[i], _options.Parallelism);
+        for (int i = 0; i < _components.Length; i++)
+            planes[i] = _components[i].Plane ?? InverseTransform(_components[i], _options.Parallelism);
 
         int width = _width, height = _height, n = _components.Length;
         var colorSpace = DetectColorSpace();
-        var pixels = new byte[width * height * 3];
+        var pixels = GC.AllocateUninitializedArray<byte>(width * height * 3);
         Parallel.For(0, (height + 15) / 16, _options.Parallelism, band =>
         {
             var buffers = new byte[n][];
@@ -67,22 +68,20 @@ internal sealed partial class JpegDecoder
     private static byte[] InverseTransform(Component c, ParallelOptions parallelism)
     {
         int stride = c.BlocksPerLine * 8;
-        var plane = new byte[stride * c.HeightInBlocks * 8];
+        var plane = GC.AllocateUninitializedArray<byte>(stride * c.HeightInBlocks * 8);
         var coefficients = c.Coefficients;
-        var quant = c.Quant!;
-        var wideQuant = Array.ConvertAll(quant, q => (int)q);
-        bool simd = JpegIdctAvx2.IsSupported;
         Parallel.For(0, c.HeightInBlocks, parallelism, by =>
         {
             for (int bx = 0; bx < c.WidthInBlocks; bx++)
-            {
-                var block = coefficients.AsSpan((by * c.BlocksPerLine + bx) * 64, 64);
-                var target = plane.AsSpan(by * 8 * stride + bx * 8);
-                if (simd) JpegIdctAvx2.Transform(block, wideQuant, target, stride);
-                else JpegIdct.Transform(block, quant, target, stride);
-            }
+                InverseTransformBlock(coefficients.AsSpan((by * c.BlocksPerLine + bx) * 64, 64), c, plane.AsSpan(by * 8 * stride + bx * 8), stride);
         });
         return plane;
+    }
+
+    private static void InverseTransformBlock(ReadOnlySpan<short> block, Component c, Span<byte> target, int stride)
+    {
+        if (JpegIdctAvx2.IsSupported) JpegIdctAvx2.Transform(block, c.WideQuant, target, stride);
+        else JpegIdct.Transform(block, c.Quant!, target, stride);
     }
 
     /// <summary>
