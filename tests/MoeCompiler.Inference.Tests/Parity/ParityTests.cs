@@ -12,7 +12,7 @@ namespace MoeCompiler.Inference.Tests.Parity;
 /// decode step's logits; identical greedy tokens. bfloat16 weights (BindOptions.TargetDType = BF16) are compared
 /// with the reference run on the same bf16-rounded weights, within <see cref="Bf16Tolerance"/>.
 /// </summary>
-public class ParityTests
+public class ParityTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     public const double F32Tolerance = 1e-4;
     /// <summary>Activations stay f32 and only the weights are bf16, so the arithmetic is that of the f32 run on
@@ -38,13 +38,34 @@ public class ParityTests
     public void Bfloat16_MatchesTheReferenceOnBf16RoundedWeights(string folder, string className)
         => RunAndCompare(folder, className, DType.BF16, bf16: true);
 
-    private static void RunAndCompare(string folder, string className, DType dtype, bool bf16)
+    /// <summary>The runtime modules composed by hand for tiny-stablelm-moe (independent of the generator).</summary>
+    [Fact]
+    public void HandComposedModules_MatchTheReference_StableLm()
+    {
+        var golden = Golden.Load("tiny-stablelm-moe");
+        using var model = new HandComposedStableLm(golden.CheckpointPath, CpuBackend.Shared);
+        Compare(golden, model, CpuBackend.Shared, "tiny-stablelm-moe (hand-composed)", bf16: false);
+    }
+
+    private void RunAndCompare(string folder, string className, DType dtype, bool bf16)
     {
         var golden = Golden.Load(folder);
         IBackend backend = CpuBackend.Shared;
         var model = VariantLoader.Load(className, golden.CheckpointPath, backend, dtype);
         try
         {
+            Compare(golden, model, backend, folder, bf16);
+        }
+        finally
+        {
+            (model as IDisposable)?.Dispose();
+        }
+    }
+
+    private void Compare(Golden golden, IVisionLanguageModel model, IBackend backend, string folder, bool bf16)
+    {
+        {
+            DType dtype = bf16 ? DType.BF16 : DType.F32;
             double tolerance = bf16 ? Bf16Tolerance : F32Tolerance;
             var pixels = backend.Allocate(DType.F32, golden.PixelsShape);
             backend.Upload(golden.Pixels(), pixels);
@@ -52,7 +73,7 @@ public class ParityTests
             // Image features: tower, S2, projector.
             var features = model.EncodeImage(new ForwardContext(backend), pixels);
             Assert.Equal(golden.ImageFeaturesShape, features.Shape.ToArray());
-            if (!bf16) Compare.Within(Download(backend, features), golden.ImageFeatures(), tolerance, $"{folder} image features");
+            if (!bf16) Within(Download(backend, features), golden.ImageFeatures(), tolerance, $"{folder} image features");
 
             // Prefill logits over the spliced sequence.
             var d = model.Description;
@@ -63,26 +84,61 @@ public class ParityTests
             context.IsImageToken = spliced.IsImageToken;
             var logits = model.Forward(context, spliced.Embeddings);
             Assert.Equal(golden.LogitsShape, logits.Shape.ToArray());
-            Compare.Within(Download(backend, logits), bf16 ? golden.LogitsBf16() : golden.Logits(), tolerance, $"{folder} {dtype} prefill logits");
+            Within(Download(backend, logits), bf16 ? golden.LogitsBf16() : golden.Logits(), tolerance, $"{folder} {dtype} prefill logits");
 
-            // 16 greedy tokens with the KV cache, through the generation loop.
+            // 16 greedy tokens with the KV cache, through the generation loop, recording every routing decision.
             var steps = new List<float[]>();
+            var recorder = new RoutingRecorder();
             var result = new TextGenerator(model, backend).Generate(new GenerationRequest
             {
                 PromptIds = golden.InputIds,
                 Images = [pixels],
                 Options = new GenerationOptions { MaxNewTokens = GeneratedTokens, StopOnEos = false },
                 ObserveLogits = (_, row) => steps.Add(row.ToArray()),
+                ConfigureContext = c => c.Routing = recorder,
             });
+            CompareRouting(recorder.Records, bf16 ? golden.Bf16Routing : golden.Routing, folder);
             int[] expectedIds = bf16 ? golden.Bf16GeneratedIds : golden.GeneratedIds;
             Assert.Equal(expectedIds[0], result.TokenIds[0]);
             Assert.Equal(expectedIds, result.TokenIds);
-            if (!bf16) Compare.Within(steps.SelectMany(r => r).ToArray(), golden.StepLogits(), tolerance, $"{folder} decode-step logits");
+            if (!bf16) Within(steps.SelectMany(r => r).ToArray(), golden.StepLogits(), tolerance, $"{folder} decode-step logits");
         }
-        finally
+    }
+
+    /// <summary>
+    /// Per (site, layer), the decisions of all calls in execution order must be identical: same experts in the same
+    /// order (first choice first), a dropped assignment (reference weight 0) recorded as expert −1, and combine
+    /// weights within 1e-4. The set of MoE layers that ran must be the same too (no unused vision layers).
+    /// </summary>
+    private static void CompareRouting(IReadOnlyList<RoutingRecord> actual, IReadOnlyList<GoldenRouting> expected, string folder)
+    {
+        var expectedRows = expected.GroupBy(r => (r.Site, r.Layer)).ToDictionary(g => g.Key,
+            g => g.SelectMany(r => r.Experts.Zip(r.Weights, (e, w) => (Experts: e.Zip(w, (x, y) => y == 0 ? -1 : x).ToArray(), Weights: w))).ToList());
+        var actualRows = actual.GroupBy(r => (r.Site, r.Layer)).ToDictionary(g => g.Key,
+            g => g.SelectMany(r => Enumerable.Range(0, r.Tokens).Select(t =>
+                (Experts: Enumerable.Range(0, r.TopK).Select(j => r.Expert(t, j)).ToArray(),
+                 Weights: Enumerable.Range(0, r.TopK).Select(j => (double)r.Weight(t, j)).ToArray()))).ToList());
+        Assert.Equal(expectedRows.Keys.OrderBy(k => k).ToArray(), actualRows.Keys.OrderBy(k => k).ToArray());
+        foreach (var (key, rows) in expectedRows)
         {
-            (model as IDisposable)?.Dispose();
+            var got = actualRows[key];
+            Assert.True(rows.Count == got.Count, $"{folder} {key}: {got.Count} routed tokens, reference {rows.Count}");
+            for (int i = 0; i < rows.Count; i++)
+            {
+                Assert.True(rows[i].Experts.SequenceEqual(got[i].Experts),
+                    $"{folder} {key} token {i}: experts [{string.Join(",", got[i].Experts)}], reference [{string.Join(",", rows[i].Experts)}]");
+                for (int j = 0; j < rows[i].Weights.Length; j++)
+                    Assert.True(Math.Abs(rows[i].Weights[j] - got[i].Weights[j]) <= 1e-4,
+                        $"{folder} {key} token {i} choice {j}: weight {got[i].Weights[j]}, reference {rows[i].Weights[j]}");
+            }
         }
+    }
+
+    private void Within(ReadOnlySpan<float> actual, ReadOnlySpan<float> expected, double relative, string what)
+    {
+        var (diff, maxRef, _) = Parity.Compare.MaxAbsDiff(actual, expected);
+        output.WriteLine($"{what}: max |Δ| = {diff:E2}, max |ref| = {maxRef:F3}, ratio {diff / maxRef:E2} (bound {relative:E0})");
+        Parity.Compare.Within(actual, expected, relative, what);
     }
 
     private static float[] Download(IBackend backend, Tensor t)
