@@ -37,7 +37,7 @@ public sealed class PyTorchCheckpointFile : IDisposable, ICheckpointFile
 
     public static PyTorchCheckpointFile Open(string path)
     {
-        var storage = MappedFileStorage.Open(path);
+        var storage = CheckpointMapping.Open(path);
         try
         {
             if (storage.ByteLength < 4 || !storage.Bytes(0, 4).SequenceEqual("PK\u0003\u0004"u8))

@@ -52,7 +52,7 @@ public sealed class SafetensorsFile : IDisposable, ICheckpointFile
 
     public static SafetensorsFile Open(string path)
     {
-        var storage = MappedFileStorage.Open(path);
+        var storage = CheckpointMapping.Open(path);
         try
         {
             var (entries, metadata, dataStart) = ParseHeader(path, storage);

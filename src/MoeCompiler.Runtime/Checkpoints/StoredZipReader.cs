@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using MoeCompiler.Runtime.Tensors;
 
 namespace MoeCompiler.Runtime.Checkpoints;
 

@@ -11,6 +11,20 @@ public readonly record struct AttentionGeometry(int Heads, int KvHeads, int Head
     public int QueryWidth => Heads * HeadDim;
     public int KvWidth => KvHeads * HeadDim;
 
+    /// <summary>
+    /// Rotated dims per head as the reference computes them, <c>int(headDim · fraction)</c>
+    /// (StableLM-2: 64 · 0.25 = 16; Phi-2: 80 · 0.4 = 32; 1.0 elsewhere).
+    /// </summary>
+    public static int RotaryDimsFromFraction(int headDim, double fraction)
+    {
+        if (!(fraction >= 0 && fraction <= 1))
+            throw new ArgumentOutOfRangeException(nameof(fraction), fraction, "the rotary fraction must be within [0, 1]");
+        int dims = (int)(headDim * fraction);
+        if (dims % 2 != 0)
+            throw new ArgumentException($"rotary fraction {fraction} of a {headDim}-dim head gives an odd {dims} dims");
+        return dims;
+    }
+
     public void Validate()
     {
         if (Heads <= 0 || KvHeads <= 0 || HeadDim <= 0)

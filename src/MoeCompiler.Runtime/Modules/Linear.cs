@@ -5,7 +5,7 @@ namespace MoeCompiler.Runtime.Modules;
 
 /// <summary>
 /// y = x·Wᵀ + b with W [out, in] in any weight dtype. The constructor prepares the weight for the backend
-/// (pass the bound checkpoint tensor, not an already prepared one); the bias is kept in f32.
+/// (a no-op for an already prepared tensor); the bias is kept in f32.
 /// </summary>
 public sealed class Linear
 {

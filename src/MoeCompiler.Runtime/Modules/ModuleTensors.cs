@@ -34,17 +34,7 @@ internal static class ModuleTensors
             throw new ArgumentException($"{what}: expected input [rows, {columns}], got {Describe(x)}");
     }
 
-    /// <summary>
-    /// Frees an intermediate activation now instead of waiting for the finaliser (native memory is invisible to
-    /// the GC, so a prefill would otherwise pile up gigabytes). Only tensors that own their whole storage are
-    /// released; views and shared arenas are left alone.
-    /// </summary>
-    public static void Release(Tensor? tensor)
-    {
-        if (tensor is null) return;
-        if (tensor.ByteOffset == 0 && tensor.ByteLength == tensor.Storage.ByteLength && tensor.Storage is NativeStorage)
-            tensor.Storage.Dispose();
-    }
+    public static void Release(Tensor? tensor) => TensorLifetime.Release(tensor);
 
     private static float[] s_zeros = new float[4096];
 
@@ -59,5 +49,22 @@ internal static class ModuleTensors
             s_zeros = zeros; // a larger all-zero array; readers of the old one are unaffected
         }
         backend.Upload(zeros.AsSpan(0, (int)n), tensor);
+    }
+}
+
+/// <summary>Early release of intermediate activations, for modules and generated code.</summary>
+public static class TensorLifetime
+{
+    /// <summary>
+    /// Frees an intermediate activation now instead of waiting for the finaliser (native memory is invisible to
+    /// the GC, so a prefill would otherwise pile up gigabytes before a collection). Only a tensor that owns its
+    /// whole native storage is freed; views, mapped weights and other storages are left alone. The tensor (and
+    /// any view of it) must not be used afterwards.
+    /// </summary>
+    public static void Release(Tensor? tensor)
+    {
+        if (tensor is null) return;
+        if (tensor.ByteOffset == 0 && tensor.ByteLength == tensor.Storage.ByteLength && tensor.Storage is NativeStorage)
+            tensor.Storage.Dispose();
     }
 }

@@ -187,7 +187,7 @@ public sealed class MoeFeedForward<TExpert> : IFeedForward where TExpert : IFeed
             {
                 if (mask.Length != tokens)
                     throw new InvalidOperationException(
-                        $"ForwardContext.IsImageToken has {mask.Length} entries for a call of {tokens} rows");
+                        $"ForwardContext.IsImageToken has {mask.Length} entries for a call of {tokens} rows: set it for every call (null for text-only calls)");
                 image = mask;
             }
         }

@@ -163,4 +163,19 @@ public sealed class BasicModuleTests
         }
         Assert.Throws<ArgumentException>(() => QwenFamily.SplitFusedQkv(Backend, Tensor(new float[10], 5, 2), null));
     }
+
+    [Fact]
+    public void ReleaseFreesOwnedActivationsButNotViews()
+    {
+        var owned = Backend.Allocate(DType.F32, 4, 3);
+        var view = owned.SliceRows(1, 2);
+        TensorLifetime.Release(view);
+        Assert.False(owned.Storage.IsDisposed);
+        TensorLifetime.Release(owned);
+        Assert.True(owned.Storage.IsDisposed);
+        TensorLifetime.Release(null);
+        var managed = new Tensor(new ManagedStorage(16), 0, DType.F32, [4]);
+        TensorLifetime.Release(managed);
+        Assert.False(managed.Storage.IsDisposed);
+    }
 }

@@ -1,0 +1,65 @@
+using System.Reflection;
+using System.Runtime.Loader;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
+
+namespace MoeCompiler.Generators.Tests;
+
+/// <summary>
+/// Every shipped spec run through the generator and compiled (warning level 9999, nullable, warnings reported)
+/// against the runtime assembly and the trusted platform assemblies, then loaded. Built once per test class.
+/// </summary>
+public sealed class CompiledVariants
+{
+    public CompiledVariants()
+    {
+        var specs = RepoPaths.ShippedSpecs();
+        var run = GeneratorHarness.RunFiles(specs);
+        GeneratorDiagnostics = run.Diagnostics;
+        Sources = run.GeneratedSources.Select(s => (s.HintName, s.SourceText.ToString())).ToList();
+        var parse = new CSharpParseOptions(LanguageVersion.Latest);
+        var trees = Sources.Select(s => CSharpSyntaxTree.ParseText(s.Item2, parse, path: s.HintName)).ToList();
+        foreach (var stub in MissingContractStubs())
+        {
+            trees.Add(CSharpSyntaxTree.ParseText(File.ReadAllText(stub), parse, path: Path.GetFileName(stub)));
+            UsedStubs.Add(Path.GetFileName(stub));
+        }
+
+        var options = new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary,
+            nullableContextOptions: NullableContextOptions.Enable, warningLevel: 9999, deterministic: true,
+            generalDiagnosticOption: ReportDiagnostic.Default);
+        var compilation = CSharpCompilation.Create("MoeCompiler.Models.Compiled", trees, References.All, options);
+        using var stream = new MemoryStream();
+        var emit = compilation.Emit(stream);
+        CompilerDiagnostics = emit.Diagnostics.Where(d => d.Severity >= DiagnosticSeverity.Warning).ToList();
+        if (emit.Success)
+        {
+            stream.Position = 0;
+            Assembly = new AssemblyLoadContext("variants", isCollectible: true).LoadFromStream(stream);
+        }
+    }
+
+    public IReadOnlyList<Diagnostic> GeneratorDiagnostics { get; }
+    public IReadOnlyList<Diagnostic> CompilerDiagnostics { get; }
+    public List<(string HintName, string Text)> Sources { get; }
+    public List<string> UsedStubs { get; } = new();
+    public Assembly? Assembly { get; }
+
+    /// <summary>API.md stubs for the runtime parts that have not landed yet (see TestData/ContractStubs/PROVENANCE.md).</summary>
+    private static IEnumerable<string> MissingContractStubs()
+    {
+        var runtime = typeof(MoeCompiler.Runtime.Tensors.Tensor).Assembly;
+        string folder = Path.Combine(AppContext.BaseDirectory, "TestData", "ContractStubs");
+        if (runtime.GetType("MoeCompiler.Runtime.Modules.Linear") is null) yield return Path.Combine(folder, "Modules.cs.txt");
+        if (runtime.GetType("MoeCompiler.Runtime.Checkpoints.WeightBinder") is null) yield return Path.Combine(folder, "Checkpoints.cs.txt");
+    }
+
+    public Type VariantType(string name) => Assembly!.GetType("MoeCompiler.Models." + name, throwOnError: true)!;
+
+    public Type ConstantsType(string name) => Assembly!.GetType("MoeCompiler.Models." + name + "Constants", throwOnError: true)!;
+
+    public T Constant<T>(string variant, string field) => (T)ConstantsType(variant).GetField(field)!.GetValue(null)!;
+
+    public MoeCompiler.Runtime.Checkpoints.WeightManifest Manifest(string variant) =>
+        (MoeCompiler.Runtime.Checkpoints.WeightManifest)VariantType(variant).GetProperty("Manifest")!.GetValue(null)!;
+}
