@@ -21,22 +21,15 @@ public class ParityTests(Xunit.Abstractions.ITestOutputHelper output)
     public const double Bf16Tolerance = 1e-2;
     public const int GeneratedTokens = 16;
 
-    public static TheoryData<string, string> Specs()
-    {
-        var data = new TheoryData<string, string>();
-        foreach (var (folder, className) in VariantLoader.TinySpecs) data.Add(folder, className);
-        return data;
-    }
+    public static TheoryData<string> Specs() => new(VariantLoader.Folders);
 
-    [ParityTheory]
+    [Theory]
     [MemberData(nameof(Specs))]
-    public void Float32_MatchesTheReference(string folder, string className)
-        => RunAndCompare(folder, className, DType.F32, bf16: false);
+    public void Float32_MatchesTheReference(string folder) => RunAndCompare(folder, bf16: false);
 
-    [ParityTheory]
+    [Theory]
     [MemberData(nameof(Specs))]
-    public void Bfloat16_MatchesTheReferenceOnBf16RoundedWeights(string folder, string className)
-        => RunAndCompare(folder, className, DType.BF16, bf16: true);
+    public void Bfloat16_MatchesTheReferenceOnBf16RoundedWeights(string folder) => RunAndCompare(folder, bf16: true);
 
     /// <summary>The runtime modules composed by hand for tiny-stablelm-moe (independent of the generator).</summary>
     [Fact]
@@ -47,11 +40,11 @@ public class ParityTests(Xunit.Abstractions.ITestOutputHelper output)
         Compare(golden, model, CpuBackend.Shared, "tiny-stablelm-moe (hand-composed)", bf16: false);
     }
 
-    private void RunAndCompare(string folder, string className, DType dtype, bool bf16)
+    private void RunAndCompare(string folder, bool bf16)
     {
         var golden = Golden.Load(folder);
         IBackend backend = CpuBackend.Shared;
-        var model = VariantLoader.Load(className, golden.CheckpointPath, backend, dtype);
+        var model = VariantLoader.Load(folder, golden.CheckpointPath, backend, bf16 ? DType.BF16 : DType.F32);
         try
         {
             Compare(golden, model, backend, folder, bf16);
@@ -64,45 +57,43 @@ public class ParityTests(Xunit.Abstractions.ITestOutputHelper output)
 
     private void Compare(Golden golden, IVisionLanguageModel model, IBackend backend, string folder, bool bf16)
     {
+        DType dtype = bf16 ? DType.BF16 : DType.F32;
+        double tolerance = bf16 ? Bf16Tolerance : F32Tolerance;
+        var pixels = backend.Allocate(DType.F32, golden.PixelsShape);
+        backend.Upload(golden.Pixels(), pixels);
+
+        // Image features: tower, S2, projector.
+        var features = model.EncodeImage(new ForwardContext(backend), pixels);
+        Assert.Equal(golden.ImageFeaturesShape, features.Shape.ToArray());
+        if (!bf16) Within(Download(backend, features), golden.ImageFeatures(), tolerance, $"{folder} image features");
+
+        // Prefill logits over the spliced sequence.
+        var d = model.Description;
+        var cache = new KvCache(backend, d.Layers, golden.LogitsShape[0], d.KvHeads * d.HeadDim);
+        var context = new ForwardContext(backend, cache);
+        var spliced = PromptSplicer.Splice(model, new ForwardContext(backend), context, golden.InputIds, [pixels]);
+        Assert.Equal(golden.IsImageToken, spliced.IsImageToken);
+        context.IsImageToken = spliced.IsImageToken;
+        var logits = model.Forward(context, spliced.Embeddings);
+        Assert.Equal(golden.LogitsShape, logits.Shape.ToArray());
+        Within(Download(backend, logits), bf16 ? golden.LogitsBf16() : golden.Logits(), tolerance, $"{folder} {dtype} prefill logits");
+
+        // 16 greedy tokens with the KV cache, through the generation loop, recording every routing decision.
+        var steps = new List<float[]>();
+        var recorder = new RoutingRecorder();
+        var result = new TextGenerator(model, backend).Generate(new GenerationRequest
         {
-            DType dtype = bf16 ? DType.BF16 : DType.F32;
-            double tolerance = bf16 ? Bf16Tolerance : F32Tolerance;
-            var pixels = backend.Allocate(DType.F32, golden.PixelsShape);
-            backend.Upload(golden.Pixels(), pixels);
-
-            // Image features: tower, S2, projector.
-            var features = model.EncodeImage(new ForwardContext(backend), pixels);
-            Assert.Equal(golden.ImageFeaturesShape, features.Shape.ToArray());
-            if (!bf16) Within(Download(backend, features), golden.ImageFeatures(), tolerance, $"{folder} image features");
-
-            // Prefill logits over the spliced sequence.
-            var d = model.Description;
-            var cache = new KvCache(backend, d.Layers, golden.LogitsShape[0], d.KvHeads * d.HeadDim);
-            var context = new ForwardContext(backend, cache);
-            var spliced = PromptSplicer.Splice(model, new ForwardContext(backend), context, golden.InputIds, [pixels]);
-            Assert.Equal(golden.IsImageToken, spliced.IsImageToken);
-            context.IsImageToken = spliced.IsImageToken;
-            var logits = model.Forward(context, spliced.Embeddings);
-            Assert.Equal(golden.LogitsShape, logits.Shape.ToArray());
-            Within(Download(backend, logits), bf16 ? golden.LogitsBf16() : golden.Logits(), tolerance, $"{folder} {dtype} prefill logits");
-
-            // 16 greedy tokens with the KV cache, through the generation loop, recording every routing decision.
-            var steps = new List<float[]>();
-            var recorder = new RoutingRecorder();
-            var result = new TextGenerator(model, backend).Generate(new GenerationRequest
-            {
-                PromptIds = golden.InputIds,
-                Images = [pixels],
-                Options = new GenerationOptions { MaxNewTokens = GeneratedTokens, StopOnEos = false },
-                ObserveLogits = (_, row) => steps.Add(row.ToArray()),
-                ConfigureContext = c => c.Routing = recorder,
-            });
-            CompareRouting(recorder.Records, bf16 ? golden.Bf16Routing : golden.Routing, folder);
-            int[] expectedIds = bf16 ? golden.Bf16GeneratedIds : golden.GeneratedIds;
-            Assert.Equal(expectedIds[0], result.TokenIds[0]);
-            Assert.Equal(expectedIds, result.TokenIds);
-            if (!bf16) Within(steps.SelectMany(r => r).ToArray(), golden.StepLogits(), tolerance, $"{folder} decode-step logits");
-        }
+            PromptIds = golden.InputIds,
+            Images = [pixels],
+            Options = new GenerationOptions { MaxNewTokens = GeneratedTokens, StopOnEos = false },
+            ObserveLogits = (_, row) => steps.Add(row.ToArray()),
+            ConfigureContext = c => c.Routing = recorder,
+        });
+        CompareRouting(recorder.Records, bf16 ? golden.Bf16Routing : golden.Routing, folder);
+        int[] expectedIds = bf16 ? golden.Bf16GeneratedIds : golden.GeneratedIds;
+        Assert.Equal(expectedIds[0], result.TokenIds[0]);
+        Assert.Equal(expectedIds, result.TokenIds);
+        if (!bf16) Within(steps.SelectMany(r => r).ToArray(), golden.StepLogits(), tolerance, $"{folder} decode-step logits");
     }
 
     /// <summary>
