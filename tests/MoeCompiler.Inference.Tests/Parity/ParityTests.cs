@@ -31,6 +31,45 @@ public class ParityTests(Xunit.Abstractions.ITestOutputHelper output)
     [MemberData(nameof(Specs))]
     public void Bfloat16_MatchesTheReferenceOnBf16RoundedWeights(string folder) => RunAndCompare(folder, bf16: true);
 
+    /// <summary>Two images in one prompt: each placeholder gets its own image's features, positions run over the
+    /// whole spliced sequence, and the MoE layers route both images' tokens in one call.</summary>
+    [Theory]
+    [InlineData("tiny-qwen-moe")]
+    [InlineData("tiny-cumo-mixtral")]
+    public void TwoImages_MatchTheReference(string folder)
+    {
+        var golden = Golden.Load(folder);
+        var two = golden.TwoImages ?? throw new InvalidOperationException($"{folder} has no two-image golden");
+        IBackend backend = CpuBackend.Shared;
+        var model = VariantLoader.Load(folder, golden.CheckpointPath, backend, DType.F32);
+        try
+        {
+            var first = backend.Allocate(DType.F32, golden.PixelsShape);
+            backend.Upload(golden.Pixels(), first);
+            var second = backend.Allocate(DType.F32, golden.PixelsShape);
+            backend.Upload(golden.SecondPixels(), second);
+
+            var d = model.Description;
+            var context = new ForwardContext(backend, new KvCache(backend, d.Layers, two.LogitsShape[0], d.KvHeads * d.HeadDim));
+            var spliced = PromptSplicer.Splice(model, new ForwardContext(backend), context, two.InputIds, [first, second]);
+            Assert.Equal(two.IsImageToken, spliced.IsImageToken);
+            context.IsImageToken = spliced.IsImageToken;
+            Within(Download(backend, model.Forward(context, spliced.Embeddings)), golden.TwoImagesLogits(), F32Tolerance, $"{folder} two-image prefill logits");
+
+            var result = new TextGenerator(model, backend).Generate(new GenerationRequest
+            {
+                PromptIds = two.InputIds,
+                Images = [first, second],
+                Options = new GenerationOptions { MaxNewTokens = two.GeneratedIds.Length, StopOnEos = false },
+            });
+            Assert.Equal(two.GeneratedIds, result.TokenIds);
+        }
+        finally
+        {
+            (model as IDisposable)?.Dispose();
+        }
+    }
+
     /// <summary>The runtime modules composed by hand for tiny-stablelm-moe (independent of the generator).</summary>
     [Fact]
     public void HandComposedModules_MatchTheReference_StableLm()
