@@ -4,8 +4,10 @@ namespace MoeCompiler.Runtime.Tensors;
 
 /// <summary>
 /// A read-only view of a region of a memory-mapped file. The pointer is stable until disposal, so tensors can use
-/// checkpoint weights in place. Writing through <see cref="TensorStorage.Pointer"/> is not allowed (the pages are
-/// mapped read-only and a write faults).
+/// checkpoint weights in place. The view is copy-on-write: a stray write changes only this process's pages, never
+/// the user's file; the runtime treats it as read-only. Several owners (a checkpoint folder and the bound weights
+/// made from it) can share one mapping through <see cref="AddReference"/> / <see cref="ReleaseReference"/>: it is
+/// unmapped when the last of them lets go.
 /// </summary>
 public sealed unsafe class MappedFileStorage : TensorStorage
 {
@@ -13,6 +15,7 @@ public sealed unsafe class MappedFileStorage : TensorStorage
     private readonly MemoryMappedFile? _ownedFile;
     private byte* _base;
     private readonly long _byteLength;
+    private int _references = 1;
 
     /// <summary>Maps <paramref name="length"/> bytes at <paramref name="offset"/> of an already open mapping,
     /// which the caller keeps alive at least as long as this storage.</summary>
@@ -29,7 +32,7 @@ public sealed unsafe class MappedFileStorage : TensorStorage
         FilePath = filePath;
         _ownedFile = ownsFile ? file : null;
         // A zero-length view would map the whole file; map one byte instead and report zero.
-        _view = file.CreateViewAccessor(offset, Math.Max(length, 1), MemoryMappedFileAccess.Read);
+        _view = file.CreateViewAccessor(offset, Math.Max(length, 1), MemoryMappedFileAccess.CopyOnWrite);
         _byteLength = length;
         byte* pointer = null;
         _view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
@@ -45,7 +48,18 @@ public sealed unsafe class MappedFileStorage : TensorStorage
         if (offset < 0 || size < 0 || offset > fileLength || size > fileLength - offset)
             throw new ArgumentOutOfRangeException(nameof(offset), $"{path}: region [{offset}, {offset + size}) is outside the file's {fileLength} bytes");
         if (fileLength == 0) return new MappedFileStorage(CreateEmpty(), 0, 0, path, ownsFile: true);
-        var file = MemoryMappedFile.CreateFromFile(path, FileMode.Open, mapName: null, capacity: 0, MemoryMappedFileAccess.Read);
+        var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        MemoryMappedFile file;
+        try
+        {
+            file = MemoryMappedFile.CreateFromFile(stream, mapName: null, capacity: 0, MemoryMappedFileAccess.CopyOnWrite,
+                HandleInheritability.None, leaveOpen: false);
+        }
+        catch
+        {
+            stream.Dispose();
+            throw;
+        }
         try
         {
             return new MappedFileStorage(file, offset, size, path, ownsFile: true);
@@ -63,6 +77,27 @@ public sealed unsafe class MappedFileStorage : TensorStorage
     public override nint Pointer => (nint)_base;
     public override long ByteLength => _byteLength;
     public override bool IsReadOnly => true;
+
+    /// <summary>Bytes [offset, offset+count) of the mapped region, bounds-checked.</summary>
+    public ReadOnlySpan<byte> Bytes(long offset, int count)
+    {
+        if (offset < 0 || count < 0 || offset > _byteLength - count)
+            throw new ArgumentOutOfRangeException(nameof(offset), $"bytes [{offset}, {offset + count}) outside a mapping of {_byteLength}");
+        return new ReadOnlySpan<byte>(_base + offset, count);
+    }
+
+    /// <summary>Another owner shares the mapping; each call needs one <see cref="ReleaseReference"/>.</summary>
+    public MappedFileStorage AddReference()
+    {
+        if (Interlocked.Increment(ref _references) <= 1)
+            throw new ObjectDisposedException(FilePath, "the mapping was already released");
+        return this;
+    }
+
+    public void ReleaseReference()
+    {
+        if (Interlocked.Decrement(ref _references) == 0) Dispose();
+    }
 
     protected override void Release()
     {

@@ -1,0 +1,60 @@
+using MoeCompiler.Cuda.Native;
+using Xunit.Abstractions;
+
+namespace MoeCompiler.Cuda.Tests;
+
+/// <summary>Every embedded .cu source compiles to PTX, so a syntax or type error in a kernel fails the build's tests.</summary>
+public sealed class KernelCompileTests(ITestOutputHelper output)
+{
+    /// <summary>NVRTC 11.2's ceiling is sm_86/compute_80-class; the check targets compute_80 (A100) PTX.</summary>
+    public const string CheckArchitecture = "compute_80";
+
+    public static TheoryData<string> Sources()
+    {
+        var data = new TheoryData<string>();
+        foreach (string name in KernelSources.Names) data.Add(name);
+        return data;
+    }
+
+    [Fact]
+    public void EverySourceFileIsEmbedded()
+    {
+        string[] expected = ["attention.cu", "elementwise.cu", "gather.cu", "gemv.cu", "norms.cu", "rotary.cu", "softmax.cu", "vision.cu"];
+        Assert.Equal(expected, KernelSources.Names);
+    }
+
+    [NvrtcFact]
+    public void EveryKernelSourceCompilesToPtx()
+    {
+        Nvrtc nvrtc = NvrtcLocator.Nvrtc ?? throw new InvalidOperationException("CI=true but " + NvrtcLocator.Report);
+        output.WriteLine(NvrtcLocator.Report);
+        var failures = new List<string>();
+        foreach (string name in KernelSources.Names)
+        {
+            try
+            {
+                var result = nvrtc.Compile(KernelSources.Load(name), name, CudaKernels.CompileOptions(CheckArchitecture));
+                string ptx = System.Text.Encoding.ASCII.GetString(result.Image).TrimEnd('\0');
+                Assert.Contains(".target sm_80", ptx);
+                foreach (string kernel in CudaKernels.KernelNamesIn(name))
+                    Assert.True(ptx.Contains(".entry " + kernel + "(", StringComparison.Ordinal), $"{name}: PTX has no entry {kernel}");
+                output.WriteLine($"{name}: {ptx.Length} chars of PTX{(result.Log.Length > 0 ? ", log: " + result.Log : "")}");
+            }
+            catch (KernelCompilationException e)
+            {
+                failures.Add(e.Message);
+            }
+        }
+        Assert.True(failures.Count == 0, string.Join("\n\n", failures));
+    }
+
+    [NvrtcFact]
+    public void ASyntaxErrorIsReportedWithTheLog()
+    {
+        Nvrtc nvrtc = NvrtcLocator.Nvrtc ?? throw new InvalidOperationException("CI=true but " + NvrtcLocator.Report);
+        var e = Assert.Throws<KernelCompilationException>(() =>
+            nvrtc.Compile("extern \"C\" __global__ void broken(float* x) { x[0] = ; }", "broken.cu", CudaKernels.CompileOptions(CheckArchitecture)));
+        Assert.Contains("broken.cu", e.Message);
+        Assert.Contains("expected an expression", e.Log);
+    }
+}
