@@ -51,7 +51,12 @@ public static class TokenizerLoader
             loaded.CleansUpTokenizationSpaces = config.CleanUpSpaces ?? loaded is ByteLevelBpeTokenizer;
         // MoE-LLaVA and CuMo load the slow tokenizer (use_fast=False), whose legacy flag decides whether text after
         // a special token gets SentencePiece's "▁" prefix.
-        return config.Legacy == false && tokenizer is SentencePieceBpeTokenizer sentencePiece ? sentencePiece.WithLegacy(false) : tokenizer;
+        if (config.Legacy == false && tokenizer is SentencePieceBpeTokenizer sentencePiece)
+        {
+            if (sentencePiece.UnknownId < 0) throw new TokenizerLoadException(path, "tokenizer_config.json sets legacy=false, which needs an <unk> token, but the vocabulary has none");
+            return sentencePiece.WithLegacy(false);
+        }
+        return tokenizer;
     }
 
     // transformers 4.37 (the references' version): PreTrainedTokenizer._decode cleans up spaces unless the config says
