@@ -122,7 +122,14 @@ public static class ConfigImporter
         using (doc)
         {
             if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new CheckpointException(path, "config.json is not a JSON object");
-            return new ConfigReader(doc.RootElement, path).Build();
+            try
+            {
+                return new ConfigReader(doc.RootElement, path).Build();
+            }
+            catch (InvalidOperationException e)
+            {
+                throw new CheckpointException(path, "config.json holds an invalid string: " + e.Message, e);
+            }
         }
     }
 
