@@ -143,3 +143,27 @@ public class FuzzTests
         }
     }
 }
+
+public class ConfigFuzzTests
+{
+    [Fact]
+    public void Mutated_configs_fail_cleanly()
+    {
+        var original = File.ReadAllBytes(Fixtures.Path_("configs", "cumo-mixtral-8x7b.json"));
+        var random = new Random(4242);
+        const string alphabet = "{}[]\",:0123456789-.eE \\udDfFtn";
+        for (int i = 0; i < 1000; i++)
+        {
+            var bytes = (byte[])original.Clone();
+            for (int k = random.Next(1, 4); k > 0; k--)
+                bytes[random.Next(bytes.Length)] = random.Next(2) == 0 ? (byte)alphabet[random.Next(alphabet.Length)] : (byte)random.Next(256);
+            try
+            {
+                ConfigImporter.ImportSpec(System.Text.Encoding.UTF8.GetString(bytes));
+            }
+            catch (CheckpointException)
+            {
+            }
+        }
+    }
+}
