@@ -14,6 +14,9 @@ public class FuzzTests
     // MOE_FUZZ_ITERATIONS raises the count for a longer local run; the default keeps the suite fast.
     private static readonly int Iterations = int.TryParse(Environment.GetEnvironmentVariable("MOE_FUZZ_ITERATIONS"), out int n) ? n : 400;
 
+    // JSON punctuation, digits and the pieces of \u escapes (lone surrogates once broke the reader)
+    private const string JsonAlphabet = "{}[]\",:0123456789-.eE \\udDfF";
+
     private static byte[] Mutate(Random random, byte[] original, int start, int end)
     {
         var bytes = (byte[])original.Clone();
@@ -25,7 +28,7 @@ public class FuzzTests
             {
                 case 0: bytes[at] = (byte)random.Next(256); break;
                 case 1: bytes[at] ^= (byte)(1 << random.Next(8)); break;
-                case 2: bytes[at] = (byte)"{}[]\",:0123456789-.eE \\"[random.Next(23)]; break;
+                case 2: bytes[at] = (byte)JsonAlphabet[random.Next(JsonAlphabet.Length)]; break;
                 default:
                     {
                         // duplicate or delete a short run (keeps the declared header length, so offsets shift)
@@ -136,6 +139,30 @@ public class FuzzTests
             catch (CheckpointException e)
             {
                 Assert.False(string.IsNullOrWhiteSpace(e.Problem));
+            }
+        }
+    }
+}
+
+public class ConfigFuzzTests
+{
+    [Fact]
+    public void Mutated_configs_fail_cleanly()
+    {
+        var original = File.ReadAllBytes(Fixtures.Path_("configs", "cumo-mixtral-8x7b.json"));
+        var random = new Random(4242);
+        const string alphabet = "{}[]\",:0123456789-.eE \\udDfFtn";
+        for (int i = 0; i < 1000; i++)
+        {
+            var bytes = (byte[])original.Clone();
+            for (int k = random.Next(1, 4); k > 0; k--)
+                bytes[random.Next(bytes.Length)] = random.Next(2) == 0 ? (byte)alphabet[random.Next(alphabet.Length)] : (byte)random.Next(256);
+            try
+            {
+                ConfigImporter.ImportSpec(System.Text.Encoding.UTF8.GetString(bytes));
+            }
+            catch (CheckpointException)
+            {
             }
         }
     }

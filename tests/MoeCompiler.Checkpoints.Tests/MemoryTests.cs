@@ -11,8 +11,6 @@ namespace MoeCompiler.Checkpoints.Tests;
 /// </summary>
 public class MemoryTests(ITestOutputHelper output)
 {
-    private static bool Enabled => Environment.GetEnvironmentVariable("MOE_SLOW_TESTS") == "1";
-
     private static Dictionary<string, long> Status()
     {
         var result = new Dictionary<string, long>();
@@ -37,14 +35,9 @@ public class MemoryTests(ITestOutputHelper output)
         return line;
     }
 
-    [Fact]
+    [SlowFact]
     public void Binding_a_multi_gigabyte_checkpoint_stays_out_of_the_managed_heap()
     {
-        if (!Enabled)
-        {
-            output.WriteLine("skipped: set MOE_SLOW_TESTS=1 to run");
-            return;
-        }
         int gigabytes = int.TryParse(Environment.GetEnvironmentVariable("MOE_MEMORY_TEST_GB"), out int g) ? g : 3;
         using var temp = new TempFolder();
         string path = temp.File("model.safetensors");

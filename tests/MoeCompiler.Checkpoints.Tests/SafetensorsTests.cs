@@ -186,6 +186,8 @@ public class SafetensorsTests
         { "three offsets", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,8]}}", 8, "exactly two" },
         { "metadata not strings", "{\"__metadata__\":{\"a\":1}}", 0, "not a string" },
         { "entry not object", "{\"a\":3}", 0, "not an object" },
+        { "lone surrogate key", "{\"\\ud800\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "invalid" },
+        { "lone surrogate metadata", "{\"__metadata__\":{\"a\":\"\\udc00\"}}", 0, "invalid" },
     };
 
     [Theory]

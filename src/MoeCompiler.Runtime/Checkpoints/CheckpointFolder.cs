@@ -124,6 +124,10 @@ public sealed class CheckpointFolder : IDisposable
         {
             throw new CheckpointException(indexPath, "index is not valid JSON: " + e.Message, e);
         }
+        catch (InvalidOperationException e)
+        {
+            throw new CheckpointException(indexPath, "index holds an invalid string: " + e.Message, e);
+        }
     }
 
     private static CheckpointFolder FromFiles(string path, CheckpointFormat format, IReadOnlyList<string> files,

@@ -122,7 +122,14 @@ public static class ConfigImporter
         using (doc)
         {
             if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new CheckpointException(path, "config.json is not a JSON object");
-            return new ConfigReader(doc.RootElement, path).Build();
+            try
+            {
+                return new ConfigReader(doc.RootElement, path).Build();
+            }
+            catch (InvalidOperationException e)
+            {
+                throw new CheckpointException(path, "config.json holds an invalid string: " + e.Message, e);
+            }
         }
     }
 
@@ -147,8 +154,9 @@ public static class ConfigImporter
         {
             var v = Get(obj ?? root, key);
             if (v is null) return fallback;
-            if (v.Value.ValueKind != JsonValueKind.Number) throw Fail($"config.json '{key}' is not a number");
-            return v.Value.GetDouble();
+            if (v.Value.ValueKind != JsonValueKind.Number || !v.Value.TryGetDouble(out double d) || !double.IsFinite(d))
+                throw Fail($"config.json '{key}' is not a finite number");
+            return d;
         }
 
         private string? String(string key, JsonElement? obj = null)
@@ -201,10 +209,13 @@ public static class ConfigImporter
             int layers = Int("num_hidden_layers", Has("n_layer") ? Int("n_layer") : null);
             int heads = Int("num_attention_heads", Has("n_head") ? Int("n_head") : null);
             int kvHeads = family is "qwen" ? heads : Int("num_key_value_heads", heads);
-            if (heads <= 0 || hidden % heads != 0) throw Fail($"hidden_size {hidden} is not a multiple of num_attention_heads {heads}");
             int vocab = Int("vocab_size");
             int ffn = Int("intermediate_size", family == "phi" ? Int("n_inner", 4 * hidden) : null); // phi-msft: n_inner, null = 4 H
             if (family == "qwen") ffn /= 2; // Qwen's config counts both w1 and w2
+            foreach (var (what, value) in new[] { ("hidden_size", hidden), ("num_hidden_layers", layers), ("num_attention_heads", heads), ("vocab_size", vocab), ("intermediate_size", ffn) })
+                if (value <= 0) throw Fail($"config.json '{what}' is {value}; it must be positive");
+            if (kvHeads <= 0 || heads % kvHeads != 0) throw Fail($"num_key_value_heads {kvHeads} does not divide num_attention_heads {heads}");
+            if (hidden % heads != 0) throw Fail($"hidden_size {hidden} is not a multiple of num_attention_heads {heads}");
             double normEps = family switch
             {
                 "stablelm" => Double("layer_norm_eps", Double("norm_eps", 1e-5)),

@@ -114,29 +114,42 @@ public sealed class SafetensorsFile : IDisposable, ICheckpointFile
         }
         using (document)
         {
-            var root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-                throw new CheckpointException(path, "header JSON is not an object");
-            var entries = new Dictionary<string, Entry>(StringComparer.Ordinal);
-            var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
-            bool sawMetadata = false;
-            foreach (var property in root.EnumerateObject())
+            try
             {
-                string key = property.Name;
-                if (key == MetadataKey)
-                {
-                    if (sawMetadata) throw new CheckpointException(path, "header has '__metadata__' twice");
-                    sawMetadata = true;
-                    ReadMetadata(path, property.Value, metadata);
-                    continue;
-                }
-                if (entries.ContainsKey(key))
-                    throw new CheckpointException(path, $"header lists tensor '{key}' twice");
-                entries.Add(key, ReadEntry(path, key, property.Value, dataLength));
+                return ReadHeaderObject(path, document.RootElement, dataLength);
             }
-            CheckNoOverlaps(path, entries.Values);
-            return (entries, metadata);
+            catch (InvalidOperationException e)
+            {
+                // escapes that decode to invalid UTF-16 (lone surrogates) surface only when a string is read
+                throw new CheckpointException(path, "header holds an invalid string: " + e.Message, e);
+            }
         }
+    }
+
+    private static (Dictionary<string, Entry> Entries, Dictionary<string, string> Metadata) ReadHeaderObject(
+        string path, JsonElement root, long dataLength)
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+            throw new CheckpointException(path, "header JSON is not an object");
+        var entries = new Dictionary<string, Entry>(StringComparer.Ordinal);
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        bool sawMetadata = false;
+        foreach (var property in root.EnumerateObject())
+        {
+            string key = property.Name;
+            if (key == MetadataKey)
+            {
+                if (sawMetadata) throw new CheckpointException(path, "header has '__metadata__' twice");
+                sawMetadata = true;
+                ReadMetadata(path, property.Value, metadata);
+                continue;
+            }
+            if (entries.ContainsKey(key))
+                throw new CheckpointException(path, $"header lists tensor '{key}' twice");
+            entries.Add(key, ReadEntry(path, key, property.Value, dataLength));
+        }
+        CheckNoOverlaps(path, entries.Values);
+        return (entries, metadata);
     }
 
     private static void ReadMetadata(string path, JsonElement value, Dictionary<string, string> metadata)
