@@ -42,7 +42,7 @@ public abstract class TokenizerBase : ITokenizer
     /// <summary>The id of an added or special token's exact string, if there is one.</summary>
     public int? AddedTokenId(string content) => _addedById.Values.FirstOrDefault(t => t.Content == content)?.Id;
 
-    public int[] Encode(string text, bool allowSpecial = true)
+    public virtual int[] Encode(string text, bool allowSpecial = true)
     {
         ArgumentNullException.ThrowIfNull(text);
         text = Utf8Text.ReplaceLoneSurrogates(text);
@@ -61,6 +61,9 @@ public abstract class TokenizerBase : ITokenizer
         if (position < span.Length) EncodeOrdinary(span[position..], ids);
         return ids.ToArray();
     }
+
+    /// <summary>The added-token matcher for <see cref="Encode"/>: all added tokens, or only the non-special ones.</summary>
+    private protected AddedTokenMatcher AddedMatcher(bool allowSpecial) => allowSpecial ? _allAdded : _nonSpecialAdded;
 
     /// <summary>Encodes UTF-8 bytes; invalid sequences become U+FFFD first.</summary>
     public int[] EncodeUtf8(ReadOnlySpan<byte> utf8, bool allowSpecial = true) => Encode(Encoding.UTF8.GetString(utf8), allowSpecial);

@@ -46,15 +46,23 @@ public static class TokenizerLoader
         if (!Directory.Exists(path)) throw new TokenizerLoadException(path, "no such folder");
         var config = FolderConfig.Read(path);
 
+        ITokenizer tokenizer = LoadFolderFiles(path, config);
+        // MoE-LLaVA and CuMo load the slow tokenizer (use_fast=False), whose legacy flag decides whether text after
+        // a special token gets SentencePiece's "▁" prefix.
+        return config.Legacy == false && tokenizer is SentencePieceBpeTokenizer sentencePiece ? sentencePiece.WithLegacy(false) : tokenizer;
+    }
+
+    private static ITokenizer LoadFolderFiles(string path, FolderConfig config)
+    {
         string json = Path.Combine(path, "tokenizer.json");
         if (System.IO.File.Exists(json))
-            return HfTokenizerJson.Load(json, config.Added, config.AddBos == false ? null : config.BosId(null), config.EosIds, bosFromFile: config.AddBos != false);
+            return HfTokenizerJson.Load(json, config.Added, config.AddBos, config.BosToken, config.EosIds);
 
         string? tiktoken = Directory.EnumerateFiles(path, "*.tiktoken").OrderBy(f => f, StringComparer.Ordinal).FirstOrDefault();
         if (tiktoken is not null) return FromFile(tiktoken);
 
         string model = Path.Combine(path, "tokenizer.model");
-        if (System.IO.File.Exists(model)) return SentencePieceModelFile.Load(model, config.Added, config.EosIds);
+        if (System.IO.File.Exists(model)) return SentencePieceModelFile.Load(model, config.Added, config.EosIds, addBos: config.AddBos != false);
 
         string vocab = Path.Combine(path, "vocab.json"), merges = Path.Combine(path, "merges.txt");
         if (System.IO.File.Exists(vocab) && System.IO.File.Exists(merges))
@@ -117,10 +125,10 @@ public static class TokenizerLoader
     {
         public List<AddedToken> Added { get; } = [];
         public bool? AddBos { get; private set; }
+        public bool? Legacy { get; private set; }
         public string? BosToken { get; private set; }
         public string? EosToken { get; private set; }
         public IReadOnlyList<int>? EosIds => EosToken is not null && Added.FirstOrDefault(a => a.Content == EosToken) is { } t ? [t.Id] : null;
-        public int? BosId(int? fallback) => BosToken is not null && Added.FirstOrDefault(a => a.Content == BosToken) is { } t ? t.Id : fallback;
 
         public static FolderConfig Read(string folder)
         {
@@ -147,6 +155,8 @@ public static class TokenizerLoader
             }
             if (root.TryGetProperty("add_bos_token", out JsonElement addBos) && addBos.ValueKind is JsonValueKind.True or JsonValueKind.False)
                 config.AddBos = addBos.ValueKind == JsonValueKind.True;
+            if (root.TryGetProperty("legacy", out JsonElement legacy) && legacy.ValueKind is JsonValueKind.True or JsonValueKind.False)
+                config.Legacy = legacy.ValueKind == JsonValueKind.True;
             config.BosToken = TokenString(root, "bos_token");
             config.EosToken = TokenString(root, "eos_token");
             return config;

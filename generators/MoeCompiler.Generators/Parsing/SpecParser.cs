@@ -375,6 +375,14 @@ namespace MoeCompiler.Generators.Parsing
                 }
             }
 
+            if (scales is not null && scales.Length > 1 && tower is not null && selectFeature is not null && imageSize is int s2 && patchSize is int p2 &&
+                (s2 % p2 != 0 || (tower == "clip") != (selectFeature == "patch")))
+            {
+                diagnostics.Report(DiagnosticDescriptors.UnsupportedCombination, vision.PositionOf("scales"),
+                    "S2 scales need the tower's features to be the full patch grid: 'vision.imageSize' a multiple of 'vision.patchSize' and " +
+                    "'vision.selectFeature' \"patch\" for CLIP (\"cls_patch\" for SigLIP)");
+            }
+
             if (imageSize is int s && patchSize is int p && s < p)
             {
                 diagnostics.Report(DiagnosticDescriptors.ImageSmallerThanPatch, vision.PositionOf("patchSize"), Str(s), Str(p));

@@ -12,7 +12,7 @@ internal static class SentencePieceModelFile
 
     private sealed record Piece(string Text, float Score, PieceType Type);
 
-    public static SentencePieceBpeTokenizer Load(string path, IReadOnlyList<AddedToken>? extraAdded = null, IReadOnlyList<int>? eosOverride = null)
+    public static SentencePieceBpeTokenizer Load(string path, IReadOnlyList<AddedToken>? extraAdded = null, IReadOnlyList<int>? eosOverride = null, bool addBos = true)
     {
         byte[] data;
         try { data = File.ReadAllBytes(path); }
@@ -113,7 +113,7 @@ internal static class SentencePieceModelFile
             foreach (AddedToken a in added) texts[a.Id] ??= a.Content;
         }
         return new SentencePieceBpeTokenizer(texts, merges, fallback, unkId, addDummyPrefix, removeExtraWhitespace, added, size,
-            bosId >= 0 ? bosId : null, eosOverride ?? (eosId >= 0 ? [eosId] : []));
+            addBos && bosId >= 0 ? bosId : null, eosOverride ?? (eosId >= 0 ? [eosId] : []));
     }
 
     private static bool IsMergeable(Piece p) => p.Type is PieceType.Normal or PieceType.UserDefined;
