@@ -39,7 +39,7 @@ public sealed class SentencePieceBpeTokenizer : TokenizerBase
         for (int id = 0; id < pieces.Length; id++)
         {
             string piece = pieces[id];
-            if (piece is null || added.Contains(id)) continue;
+            if (string.IsNullOrEmpty(piece) || added.Contains(id)) continue;
             int cp = CodePoints.At(piece, 0, out int length);
             if (length == piece.Length) _charToId.TryAdd(cp, id);
         }

@@ -34,6 +34,10 @@ public abstract class TokenizerBase : ITokenizer
     /// <summary>True when the text is put in Unicode NFC before encoding (Qwen, Arcade100k).</summary>
     public bool NormalizesNfc { get; }
 
+    /// <summary>True when <see cref="Decode"/> and streaming decode apply Hugging Face's clean_up_tokenization_spaces
+    /// (<see cref="TokenizationSpaces.CleanUp"/>); set from a model folder's tokenizer_config.json.</summary>
+    public bool CleansUpTokenizationSpaces { get; internal set; }
+
     /// <summary>True when decoding drops one space at the very start (SentencePiece's dummy prefix).</summary>
     internal virtual bool StripsLeadingSpace => false;
 
@@ -89,7 +93,8 @@ public abstract class TokenizerBase : ITokenizer
         var bytes = new List<byte>(ids.Length * 4);
         foreach (int id in ids) AppendTokenBytes(id, skipSpecial, bytes);
         string text = Encoding.UTF8.GetString(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(bytes));
-        return StripsLeadingSpace && text.StartsWith(' ') ? text[1..] : text;
+        if (StripsLeadingSpace && text.StartsWith(' ')) text = text[1..];
+        return CleansUpTokenizationSpaces ? TokenizationSpaces.CleanUp(text) : text;
     }
 
     public StreamingDecoder CreateStreamingDecoder(bool skipSpecial = true) => new(this, skipSpecial);

@@ -47,10 +47,22 @@ public static class TokenizerLoader
         var config = FolderConfig.Read(path);
 
         ITokenizer tokenizer = LoadFolderFiles(path, config);
+        if (tokenizer is TokenizerBase loaded && !IsTiktoken(path) && !config.HasOwnDecode)
+            loaded.CleansUpTokenizationSpaces = config.CleanUpSpaces ?? loaded is ByteLevelBpeTokenizer;
         // MoE-LLaVA and CuMo load the slow tokenizer (use_fast=False), whose legacy flag decides whether text after
         // a special token gets SentencePiece's "▁" prefix.
-        return config.Legacy == false && tokenizer is SentencePieceBpeTokenizer sentencePiece ? sentencePiece.WithLegacy(false) : tokenizer;
+        if (config.Legacy == false && tokenizer is SentencePieceBpeTokenizer sentencePiece)
+        {
+            if (sentencePiece.UnknownId < 0) throw new TokenizerLoadException(path, "tokenizer_config.json sets legacy=false, which needs an <unk> token, but the vocabulary has none");
+            return sentencePiece.WithLegacy(false);
+        }
+        return tokenizer;
     }
+
+    // transformers 4.37 (the references' version): PreTrainedTokenizer._decode cleans up spaces unless the config says
+    // otherwise, defaulting to true except LlamaTokenizer (false); Qwen's and Arcade100k's own _decode never do.
+    private static bool IsTiktoken(string folder) =>
+        !System.IO.File.Exists(Path.Combine(folder, "tokenizer.json")) && Directory.EnumerateFiles(folder, "*.tiktoken").Any();
 
     private static ITokenizer LoadFolderFiles(string path, FolderConfig config)
     {
@@ -126,6 +138,10 @@ public static class TokenizerLoader
         public List<AddedToken> Added { get; } = [];
         public bool? AddBos { get; private set; }
         public bool? Legacy { get; private set; }
+        public bool? CleanUpSpaces { get; private set; }
+        public string? TokenizerClass { get; private set; }
+        /// <summary>QWenTokenizer and Arcade100kTokenizer override _decode and never clean up spaces.</summary>
+        public bool HasOwnDecode => TokenizerClass is { } c && (c.Contains("QWen", StringComparison.OrdinalIgnoreCase) || c.Contains("Arcade100k", StringComparison.OrdinalIgnoreCase));
         public string? BosToken { get; private set; }
         public string? EosToken { get; private set; }
         public IReadOnlyList<int>? EosIds => EosToken is not null && Added.FirstOrDefault(a => a.Content == EosToken) is { } t ? [t.Id] : null;
@@ -157,6 +173,9 @@ public static class TokenizerLoader
                 config.AddBos = addBos.ValueKind == JsonValueKind.True;
             if (root.TryGetProperty("legacy", out JsonElement legacy) && legacy.ValueKind is JsonValueKind.True or JsonValueKind.False)
                 config.Legacy = legacy.ValueKind == JsonValueKind.True;
+            if (root.TryGetProperty("clean_up_tokenization_spaces", out JsonElement cleanUp) && cleanUp.ValueKind is JsonValueKind.True or JsonValueKind.False)
+                config.CleanUpSpaces = cleanUp.ValueKind == JsonValueKind.True;
+            config.TokenizerClass = TokenString(root, "tokenizer_class");
             config.BosToken = TokenString(root, "bos_token");
             config.EosToken = TokenString(root, "eos_token");
             return config;

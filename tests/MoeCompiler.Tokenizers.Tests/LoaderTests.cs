@@ -131,6 +131,43 @@ public sealed class LoaderTests : IDisposable
     }
 
     [Fact]
+    public void DamagedSentencePieceModelsLoadOrFailWithTokenizerLoadException()
+    {
+        byte[] original = File.ReadAllBytes(Path.Combine(TestSupport.DataDirectory, "mistral-sentencepiece.model"));
+        var random = new Random(99);
+        string path = Path.Combine(_folder, "tokenizer.model");
+        for (int n = 0; n < 25; n++)
+        {
+            byte[] damaged = (byte[])original.Clone();
+            if (n % 2 == 0) Array.Resize(ref damaged, random.Next(damaged.Length));
+            else for (int k = 0; k < 20; k++) damaged[random.Next(damaged.Length)] = (byte)random.Next(256);
+            File.WriteAllBytes(path, damaged);
+            try
+            {
+                ITokenizer tokenizer = TokenizerLoader.FromFile(path);
+                tokenizer.Decode(tokenizer.Encode("still usable? \u4f60\u597d"));
+            }
+            catch (TokenizerLoadException e)
+            {
+                Assert.Equal(path, e.FilePath);
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData("{ \"model\": { \"type\": \"BPE\", \"vocab\": { \"a\": 2147483000 }, \"merges\": [] }, \"pre_tokenizer\": { \"type\": \"ByteLevel\" } }")]
+    [InlineData("{ \"model\": { \"type\": \"BPE\", \"vocab\": { \"a\": 0 }, \"merges\": [] }, \"added_tokens\": [ { \"id\": 1, \"content\": null } ] }")]
+    [InlineData("{ \"model\": { \"type\": \"BPE\", \"vocab\": { \"a\": 0 }, \"merges\": [ \"a b\" ] }, \"pre_tokenizer\": { \"type\": \"ByteLevel\" } }")]
+    [InlineData("{ \"model\": { \"type\": \"BPE\", \"vocab\": { \"a\": \"zero\" } } }")]
+    public void MalformedTokenizerJsonGivesTokenizerLoadException(string json)
+    {
+        string path = Path.Combine(_folder, "tokenizer.json");
+        File.WriteAllText(path, json);
+        var e = Assert.Throws<TokenizerLoadException>(() => TokenizerLoader.FromFile(path));
+        Assert.Equal(path, e.FilePath);
+    }
+
+    [Fact]
     public void TiktokenWithoutAllSingleBytesIsRejected()
     {
         string path = Path.Combine(_folder, "qwen.tiktoken");

@@ -29,7 +29,7 @@ internal static class UpcycleCommand
             var result = Upcycler.Upcycle(folder, entry.Manifest, entry.ModelDescription.MoeLayers, file,
                 new UpcycleOptions { Seed = parse.GetValue(seed) });
             var w = parse.InvocationConfiguration.Output;
-            w.WriteLine($"wrote {result.OutputPath}: {result.CopiedTensors} tensors copied, {result.ExpertTensors} expert tensors, {result.Routers} routers (seed {parse.GetValue(seed)})");
+            w.WriteLine($"wrote {string.Join(", ", result.Files)}: {result.CopiedTensors} tensors copied, {result.ExpertTensors} expert tensors, {result.Routers} routers (seed {parse.GetValue(seed)})");
             if (result.UnusedDenseKeys.Count > 0)
                 w.WriteLine($"dense tensors not used by {entry.Name}: {string.Join(", ", result.UnusedDenseKeys)}");
             return ExitCodes.Success;

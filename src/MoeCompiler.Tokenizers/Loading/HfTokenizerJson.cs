@@ -45,10 +45,10 @@ internal static class HfTokenizerJson
             {
                 if (merge.ValueKind == JsonValueKind.Array)
                 {
-                    merges.Add((merge[0].GetString()!, merge[1].GetString()!));
+                    merges.Add((merge[0].GetString() ?? throw new FormatException("null merge"), merge[1].GetString() ?? throw new FormatException("null merge")));
                     continue;
                 }
-                string text = merge.GetString()!;
+                string text = merge.GetString() ?? throw new FormatException("null merge");
                 int space = text.IndexOf(' ', 1);
                 if (space < 0) throw new TokenizerLoadException(path, $"merge \"{text}\" has no space");
                 merges.Add((text[..space], text[(space + 1)..]));
@@ -61,7 +61,9 @@ internal static class HfTokenizerJson
             foreach (JsonElement a in addedList.EnumerateArray())
             {
                 bool special = a.TryGetProperty("special", out JsonElement s) && s.ValueKind == JsonValueKind.True;
-                added.Add(new AddedToken(a.GetProperty("content").GetString()!, a.GetProperty("id").GetInt32(), special));
+                string content = a.GetProperty("content").GetString() ?? throw new FormatException("an added token has no content");
+                if (content.Length == 0) throw new FormatException("an added token is empty");
+                added.Add(new AddedToken(content, a.GetProperty("id").GetInt32(), special));
             }
         }
         if (extraAdded is not null)

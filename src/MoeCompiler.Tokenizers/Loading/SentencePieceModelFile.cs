@@ -69,6 +69,8 @@ internal static class SentencePieceModelFile
         }
 
         if (pieces.Count == 0) throw new TokenizerLoadException(path, "the model has no pieces");
+        if (unkId < 0 || unkId >= pieces.Count) throw new TokenizerLoadException(path, $"unk_id {unkId} is not a piece");
+        if (bosId >= pieces.Count || eosId >= pieces.Count) throw new TokenizerLoadException(path, "bos_id or eos_id is not a piece");
         if (modelType != 2) throw new TokenizerLoadException(path, $"model type {modelType} is not BPE (2); only BPE SentencePiece models are supported");
         if (hasCharsMap) throw new TokenizerLoadException(path, "the model has a precompiled normalization charsmap; only identity normalization is supported");
 
