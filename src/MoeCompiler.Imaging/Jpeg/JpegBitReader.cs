@@ -162,6 +162,131 @@ internal ref struct JpegBitReader
         _bits = bits;
     }
 
+    /// <summary>A progressive first AC scan (Ah = 0) for one block; <paramref name="eobRun"/> carries across blocks.</summary>
+    public void DecodeAcFirst(Span<short> block, HuffmanTable ac, int ss, int se, int al, ref int eobRun, ReadOnlySpan<byte> zigZag)
+    {
+        if (eobRun > 0)
+        {
+            eobRun--;
+            return;
+        }
+        ulong buffer = _buffer;
+        int bits = _bits;
+        var fastAc = ac.FastAc;
+        for (int k = ss; k <= se; k++)
+        {
+            if (bits < 32) Refill(ref buffer, ref bits);
+            int fast = fastAc[(int)(buffer >> (64 - HuffmanTable.FastBits))];
+            if (fast != 0)
+            {
+                k += (fast >> 4) & 15;
+                int length = fast & 15;
+                buffer <<= length;
+                bits -= length;
+                if (k > 63) throw new ImageDecodingException("JPEG progressive block runs past coefficient 63 (corrupt data)");
+                block[zigZag[k]] = (short)((fast >> 8) * (1 << al));
+                continue;
+            }
+            int rs = DecodeSymbol(ac, ref buffer, ref bits), run = rs >> 4, size = rs & 15;
+            if (size == 0)
+            {
+                if (run < 15)
+                {
+                    eobRun = (1 << run) - 1;
+                    if (run > 0)
+                    {
+                        eobRun += (int)(buffer >> (64 - run));
+                        buffer <<= run;
+                        bits -= run;
+                    }
+                    break;
+                }
+                k += 15;
+                continue;
+            }
+            k += run;
+            if (k > 63) throw new ImageDecodingException("JPEG progressive block runs past coefficient 63 (corrupt data)");
+            block[zigZag[k]] = (short)(Extend((int)(buffer >> (64 - size)), size) * (1 << al));
+            buffer <<= size;
+            bits -= size;
+        }
+        _buffer = buffer;
+        _bits = bits;
+    }
+
+    /// <summary>A progressive AC refinement scan (Ah &gt; 0) for one block, as libjpeg's decode_mcu_AC_refine.</summary>
+    public void DecodeAcRefine(Span<short> block, HuffmanTable ac, int ss, int se, int al, ref int eobRun, ReadOnlySpan<byte> zigZag)
+    {
+        ulong buffer = _buffer;
+        int bits = _bits;
+        int p1 = 1 << al, m1 = -1 << al;
+        int k = ss;
+        if (eobRun == 0)
+        {
+            for (; k <= se; k++)
+            {
+                if (bits < 32) Refill(ref buffer, ref bits);
+                int rs = DecodeSymbol(ac, ref buffer, ref bits), run = rs >> 4, size = rs & 15, value = 0;
+                if (size != 0)
+                {
+                    if (size != 1) throw new ImageDecodingException("JPEG progressive refinement has a coefficient of size > 1 (corrupt data)");
+                    value = (buffer >> 63) != 0 ? p1 : m1;
+                    buffer <<= 1;
+                    bits--;
+                }
+                else if (run != 15)
+                {
+                    eobRun = 1 << run;
+                    if (run > 0)
+                    {
+                        eobRun += (int)(buffer >> (64 - run));
+                        buffer <<= run;
+                        bits -= run;
+                    }
+                    break;
+                }
+                do
+                {
+                    int z = zigZag[k];
+                    int coefficient = block[z];
+                    if (coefficient != 0)
+                    {
+                        if (bits < 1) Refill(ref buffer, ref bits);
+                        bool correction = (buffer >> 63) != 0;
+                        buffer <<= 1;
+                        bits--;
+                        if (correction && (coefficient & p1) == 0)
+                            block[z] = (short)(coefficient >= 0 ? coefficient + p1 : coefficient + m1);
+                    }
+                    else if (--run < 0)
+                    {
+                        break;
+                    }
+                    k++;
+                } while (k <= se);
+                if (value != 0 && k <= se) block[zigZag[k]] = (short)value;
+            }
+        }
+        if (eobRun > 0)
+        {
+            for (; k <= se; k++)
+            {
+                int z = zigZag[k];
+                int coefficient = block[z];
+                if (coefficient == 0) continue;
+                if (bits < 1) Refill(ref buffer, ref bits);
+                bool correction = (buffer >> 63) != 0;
+                buffer <<= 1;
+                bits--;
+                if (correction && (coefficient & p1) == 0)
+                    block[z] = (short)(coefficient >= 0 ? coefficient + p1 : coefficient + m1);
+            }
+            eobRun--;
+        }
+        _buffer = buffer;
+        _bits = bits;
+    }
+
     private void Refill(ref ulong buffer, ref int bits)
     {
         _buffer = buffer;
