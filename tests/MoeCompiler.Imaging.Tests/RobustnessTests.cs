@@ -113,6 +113,34 @@ public class RobustnessTests
     }
 
     [Fact]
+    public void Jpeg_declaring_a_large_size_with_little_data_fails_fast()
+    {
+        // 8000x8000 (within the default limit) but only the entropy data of a 37x29 picture: the decoder must stop
+        // at the first MCU row whose data is missing, not decode 64 megapixels of zeros.
+        var data = Goldens.Bytes("images/jpeg_420_37x29.jpg");
+        int sof = Enumerable.Range(0, data.Length - 1).First(i => data[i] == 0xFF && data[i + 1] == 0xC0);
+        var hostile = (byte[])data.Clone();
+        hostile[sof + 5] = 0x1F; hostile[sof + 6] = 0x40; // height 8000
+        hostile[sof + 7] = 0x1F; hostile[sof + 8] = 0x40; // width 8000
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var e = Assert.Throws<ImageDecodingException>(() => ImageDecoder.Decode(hostile));
+        Assert.Contains("ends early", e.Message);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(20), "hang guard");
+    }
+
+    [Fact]
+    public void Png_declaring_a_large_size_with_little_data_fails_without_a_raw_buffer()
+    {
+        // 8000x8000 RGBA 16-bit = 512 MB of raw rows; the data holds one row. Rows are inflated one at a time.
+        var png = Png(8000, 8000, 16, 6, Zlib(new byte[8000 * 8 + 1]));
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var e = Assert.Throws<ImageDecodingException>(() => ImageDecoder.Decode(png));
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Contains("truncated", e.Message);
+        Assert.True(allocated < 8000L * 8000 * 3 + (16 << 20), $"allocated {allocated} bytes");
+    }
+
+    [Fact]
     public void Maximum_pixel_count_is_configurable()
     {
         var data = Goldens.Bytes("images/jpeg_420_37x29.jpg");

@@ -287,6 +287,7 @@ internal sealed partial class JpegDecoder
                     untilRestart--;
                 }
                 if (streaming) FlushStreamedRow(c, row, 1);
+                CheckComplete(ref reader); // a cut-off file fails here, not after decoding every remaining row from zeros
             }
         }
         else
@@ -312,6 +313,7 @@ internal sealed partial class JpegDecoder
                 }
                 if (streaming)
                     foreach (var c in scanComponents) FlushStreamedRow(c, mcuRow * c.V, c.V);
+                CheckComplete(ref reader);
             }
         }
         CheckComplete(ref reader);
