@@ -12,7 +12,7 @@ internal sealed partial class JpegDecoder
     /// <summary>libjpeg-turbo advises a scan limit against progressive "scan bombs"; 1000 is far above real files.</summary>
     private const int MaxScans = 1000;
 
-    private static readonly byte[] ZigZag =
+    internal static readonly byte[] ZigZag =
     [
         0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21,
         28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61,
@@ -373,7 +373,7 @@ internal sealed partial class JpegDecoder
             return;
         }
 
-        if (p.Ah == 0) r.DecodeAcFirst(block, c.Ac!, p.Ss, p.Se, p.Al, ref _eobRun, ZigZag);
-        else r.DecodeAcRefine(block, c.Ac!, p.Ss, p.Se, p.Al, ref _eobRun, ZigZag);
+        if (p.Ah == 0) r.DecodeAcFirst(block, c.Ac!, p.Ss, p.Se, p.Al, ref _eobRun);
+        else r.DecodeAcRefine(block, c.Ac!, p.Ss, p.Se, p.Al, ref _eobRun);
     }
 }
