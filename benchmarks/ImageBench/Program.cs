@@ -43,6 +43,10 @@ try
     var clip = VisionPreprocessing.Clip();
     var siglip = VisionPreprocessing.Siglip();
     var oursDecode = Measure(runs, () => ImageDecoder.Decode(bytes));
+    var singleThread = new ImageDecodeOptions { MaxDegreeOfParallelism = 1 };
+    var clipSingle = clip with { MaxDegreeOfParallelism = 1 };
+    var oursDecodeSingle = Measure(runs, () => ImageDecoder.Decode(bytes, singleThread));
+    var oursClipSingle = Measure(runs, () => clipSingle.Apply(ImageDecoder.Decode(bytes, singleThread)));
     var oursClip = Measure(runs, () => clip.Apply(ImageDecoder.Decode(bytes)));
     var oursSiglip = Measure(runs, () => siglip.Apply(ImageDecoder.Decode(bytes)));
     var djpeg = TryMeasure(runs, () => RunProcess("djpeg", $"-outfile /dev/null \"{imagePath}\""));
@@ -63,6 +67,8 @@ try
     Row("MoeCompiler decode", oursDecode);
     Row("MoeCompiler decode + CLIP-336 preprocess", oursClip);
     Row("MoeCompiler decode + SigLIP-384 preprocess", oursSiglip);
+    Row("MoeCompiler decode, 1 thread", oursDecodeSingle);
+    Row("MoeCompiler decode + CLIP-336, 1 thread", oursClipSingle);
     Row("djpeg decode (process, output /dev/null)", djpeg);
     Row("Pillow decode (open + convert RGB)", pillow?.Decode);
     Row("Pillow decode + CLIP-336 preprocess", pillow?.Clip);
@@ -79,6 +85,8 @@ try
     Ratio("decode: MoeCompiler / Pillow", oursDecode, pillow?.Decode);
     Ratio("decode+CLIP: MoeCompiler / Pillow", oursClip, pillow?.Clip);
     Ratio("decode+SigLIP: MoeCompiler / Pillow", oursSiglip, pillow?.Siglip);
+    Ratio("decode, 1 thread: MoeCompiler / Pillow", oursDecodeSingle, pillow?.Decode);
+    Ratio("decode+CLIP, 1 thread: MoeCompiler / Pillow", oursClipSingle, pillow?.Clip);
     if (progressivePath is not null)
     {
         Ratio("progressive decode: MoeCompiler / djpeg", oursProgressive!.Value, djpegProgressive);

@@ -117,7 +117,7 @@ internal ref struct JpegBitReader
     {
         ulong buffer = _buffer;
         int bits = _bits;
-        if (bits < 32) Refill(ref buffer, ref bits);
+        if (bits < 32) (buffer, bits) = Refill(buffer, bits);
 
         int size = DecodeSymbol(dc, ref buffer, ref bits);
         if (size != 0)
@@ -132,7 +132,7 @@ internal ref struct JpegBitReader
         var fastAc = ac.FastAc;
         for (int k = 1; k < 64; k++)
         {
-            if (bits < 32) Refill(ref buffer, ref bits);
+            if (bits < 32) (buffer, bits) = Refill(buffer, bits);
             int fast = fastAc[(int)(buffer >> (64 - HuffmanTable.FastBits))];
             if (fast != 0)
             {
@@ -162,13 +162,160 @@ internal ref struct JpegBitReader
         _bits = bits;
     }
 
-    private void Refill(ref ulong buffer, ref int bits)
+    /// <summary>
+    /// A progressive first AC scan (Ah = 0) for one block; <paramref name="eobRun"/> carries across blocks.
+    /// Progressive blocks are kept in zig-zag order (index = k) until the IDCT.
+    /// </summary>
+    public void DecodeAcFirst(Span<short> block, HuffmanTable ac, int ss, int se, int al, ref int eobRun)
+    {
+        if (eobRun > 0)
+        {
+            eobRun--;
+            return;
+        }
+        ulong buffer = _buffer;
+        int bits = _bits;
+        var fastAc = ac.FastAc;
+        for (int k = ss; k <= se; k++)
+        {
+            if (bits < 32) (buffer, bits) = Refill(buffer, bits);
+            int fast = fastAc[(int)(buffer >> (64 - HuffmanTable.FastBits))];
+            if (fast != 0)
+            {
+                k += (fast >> 4) & 15;
+                int length = fast & 15;
+                buffer <<= length;
+                bits -= length;
+                if (k > 63) throw new ImageDecodingException("JPEG progressive block runs past coefficient 63 (corrupt data)");
+                block[k] = (short)((fast >> 8) * (1 << al));
+                continue;
+            }
+            int rs = DecodeSymbol(ac, ref buffer, ref bits), run = rs >> 4, size = rs & 15;
+            if (size == 0)
+            {
+                if (run < 15)
+                {
+                    eobRun = (1 << run) - 1;
+                    if (run > 0)
+                    {
+                        eobRun += (int)(buffer >> (64 - run));
+                        buffer <<= run;
+                        bits -= run;
+                    }
+                    break;
+                }
+                k += 15;
+                continue;
+            }
+            k += run;
+            if (k > 63) throw new ImageDecodingException("JPEG progressive block runs past coefficient 63 (corrupt data)");
+            block[k] = (short)(Extend((int)(buffer >> (64 - size)), size) * (1 << al));
+            buffer <<= size;
+            bits -= size;
+        }
+        _buffer = buffer;
+        _bits = bits;
+    }
+
+    /// <summary>
+    /// A progressive AC refinement scan (Ah &gt; 0) for one zig-zag-ordered block, with libjpeg's decode_mcu_AC_refine
+    /// semantics. A bit mask of the already non-zero coefficients replaces the position-by-position walk: runs
+    /// count zero positions (the run+1-th zero is where a new coefficient lands) and every non-zero coefficient
+    /// passed over reads one correction bit, in order.
+    /// </summary>
+    public void DecodeAcRefine(Span<short> block, HuffmanTable ac, int ss, int se, int al, ref int eobRun)
+    {
+        ulong buffer = _buffer;
+        int bits = _bits;
+        int p1 = 1 << al, m1 = -1 << al;
+        ulong nonZero = NonZeroMask(block);
+        ulong band = (se == 63 ? ulong.MaxValue : (1UL << (se + 1)) - 1) & (ulong.MaxValue << ss);
+        int k = ss;
+        if (eobRun == 0)
+        {
+            for (; k <= se; k++)
+            {
+                if (bits < 32) (buffer, bits) = Refill(buffer, bits);
+                int rs = DecodeSymbol(ac, ref buffer, ref bits), run = rs >> 4, size = rs & 15, value = 0;
+                if (size != 0)
+                {
+                    if (size != 1) throw new ImageDecodingException("JPEG progressive refinement has a coefficient of size > 1 (corrupt data)");
+                    value = (buffer >> 63) != 0 ? p1 : m1;
+                    buffer <<= 1;
+                    bits--;
+                }
+                else if (run != 15)
+                {
+                    eobRun = 1 << run;
+                    if (run > 0)
+                    {
+                        eobRun += (int)(buffer >> (64 - run));
+                        buffer <<= run;
+                        bits -= run;
+                    }
+                    break;
+                }
+                ulong from = band & (ulong.MaxValue << k);
+                ulong zeros = ~nonZero & from;
+                for (int i = 0; i < run && zeros != 0; i++) zeros &= zeros - 1;
+                int target = zeros == 0 ? se + 1 : System.Numerics.BitOperations.TrailingZeroCount(zeros);
+                ulong passed = nonZero & from & (target >= 64 ? ulong.MaxValue : (1UL << target) - 1);
+                Correct(block, passed, p1, m1, ref buffer, ref bits);
+                k = target;
+                if (value != 0 && k <= se)
+                {
+                    block[k] = (short)value;
+                    nonZero |= 1UL << k;
+                }
+            }
+        }
+        if (eobRun > 0)
+        {
+            if (k <= se) Correct(block, nonZero & band & (ulong.MaxValue << k), p1, m1, ref buffer, ref bits);
+            eobRun--;
+        }
+        _buffer = buffer;
+        _bits = bits;
+    }
+
+    /// <summary>Reads one correction bit for each coefficient in <paramref name="positions"/>, lowest first.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private void Correct(Span<short> block, ulong positions, int p1, int m1, ref ulong buffer, ref int bits)
+    {
+        while (positions != 0)
+        {
+            int position = System.Numerics.BitOperations.TrailingZeroCount(positions);
+            positions &= positions - 1;
+            if (bits < 1) (buffer, bits) = Refill(buffer, bits);
+            bool correction = (long)buffer < 0;
+            buffer <<= 1;
+            bits--;
+            int coefficient = block[position];
+            if (correction && (coefficient & p1) == 0)
+                block[position] = (short)(coefficient >= 0 ? coefficient + p1 : coefficient + m1);
+        }
+    }
+
+    private static ulong NonZeroMask(ReadOnlySpan<short> block)
+    {
+        ref short first = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(block[..64]);
+        ulong zero = 0;
+        for (int i = 0; i < 4; i++)
+        {
+            var v = System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref first, (nuint)(16 * i));
+            zero |= (ulong)System.Runtime.Intrinsics.Vector256.ExtractMostSignificantBits(
+                System.Runtime.Intrinsics.Vector256.Equals(v, System.Runtime.Intrinsics.Vector256<short>.Zero)) << (16 * i);
+        }
+        return ~zero;
+    }
+
+    /// <summary>Tops up a caller's local bit buffer. Values in and out (not refs), so the caller's locals stay in registers.</summary>
+    private (ulong Buffer, int Bits) Refill(ulong buffer, int bits)
     {
         _buffer = buffer;
         _bits = bits;
         Fill();
-        buffer = _buffer;
-        bits = _bits;
+        return (_buffer, _bits);
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]

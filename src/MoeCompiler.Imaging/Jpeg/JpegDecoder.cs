@@ -12,7 +12,7 @@ internal sealed partial class JpegDecoder
     /// <summary>libjpeg-turbo advises a scan limit against progressive "scan bombs"; 1000 is far above real files.</summary>
     private const int MaxScans = 1000;
 
-    private static readonly byte[] ZigZag =
+    internal static readonly byte[] ZigZag =
     [
         0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21,
         28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61,
@@ -268,59 +268,64 @@ internal sealed partial class JpegDecoder
 
         var reader = new JpegBitReader(data, dataStart);
         var scan = new ScanParameters(ss, se, ah, al);
-        int totalMcus;
+        int untilRestart = _restartInterval;
         if (count == 1)
         {
+            // Non-interleaved: one block per MCU over the component's own extent (every progressive AC scan).
             var c = scanComponents[0];
-            totalMcus = c.WidthInBlocks * c.HeightInBlocks;
+            for (int row = 0; row < c.HeightInBlocks; row++)
+            {
+                var target = streaming ? c.RowCoefficients.AsSpan() : c.Coefficients.AsSpan(row * c.BlocksPerLine * 64);
+                for (int col = 0; col < c.WidthInBlocks; col++)
+                {
+                    if (untilRestart == 0 && _restartInterval > 0)
+                    {
+                        RestartScan(ref reader, scanComponents);
+                        untilRestart = _restartInterval;
+                    }
+                    DecodeBlock(ref reader, c, target.Slice(col * 64, 64), scan);
+                    untilRestart--;
+                }
+                if (streaming) FlushStreamedRow(c, row, 1);
+                CheckComplete(ref reader); // a cut-off file fails here, not after decoding every remaining row from zeros
+            }
         }
         else
         {
-            totalMcus = _mcusPerLine * _mcusPerColumn;
-        }
-        int untilRestart = _restartInterval;
-        for (int mcu = 0; mcu < totalMcus; mcu++)
-        {
-            if (_restartInterval > 0 && untilRestart == 0)
+            for (int mcuRow = 0; mcuRow < _mcusPerColumn; mcuRow++)
             {
-                CheckComplete(ref reader);
-                reader.Restart();
-                foreach (var c in scanComponents) c.DcPredictor = 0;
-                _eobRun = 0;
-                untilRestart = _restartInterval;
-            }
-            if (count == 1)
-            {
-                var c = scanComponents[0];
-                int row = mcu / c.WidthInBlocks, col = mcu % c.WidthInBlocks;
+                for (int mcuCol = 0; mcuCol < _mcusPerLine; mcuCol++)
+                {
+                    if (untilRestart == 0 && _restartInterval > 0)
+                    {
+                        RestartScan(ref reader, scanComponents);
+                        untilRestart = _restartInterval;
+                    }
+                    foreach (var c in scanComponents)
+                    {
+                        int firstRow = streaming ? 0 : mcuRow * c.V;
+                        var target = streaming ? c.RowCoefficients : c.Coefficients;
+                        for (int v = 0; v < c.V; v++)
+                            for (int h = 0; h < c.H; h++)
+                                DecodeBlock(ref reader, c, target.AsSpan(((firstRow + v) * c.BlocksPerLine + mcuCol * c.H + h) * 64, 64), scan);
+                    }
+                    untilRestart--;
+                }
                 if (streaming)
-                {
-                    DecodeBlock(ref reader, c, c.RowCoefficients.AsSpan(col * 64, 64), scan);
-                    if (col == c.WidthInBlocks - 1) FlushStreamedRow(c, row, 1);
-                }
-                else
-                {
-                    DecodeBlock(ref reader, c, c.Coefficients.AsSpan((row * c.BlocksPerLine + col) * 64, 64), scan);
-                }
-            }
-            else
-            {
-                int mcuRow = mcu / _mcusPerLine, mcuCol = mcu % _mcusPerLine;
-                foreach (var c in scanComponents)
-                {
-                    int firstRow = streaming ? 0 : mcuRow * c.V;
-                    var target = streaming ? c.RowCoefficients : c.Coefficients;
-                    for (int v = 0; v < c.V; v++)
-                        for (int h = 0; h < c.H; h++)
-                            DecodeBlock(ref reader, c, target.AsSpan(((firstRow + v) * c.BlocksPerLine + mcuCol * c.H + h) * 64, 64), scan);
-                }
-                if (streaming && mcuCol == _mcusPerLine - 1)
                     foreach (var c in scanComponents) FlushStreamedRow(c, mcuRow * c.V, c.V);
+                CheckComplete(ref reader);
             }
-            untilRestart--;
         }
         CheckComplete(ref reader);
         return reader.Position;
+    }
+
+    private void RestartScan(ref JpegBitReader reader, Component[] scanComponents)
+    {
+        CheckComplete(ref reader);
+        reader.Restart();
+        foreach (var c in scanComponents) c.DcPredictor = 0;
+        _eobRun = 0;
     }
 
     /// <summary>Inverse-transforms the streamed block rows [firstBlockRow, +rows) into the plane and clears them.</summary>
@@ -368,81 +373,7 @@ internal sealed partial class JpegDecoder
             return;
         }
 
-        if (p.Ah == 0)
-        {
-            if (_eobRun > 0)
-            {
-                _eobRun--;
-                return;
-            }
-            for (int k = p.Ss; k <= p.Se; k++)
-            {
-                int rs = r.Decode(c.Ac!), run = rs >> 4, size = rs & 15;
-                if (size == 0)
-                {
-                    if (run < 15)
-                    {
-                        _eobRun = (1 << run) - 1 + r.Bits(run);
-                        break;
-                    }
-                    k += 15;
-                    continue;
-                }
-                k += run;
-                if (k > 63) throw new ImageDecodingException("JPEG progressive block runs past coefficient 63 (corrupt data)");
-                block[ZigZag[k]] = (short)(r.Receive(size) * (1 << p.Al));
-            }
-            return;
-        }
-
-        RefineAc(ref r, c, block, p);
-    }
-
-    private void RefineAc(ref JpegBitReader r, Component c, Span<short> block, ScanParameters p)
-    {
-        int p1 = 1 << p.Al, m1 = -1 << p.Al;
-        int k = p.Ss;
-        if (_eobRun == 0)
-        {
-            for (; k <= p.Se; k++)
-            {
-                int rs = r.Decode(c.Ac!), run = rs >> 4, size = rs & 15, value = 0;
-                if (size != 0)
-                {
-                    if (size != 1) throw new ImageDecodingException("JPEG progressive refinement has a coefficient of size > 1 (corrupt data)");
-                    value = r.Bit() != 0 ? p1 : m1;
-                }
-                else if (run != 15)
-                {
-                    _eobRun = (1 << run) + r.Bits(run);
-                    break;
-                }
-                do
-                {
-                    int z = ZigZag[k];
-                    if (block[z] != 0)
-                    {
-                        if (r.Bit() != 0 && (block[z] & p1) == 0)
-                            block[z] = (short)(block[z] >= 0 ? block[z] + p1 : block[z] + m1);
-                    }
-                    else if (--run < 0)
-                    {
-                        break;
-                    }
-                    k++;
-                } while (k <= p.Se);
-                if (value != 0 && k <= p.Se) block[ZigZag[k]] = (short)value;
-            }
-        }
-        if (_eobRun > 0)
-        {
-            for (; k <= p.Se; k++)
-            {
-                int z = ZigZag[k];
-                if (block[z] != 0 && r.Bit() != 0 && (block[z] & p1) == 0)
-                    block[z] = (short)(block[z] >= 0 ? block[z] + p1 : block[z] + m1);
-            }
-            _eobRun--;
-        }
+        if (p.Ah == 0) r.DecodeAcFirst(block, c.Ac!, p.Ss, p.Se, p.Al, ref _eobRun);
+        else r.DecodeAcRefine(block, c.Ac!, p.Ss, p.Se, p.Al, ref _eobRun);
     }
 }

@@ -44,7 +44,7 @@ internal sealed partial class JpegDecoder
 
         var planes = new byte[_components.Length][];
         for (int i = 0; i < _components.Length; i++)
-            planes[i] = _components[i].Plane ?? InverseTransform(_components[i], _options.Parallelism);
+            planes[i] = _components[i].Plane ?? InverseTransform(_components[i], _progressive, _options.Parallelism);
 
         int width = _width, height = _height, n = _components.Length;
         var colorSpace = DetectColorSpace();
@@ -65,16 +65,25 @@ internal sealed partial class JpegDecoder
         return new RgbImage(width, height, pixels);
     }
 
-    private static byte[] InverseTransform(Component c, ParallelOptions parallelism)
+    private static byte[] InverseTransform(Component c, bool zigZagOrder, ParallelOptions parallelism)
     {
         int stride = c.BlocksPerLine * 8;
         var plane = GC.AllocateUninitializedArray<byte>(stride * c.HeightInBlocks * 8);
         var coefficients = c.Coefficients;
-        Parallel.For(0, c.HeightInBlocks, parallelism, by =>
+        Parallel.For(0, c.HeightInBlocks, parallelism, () => new short[64], (by, _, natural) =>
         {
             for (int bx = 0; bx < c.WidthInBlocks; bx++)
-                InverseTransformBlock(coefficients.AsSpan((by * c.BlocksPerLine + bx) * 64, 64), c, plane.AsSpan(by * 8 * stride + bx * 8), stride);
-        });
+            {
+                var block = coefficients.AsSpan((by * c.BlocksPerLine + bx) * 64, 64);
+                if (zigZagOrder)
+                {
+                    for (int k = 0; k < 64; k++) natural[ZigZag[k]] = block[k];
+                    block = natural;
+                }
+                InverseTransformBlock(block, c, plane.AsSpan(by * 8 * stride + bx * 8), stride);
+            }
+            return natural;
+        }, _ => { });
         return plane;
     }
 
