@@ -6,7 +6,8 @@ using MoeCompiler.Runtime.Tensors;
 namespace MoeCompiler.Generators.Tests;
 
 /// <summary>Generated LLM forward passes against <see cref="NaiveReference"/> (plain loops, double precision).</summary>
-public class ReferenceAgreementTests : IClassFixture<CompiledVariants>
+[Collection(CompiledVariantsCollection.Name)]
+public class ReferenceAgreementTests
 {
     private const float Tolerance = 2e-4f; // |a - b| <= tol * (1 + |b|); f32 kernels against a double reference
     private readonly CompiledVariants _compiled;

@@ -26,6 +26,10 @@ namespace MoeCompiler.Generators.Parsing
         public static readonly string[] Templates = { "phi", "stablelm", "qwen", "openchat", "plain", "mistral_instruct_system" };
         public static readonly string[] Layouts = { "moe-llava", "cumo" };
 
+        /// <summary>Limits that keep generated code a sane size (one member per layer, one loop per expert).</summary>
+        private const int MaxLayers = 512;
+        private const int MaxExperts = 256;
+
         /// <summary>Names the generator itself emits into the namespace; a variant may not take them.</summary>
         private static readonly string[] ReservedNames = { "ModelCatalog", "ModelCatalogEntry" };
 
@@ -117,7 +121,7 @@ namespace MoeCompiler.Generators.Parsing
             int? vocab = llm.Int("vocabSize", required: true, min: 1);
             int? tokenizerSize = llm.Int("tokenizerSize", required: false, fallback: vocab, min: 1);
             int? hidden = llm.Int("hiddenSize", required: true, min: 1);
-            int? layers = llm.Int("layers", required: true, min: 1);
+            int? layers = llm.Int("layers", required: true, min: 1, max: MaxLayers);
             int? heads = llm.Int("heads", required: true, min: 1);
             int? kvHeads = llm.Int("kvHeads", required: false, fallback: heads, min: 1);
             int? headDim = llm.Int("headDim", required: false, min: 1);
@@ -206,7 +210,7 @@ namespace MoeCompiler.Generators.Parsing
         private static MoeModel? ParseMoe(ObjectReader moe, LlmModel? llm, DiagnosticBag diagnostics, out bool ok)
         {
             int errorsBefore = diagnostics.Items.Count;
-            int? experts = moe.Int("experts", required: true, min: 1);
+            int? experts = moe.Int("experts", required: true, min: 1, max: MaxExperts);
             int? topK = moe.Int("topK", required: true);
             string defaultRouting = llm?.Family == "mixtral" ? "mixtral" : "deepspeed";
             string? routing = moe.Choice("routing", "routing", Routings, required: false, fallback: defaultRouting);
@@ -353,7 +357,7 @@ namespace MoeCompiler.Generators.Parsing
             int? imageSize = vision.Int("imageSize", required: true, min: 1);
             int? patchSize = vision.Int("patchSize", required: true, min: 1);
             int? hidden = vision.Int("hiddenSize", required: true, min: 1);
-            int? layers = vision.Int("layers", required: true, min: 1);
+            int? layers = vision.Int("layers", required: true, min: 1, max: MaxLayers);
             int? heads = vision.Int("heads", required: true, min: 1);
             int? mlp = vision.Int("mlpSize", required: true, min: 1);
             double? normEps = vision.Number("normEps", required: true, positive: true);
@@ -420,7 +424,7 @@ namespace MoeCompiler.Generators.Parsing
             }
 
             var moe = new ObjectReader(json, parent.KeyPath(key), diagnostics, "experts", "topK");
-            int? experts = moe.Int("experts", required: true, min: 1);
+            int? experts = moe.Int("experts", required: true, min: 1, max: MaxExperts);
             int? topK = moe.Int("topK", required: true);
             if (!CheckTopK(moe, "topK", experts, topK, diagnostics)) return null;
             return new SideMoeModel(experts!.Value, topK!.Value);
