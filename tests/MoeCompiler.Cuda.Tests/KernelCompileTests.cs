@@ -9,13 +9,6 @@ public sealed class KernelCompileTests(ITestOutputHelper output)
     /// <summary>NVRTC 11.2's ceiling is sm_86/compute_80-class; the check targets compute_80 (A100) PTX.</summary>
     public const string CheckArchitecture = "compute_80";
 
-    public static TheoryData<string> Sources()
-    {
-        var data = new TheoryData<string>();
-        foreach (string name in KernelSources.Names) data.Add(name);
-        return data;
-    }
-
     [Fact]
     public void EverySourceFileIsEmbedded()
     {

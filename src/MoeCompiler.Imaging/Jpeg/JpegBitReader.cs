@@ -25,6 +25,12 @@ internal ref struct JpegBitReader
 
     private void Fill()
     {
+        // Fast path: plain bytes (no 0xFF) while data lasts.
+        while (_bits <= 56 && _zeroBytesFed == 0 && Position < _data.Length && _data[Position] != 0xFF)
+        {
+            _buffer |= (ulong)_data[Position++] << (56 - _bits);
+            _bits += 8;
+        }
         while (_bits <= 56)
         {
             int b = 0;
@@ -82,6 +88,7 @@ internal ref struct JpegBitReader
     public int Receive(int n)
     {
         if (n == 0) return 0;
+        if (n > 16) throw new ImageDecodingException("JPEG coefficient has an invalid magnitude category");
         int v = Bits(n);
         return v < 1 << (n - 1) ? v - (1 << n) + 1 : v;
     }
@@ -89,12 +96,97 @@ internal ref struct JpegBitReader
     public int Decode(HuffmanTable table)
     {
         if (_bits < 16) Fill();
-        ushort entry = table.Lookup[(int)(_buffer >> 48)];
-        int length = entry >> 8;
-        if (length == 0) throw new ImageDecodingException("JPEG entropy-coded data holds an invalid Huffman code");
+        int entry = table.Fast[(int)(_buffer >> (64 - HuffmanTable.FastBits))];
+        int length = entry >> 8, symbol = entry & 0xFF;
+        if (length == 0)
+        {
+            (length, symbol) = table.DecodeSlow((int)(_buffer >> 48));
+            if (length == 0) throw new ImageDecodingException("JPEG entropy-coded data holds an invalid Huffman code");
+        }
         _buffer <<= length;
         _bits -= length;
-        return entry & 0xFF;
+        return symbol;
+    }
+
+    /// <summary>
+    /// Decodes one baseline (sequential Huffman) block into <paramref name="block"/> (natural order). The bit buffer
+    /// lives in locals for the whole block and is refilled only when fewer than 32 bits remain, enough for any one
+    /// coefficient (a 16-bit code plus at most 15 magnitude bits).
+    /// </summary>
+    public void DecodeBaselineBlock(Span<short> block, HuffmanTable dc, HuffmanTable ac, ref int predictor, ReadOnlySpan<byte> zigZag)
+    {
+        ulong buffer = _buffer;
+        int bits = _bits;
+        if (bits < 32) Refill(ref buffer, ref bits);
+
+        int size = DecodeSymbol(dc, ref buffer, ref bits);
+        if (size != 0)
+        {
+            if (size > 16) throw new ImageDecodingException("JPEG DC coefficient has an invalid magnitude category");
+            predictor += Extend((int)(buffer >> (64 - size)), size);
+            buffer <<= size;
+            bits -= size;
+        }
+        block[0] = (short)predictor;
+
+        var fastAc = ac.FastAc;
+        for (int k = 1; k < 64; k++)
+        {
+            if (bits < 32) Refill(ref buffer, ref bits);
+            int fast = fastAc[(int)(buffer >> (64 - HuffmanTable.FastBits))];
+            if (fast != 0)
+            {
+                k += (fast >> 4) & 15;
+                int length = fast & 15;
+                buffer <<= length;
+                bits -= length;
+                if (k > 63) throw new ImageDecodingException("JPEG block has more than 64 coefficients (corrupt data)");
+                block[zigZag[k]] = (short)(fast >> 8);
+                continue;
+            }
+            int rs = DecodeSymbol(ac, ref buffer, ref bits), run = rs >> 4;
+            size = rs & 15;
+            if (size == 0)
+            {
+                if (run != 15) break;
+                k += 15;
+                continue;
+            }
+            k += run;
+            if (k > 63) throw new ImageDecodingException("JPEG block has more than 64 coefficients (corrupt data)");
+            block[zigZag[k]] = (short)Extend((int)(buffer >> (64 - size)), size);
+            buffer <<= size;
+            bits -= size;
+        }
+        _buffer = buffer;
+        _bits = bits;
+    }
+
+    private void Refill(ref ulong buffer, ref int bits)
+    {
+        _buffer = buffer;
+        _bits = bits;
+        Fill();
+        buffer = _buffer;
+        bits = _bits;
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static int Extend(int v, int n) => v < 1 << (n - 1) ? v - (1 << n) + 1 : v;
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static int DecodeSymbol(HuffmanTable table, ref ulong buffer, ref int bits)
+    {
+        int entry = table.Fast[(int)(buffer >> (64 - HuffmanTable.FastBits))];
+        int length = entry >> 8, symbol = entry & 0xFF;
+        if (length == 0)
+        {
+            (length, symbol) = table.DecodeSlow((int)(buffer >> 48));
+            if (length == 0) throw new ImageDecodingException("JPEG entropy-coded data holds an invalid Huffman code");
+        }
+        buffer <<= length;
+        bits -= length;
+        return symbol;
     }
 
     /// <summary>Drops buffered bits and moves past the restart marker expected at this point, if any.</summary>

@@ -23,10 +23,13 @@ internal sealed partial class JpegDecoder
     {
         public int Id, H, V, QuantIndex;
         public ushort[]? Quant;                 // latched at the component's first scan, as libjpeg does
+        public int[] WideQuant = [];            // the same, widened for the vector IDCT
         public int BlocksPerLine, BlocksPerColumn; // allocated (MCU-padded)
         public int WidthInBlocks, HeightInBlocks;  // covering the component's own sample extent
         public int SampleWidth, SampleHeight;      // downsampled_width / downsampled_height
-        public short[] Coefficients = [];
+        public short[] Coefficients = [];       // whole-image coefficients (progressive or multi-scan files)
+        public byte[]? Plane;                   // samples, when a single sequential scan was decoded row by row
+        public short[] RowCoefficients = [];    // one MCU row of coefficients while streaming
         public int DcPredictor;
         public HuffmanTable? Dc, Ac;
     }
@@ -156,7 +159,6 @@ internal sealed partial class JpegDecoder
         long coefficientCount = _components.Sum(c => (long)c.BlocksPerLine * c.BlocksPerColumn * 64);
         if (coefficientCount > Array.MaxLength / 2)
             throw new ImageDecodingException($"JPEG {_width}x{_height} needs too much coefficient memory");
-        foreach (var c in _components) c.Coefficients = new short[c.BlocksPerLine * c.BlocksPerColumn * 64];
         _frameSeen = true;
     }
 
@@ -214,7 +216,10 @@ internal sealed partial class JpegDecoder
             c.Dc = _dcTables[dc];
             c.Ac = _acTables[ac];
             if (c.Quant is null)
+            {
                 c.Quant = _quant[c.QuantIndex] ?? throw new ImageDecodingException($"JPEG component {id} uses quantisation table {c.QuantIndex}, which is not defined");
+                c.WideQuant = Array.ConvertAll(c.Quant, q => (int)q);
+            }
             scanComponents[i] = c;
         }
         int ss = s[1 + 2 * count], se = s[2 + 2 * count], ah = s[3 + 2 * count] >> 4, al = s[3 + 2 * count] & 15;
@@ -240,6 +245,26 @@ internal sealed partial class JpegDecoder
             c.DcPredictor = 0;
         }
         _eobRun = 0;
+
+        // A sequential scan holding every component (the usual baseline file) is decoded one MCU row at a time
+        // straight into sample planes: no whole-image coefficient buffer, and the IDCT runs on cache-warm data.
+        bool streaming = !_progressive && count == _components.Length;
+        foreach (var c in scanComponents)
+        {
+            if (c.Plane is not null)
+                throw new ImageDecodingException($"JPEG component {c.Id} appears in more than one scan of a sequential image");
+            if (streaming)
+            {
+                if (c.Coefficients.Length > 0)
+                    throw new ImageDecodingException($"JPEG component {c.Id} appears in more than one scan of a sequential image");
+                c.Plane = GC.AllocateUninitializedArray<byte>(c.BlocksPerLine * 8 * c.HeightInBlocks * 8);
+                c.RowCoefficients = new short[c.BlocksPerLine * c.V * 64];
+            }
+            else if (c.Coefficients.Length == 0)
+            {
+                c.Coefficients = new short[c.BlocksPerLine * c.BlocksPerColumn * 64];
+            }
+        }
 
         var reader = new JpegBitReader(data, dataStart);
         var scan = new ScanParameters(ss, se, ah, al);
@@ -268,20 +293,48 @@ internal sealed partial class JpegDecoder
             {
                 var c = scanComponents[0];
                 int row = mcu / c.WidthInBlocks, col = mcu % c.WidthInBlocks;
-                DecodeBlock(ref reader, c, row * c.BlocksPerLine + col, scan);
+                if (streaming)
+                {
+                    DecodeBlock(ref reader, c, c.RowCoefficients.AsSpan(col * 64, 64), scan);
+                    if (col == c.WidthInBlocks - 1) FlushStreamedRow(c, row, 1);
+                }
+                else
+                {
+                    DecodeBlock(ref reader, c, c.Coefficients.AsSpan((row * c.BlocksPerLine + col) * 64, 64), scan);
+                }
             }
             else
             {
                 int mcuRow = mcu / _mcusPerLine, mcuCol = mcu % _mcusPerLine;
                 foreach (var c in scanComponents)
+                {
+                    int firstRow = streaming ? 0 : mcuRow * c.V;
+                    var target = streaming ? c.RowCoefficients : c.Coefficients;
                     for (int v = 0; v < c.V; v++)
                         for (int h = 0; h < c.H; h++)
-                            DecodeBlock(ref reader, c, (mcuRow * c.V + v) * c.BlocksPerLine + mcuCol * c.H + h, scan);
+                            DecodeBlock(ref reader, c, target.AsSpan(((firstRow + v) * c.BlocksPerLine + mcuCol * c.H + h) * 64, 64), scan);
+                }
+                if (streaming && mcuCol == _mcusPerLine - 1)
+                    foreach (var c in scanComponents) FlushStreamedRow(c, mcuRow * c.V, c.V);
             }
             untilRestart--;
         }
         CheckComplete(ref reader);
         return reader.Position;
+    }
+
+    /// <summary>Inverse-transforms the streamed block rows [firstBlockRow, +rows) into the plane and clears them.</summary>
+    private static void FlushStreamedRow(Component c, int firstBlockRow, int rows)
+    {
+        int stride = c.BlocksPerLine * 8;
+        for (int v = 0; v < rows; v++)
+        {
+            int blockRow = firstBlockRow + v;
+            if (blockRow >= c.HeightInBlocks) break;
+            for (int bx = 0; bx < c.WidthInBlocks; bx++)
+                InverseTransformBlock(c.RowCoefficients.AsSpan((v * c.BlocksPerLine + bx) * 64, 64), c, c.Plane.AsSpan(blockRow * 8 * stride + bx * 8), stride);
+        }
+        Array.Clear(c.RowCoefficients);
     }
 
     private static void CheckComplete(ref JpegBitReader reader)
@@ -292,28 +345,11 @@ internal sealed partial class JpegDecoder
 
     private readonly record struct ScanParameters(int Ss, int Se, int Ah, int Al);
 
-    private void DecodeBlock(ref JpegBitReader r, Component c, int blockIndex, ScanParameters p)
+    private void DecodeBlock(ref JpegBitReader r, Component c, Span<short> block, ScanParameters p)
     {
-        var block = c.Coefficients.AsSpan(blockIndex * 64, 64);
         if (!_progressive)
         {
-            int t = r.Decode(c.Dc!);
-            c.DcPredictor += r.Receive(t);
-            block[0] = (short)c.DcPredictor;
-            var ac = c.Ac!;
-            for (int k = 1; k < 64; k++)
-            {
-                int rs = r.Decode(ac), run = rs >> 4, size = rs & 15;
-                if (size == 0)
-                {
-                    if (run != 15) break;
-                    k += 15;
-                    continue;
-                }
-                k += run;
-                if (k > 63) throw new ImageDecodingException("JPEG block has more than 64 coefficients (corrupt data)");
-                block[ZigZag[k]] = (short)r.Receive(size);
-            }
+            r.DecodeBaselineBlock(block, c.Dc!, c.Ac!, ref c.DcPredictor, ZigZag);
             return;
         }
 

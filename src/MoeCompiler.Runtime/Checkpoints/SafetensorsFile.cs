@@ -67,7 +67,7 @@ public sealed class SafetensorsFile : IDisposable, ICheckpointFile
         }
     }
 
-    /// <summary>Validates a header held in memory (the file's first bytes); used by <see cref="Open"/> and the fuzz tests.</summary>
+    /// <summary>Reads and validates the length prefix and header of a mapped file.</summary>
     internal static (Dictionary<string, Entry> Entries, Dictionary<string, string> Metadata, long DataStart) ParseHeader(
         string path, MappedFileStorage storage)
     {
@@ -95,6 +95,9 @@ public sealed class SafetensorsFile : IDisposable, ICheckpointFile
     {
         if (header.Length == 0 || header[0] != (byte)'{')
             throw new CheckpointException(path, "header does not start with '{'");
+        // JsonDocument checks UTF-8 inside strings only when they are read; check it all up front.
+        if (!System.Text.Unicode.Utf8.IsValid(header))
+            throw new CheckpointException(path, "header is not valid UTF-8");
         JsonDocument document;
         try
         {
@@ -243,10 +246,9 @@ public sealed class SafetensorsFile : IDisposable, ICheckpointFile
         {
             if (entry.Info.DType != DType.I8) continue;
             string scalesKey = key + Int8ScalesSuffix;
-            if (!_entries.TryGetValue(scalesKey, out var scales)) continue;
+            if (!_entries.ContainsKey(scalesKey)) continue;
             _entries[key] = entry with { ScalesKey = scalesKey };
             _companions.Add(scalesKey);
-            _ = scales;
         }
     }
 
