@@ -31,7 +31,17 @@ namespace MoeCompiler.Generators.Parsing
         private const int MaxExperts = 256;
 
         /// <summary>Names the generator itself emits into the namespace; a variant may not take them.</summary>
-        private static readonly string[] ReservedNames = { "ModelCatalog", "ModelCatalogEntry" };
+        /// <summary>
+        /// Names the generator emits itself: the catalog types, and the members and nested types of a model class
+        /// (a class may not have a member named like itself).
+        /// </summary>
+        private static readonly string[] ReservedNames =
+        {
+            "ModelCatalog", "ModelCatalogEntry", "MoeBlock", "DenseBlock", "VisionTower", "Manifest", "ModelDescription", "Description",
+            "Embedding", "FinalNorm", "LmHead", "Vision", "Projector", "Load", "CreateCache", "Dispose", "Forward", "EncodeImage",
+            "EmbedTokens", "Weight", "Dense", "LayerNormAt", "RmsNormAt", "FeedForwardAt", "MixtralExpertAt", "CreateManifest", "Geometry",
+            "LlmMoeOptions", "VisionMoeOptions", "ProjectorMoeOptions", "S2Scales",
+        };
 
         public static SpecResult Parse(string filePath, string text)
         {
@@ -475,7 +485,18 @@ namespace MoeCompiler.Generators.Parsing
             SyntaxFacts.GetKeywordKind(name) == SyntaxKind.None &&
             SyntaxFacts.GetContextualKeywordKind(name) == SyntaxKind.None &&
             Array.IndexOf(ReservedNames, name) < 0 &&
-            !name.EndsWith("Constants", StringComparison.Ordinal);
+            !name.EndsWith("Constants", StringComparison.Ordinal) &&
+            !(name.StartsWith("Block", StringComparison.Ordinal) && name.Length > 5 && IsDigits(name.Substring(5)));
+
+        private static bool IsDigits(string text)
+        {
+            foreach (char c in text)
+            {
+                if (c < '0' || c > '9') return false;
+            }
+
+            return true;
+        }
 
         public static string FileNameOf(string path)
         {
