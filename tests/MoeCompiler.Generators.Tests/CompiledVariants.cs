@@ -49,3 +49,10 @@ public sealed class CompiledVariants
     public MoeCompiler.Runtime.Checkpoints.WeightManifest Manifest(string variant) =>
         (MoeCompiler.Runtime.Checkpoints.WeightManifest)VariantType(variant).GetProperty("Manifest")!.GetValue(null)!;
 }
+
+/// <summary>One compilation of every variant, shared by the test classes that need it.</summary>
+[CollectionDefinition(Name)]
+public sealed class CompiledVariantsCollection : ICollectionFixture<CompiledVariants>
+{
+    public const string Name = "Compiled variants";
+}

@@ -2,7 +2,8 @@ using MoeCompiler.Runtime.Checkpoints;
 
 namespace MoeCompiler.Generators.Tests;
 
-public class GeneratedCodeCompilesTests : IClassFixture<CompiledVariants>
+[Collection(CompiledVariantsCollection.Name)]
+public class GeneratedCodeCompilesTests
 {
     private readonly CompiledVariants _compiled;
 

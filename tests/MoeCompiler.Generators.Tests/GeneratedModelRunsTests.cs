@@ -10,7 +10,8 @@ namespace MoeCompiler.Generators.Tests;
 /// prompt go through end to end; prefill-then-decode through the KV cache equals one pass; Load binds a
 /// safetensors checkpoint and reports every problem at once.
 /// </summary>
-public class GeneratedModelRunsTests : IClassFixture<CompiledVariants>
+[Collection(CompiledVariantsCollection.Name)]
+public class GeneratedModelRunsTests
 {
     private readonly CompiledVariants _compiled;
     private readonly IBackend _backend = new CpuBackend(threads: 1);

@@ -217,3 +217,114 @@ internal sealed class NaiveReference
         return e.Select(v => v / sum).ToArray();
     }
 }
+
+/// <summary>Plain-loop CLIP / SigLIP tower, feature selection and mlp2x_gelu projector (MoE-LLaVA layout).</summary>
+internal static class NaiveVisionReference
+{
+    public static double[][] EncodeImage(Func<string, float[]> w, string llmPrefix, bool clip, float[] pixels, int size, int patch,
+        int width, int heads, int usedLayers, double eps)
+    {
+        string vp = llmPrefix + "image_tower.image_tower.vision_model.";
+        int grid = size / patch, patches = grid * grid;
+        var patchWeight = w(vp + "embeddings.patch_embedding.weight");
+        var rows = new List<double[]>();
+        if (clip) rows.Add(w(vp + "embeddings.class_embedding").Select(v => (double)v).ToArray());
+        for (int py = 0; py < grid; py++)
+        {
+            for (int px = 0; px < grid; px++)
+            {
+                var row = new double[width];
+                for (int c = 0; c < width; c++)
+                {
+                    double sum = clip ? 0 : w(vp + "embeddings.patch_embedding.bias")[c];
+                    for (int ch = 0; ch < 3; ch++)
+                        for (int ky = 0; ky < patch; ky++)
+                            for (int kx = 0; kx < patch; kx++)
+                                sum += patchWeight[((c * 3 + ch) * patch + ky) * patch + kx] * pixels[(ch * size + py * patch + ky) * size + px * patch + kx];
+                    row[c] = sum;
+                }
+
+                rows.Add(row);
+            }
+        }
+
+        var x = rows.ToArray();
+        var position = w(vp + "embeddings.position_embedding.weight");
+        for (int t = 0; t < x.Length; t++) for (int c = 0; c < width; c++) x[t][c] += position[t * width + c];
+        if (clip) x = LayerNorm(x, w(vp + "pre_layrnorm.weight"), w(vp + "pre_layrnorm.bias"), eps);
+        int headDim = width / heads;
+        for (int layer = 0; layer < usedLayers; layer++)
+        {
+            string p = vp + "encoder.layers." + layer + ".";
+            var h = LayerNorm(x, w(p + "layer_norm1.weight"), w(p + "layer_norm1.bias"), eps);
+            var q = Linear(w, h, p + "self_attn.q_proj");
+            var k = Linear(w, h, p + "self_attn.k_proj");
+            var v = Linear(w, h, p + "self_attn.v_proj");
+            var attended = new double[x.Length][];
+            for (int t = 0; t < x.Length; t++)
+            {
+                attended[t] = new double[width];
+                for (int head = 0; head < heads; head++)
+                {
+                    var scores = new double[x.Length];
+                    for (int s = 0; s < x.Length; s++)
+                    {
+                        double dot = 0;
+                        for (int d = 0; d < headDim; d++) dot += q[t][head * headDim + d] * k[s][head * headDim + d];
+                        scores[s] = dot / Math.Sqrt(headDim);
+                    }
+
+                    double max = scores.Max();
+                    var e = scores.Select(z => Math.Exp(z - max)).ToArray();
+                    double sum = e.Sum();
+                    for (int s = 0; s < x.Length; s++)
+                        for (int d = 0; d < headDim; d++) attended[t][head * headDim + d] += e[s] / sum * v[s][head * headDim + d];
+                }
+            }
+
+            var o = Linear(w, attended, p + "self_attn.out_proj");
+            for (int t = 0; t < x.Length; t++) for (int c = 0; c < width; c++) x[t][c] += o[t][c];
+            h = LayerNorm(x, w(p + "layer_norm2.weight"), w(p + "layer_norm2.bias"), eps);
+            var a = Linear(w, h, p + "mlp.fc1").Select(r => r.Select(z => clip ? z / (1 + Math.Exp(-1.702 * z)) : GeluTanh(z)).ToArray()).ToArray();
+            var m = Linear(w, a, p + "mlp.fc2");
+            for (int t = 0; t < x.Length; t++) for (int c = 0; c < width; c++) x[t][c] += m[t][c];
+        }
+
+        var features = x.Skip(1).ToArray(); // "patch": drop row 0
+        string pp = llmPrefix + "mm_projector.image_spatial_proj.";
+        var hidden = Linear(w, features, pp + "0").Select(r => r.Select(z => 0.5 * z * (1 + Erf(z / Math.Sqrt(2)))).ToArray()).ToArray();
+        return Linear(w, hidden, pp + "2");
+    }
+
+    private static double[][] Linear(Func<string, float[]> w, double[][] x, string name)
+    {
+        var weight = w(name + ".weight");
+        var bias = w(name + ".bias");
+        int inFeatures = x[0].Length, outFeatures = bias.Length;
+        return x.Select(row => Enumerable.Range(0, outFeatures).Select(o =>
+        {
+            double s = bias[o];
+            for (int i = 0; i < inFeatures; i++) s += weight[o * inFeatures + i] * row[i];
+            return s;
+        }).ToArray()).ToArray();
+    }
+
+    private static double[][] LayerNorm(double[][] x, float[] weight, float[] bias, double eps) => x.Select(row =>
+    {
+        double mean = row.Average();
+        double variance = row.Select(v => (v - mean) * (v - mean)).Average();
+        return row.Select((v, i) => (v - mean) / Math.Sqrt(variance + eps) * weight[i] + bias[i]).ToArray();
+    }).ToArray();
+
+    private static double GeluTanh(double v) => 0.5 * v * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (v + 0.044715 * v * v * v)));
+
+    /// <summary>Abramowitz and Stegun 7.1.26 (absolute error below 1.5e-7).</summary>
+    private static double Erf(double x)
+    {
+        double sign = Math.Sign(x);
+        x = Math.Abs(x);
+        double t = 1 / (1 + 0.3275911 * x);
+        double y = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.Exp(-x * x);
+        return sign * y;
+    }
+}

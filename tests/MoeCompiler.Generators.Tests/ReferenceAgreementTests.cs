@@ -6,7 +6,8 @@ using MoeCompiler.Runtime.Tensors;
 namespace MoeCompiler.Generators.Tests;
 
 /// <summary>Generated LLM forward passes against <see cref="NaiveReference"/> (plain loops, double precision).</summary>
-public class ReferenceAgreementTests : IClassFixture<CompiledVariants>
+[Collection(CompiledVariantsCollection.Name)]
+public class ReferenceAgreementTests
 {
     private const float Tolerance = 2e-4f; // |a - b| <= tol * (1 + |b|); f32 kernels against a double reference
     private readonly CompiledVariants _compiled;
@@ -69,4 +70,41 @@ public class ReferenceAgreementTests : IClassFixture<CompiledVariants>
             Assert.True(Math.Abs(actual[i] - expected[i]) <= Tolerance * (1 + Math.Abs(expected[i])), $"logit {i}: {actual[i]} vs reference {expected[i]}");
         }
     }
+
+    [Theory]
+    [InlineData("TinyStableLmMoe", true)]
+    [InlineData("TinyQwenMoe", false)]
+    public void ImageFeaturesAgreeWithAnIndependentPlainLoopImplementation(string variant, bool clip)
+    {
+        var random = new Random(4);
+        var weights = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var raw = new Dictionary<string, float[]>(StringComparer.Ordinal);
+        foreach (var entry in _compiled.Manifest(variant).Entries)
+        {
+            var data = new float[entry.ElementCount];
+            bool normWeight = entry.Key.EndsWith("norm.weight", StringComparison.Ordinal) || entry.Key.Contains("layer_norm", StringComparison.Ordinal) && entry.Key.EndsWith(".weight", StringComparison.Ordinal);
+            for (int i = 0; i < data.Length; i++) data[i] = normWeight ? 1f + 0.2f * (float)(random.NextDouble() - 0.5) : 0.3f * (float)(random.NextDouble() - 0.5);
+            weights.Add(entry.Key, Tensor.FromFloats(data, entry.Shape));
+            raw.Add(entry.Key, data);
+        }
+
+        using var bound = BoundWeights.FromTensors(weights);
+        var model = (IVisionLanguageModel)Activator.CreateInstance(_compiled.VariantType(variant), bound, _backend)!;
+        var d = model.Description;
+        var pixels = new float[3 * d.ImageSize * d.ImageSize];
+        for (int i = 0; i < pixels.Length; i++) pixels[i] = (float)(random.NextDouble() * 4 - 2);
+        var actual = model.EncodeImage(new ForwardContext(_backend), Tensor.FromFloats(pixels, 3, d.ImageSize, d.ImageSize)).ToFloatArray();
+
+        var expected = NaiveVisionReference.EncodeImage(key => raw[key], d.LlmFamily == "qwen" ? "transformer." : "model.", clip, pixels, d.ImageSize,
+            _compiled.Constant<int>(variant, "PatchSize"), _compiled.Constant<int>(variant, "VisionHiddenSize"), _compiled.Constant<int>(variant, "VisionHeads"),
+            _compiled.Constant<int>(variant, "VisionUsedLayers"), _compiled.Constant<float>(variant, "VisionNormEpsilon")).SelectMany(r => r).ToArray();
+
+        Assert.Equal(d.ImageTokens * d.HiddenSize, expected.Length);
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++)
+        {
+            Assert.True(Math.Abs(actual[i] - expected[i]) <= Tolerance * (1 + Math.Abs(expected[i])), $"feature {i}: {actual[i]} vs reference {expected[i]}");
+        }
+    }
 }
+

@@ -125,7 +125,7 @@ namespace MoeCompiler.Models
         public const int ProjectorTopK = 0;
 
         /// <summary>Spec key: tokenizer.kind.</summary>
-        public const string TokenizerKind = "gpt2";
+        public const string TokenizerKind = "phi2";
         /// <summary>Spec key: tokenizer.bos (null: no BOS token).</summary>
         public static int? BosId => null;
         /// <summary>Spec key: tokenizer.eos.</summary>
