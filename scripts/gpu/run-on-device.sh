@@ -3,6 +3,8 @@
 # unpacks the app published by scripts/gpu/publish.sh, runs the whole CUDA test suite with CUDA required
 # (so [CudaFact] tests fail instead of skipping), the kernel benchmarks, and the PyTorch eager comparison.
 # Results go to $OUT (the device tool brings that folder back); exit status is the test suite's.
+# Optional: MOE_DEVICE_TEST_FILTER (substring of Class.Method), MOE_BENCH_LAYERS (default 8), MOE_BENCH_ARGS
+# (extra benchmark flags, e.g. --smoke), MOE_SKIP_TORCH=1.
 set -uo pipefail
 here=.device-carry/gpu
 out=${OUT:-$here/out}
@@ -35,9 +37,12 @@ export MOE_CUDA_CACHE_DIR=/tmp/moe-cuda-kernels
 echo "MOE_CUDA_LIB_DIRS=$MOE_CUDA_LIB_DIRS" | tee "$out/environment.txt"
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || true
 
-MOE_REQUIRE_CUDA=1 "$app/app/MoeCompiler.Cuda.Tests" device-tests 2>&1 | tee "$out/device-tests.txt"
+MOE_REQUIRE_CUDA=1 "$app/app/MoeCompiler.Cuda.Tests" device-tests ${MOE_DEVICE_TEST_FILTER:+"$MOE_DEVICE_TEST_FILTER"} 2>&1 | tee "$out/device-tests.txt"
 status=${PIPESTATUS[0]}
 
-"$app/app/MoeCompiler.Cuda.Tests" bench --layers "${MOE_BENCH_LAYERS:-8}" 2>&1 | tee "$out/bench.txt" || true
-python3 scripts/gpu/torch_bench.py --layers "${MOE_BENCH_LAYERS:-8}" 2>&1 | tee "$out/torch-bench.txt" || true
+# shellcheck disable=SC2086 # MOE_BENCH_ARGS is a list of flags
+"$app/app/MoeCompiler.Cuda.Tests" bench --layers "${MOE_BENCH_LAYERS:-8}" ${MOE_BENCH_ARGS:-} 2>&1 | tee "$out/bench.txt" || true
+if [[ "${MOE_SKIP_TORCH:-0}" != 1 ]]; then
+    python3 scripts/gpu/torch_bench.py --layers "${MOE_BENCH_LAYERS:-8}" 2>&1 | tee "$out/torch-bench.txt" || true
+fi
 exit "$status"

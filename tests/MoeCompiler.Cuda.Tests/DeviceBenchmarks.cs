@@ -14,7 +14,11 @@ namespace MoeCompiler.Cuda.Tests;
 /// </summary>
 internal static class DeviceBenchmarks
 {
-    private const int Hidden = 4096, Heads = 32, KvHeads = 8, HeadDim = 128, Ffn = 14336, Context = 1024;
+    /// <summary>Model sizes; <c>--smoke</c> shrinks them so the whole benchmark can be checked under the CPU emulator.</summary>
+    private sealed record Sizes(int Hidden, int Heads, int KvHeads, int HeadDim, int Ffn, int Context, int Vocab, int Keys, int[] PrefillRows);
+
+    private static readonly Sizes Full = new(4096, 32, 8, 128, 14336, 1024, 32000, 4096, [512, 2048]);
+    private static readonly Sizes Smoke = new(256, 4, 2, 64, 512, 64, 1000, 300, [16]);
 
     public static int Run(string[] args)
     {
@@ -27,54 +31,57 @@ internal static class DeviceBenchmarks
         double peakGbps = Option(args, "--peak-gbps") ?? KnownPeakGbps(gpu.DeviceName);
         double peakTflops = Option(args, "--peak-tflops") ?? KnownPeakTflops(gpu.DeviceName);
         int layers = (int)(Option(args, "--layers") ?? 8);
+        var z = args.Contains("--smoke") ? Smoke : Full;
+        int Hidden = z.Hidden, Heads = z.Heads, KvHeads = z.KvHeads, HeadDim = z.HeadDim, Ffn = z.Ffn, Context = z.Context;
+        int iterations = args.Contains("--smoke") ? 1 : 50;
         Console.WriteLine($"# {gpu.Name}; kernels {gpu.KernelArchitecture}; peak {peakGbps:F0} GB/s, {peakTflops:F0} bf16 TFLOPS (dense)");
         Console.WriteLine("| case | time/iter | achieved | of peak |");
         Console.WriteLine("|---|---|---|---|");
 
-        var source = RandomBf16(checked(32000 * Hidden));
+        var source = RandomBf16(checked(Math.Max(z.Vocab, 2 * Ffn) * Hidden));
         Tensor Weight(int rows, int cols) => gpu.PrepareWeight(new Tensor(source, 0, DType.BF16, [rows, cols]));
 
-        foreach (var (n, k, label) in new[] { (4096, 4096, "q/o proj"), (6144, 4096, "qkv proj"), (2 * Ffn, Hidden, "gate+up"), (Hidden, Ffn, "down"), (32000, Hidden, "lm head") })
+        foreach (var (n, k, label) in new[] { (Hidden, Hidden, "q/o proj"), ((Heads + 2 * KvHeads) * HeadDim, Hidden, "qkv proj"), (2 * Ffn, Hidden, "gate+up"), (Hidden, Ffn, "down"), (z.Vocab, Hidden, "lm head") })
         {
             var w = Weight(n, k);
             var x = gpu.Allocate(DType.F32, 1, k);
             var y = gpu.Allocate(DType.F32, 1, n);
             gpu.Upload(TestData.Random(k, 1), x);
-            double seconds = Time(gpu, () => gpu.Linear(x, w, null, y), 50);
+            double seconds = Time(gpu, () => gpu.Linear(x, w, null, y), iterations);
             double gbps = ((double)n * k * 2 + k * 4 + n * 4) / seconds / 1e9;
             Row($"GEMV bf16 1x{k} -> {n} ({label})", seconds, $"{gbps:F0} GB/s", gbps / peakGbps);
             w.Storage.Dispose();
         }
 
-        foreach (int m in new[] { 512, 2048 })
+        foreach (int m in z.PrefillRows)
         {
             var w = Weight(Hidden, Hidden);
             var x = gpu.Allocate(DType.F32, m, Hidden);
             var y = gpu.Allocate(DType.F32, m, Hidden);
             gpu.Upload(TestData.Random(m * Hidden, 2), x);
-            double seconds = Time(gpu, () => gpu.Linear(x, w, null, y), 20);
+            double seconds = Time(gpu, () => gpu.Linear(x, w, null, y), Math.Min(iterations, 20));
             double tflops = 2.0 * m * Hidden * Hidden / seconds / 1e12;
             Row($"GEMM bf16 {m}x{Hidden}x{Hidden} (prefill; incl. f32->bf16 of x)", seconds, $"{tflops:F0} TFLOPS", tflops / peakTflops);
         }
 
         {
             var q = gpu.Allocate(DType.F32, 1, Heads * HeadDim);
-            var k = gpu.Allocate(DType.F32, 4096, KvHeads * HeadDim);
-            var v = gpu.Allocate(DType.F32, 4096, KvHeads * HeadDim);
+            var k = gpu.Allocate(DType.F32, z.Keys, KvHeads * HeadDim);
+            var v = gpu.Allocate(DType.F32, z.Keys, KvHeads * HeadDim);
             var y = gpu.Allocate(DType.F32, 1, Heads * HeadDim);
-            double seconds = Time(gpu, () => gpu.Attention(q, k, v, y, Heads, KvHeads, HeadDim, true, 4095), 50);
-            double gbps = 2.0 * 4096 * KvHeads * HeadDim * 4 / seconds / 1e9;
-            Row("attention decode, 4096 keys (f32 KV)", seconds, $"{gbps:F0} GB/s", gbps / peakGbps);
+            double seconds = Time(gpu, () => gpu.Attention(q, k, v, y, Heads, KvHeads, HeadDim, true, z.Keys - 1), iterations);
+            double gbps = 2.0 * z.Keys * KvHeads * HeadDim * 4 / seconds / 1e9;
+            Row($"attention decode, {z.Keys} keys (f32 KV)", seconds, $"{gbps:F0} GB/s", gbps / peakGbps);
         }
 
         {
-            var stack = new DecodeStack(gpu, Weight, layers);
-            double eager = Time(gpu, () => stack.Step(Context - 1), 10);
+            var stack = new DecodeStack(gpu, Weight, layers, z);
+            double eager = Time(gpu, () => stack.Step(Context - 1), Math.Min(iterations, 10));
             double weightBytes = stack.WeightBytes;
-            Row($"decode step, {layers} dense layers @7B sizes, eager", eager, $"{weightBytes / eager / 1e9:F0} GB/s", weightBytes / eager / 1e9 / peakGbps);
+            Row($"decode step, {layers} dense layers @{(z == Full ? "7B" : "smoke")} sizes, eager", eager, $"{weightBytes / eager / 1e9:F0} GB/s", weightBytes / eager / 1e9 / peakGbps);
             using var graph = new CudaGraphDecode(gpu);
-            double graphed = Time(gpu, () => graph.Run(() => stack.Step(Context - 1)), 10);
-            Row($"decode step, {layers} dense layers @7B sizes, CUDA graph", graphed, $"{weightBytes / graphed / 1e9:F0} GB/s", weightBytes / graphed / 1e9 / peakGbps);
+            double graphed = Time(gpu, () => graph.Run(() => stack.Step(Context - 1)), Math.Min(iterations, 10));
+            Row($"decode step, {layers} dense layers @{(z == Full ? "7B" : "smoke")} sizes, CUDA graph", graphed, $"{weightBytes / graphed / 1e9:F0} GB/s", weightBytes / graphed / 1e9 / peakGbps);
             Console.WriteLine($"\ngraph: {graph.Instantiations} instantiations, {graph.Updates} updates{(graph.Enabled ? "" : ", disabled: " + graph.DisabledReason)}");
         }
         Console.WriteLine($"allocator: {gpu.Allocator.ReservedBytes / (1 << 20)} MiB reserved, {gpu.Allocator.DeviceAllocations} device allocations, {gpu.Allocator.CacheHits} cache hits");
@@ -87,10 +94,13 @@ internal static class DeviceBenchmarks
         private readonly CudaBackend _gpu;
         private readonly (Tensor Norm, Tensor Qkv, Tensor O, Tensor Norm2, Tensor GateUp, Tensor Down, Tensor Keys, Tensor Values)[] _layers;
         private readonly Tensor _x;
+        private readonly int Hidden, Heads, KvHeads, HeadDim, Ffn;
 
-        public DecodeStack(CudaBackend gpu, Func<int, int, Tensor> weight, int layers)
+        public DecodeStack(CudaBackend gpu, Func<int, int, Tensor> weight, int layers, Sizes z)
         {
             _gpu = gpu;
+            (Hidden, Heads, KvHeads, HeadDim, Ffn) = (z.Hidden, z.Heads, z.KvHeads, z.HeadDim, z.Ffn);
+            int Context = z.Context;
             var ones = Tensor.FromFloats(Enumerable.Repeat(1f, Hidden).ToArray(), Hidden);
             _layers = Enumerable.Range(0, layers).Select(_ => (gpu.PrepareWeight(ones), weight((Heads + 2 * KvHeads) * HeadDim, Hidden), weight(Hidden, Heads * HeadDim),
                 gpu.PrepareWeight(ones), weight(2 * Ffn, Hidden), weight(Hidden, Ffn),

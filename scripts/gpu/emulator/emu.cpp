@@ -190,16 +190,23 @@ struct Op
     int kind;  // 0 kernel, 1 copy
 };
 struct Graph { std::vector<Op> ops; };
-bool g_capturing = false;
-Graph* g_capture = nullptr;
+// Captures are per stream, as in CUDA: another stream (another backend, another test class) keeps running.
+std::map<void*, Graph*> g_captures;
+std::map<void*, void*> g_blasStreams;
 size_t g_allocated = 0;
+long g_nextHandle = 0x100;
 
-void Enqueue(int kind, std::function<void()> work)
+bool Capturing(void* stream) { return g_captures.count(stream) != 0; }
+
+void Enqueue(void* stream, int kind, std::function<void()> work)
 {
-    if (g_capturing) g_capture->ops.push_back({std::move(work), kind});
+    std::lock_guard<std::recursive_mutex> guard(g_lock);
+    auto it = g_captures.find(stream);
+    if (it != g_captures.end()) it->second->ops.push_back({std::move(work), kind});
     else work();
 }
 }  // namespace
+#define LOCKED std::lock_guard<std::recursive_mutex> guard(g_lock)
 
 extern "C" {
 typedef int CUresult;
@@ -228,6 +235,7 @@ CUresult cuCtxSetCurrent(void*) { return 0; }
 CUresult cuCtxSynchronize() { return 0; }
 CUresult cuMemAlloc_v2(void** p, size_t bytes)
 {
+    LOCKED;
     *p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
     std::memset(*p, 0xcd, bytes);  // garbage, like fresh device memory
     g_allocated += bytes;
@@ -239,23 +247,24 @@ CUresult cuMemFreeHost(void* p) { std::free(p); return 0; }
 CUresult cuMemGetInfo_v2(size_t* free, size_t* total) { *total = size_t(16) << 30; *free = *total - g_allocated; return 0; }
 CUresult cuMemcpyHtoD_v2(void* d, const void* s, size_t n) { std::memcpy(d, s, n); return 0; }
 CUresult cuMemcpyDtoH_v2(void* d, const void* s, size_t n) { std::memcpy(d, s, n); return 0; }
-CUresult cuMemcpyHtoDAsync_v2(void* d, const void* s, size_t n, void*)
+CUresult cuMemcpyHtoDAsync_v2(void* d, const void* s, size_t n, void* stream)
 {
     // Like a captured memcpy node, the source is read when the work runs, not when it is queued.
-    Enqueue(1, [=] { std::memcpy(d, s, n); });
+    Enqueue(stream, 1, [=] { std::memcpy(d, s, n); });
     return 0;
 }
-CUresult cuMemcpyDtoHAsync_v2(void* d, const void* s, size_t n, void*)
+CUresult cuMemcpyDtoHAsync_v2(void* d, const void* s, size_t n, void* stream)
 {
-    if (g_capturing) return 900;
+    LOCKED;
+    if (Capturing(stream)) return 900;
     std::memcpy(d, s, n);
     return 0;
 }
-CUresult cuMemcpyDtoDAsync_v2(void* d, const void* s, size_t n, void*) { Enqueue(1, [=] { std::memmove(d, s, n); }); return 0; }
-CUresult cuMemsetD32Async(void* d, unsigned v, size_t n, void*) { Enqueue(1, [=] { auto* p = (unsigned*)d; for (size_t i = 0; i < n; i++) p[i] = v; }); return 0; }
-CUresult cuStreamCreate(void** s, unsigned) { *s = (void*)0x2; return 0; }
+CUresult cuMemcpyDtoDAsync_v2(void* d, const void* s, size_t n, void* stream) { Enqueue(stream, 1, [=] { std::memmove(d, s, n); }); return 0; }
+CUresult cuMemsetD32Async(void* d, unsigned v, size_t n, void* stream) { Enqueue(stream, 1, [=] { auto* p = (unsigned*)d; for (size_t i = 0; i < n; i++) p[i] = v; }); return 0; }
+CUresult cuStreamCreate(void** s, unsigned) { LOCKED; *s = (void*)(g_nextHandle++); return 0; }
 CUresult cuStreamDestroy_v2(void*) { return 0; }
-CUresult cuStreamSynchronize(void*) { return g_capturing ? 900 : 0; }
+CUresult cuStreamSynchronize(void* stream) { LOCKED; return Capturing(stream) ? 900 : 0; }
 CUresult cuModuleLoadData(void** module, const void* image) { *module = (void*)0x3; return image ? 0 : 1; }
 CUresult cuModuleUnload(void*) { return 0; }
 CUresult cuModuleGetFunction(void** f, void*, const char* name)
@@ -267,7 +276,7 @@ CUresult cuModuleGetFunction(void** f, void*, const char* name)
 }
 CUresult cuFuncSetAttribute(void*, int, int) { return 0; }
 CUresult cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
-                        unsigned shared, void*, void** params, void**)
+                        unsigned shared, void* stream, void** params, void**)
 {
     auto* kernel = static_cast<EmuKernel*>(f);
     if (bx * by * bz > 1024 || bx * by * bz == 0 || gx == 0 || gy == 0 || gz == 0) return 1;  // CUDA_ERROR_INVALID_VALUE
@@ -275,16 +284,24 @@ CUresult cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned
     auto storage = std::make_shared<std::vector<std::vector<char>>>();
     for (size_t i = 0; i < kernel->argSizes.size(); i++)
         storage->emplace_back((char*)params[i], (char*)params[i] + kernel->argSizes[i]);
-    Enqueue(0, [=] {
+    Enqueue(stream, 0, [=] {
         std::vector<void*> args;
         for (auto& a : *storage) args.push_back(a.data());
         Launch(*kernel, {gx, gy, gz}, {bx, by, bz}, shared, args.data());
     });
     return 0;
 }
-CUresult cuStreamBeginCapture_v2(void*, int) { if (g_capturing) return 900; g_capturing = true; g_capture = new Graph(); return 0; }
-CUresult cuStreamEndCapture(void*, void** graph) { if (!g_capturing) return 1; g_capturing = false; *graph = g_capture; g_capture = nullptr; return 0; }
-CUresult cuStreamIsCapturing(void*, int* status) { *status = g_capturing ? 1 : 0; return 0; }
+CUresult cuStreamBeginCapture_v2(void* stream, int) { LOCKED; if (Capturing(stream)) return 900; g_captures[stream] = new Graph(); return 0; }
+CUresult cuStreamEndCapture(void* stream, void** graph)
+{
+    LOCKED;
+    auto it = g_captures.find(stream);
+    if (it == g_captures.end()) return 1;
+    *graph = it->second;
+    g_captures.erase(it);
+    return 0;
+}
+CUresult cuStreamIsCapturing(void* stream, int* status) { LOCKED; *status = Capturing(stream) ? 1 : 0; return 0; }
 CUresult cuGraphInstantiateWithFlags(void** exec, void* graph, unsigned long long) { *exec = new Graph(*static_cast<Graph*>(graph)); return 0; }
 struct UpdateInfo { int result; void* a; void* b; };
 CUresult cuGraphExecUpdate_v2(void* exec, void* graph, UpdateInfo* info)
@@ -298,7 +315,7 @@ CUresult cuGraphExecUpdate_v2(void* exec, void* graph, UpdateInfo* info)
     e->ops = g->ops;
     return 0;
 }
-CUresult cuGraphLaunch(void* exec, void*) { if (g_capturing) return 900; for (auto& op : static_cast<Graph*>(exec)->ops) op.run(); return 0; }
+CUresult cuGraphLaunch(void* exec, void* stream) { LOCKED; if (Capturing(stream)) return 900; for (auto& op : static_cast<Graph*>(exec)->ops) op.run(); return 0; }
 CUresult cuGraphExecDestroy(void* exec) { delete static_cast<Graph*>(exec); return 0; }
 CUresult cuGraphDestroy(void* graph) { delete static_cast<Graph*>(graph); return 0; }
 CUresult cuGetErrorName(int code, const char** s) { static thread_local char b[64]; std::snprintf(b, 64, "EMU_ERROR_%d", code); *s = b; return 0; }
@@ -317,20 +334,22 @@ static float Load(const void* p, int type, size_t i)
     }
 }
 
-int cublasCreate_v2(void** h) { *h = (void*)0x4; return 0; }
+int cublasCreate_v2(void** h) { LOCKED; *h = (void*)(g_nextHandle++); return 0; }
 int cublasDestroy_v2(void*) { return 0; }
-int cublasSetStream_v2(void*, void*) { return 0; }
+int cublasSetStream_v2(void* h, void* stream) { LOCKED; g_blasStreams[h] = stream; return 0; }
 int cublasSetMathMode(void*, int) { return 0; }
 int cublasSetWorkspace_v2(void*, void*, size_t) { return 0; }
 const char* cublasGetStatusString(int) { return "emulated cuBLAS error"; }
 
-int cublasGemmStridedBatchedEx(void*, int ta, int tb, int m, int n, int k, const void* alpha, const void* A, int at, int lda, long long sa,
+int cublasGemmStridedBatchedEx(void* h, int ta, int tb, int m, int n, int k, const void* alpha, const void* A, int at, int lda, long long sa,
                                const void* B, int bt, int ldb, long long sb, const void* beta, void* C, int ct, int ldc, long long sc,
                                int batch, int compute, int)
 {
     if (ct != 0 || compute != 68 || at != bt) return 7;  // CUBLAS_STATUS_INVALID_VALUE for what the backend never asks
     float a = *(const float*)alpha, b = *(const float*)beta;
-    Enqueue(0, [=] {
+    void* stream;
+    { LOCKED; stream = g_blasStreams[h]; }
+    Enqueue(stream, 0, [=] {
         for (int q = 0; q < batch; q++)
             for (int j = 0; j < n; j++)
                 for (int i = 0; i < m; i++)
