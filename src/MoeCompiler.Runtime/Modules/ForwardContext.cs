@@ -18,4 +18,13 @@ public sealed class ForwardContext
     public int StartPosition { get; set; }
     /// <summary>Per row of this call: true for image tokens (routing statistics split text and image).</summary>
     public bool[]? IsImageToken { get; set; }
+
+    /// <summary>When set, every MoE layer records its routing decisions here (see <see cref="RoutingRecorder"/>).</summary>
+    public RoutingRecorder? Routing { get; set; }
+
+    /// <summary>
+    /// Source of the Gumbel noise for <see cref="SecondExpertPolicy.Sampled"/> (and of DeepSpeed's random token
+    /// selection for top-1). Seed it for reproducible runs; required only when a layer samples.
+    /// </summary>
+    public Random? Random { get; set; }
 }

@@ -22,6 +22,9 @@ public sealed class KvCache
     }
 
     public int Capacity { get; }
+    public int Layers => _keys.Length;
+    /// <summary>Width of one cached row (kvHeads·headDim).</summary>
+    public int KvWidth => _keys.Length == 0 ? 0 : _keys[0].Columns;
     /// <summary>Rows filled so far (the same for every layer once a forward call completes).</summary>
     public int Length { get; set; }
 

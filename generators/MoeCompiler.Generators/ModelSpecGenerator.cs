@@ -1,0 +1,109 @@
+using System;
+using System.Collections.Immutable;
+using System.Threading;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.Text;
+using MoeCompiler.Generators.Emit;
+using MoeCompiler.Generators.Model;
+using MoeCompiler.Generators.Parsing;
+
+namespace MoeCompiler.Generators
+{
+    /// <summary>
+    /// The model compiler's pipeline. Inputs are AdditionalFiles only (spec JSON files), so editing C# never
+    /// re-runs it; every stage produces equatable values so unchanged specs are served from the cache.
+    /// <code>
+    /// SpecFiles -> ParsedSpecs -> (+ VariantNames) -> CheckedSpecs -> variant sources
+    ///                                                 CheckedSpecs -> CatalogEntries -> ModelCatalog.g.cs
+    /// </code>
+    /// </summary>
+    [Generator(LanguageNames.CSharp)]
+    public sealed class ModelSpecGenerator : IIncrementalGenerator
+    {
+        /// <summary>Tracking names of the pipeline steps (tests assert on their run reasons).</summary>
+        public static class Steps
+        {
+            public const string SpecFiles = "SpecFiles";
+            public const string ParsedSpecs = "ParsedSpecs";
+            public const string VariantNames = "VariantNames";
+            public const string CheckedSpecs = "CheckedSpecs";
+            public const string CatalogEntries = "CatalogEntries";
+        }
+
+        public void Initialize(IncrementalGeneratorInitializationContext context)
+        {
+            IncrementalValuesProvider<AdditionalText> specFiles = context.AdditionalTextsProvider
+                .Where(static file => IsSpecFile(file.Path))
+                .WithTrackingName(Steps.SpecFiles);
+
+            IncrementalValuesProvider<SpecResult> parsed = specFiles
+                .Select(static (file, cancellationToken) => ParseFile(file, cancellationToken))
+                .WithTrackingName(Steps.ParsedSpecs);
+
+            // Only names and paths: editing a spec's numbers leaves this unchanged, so other specs stay cached.
+            IncrementalValueProvider<EquatableArray<NamedFile>> names = parsed
+                .Select(static (result, _) => new NamedFile(result.Name, result.FilePath))
+                .Collect()
+                .Select(static (all, _) => new EquatableArray<NamedFile>(all))
+                .WithTrackingName(Steps.VariantNames);
+
+            IncrementalValuesProvider<SpecResult> checkedSpecs = parsed
+                .Combine(names)
+                .Select(static (pair, _) => CheckDuplicateNames(pair.Left, pair.Right))
+                .WithTrackingName(Steps.CheckedSpecs);
+
+            context.RegisterSourceOutput(checkedSpecs, static (output, result) =>
+            {
+                foreach (DiagnosticInfo diagnostic in result.Diagnostics) output.ReportDiagnostic(diagnostic.ToDiagnostic());
+                if (result.Variant is VariantModel variant)
+                {
+                    output.AddSource(VariantEmitter.HintName(variant), SourceText.From(VariantEmitter.Emit(variant), System.Text.Encoding.UTF8));
+                }
+            });
+
+            IncrementalValueProvider<EquatableArray<CatalogEntryModel>> catalog = checkedSpecs
+                .Where(static result => result.Variant is not null)
+                .Select(static (result, _) => VariantEmitter.CatalogEntry(result.Variant!))
+                .Collect()
+                .Select(static (all, _) => new EquatableArray<CatalogEntryModel>(all))
+                .WithTrackingName(Steps.CatalogEntries);
+
+            context.RegisterSourceOutput(catalog, static (output, entries) =>
+                output.AddSource(CatalogEmitter.HintName, SourceText.From(CatalogEmitter.Emit(entries), System.Text.Encoding.UTF8)));
+        }
+
+        /// <summary>Spec files: *.json except JSON Schemas (*.schema.json).</summary>
+        public static bool IsSpecFile(string path) =>
+            path.EndsWith(".json", StringComparison.OrdinalIgnoreCase) &&
+            !path.EndsWith(".schema.json", StringComparison.OrdinalIgnoreCase);
+
+        private static SpecResult ParseFile(AdditionalText file, CancellationToken cancellationToken)
+        {
+            SourceText? text = file.GetText(cancellationToken);
+            return SpecParser.Parse(file.Path, text?.ToString() ?? "");
+        }
+
+        private static SpecResult CheckDuplicateNames(SpecResult result, EquatableArray<NamedFile> all)
+        {
+            if (result.Name is null) return result;
+            string? other = null;
+            foreach (NamedFile named in all)
+            {
+                if (string.Equals(named.Name, result.Name, StringComparison.OrdinalIgnoreCase) && named.Path != result.FilePath &&
+                    (other is null || string.CompareOrdinal(SpecParser.FileNameOf(named.Path), other) < 0))
+                {
+                    other = SpecParser.FileNameOf(named.Path);
+                }
+            }
+
+            if (other is null) return result;
+            var diagnostics = new System.Collections.Generic.List<DiagnosticInfo>(result.Diagnostics)
+            {
+                DiagnosticInfo.Create(DiagnosticDescriptors.DuplicateVariantName, result.FilePath, result.NamePosition, result.Name, other),
+            };
+            return result with { Variant = null, Diagnostics = new EquatableArray<DiagnosticInfo>(diagnostics) };
+        }
+    }
+
+    internal sealed record NamedFile(string? Name, string Path);
+}

@@ -1,0 +1,3 @@
+namespace MoeCompiler.Imaging;
+
+public enum ImageFormat { Unknown, Png, Jpeg, Bmp, Pnm }

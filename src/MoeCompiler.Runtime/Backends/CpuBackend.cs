@@ -1,0 +1,266 @@
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
+using MoeCompiler.Runtime.Kernels;
+using MoeCompiler.Runtime.Tensors;
+using MoeCompiler.Runtime.Threading;
+
+namespace MoeCompiler.Runtime.Backends;
+
+/// <summary>
+/// The CPU backend: host tensors, a persistent worker pool sized to the cores, vectorised kernels.
+/// Results are bitwise independent of the thread count. Calls from several threads are serialised.
+/// </summary>
+public sealed unsafe partial class CpuBackend : IBackend
+{
+    private static readonly Lazy<CpuBackend> s_shared = new(() => new CpuBackend(null, KernelIsaSupport.Default, isShared: true));
+
+    private readonly WorkerPool _pool;
+    private readonly ScratchBuffers _scratch;
+    private readonly object _gate = new();
+    private readonly bool _isShared;
+    private bool _disposed;
+
+    private readonly KernelIsa _isa;
+
+    /// <param name="threads">Pool size, the caller's thread included; default: one per core.</param>
+    public CpuBackend(int? threads = null) : this(threads, KernelIsaSupport.Default, isShared: false)
+    {
+    }
+
+    /// <summary>A backend forced onto one instruction-set path (tests, benchmarks).</summary>
+    public CpuBackend(int? threads, KernelIsa isa) : this(threads, isa, isShared: false)
+    {
+    }
+
+    private CpuBackend(int? threads, KernelIsa isa, bool isShared)
+    {
+        int count = threads ?? Environment.ProcessorCount;
+        ArgumentOutOfRangeException.ThrowIfLessThan(count, 1, nameof(threads));
+        if (!KernelIsaSupport.IsSupported(isa)) throw new PlatformNotSupportedException($"this CPU supports at most {KernelIsaSupport.Best}, not {isa}");
+        _isa = isa;
+        _pool = new WorkerPool(count);
+        _scratch = new ScratchBuffers(count);
+        _isShared = isShared;
+    }
+
+    /// <summary>A process-wide backend using every core; disposing it does nothing.</summary>
+    public static CpuBackend Shared => s_shared.Value;
+
+    public string Name => $"cpu ({_pool.Threads} threads, {_isa})";
+    public KernelIsa Isa => _isa;
+    public int Threads => _pool.Threads;
+
+    public void Dispose()
+    {
+        if (_isShared) return;
+        lock (_gate)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            _pool.Dispose();
+            _scratch.Dispose();
+        }
+    }
+
+    public Tensor Allocate(DType dtype, params int[] shape) => Tensor.Allocate(dtype, shape);
+
+    /// <summary>Uses weights in place; small vectors (norm weights, biases) of other dtypes become f32 copies.</summary>
+    public Tensor PrepareWeight(Tensor weight)
+    {
+        ArgumentNullException.ThrowIfNull(weight);
+        RequireHost(weight);
+        Int8Quantization.Validate(weight);
+        if (weight.Rank <= 1 && weight.DType != DType.F32)
+        {
+            var copy = Tensor.Allocate(DType.F32, weight.Shape.ToArray());
+            weight.ToFloatArray().CopyTo(copy.AsFloats());
+            return copy;
+        }
+        return weight;
+    }
+
+    public void Upload(ReadOnlySpan<float> source, Tensor destination)
+    {
+        RequireF32(destination, nameof(destination));
+        if (source.Length != destination.Length) throw new ArgumentException($"{source.Length} values for {destination}");
+        source.CopyTo(destination.AsFloats());
+    }
+
+    public void Download(Tensor source, Span<float> destination)
+    {
+        RequireHost(source);
+        if (destination.Length != source.Length) throw new ArgumentException($"{destination.Length} slots for {source}");
+        if (source.DType == DType.F32) source.AsFloats().CopyTo(destination);
+        else source.ToFloatArray().CopyTo(destination);
+    }
+
+    public void Copy(Tensor source, Tensor destination)
+    {
+        RequireHost(source);
+        RequireHost(destination);
+        if (source.DType != destination.DType || source.Length != destination.Length)
+            throw new ArgumentException($"cannot copy {source} to {destination}");
+        Buffer.MemoryCopy((void*)source.Data, (void*)destination.Data, destination.ByteLength, source.ByteLength);
+    }
+
+    public void CopyRows(Tensor source, int sourceRow, Tensor destination, int destinationRow, int count)
+    {
+        RequireHost(source);
+        RequireHost(destination);
+        if (source.DType != destination.DType || source.Columns != destination.Columns)
+            throw new ArgumentException($"cannot copy rows of {source} to {destination}");
+        CheckRowRange(source, sourceRow, count);
+        CheckRowRange(destination, destinationRow, count);
+        long rowBytes = (long)source.Columns * source.DType.SizeInBytes();
+        Buffer.MemoryCopy((byte*)source.Data + sourceRow * rowBytes, (byte*)destination.Data + destinationRow * rowBytes,
+            count * rowBytes, count * rowBytes);
+    }
+
+    public void Add(Tensor a, Tensor b, Tensor y)
+    {
+        RequireSameF32(a, b, y);
+        RunElementwise(Elementwise.Op.Add, a, b, y, 0);
+    }
+
+    public void Multiply(Tensor a, Tensor b, Tensor y)
+    {
+        RequireSameF32(a, b, y);
+        RunElementwise(Elementwise.Op.Multiply, a, b, y, 0);
+    }
+
+    public void Scale(Tensor x, float scale, Tensor y)
+    {
+        RequireSameF32(x, x, y);
+        RunElementwise(Elementwise.Op.Scale, x, x, y, scale);
+    }
+
+    public void Activate(Tensor x, Activation activation, Tensor y)
+    {
+        RequireSameF32(x, x, y);
+        RunElementwise(Elementwise.ForActivation(activation), x, x, y, 0);
+    }
+
+    public void SwiGlu(Tensor gate, Tensor up, Tensor y)
+    {
+        RequireSameF32(gate, up, y);
+        RunElementwise(Elementwise.Op.SwiGlu, gate, up, y, 0);
+    }
+
+    private void RunElementwise(Elementwise.Op op, Tensor a, Tensor b, Tensor y, float scale)
+    {
+        RequireWritable(y);
+        long n = y.Length;
+        var job = new ElementwiseJob { Op = op, Isa = _isa, A = (float*)a.Data, B = (float*)b.Data, Y = (float*)y.Data, N = n, Scale = scale };
+        _pool.Run((int)((n + ElementwiseJob.Chunk - 1) / ElementwiseJob.Chunk), ref job);
+    }
+
+    private struct ElementwiseJob : IParallelJob
+    {
+        public const int Chunk = 1 << 15;
+        public Elementwise.Op Op;
+        public KernelIsa Isa;
+        public float* A, B, Y;
+        public long N;
+        public float Scale;
+
+        public void Execute(int index, int worker)
+        {
+            long start = (long)index * Chunk;
+            int count = (int)Math.Min(Chunk, N - start);
+            Elementwise.Apply(Op, Isa, A + start, B + start, Y + start, count, Scale);
+        }
+    }
+
+    public void GatherRows(Tensor source, ReadOnlySpan<int> rows, Tensor destination)
+    {
+        RequireF32(source, nameof(source));
+        RequireF32(destination, nameof(destination));
+        int width = source.Columns;
+        if (destination.Columns != width || destination.Rows != rows.Length)
+            throw new ArgumentException($"gathering {rows.Length} rows of {source} into {destination}");
+        var s = source.AsFloats();
+        var d = destination.AsFloats();
+        for (int i = 0; i < rows.Length; i++)
+        {
+            CheckIndex(rows[i], source.Rows, "row", source);
+            s.Slice(rows[i] * width, width).CopyTo(d.Slice(i * width, width));
+        }
+    }
+
+    public void ScatterAddRows(Tensor source, ReadOnlySpan<int> rows, ReadOnlySpan<float> weights, Tensor destination)
+    {
+        RequireF32(source, nameof(source));
+        RequireF32(destination, nameof(destination));
+        int width = source.Columns;
+        if (destination.Columns != width || source.Rows != rows.Length || weights.Length != rows.Length)
+            throw new ArgumentException($"scattering {rows.Length} rows ({weights.Length} weights) of {source} into {destination}");
+        var s = source.AsFloats();
+        var d = destination.AsFloats();
+        for (int i = 0; i < rows.Length; i++)
+        {
+            CheckIndex(rows[i], destination.Rows, "row", destination);
+            var target = d.Slice(rows[i] * width, width);
+            TensorPrimitives.MultiplyAdd(s.Slice(i * width, width), weights[i], target, target);
+        }
+    }
+
+    public void Embedding(Tensor table, ReadOnlySpan<int> ids, Tensor y)
+    {
+        RequireHost(table);
+        RequireF32(y, nameof(y));
+        int width = table.Columns;
+        if (y.Columns != width || y.Rows != ids.Length) throw new ArgumentException($"embedding {ids.Length} ids of {table} into {y}");
+        var output = y.AsFloats();
+        for (int i = 0; i < ids.Length; i++)
+        {
+            CheckIndex(ids[i], table.Rows, "token id", table);
+            NumberFormats.ReadRow(table, ids[i], output.Slice(i * width, width));
+        }
+    }
+
+    // ---- validation -------------------------------------------------------------------------------------------
+
+    private static void RequireHost(Tensor t)
+    {
+        ArgumentNullException.ThrowIfNull(t);
+        if (!t.IsHost) throw new ArgumentException($"tensor {t} is not in host memory");
+        if (t.Storage.IsDisposed) throw new ObjectDisposedException($"storage of tensor {t}");
+    }
+
+    private static void RequireF32(Tensor t, string what)
+    {
+        RequireHost(t);
+        if (t.DType != DType.F32) throw new ArgumentException($"{what} {t} must be F32");
+    }
+
+    private static void RequireSameF32(Tensor a, Tensor b, Tensor y)
+    {
+        RequireF32(a, nameof(a));
+        RequireF32(b, nameof(b));
+        RequireF32(y, nameof(y));
+        if (a.Length != b.Length || a.Length != y.Length) throw new ArgumentException($"sizes differ: {a}, {b}, {y}");
+    }
+
+    private static void RequireWritable(Tensor t)
+    {
+        if (t.Storage.IsReadOnly) throw new ArgumentException($"tensor {t} is read-only");
+    }
+
+    private static void CheckRowRange(Tensor t, int start, int count)
+    {
+        if (start < 0 || count < 0 || (long)start + count > t.Rows)
+            throw new ArgumentOutOfRangeException(nameof(start), $"rows [{start}, {start + count}) outside {t}");
+    }
+
+    private static void CheckIndex(int index, int limit, string what, Tensor t)
+    {
+        if ((uint)index >= (uint)limit) throw new ArgumentOutOfRangeException(what, $"{what} {index} outside [0, {limit}) of {t}");
+    }
+
+    private static float[] SmallVector(Tensor? t, int expected, string what)
+    {
+        if (t is null) return [];
+        RequireHost(t);
+        if (t.Length != expected) throw new ArgumentException($"{what} {t} must have {expected} elements");
+        return t.ToFloatArray();
+    }
+}

@@ -1,0 +1,180 @@
+using System.Runtime.InteropServices;
+using System.Text.RegularExpressions;
+using MoeCompiler.Runtime.Tensors;
+
+namespace MoeCompiler.Runtime.Checkpoints;
+
+public sealed class BindOptions
+{
+    /// <summary>When set, every tensor is converted to this dtype once at load (F32, F16 and BF16 convert among each other).</summary>
+    public DType? TargetDType { get; set; }
+    public IProgress<BindProgress>? Progress { get; set; }
+}
+
+/// <summary>Progress of a bind: tensors and bytes done so far, and the tensor just bound.</summary>
+public readonly record struct BindProgress(int TensorsDone, int TensorsTotal, long BytesDone, long BytesTotal, string Key, bool Converted);
+
+/// <summary>Binds a variant's <see cref="WeightManifest"/> to a checkpoint, checking everything before touching data.</summary>
+public static class WeightBinder
+{
+    public static BoundWeights Bind(WeightManifest manifest, CheckpointFolder folder, BindOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(manifest);
+        ArgumentNullException.ThrowIfNull(folder);
+        options ??= new BindOptions();
+        var problems = Check(manifest, folder, options.TargetDType, out var ignored);
+        if (problems.Count > 0) throw new CheckpointBindingException(folder.Path, manifest.Variant, problems);
+
+        var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var mappings = new List<MappedFileStorage>();
+        long mappedBytes = 0, copiedBytes = 0, bytesDone = 0;
+        long bytesTotal = manifest.Entries.Sum(e => e.ElementCount * (folder.TryGetInfo(e.Key, out var i) && i.DType is DType d ? d.SizeInBytes() : 0));
+        int done = 0;
+        try
+        {
+            foreach (var entry in manifest.Entries)
+            {
+                if (tensors.ContainsKey(entry.Key)) continue;
+                var tensor = folder.GetTensor(entry.Key);
+                bool converted = false;
+                if (options.TargetDType is DType target && target != tensor.DType)
+                {
+                    tensor = DTypeConversion.Convert(tensor, target);
+                    converted = true;
+                }
+                if (tensor.Storage is MappedFileStorage mapped)
+                {
+                    if (!mappings.Contains(mapped)) mappings.Add(mapped.AddReference());
+                    mappedBytes += tensor.ByteLength;
+                }
+                else copiedBytes += tensor.ByteLength;
+                tensors.Add(entry.Key, tensor);
+                done++;
+                bytesDone += entry.ElementCount * (folder.TryGetInfo(entry.Key, out var info) && info.DType is DType d ? d.SizeInBytes() : 0);
+                options.Progress?.Report(new BindProgress(done, manifest.Entries.Count, bytesDone, bytesTotal, entry.Key, converted));
+            }
+        }
+        catch
+        {
+            foreach (var m in mappings) m.ReleaseReference();
+            throw;
+        }
+        return new BoundWeights(tensors, ignored, mappings, mappedBytes, copiedBytes);
+    }
+
+    /// <summary>
+    /// Every mismatch between the manifest and the checkpoint (missing, unexpected, wrong shape, wrong dtype),
+    /// found from the headers alone; <paramref name="ignored"/> receives checkpoint keys matching the manifest's ignore patterns.
+    /// </summary>
+    public static IReadOnlyList<BindingProblem> Check(WeightManifest manifest, CheckpointFolder folder, DType? targetDType,
+        out IReadOnlyList<string> ignored)
+    {
+        var problems = new List<BindingProblem>();
+        var expected = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var entry in manifest.Entries)
+        {
+            if (!expected.Add(entry.Key)) continue;
+            if (!folder.TryGetInfo(entry.Key, out var info))
+            {
+                problems.Add(new(BindingProblemKind.Missing, entry.Key, $"expected {Tensor.FormatShape(entry.Shape)}"));
+                continue;
+            }
+            if (!info.Shape.AsSpan().SequenceEqual(entry.Shape))
+                problems.Add(new(BindingProblemKind.WrongShape, entry.Key,
+                    $"expected {Tensor.FormatShape(entry.Shape)}, checkpoint has {info.ShapeText} in {Path.GetFileName(info.FilePath)}"));
+            if (info.DType is not DType source)
+                problems.Add(new(BindingProblemKind.WrongDType, entry.Key,
+                    $"checkpoint has {info.DTypeName}; supported: {CheckpointDTypes.SupportedList}"));
+            else if (targetDType is DType target && target != source && !DTypeConversion.CanConvert(source, target))
+                problems.Add(new(BindingProblemKind.WrongDType, entry.Key,
+                    $"checkpoint has {source.SafetensorsName()}, which cannot be converted to {target.SafetensorsName()} at load"));
+        }
+        var patterns = manifest.IgnoredKeys.Select(WildcardRegex).ToArray();
+        var ignoredKeys = new List<string>();
+        foreach (var key in folder.Keys)
+        {
+            if (expected.Contains(key)) continue;
+            if (patterns.Any(p => p.IsMatch(key))) ignoredKeys.Add(key);
+            else
+            {
+                folder.TryGetInfo(key, out var info);
+                problems.Add(new(BindingProblemKind.Unexpected, key, $"{info.DTypeName} {info.ShapeText} in {Path.GetFileName(info.FilePath)}"));
+            }
+        }
+        ignored = ignoredKeys;
+        return problems;
+    }
+
+    /// <summary>'*' matches any run of characters (dots included); everything else is literal.</summary>
+    internal static Regex WildcardRegex(string pattern) =>
+        new("^" + string.Join(".*", pattern.Split('*').Select(Regex.Escape)) + "$", RegexOptions.CultureInvariant | RegexOptions.Singleline);
+}
+
+/// <summary>Conversions between the float weight dtypes, done once at load. Round to nearest even, like torch's .to().</summary>
+public static class DTypeConversion
+{
+    private const int Chunk = 1 << 16;
+
+    public static bool CanConvert(DType source, DType target) =>
+        source == target || (source != DType.I8 && target != DType.I8);
+
+    public static Tensor Convert(Tensor source, DType target)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        if (source.DType == target) return source;
+        if (!CanConvert(source.DType, target))
+            throw new InvalidOperationException($"cannot convert {source} to {target}");
+        var result = new Tensor(new NativeStorage(source.Length * target.SizeInBytes(), zero: false), 0, target, source.Shape, source.Name);
+        long chunks = (source.Length + Chunk - 1) / Chunk;
+        Parallel.For(0L, chunks, c =>
+        {
+            long start = c * Chunk;
+            int n = (int)Math.Min(Chunk, source.Length - start);
+            ConvertChunk(source, result, start, n);
+        });
+        return result;
+    }
+
+    private static unsafe void ConvertChunk(Tensor source, Tensor result, long start, int n)
+    {
+        float[]? rented = null;
+        Span<float> floats = source.DType == DType.F32
+            ? new Span<float>((float*)source.Data + start, n)
+            : (rented = System.Buffers.ArrayPool<float>.Shared.Rent(n)).AsSpan(0, n);
+        switch (source.DType)
+        {
+            case DType.F16:
+                System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>((Half*)source.Data + start, n), floats);
+                break;
+            case DType.BF16:
+                {
+                    var src = new ReadOnlySpan<ushort>((ushort*)source.Data + start, n);
+                    for (int i = 0; i < n; i++) floats[i] = BFloat16ToSingle(src[i]);
+                    break;
+                }
+        }
+        switch (result.DType)
+        {
+            case DType.F32: floats.CopyTo(new Span<float>((float*)result.Data + start, n)); break;
+            case DType.F16: System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(floats, new Span<Half>((Half*)result.Data + start, n)); break;
+            case DType.BF16:
+                {
+                    var dst = new Span<ushort>((ushort*)result.Data + start, n);
+                    for (int i = 0; i < n; i++) dst[i] = SingleToBFloat16(floats[i]);
+                    break;
+                }
+        }
+        if (rented is not null) System.Buffers.ArrayPool<float>.Shared.Return(rented);
+    }
+
+    public static float BFloat16ToSingle(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
+
+    /// <summary>Round to nearest, ties to even; NaN stays a (quiet) NaN with its sign.</summary>
+    public static ushort SingleToBFloat16(float value)
+    {
+        uint bits = BitConverter.SingleToUInt32Bits(value);
+        if (float.IsNaN(value)) return (ushort)((bits >> 16) | 0x0040);
+        uint rounding = 0x7FFF + ((bits >> 16) & 1);
+        return (ushort)((bits + rounding) >> 16);
+    }
+}

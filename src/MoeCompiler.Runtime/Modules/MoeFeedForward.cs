@@ -1,0 +1,210 @@
+using MoeCompiler.Runtime.Tensors;
+
+namespace MoeCompiler.Runtime.Modules;
+
+/// <summary>
+/// A sparse mixture of <typeparamref name="TExpert"/> MLPs. The router runs in f32 on every row of the call, the
+/// routing follows <see cref="MoeRouter"/>, and then each expert that received tokens runs once on exactly those
+/// rows (gathered into one batch) and its output is scatter-added back with the routing weights: the work follows
+/// the activated parameters, not the number of experts. Returns y = Σ w·Expert(x) (plus the PR-MoE residual when
+/// configured); the block's residual add is the caller's. Experts may change the width (CuMo's MLP-MoE projector
+/// maps 2048 → 4096): the output has <see cref="OutFeatures"/> columns.
+/// </summary>
+public sealed class MoeFeedForward<TExpert> : IFeedForward where TExpert : IFeedForward
+{
+    private readonly TExpert[] _experts;
+    private float[] _logits = [];
+    private float[] _probabilities = [];
+    private float[] _weights = [];
+    private int[] _chosen = [];
+    private int[] _groupRows = [];
+    private float[] _groupWeights = [];
+    private readonly int[] _groupCounts;
+    private readonly int[] _groupStarts;
+    private readonly int? _outFeatures;
+
+    public MoeFeedForward(Linear router, TExpert[] experts, MoeOptions options, string site, int layerIndex,
+        IFeedForward? residualMlp = null, Linear? residualCoefficient = null)
+    {
+        ArgumentNullException.ThrowIfNull(router);
+        ArgumentNullException.ThrowIfNull(experts);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentException.ThrowIfNullOrEmpty(site);
+        options.Validate();
+        if (experts.Length != options.Experts)
+            throw new ArgumentException($"{site} layer {layerIndex}: {experts.Length} experts given, options say {options.Experts}");
+        if (router.OutFeatures != options.Experts)
+            throw new ArgumentException($"{site} layer {layerIndex}: the router gives {router.OutFeatures} logits for {options.Experts} experts");
+        if ((residualMlp is null) != (residualCoefficient is null))
+            throw new ArgumentException($"{site} layer {layerIndex}: the PR-MoE residual needs both the dense MLP and the coefficient");
+        if (residualCoefficient is not null && residualCoefficient.OutFeatures != 2)
+            throw new ArgumentException($"{site} layer {layerIndex}: the PR-MoE coefficient must give 2 values per token, not {residualCoefficient.OutFeatures}");
+        for (int e = 0; e < experts.Length; e++)
+            if (experts[e] is null) throw new ArgumentException($"{site} layer {layerIndex}: expert {e} is missing");
+        int? outFeatures = experts[0].OutFeatures;
+        for (int e = 1; e < experts.Length; e++)
+            if (experts[e].OutFeatures != outFeatures)
+                throw new ArgumentException($"{site} layer {layerIndex}: experts 0 and {e} give different output widths");
+        if (residualMlp?.OutFeatures is int denseWidth && outFeatures is int expertWidth && denseWidth != expertWidth)
+            throw new ArgumentException($"{site} layer {layerIndex}: the PR-MoE dense MLP gives a different output width than the experts");
+        _outFeatures = outFeatures;
+        Router = router;
+        _experts = experts;
+        Options = options;
+        Site = site;
+        LayerIndex = layerIndex;
+        ResidualMlp = residualMlp;
+        ResidualCoefficient = residualCoefficient;
+        _groupCounts = new int[options.Experts];
+        _groupStarts = new int[options.Experts];
+    }
+
+    public Linear Router { get; }
+    public IReadOnlyList<TExpert> Experts => _experts;
+    public MoeOptions Options { get; }
+    /// <summary>"llm", "vision" or "projector": the routing statistics key together with the layer index.</summary>
+    public string Site { get; }
+    public int LayerIndex { get; }
+    public IFeedForward? ResidualMlp { get; }
+    public Linear? ResidualCoefficient { get; }
+    /// <summary>Output width: the experts' when they declare it, otherwise the router's input width.</summary>
+    public int OutFeatures => _outFeatures ?? Router.InFeatures;
+
+    public Tensor Forward(ForwardContext ctx, Tensor x)
+    {
+        var backend = ctx.Backend;
+        ModuleTensors.RequireColumns(x, Router.InFeatures, $"{Site} MoE layer {LayerIndex}");
+        int tokens = x.Rows, width = x.Columns, outWidth = OutFeatures, experts = Options.Experts, k = Options.TopK;
+        EnsureCapacity(tokens);
+
+        // Router in f32 on the f32 activations; routing on the host.
+        var logits = Router.Forward(ctx, x);
+        backend.Download(logits, _logits.AsSpan(0, tokens * experts));
+        ModuleTensors.Release(logits);
+        var chosen = _chosen.AsSpan(0, tokens * k);
+        var weights = _weights.AsSpan(0, tokens * k);
+        MoeRouter.Route(_logits.AsSpan(0, tokens * experts), tokens, Options, ctx.Random, chosen, weights,
+            _probabilities.AsSpan(0, tokens * experts));
+        RecordRouting(ctx, tokens, chosen, weights);
+
+        // Group the kept assignments by expert (counting sort, token order within each expert).
+        Array.Clear(_groupCounts);
+        foreach (int e in chosen) if (e >= 0) _groupCounts[e]++;
+        int largestGroup = 0, offset = 0;
+        for (int e = 0; e < experts; e++)
+        {
+            _groupStarts[e] = offset;
+            offset += _groupCounts[e];
+            largestGroup = Math.Max(largestGroup, _groupCounts[e]);
+        }
+        Span<int> fill = experts <= 256 ? stackalloc int[experts] : new int[experts];
+        _groupStarts.AsSpan().CopyTo(fill);
+        for (int t = 0; t < tokens; t++)
+        {
+            for (int j = 0; j < k; j++)
+            {
+                int e = chosen[t * k + j];
+                if (e < 0) continue;
+                int slot = fill[e]++;
+                _groupRows[slot] = t;
+                _groupWeights[slot] = weights[t * k + j];
+            }
+        }
+
+        var y = backend.Allocate(DType.F32, tokens, outWidth);
+        ModuleTensors.Zero(backend, y);
+        Tensor? batch = null;
+        for (int e = 0; e < experts; e++)
+        {
+            int count = _groupCounts[e];
+            if (count == 0) continue;
+            var rows = _groupRows.AsSpan(_groupStarts[e], count);
+            var rowWeights = _groupWeights.AsSpan(_groupStarts[e], count);
+            Tensor input;
+            if (count == tokens)
+            {
+                input = x; // every row, in order: no gather needed (always the case when decoding one token)
+            }
+            else
+            {
+                batch ??= backend.Allocate(DType.F32, largestGroup, width);
+                input = batch.SliceRows(0, count);
+                backend.GatherRows(x, rows, input);
+            }
+            var expertOutput = _experts[e].Forward(ctx, input);
+            if (expertOutput.Rows != count || expertOutput.Columns != outWidth)
+                throw new InvalidOperationException(
+                    $"{Site} MoE layer {LayerIndex}: expert {e} returned {expertOutput}, expected [{count}, {outWidth}]");
+            backend.ScatterAddRows(expertOutput, rows, rowWeights, y);
+            if (!ReferenceEquals(expertOutput.Storage, input.Storage)) ModuleTensors.Release(expertOutput);
+        }
+        ModuleTensors.Release(batch);
+
+        if (ResidualMlp is null || ResidualCoefficient is null) return y;
+        return MixResidual(ctx, x, y);
+    }
+
+    /// <summary>PR-MoE: out = moe·softmax(coef x)[0] + mlp(x)·softmax(coef x)[1].</summary>
+    private Tensor MixResidual(ForwardContext ctx, Tensor x, Tensor moe)
+    {
+        var backend = ctx.Backend;
+        int tokens = x.Rows;
+        var coefficientLogits = ResidualCoefficient!.Forward(ctx, x);
+        var coefficients = new float[tokens * 2];
+        backend.Download(coefficientLogits, coefficients);
+        ModuleTensors.Release(coefficientLogits);
+        var moeShare = new float[tokens];
+        var mlpShare = new float[tokens];
+        var identity = new int[tokens];
+        for (int t = 0; t < tokens; t++)
+        {
+            float a = coefficients[2 * t], b = coefficients[2 * t + 1];
+            float max = MathF.Max(a, b);
+            float ea = MathF.Exp(a - max), eb = MathF.Exp(b - max);
+            float sum = ea + eb;
+            moeShare[t] = ea / sum;
+            mlpShare[t] = eb / sum;
+            identity[t] = t;
+        }
+        var dense = ResidualMlp!.Forward(ctx, x);
+        var output = backend.Allocate(DType.F32, tokens, moe.Columns);
+        ModuleTensors.Zero(backend, output);
+        backend.ScatterAddRows(moe, identity, moeShare, output);
+        backend.ScatterAddRows(dense, identity, mlpShare, output);
+        ModuleTensors.Release(dense);
+        ModuleTensors.Release(moe);
+        return output;
+    }
+
+    private void RecordRouting(ForwardContext ctx, int tokens, ReadOnlySpan<int> chosen, ReadOnlySpan<float> weights)
+    {
+        var recorder = ctx.Routing;
+        if (recorder is null) return;
+        bool[]? image = null;
+        if (Site == RoutingSites.Llm)
+        {
+            if (ctx.IsImageToken is { } mask)
+            {
+                if (mask.Length != tokens)
+                    throw new InvalidOperationException(
+                        $"ForwardContext.IsImageToken has {mask.Length} entries for a call of {tokens} rows: set it for every call (null for text-only calls)");
+                image = mask;
+            }
+        }
+        recorder.Record(Site, LayerIndex, ctx.StartPosition, tokens, Options.TopK, Options.Experts, chosen, weights,
+            image, allImage: Site != RoutingSites.Llm);
+    }
+
+    private void EnsureCapacity(int tokens)
+    {
+        int experts = Options.Experts, k = Options.TopK;
+        if (_logits.Length >= tokens * experts) return;
+        int rows = Math.Max(tokens, 16);
+        _logits = new float[rows * experts];
+        _probabilities = new float[rows * experts];
+        _chosen = new int[rows * k];
+        _weights = new float[rows * k];
+        _groupRows = new int[rows * k];
+        _groupWeights = new float[rows * k];
+    }
+}

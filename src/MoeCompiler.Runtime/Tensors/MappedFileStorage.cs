@@ -1,0 +1,112 @@
+using System.IO.MemoryMappedFiles;
+
+namespace MoeCompiler.Runtime.Tensors;
+
+/// <summary>
+/// A read-only view of a region of a memory-mapped file. The pointer is stable until disposal, so tensors can use
+/// checkpoint weights in place. The view is copy-on-write: a stray write changes only this process's pages, never
+/// the user's file; the runtime treats it as read-only. Several owners (a checkpoint folder and the bound weights
+/// made from it) can share one mapping through <see cref="AddReference"/> / <see cref="ReleaseReference"/>: it is
+/// unmapped when the last of them lets go.
+/// </summary>
+public sealed unsafe class MappedFileStorage : TensorStorage
+{
+    private readonly MemoryMappedViewAccessor _view;
+    private readonly MemoryMappedFile? _ownedFile;
+    private byte* _base;
+    private readonly long _byteLength;
+    private int _references = 1;
+
+    /// <summary>Maps <paramref name="length"/> bytes at <paramref name="offset"/> of an already open mapping,
+    /// which the caller keeps alive at least as long as this storage.</summary>
+    public MappedFileStorage(MemoryMappedFile file, long offset, long length, string? filePath = null)
+        : this(file, offset, length, filePath, ownsFile: false)
+    {
+    }
+
+    private MappedFileStorage(MemoryMappedFile file, long offset, long length, string? filePath, bool ownsFile)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        FilePath = filePath;
+        _ownedFile = ownsFile ? file : null;
+        // A zero-length view would map the whole file; map one byte instead and report zero.
+        _view = file.CreateViewAccessor(offset, Math.Max(length, 1), MemoryMappedFileAccess.CopyOnWrite);
+        _byteLength = length;
+        byte* pointer = null;
+        _view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
+        _base = pointer + _view.PointerOffset;
+    }
+
+    /// <summary>Maps the region [offset, offset+length) of the file at <paramref name="path"/> (the whole file by default).</summary>
+    public static MappedFileStorage Open(string path, long offset = 0, long? length = null)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        long fileLength = new FileInfo(path).Length;
+        long size = length ?? fileLength - offset;
+        if (offset < 0 || size < 0 || offset > fileLength || size > fileLength - offset)
+            throw new ArgumentOutOfRangeException(nameof(offset), $"{path}: region [{offset}, {offset + size}) is outside the file's {fileLength} bytes");
+        if (fileLength == 0) return new MappedFileStorage(CreateEmpty(), 0, 0, path, ownsFile: true);
+        var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        MemoryMappedFile file;
+        try
+        {
+            file = MemoryMappedFile.CreateFromFile(stream, mapName: null, capacity: 0, MemoryMappedFileAccess.CopyOnWrite,
+                HandleInheritability.None, leaveOpen: false);
+        }
+        catch
+        {
+            stream.Dispose();
+            throw;
+        }
+        try
+        {
+            return new MappedFileStorage(file, offset, size, path, ownsFile: true);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
+    private static MemoryMappedFile CreateEmpty() => MemoryMappedFile.CreateNew(mapName: null, capacity: 1, MemoryMappedFileAccess.ReadWrite);
+
+    public string? FilePath { get; }
+    public override nint Pointer => (nint)_base;
+    public override long ByteLength => _byteLength;
+    public override bool IsReadOnly => true;
+
+    /// <summary>Bytes [offset, offset+count) of the mapped region, bounds-checked.</summary>
+    public ReadOnlySpan<byte> Bytes(long offset, int count)
+    {
+        if (offset < 0 || count < 0 || offset > _byteLength - count)
+            throw new ArgumentOutOfRangeException(nameof(offset), $"bytes [{offset}, {offset + count}) outside a mapping of {_byteLength}");
+        return new ReadOnlySpan<byte>(_base + offset, count);
+    }
+
+    /// <summary>Another owner shares the mapping; each call needs one <see cref="ReleaseReference"/>.</summary>
+    public MappedFileStorage AddReference()
+    {
+        if (Interlocked.Increment(ref _references) <= 1)
+            throw new ObjectDisposedException(FilePath, "the mapping was already released");
+        return this;
+    }
+
+    public void ReleaseReference()
+    {
+        if (Interlocked.Decrement(ref _references) == 0) Dispose();
+    }
+
+    protected override void Release()
+    {
+        if (_base != null)
+        {
+            _view.SafeMemoryMappedViewHandle.ReleasePointer();
+            _base = null;
+        }
+        _view.Dispose();
+        _ownedFile?.Dispose();
+    }
+}
