@@ -53,12 +53,13 @@ public sealed class TextGenerator
 
         int capacity = (int)Math.Min(description.MaxPositions, (long)length + options.MaxNewTokens);
         var cache = new KvCache(_backend, description.Layers, capacity, description.KvHeads * description.HeadDim);
-        var context = new ForwardContext(_backend, cache) { StartPosition = 0, IsImageToken = spliced.IsImageToken };
+        var context = new ForwardContext(_backend, cache) { StartPosition = 0, IsImageToken = spliced.IsImageToken, LastRowLogitsOnly = true };
         request.ConfigureContext?.Invoke(context);
         var logits = _model.Forward(context, spliced.Embeddings);
         cache.Length = length;
         float[] row = new float[description.VocabSize];
         ReadLastRow(logits, row);
+        TensorLifetime.Release(logits);
         var prefillTime = Stopwatch.GetElapsedTime(t0) - spliced.ImageEncoding;
 
         var sampler = new Sampler(options.Sampling, Math.Min(description.TokenizerSize, description.VocabSize));
@@ -95,8 +96,10 @@ public sealed class TextGenerator
             context.StartPosition = cache.Length;
             context.IsImageToken = [false];
             logits = _model.Forward(context, embedding);
+            TensorLifetime.Release(embedding);
             cache.Length = context.StartPosition + 1;
             ReadLastRow(logits, row);
+            TensorLifetime.Release(logits);
             decodeSteps++;
         }
         var decodeTime = Stopwatch.GetElapsedTime(decodeStart);

@@ -79,6 +79,42 @@ public class ParityTests(Xunit.Abstractions.ITestOutputHelper output)
         Compare(golden, model, CpuBackend.Shared, "tiny-stablelm-moe (hand-composed)", bf16: false);
     }
 
+    [Theory]
+    [MemberData(nameof(Specs))]
+    public void LastRowLogitsOnly_IsTheLastRowOfTheFullForward(string folder)
+    {
+        var golden = Golden.Load(folder);
+        IBackend backend = CpuBackend.Shared;
+        var model = VariantLoader.Load(folder, golden.CheckpointPath, backend, DType.F32);
+        try
+        {
+            var pixels = backend.Allocate(DType.F32, golden.PixelsShape);
+            backend.Upload(golden.Pixels(), pixels);
+            var d = model.Description;
+            float[] Run(bool lastRowOnly, out int rows)
+            {
+                var cache = new KvCache(backend, d.Layers, golden.LogitsShape[0], d.KvHeads * d.HeadDim);
+                var context = new ForwardContext(backend, cache) { LastRowLogitsOnly = lastRowOnly };
+                var spliced = PromptSplicer.Splice(model, new ForwardContext(backend), context, golden.InputIds, [pixels]);
+                context.IsImageToken = spliced.IsImageToken;
+                var logits = model.Forward(context, spliced.Embeddings);
+                rows = logits.Dim(0);
+                return Download(backend, logits.SliceRows(rows - 1, 1));
+            }
+            float[] full = Run(lastRowOnly: false, out int fullRows);
+            float[] last = Run(lastRowOnly: true, out int lastRows);
+            Assert.Equal(golden.LogitsShape[0], fullRows);
+            Assert.Equal(1, lastRows);
+            // One row goes through the matrix-vector kernel, many through the blocked GEMM: same products, another
+            // summation order, so equal to float rounding rather than bit for bit.
+            Within(last, full, 1e-5, $"{folder} last-row-only logits vs full forward");
+        }
+        finally
+        {
+            (model as IDisposable)?.Dispose();
+        }
+    }
+
     private void RunAndCompare(string folder, bool bf16)
     {
         var golden = Golden.Load(folder);
