@@ -37,6 +37,9 @@ internal static class CliErrors
                 message = c.Message; exitCode = ExitCodes.BadInput; return true;
             case MoeCompiler.Runtime.Generation.ModelInputException m:
                 message = m.Message; exitCode = ExitCodes.BadInput; return true;
+            case MoeCompiler.Tokenizers.TokenizerLoadException t:
+                message = t.Message + " (the tokenizer files ship in the tool's 'tokenizers' folder; reinstall or rebuild the tool)";
+                exitCode = ExitCodes.Unavailable; return true;
             case ImageDecodingException i:
                 message = i.Message; exitCode = ExitCodes.BadInput; return true;
             case FileNotFoundException f:

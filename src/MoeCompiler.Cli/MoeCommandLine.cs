@@ -34,6 +34,13 @@ public static class MoeCommandLine
             Error = error ?? Console.Error,
             EnableDefaultExceptionHandler = false,
         };
+        if (parse.Errors.Count > 0 && parse.Action is not System.CommandLine.Help.HelpAction)
+        {
+            // Bad command-line syntax is bad input (exit 2), not a failure of the tool.
+            foreach (var parseError in parse.Errors) configuration.Error.WriteLine($"moe: error: {parseError.Message}");
+            configuration.Error.WriteLine("Run 'moe --help' or 'moe <command> --help' for usage.");
+            return ExitCodes.BadInput;
+        }
         try
         {
             return parse.Invoke(configuration);

@@ -144,6 +144,14 @@ public sealed class CommandTests(TinyWeightsFixture weights) : IClassFixture<Tin
         Assert.Equal(2, tooSmallVocabulary.ExitCode);
         Assert.Contains("outside TinyQwenMoe's vocabulary of 512 ids", tooSmallVocabulary.Error);
 
+        var tooLong = CliRunner.Run("run", "TinyPhiChat", "-w", weights.PhiWeights, "-i", weights.Picture, "-p", string.Concat(Enumerable.Repeat("hello ", 2100)));
+        Assert.Equal(2, tooLong.ExitCode);
+        Assert.Contains("TinyPhiChat handles at most 2048", tooLong.Error);
+
+        var badSyntax = CliRunner.Run("run", "TinyPhiChat", "-w", weights.PhiWeights, "-p", "x", "--dtype", "int4");
+        Assert.Equal(2, badSyntax.ExitCode);
+        Assert.Contains("--dtype must be f32, bf16 or f16", badSyntax.Error);
+
         var badOption = CliRunner.Run("run", "TinyPhiChat", "-w", weights.PhiWeights, "-p", "x", "--top-p", "1.5");
         Assert.Equal(2, badOption.ExitCode);
     }

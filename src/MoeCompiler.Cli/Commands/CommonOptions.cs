@@ -11,6 +11,7 @@ internal static class CommonOptions
     public static Option<DType?> WeightType() => new("--dtype")
     {
         Description = "Convert weights once at load: f32, bf16, f16 (default: use the checkpoint's dtype in place).",
+        HelpName = "f32|bf16|f16",
         CustomParser = result =>
         {
             string text = result.Tokens.Count == 0 ? "" : result.Tokens[0].Value;

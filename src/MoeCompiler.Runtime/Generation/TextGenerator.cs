@@ -48,7 +48,7 @@ public sealed class TextGenerator
         var spliced = PromptSplicer.Splice(_model, visionContext, embeddingContext, request.PromptIds, request.Images, request.ImageTokenId);
         int length = spliced.Length;
         if (length > description.MaxPositions)
-            throw new ArgumentException($"the prompt needs {length} positions ({spliced.ImageTokens} for images) but {description.Name} supports {description.MaxPositions}");
+            throw new ModelInputException($"the prompt needs {length} positions ({spliced.ImageTokens} for images) but {description.Name} supports {description.MaxPositions}");
         cancellationToken.ThrowIfCancellationRequested();
 
         int capacity = (int)Math.Min(description.MaxPositions, (long)length + options.MaxNewTokens);

@@ -90,8 +90,11 @@ public sealed class VisionLanguagePipeline
             if (id != PromptSplicer.ImageTokenId && (id < 0 || id >= d.VocabSize))
                 throw new ModelInputException($"the {d.TokenizerKind} tokenizer produced id {id}, outside {d.Name}'s vocabulary of {d.VocabSize} ids: " +
                     "this variant's embedding table is smaller than its tokenizer (a test-size spec?); give it the tokenizer's vocabulary size");
-        if (ids.Length > d.MaxPositions)
-            throw new ModelInputException($"the prompt has {ids.Length} tokens; {d.Name} handles at most {d.MaxPositions} positions");
+        int images = ids.Count(id => id == PromptSplicer.ImageTokenId);
+        long positions = ids.Length + (long)images * (d.ImageTokens - 1);
+        if (positions > d.MaxPositions)
+            throw new ModelInputException($"the prompt needs {positions} positions ({ids.Length - images} text tokens, {images} image(s) of {d.ImageTokens} rows); " +
+                $"{d.Name} handles at most {d.MaxPositions}");
         return ids;
     }
 
