@@ -167,14 +167,8 @@ public static class DTypeConversion
         if (rented is not null) System.Buffers.ArrayPool<float>.Shared.Return(rented);
     }
 
-    public static float BFloat16ToSingle(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
+    public static float BFloat16ToSingle(ushort bits) => Kernels.NumberFormats.BF16ToFloat(bits);
 
     /// <summary>Round to nearest, ties to even; NaN stays a (quiet) NaN with its sign.</summary>
-    public static ushort SingleToBFloat16(float value)
-    {
-        uint bits = BitConverter.SingleToUInt32Bits(value);
-        if (float.IsNaN(value)) return (ushort)((bits >> 16) | 0x0040);
-        uint rounding = 0x7FFF + ((bits >> 16) & 1);
-        return (ushort)((bits + rounding) >> 16);
-    }
+    public static ushort SingleToBFloat16(float value) => Kernels.NumberFormats.FloatToBF16(value);
 }
