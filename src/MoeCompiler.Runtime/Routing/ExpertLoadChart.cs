@@ -120,8 +120,8 @@ public static class ExpertLoadChart
                     int h = edge - previousEdge;
                     if (h > 0)
                     {
-                        string tip = string.Format(CultureInfo.InvariantCulture, "{0} layer {1}, {2} tokens, expert {3}: {4:P1}",
-                            layers[i].Site, layers[i].Layer, kind, e, shares[e] / total);
+                        string tip = string.Format(CultureInfo.InvariantCulture, "{0} layer {1}, {2} tokens, expert {3}: {4:0.0}%",
+                            layers[i].Site, layers[i].Layer, kind, e, 100 * shares[e] / total);
                         yield return new Bar(LayerX(i) + offset, Top + PlotHeight - edge, BarWidth, h, e, tip);
                     }
                     previousEdge = edge;
