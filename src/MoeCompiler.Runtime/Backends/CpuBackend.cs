@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using MoeCompiler.Runtime.Kernels;
 using MoeCompiler.Runtime.Tensors;
@@ -162,6 +163,7 @@ public sealed unsafe partial class CpuBackend : IBackend
         public long N;
         public float Scale;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int index, int worker)
         {
             long start = (long)index * Chunk;

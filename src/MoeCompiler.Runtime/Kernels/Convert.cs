@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -6,6 +7,7 @@ namespace MoeCompiler.Runtime.Kernels;
 /// <summary>Vectorised widening of stored weight formats to f32.</summary>
 internal static unsafe class Convert
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void BF16ToF32(ushort* source, float* destination, int count)
     {
         int i = 0;
@@ -28,6 +30,7 @@ internal static unsafe class Convert
         for (; i < count; i++) destination[i] = NumberFormats.BF16ToFloat(source[i]);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void I8ToF32(sbyte* source, float scale, float* destination, int count)
     {
         int i = 0;

@@ -30,6 +30,7 @@ internal readonly unsafe struct WeightView
     public float* F32Row(int row) => (float*)Data + (long)row * Columns;
 
     /// <summary>Row <paramref name="row"/>, columns [start, start+count) as f32 into <paramref name="destination"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void DecodeRow(int row, int start, int count, float* destination)
     {
         long offset = (long)row * Columns + start;
