@@ -257,12 +257,4 @@ public sealed unsafe partial class CpuBackend : IBackend
     {
         if ((uint)index >= (uint)limit) throw new ArgumentOutOfRangeException(what, $"{what} {index} outside [0, {limit}) of {t}");
     }
-
-    private static float[] SmallVector(Tensor? t, int expected, string what)
-    {
-        if (t is null) return [];
-        RequireHost(t);
-        if (t.Length != expected) throw new ArgumentException($"{what} {t} must have {expected} elements");
-        return t.ToFloatArray();
-    }
 }

@@ -31,7 +31,7 @@ internal static unsafe partial class Gemm
             };
             for (int j = start; j < end; j++)
             {
-                if (!widenInRegisters) W.DecodeRow(j, 0, K, decoded);
+                if (!widenInRegisters) W.DecodeRow(j, 0, K, decoded, Isa);
                 float b = Bias == null ? 0 : Bias[j];
                 for (int i = 0; i < M; i++)
                 {
