@@ -20,6 +20,7 @@ public sealed unsafe partial class CpuBackend
         if (weight.Dim(1) != k) throw new ArgumentException($"Linear: input {x} does not match weight {weight}");
         if (y.Rows != m || y.Columns != n) throw new ArgumentException($"Linear: output {y} should be [{m}, {n}]");
         RequireWritable(y);
+        RequireDisjoint(x, y, "Linear");
         ReadOnlySpan<float> b = BiasOrEmpty(bias, n);
         if (m == 0 || n == 0) return;
         if (k == 0)
@@ -210,6 +211,8 @@ public sealed unsafe partial class CpuBackend
         if (causal && (queryStart < 0 || queryStart + queries > keys))
             throw new ArgumentException($"Attention: causal queries at positions [{queryStart}, {queryStart + queries}) need that many keys, have {keys}");
         if (keys == 0) throw new ArgumentException("Attention: no keys");
+        RequireDisjoint(k, y, "Attention");
+        RequireDisjoint(v, y, "Attention");
         lock (_gate)
         {
             float* shared = _scratch.Shared(AttentionKernel.SharedFloats(queries, keys, heads, kvHeads, headDim, _isa));

@@ -247,6 +247,14 @@ public sealed unsafe partial class CpuBackend : IBackend
         if (t.Storage.IsReadOnly) throw new ArgumentException($"tensor {t} is read-only");
     }
 
+    /// <summary>Kernels that read an input after writing parts of the output need them apart.</summary>
+    private static void RequireDisjoint(Tensor input, Tensor output, string operation)
+    {
+        long a = input.Data, b = output.Data;
+        if (a < b + output.ByteLength && b < a + input.ByteLength && input.ByteLength > 0 && output.ByteLength > 0)
+            throw new ArgumentException($"{operation}: output {output} overlaps input {input}; use a separate buffer");
+    }
+
     private static void CheckRowRange(Tensor t, int start, int count)
     {
         if (start < 0 || count < 0 || (long)start + count > t.Rows)
