@@ -104,9 +104,26 @@ internal static unsafe class AttentionKernel
             var k = Vector512.Create(scale);
             for (; s0 + 64 <= stride && s0 < visible; s0 += 64)
             {
+                // Even and odd d in separate accumulators: eight FMA chains cover the FMA latency.
                 Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                Vector512<float> b0 = default, b1 = default, b2 = default, b3 = default;
                 float* column = kt + s0;
-                for (int d = 0; d < headDim; d++, column += stride)
+                int d = 0;
+                for (; d + 2 <= headDim; d += 2, column += 2 * stride)
+                {
+                    var qd = Vector512.Create(q[d]);
+                    var qe = Vector512.Create(q[d + 1]);
+                    float* next = column + stride;
+                    a0 = Vector512.FusedMultiplyAdd(qd, Vector512.Load(column), a0);
+                    a1 = Vector512.FusedMultiplyAdd(qd, Vector512.Load(column + 16), a1);
+                    a2 = Vector512.FusedMultiplyAdd(qd, Vector512.Load(column + 32), a2);
+                    a3 = Vector512.FusedMultiplyAdd(qd, Vector512.Load(column + 48), a3);
+                    b0 = Vector512.FusedMultiplyAdd(qe, Vector512.Load(next), b0);
+                    b1 = Vector512.FusedMultiplyAdd(qe, Vector512.Load(next + 16), b1);
+                    b2 = Vector512.FusedMultiplyAdd(qe, Vector512.Load(next + 32), b2);
+                    b3 = Vector512.FusedMultiplyAdd(qe, Vector512.Load(next + 48), b3);
+                }
+                if (d < headDim)
                 {
                     var qd = Vector512.Create(q[d]);
                     a0 = Vector512.FusedMultiplyAdd(qd, Vector512.Load(column), a0);
@@ -114,6 +131,10 @@ internal static unsafe class AttentionKernel
                     a2 = Vector512.FusedMultiplyAdd(qd, Vector512.Load(column + 32), a2);
                     a3 = Vector512.FusedMultiplyAdd(qd, Vector512.Load(column + 48), a3);
                 }
+                a0 += b0;
+                a1 += b1;
+                a2 += b2;
+                a3 += b3;
                 (a0 * k).Store(scores + s0);
                 (a1 * k).Store(scores + s0 + 16);
                 (a2 * k).Store(scores + s0 + 32);
@@ -159,12 +180,10 @@ internal static unsafe class AttentionKernel
                 Vector512<float> w0 = Vector512.Create(p0), w1 = Vector512.Create(p1), w2 = Vector512.Create(p2), w3 = Vector512.Create(p3);
                 for (; i + 16 <= n; i += 16)
                 {
-                    var acc = Vector512.Load(output + i);
-                    acc = Vector512.FusedMultiplyAdd(Vector512.Load(v0 + i), w0, acc);
-                    acc = Vector512.FusedMultiplyAdd(Vector512.Load(v1 + i), w1, acc);
-                    acc = Vector512.FusedMultiplyAdd(Vector512.Load(v2 + i), w2, acc);
-                    acc = Vector512.FusedMultiplyAdd(Vector512.Load(v3 + i), w3, acc);
-                    acc.Store(output + i);
+                    // Pairwise, so the dependency on the running sum is one add per four keys.
+                    var first = Vector512.FusedMultiplyAdd(Vector512.Load(v0 + i), w0, Vector512.Load(v1 + i) * w1);
+                    var second = Vector512.FusedMultiplyAdd(Vector512.Load(v2 + i), w2, Vector512.Load(v3 + i) * w3);
+                    (Vector512.Load(output + i) + (first + second)).Store(output + i);
                 }
             }
             else if (isa == KernelIsa.Avx2)
@@ -172,22 +191,16 @@ internal static unsafe class AttentionKernel
                 Vector256<float> w0 = Vector256.Create(p0), w1 = Vector256.Create(p1), w2 = Vector256.Create(p2), w3 = Vector256.Create(p3);
                 for (; i + 8 <= n; i += 8)
                 {
-                    var acc = Vector256.Load(output + i);
-                    acc = Vector256.FusedMultiplyAdd(Vector256.Load(v0 + i), w0, acc);
-                    acc = Vector256.FusedMultiplyAdd(Vector256.Load(v1 + i), w1, acc);
-                    acc = Vector256.FusedMultiplyAdd(Vector256.Load(v2 + i), w2, acc);
-                    acc = Vector256.FusedMultiplyAdd(Vector256.Load(v3 + i), w3, acc);
-                    acc.Store(output + i);
+                    var first = Vector256.FusedMultiplyAdd(Vector256.Load(v0 + i), w0, Vector256.Load(v1 + i) * w1);
+                    var second = Vector256.FusedMultiplyAdd(Vector256.Load(v2 + i), w2, Vector256.Load(v3 + i) * w3);
+                    (Vector256.Load(output + i) + (first + second)).Store(output + i);
                 }
             }
             for (; i < n; i++)
             {
-                float acc = output[i];
-                acc = MathF.FusedMultiplyAdd(v0[i], p0, acc);
-                acc = MathF.FusedMultiplyAdd(v1[i], p1, acc);
-                acc = MathF.FusedMultiplyAdd(v2[i], p2, acc);
-                acc = MathF.FusedMultiplyAdd(v3[i], p3, acc);
-                output[i] = acc;
+                float first = MathF.FusedMultiplyAdd(v0[i], p0, v1[i] * p1);
+                float second = MathF.FusedMultiplyAdd(v2[i], p2, v3[i] * p3);
+                output[i] += first + second;
             }
         }
         for (; s < count; s++)
