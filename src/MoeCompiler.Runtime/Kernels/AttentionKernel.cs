@@ -7,14 +7,17 @@ namespace MoeCompiler.Runtime.Kernels;
 /// <summary>
 /// Scaled dot-product attention with grouped-query heads. One task per (query row, head): scores over the visible
 /// keys, softmax, weighted sum of values, all in key order, so results do not depend on the thread count.
-/// With many queries per key (prefill), keys are first transposed per kv head to [headDim, keys] so that 16 (or 8)
-/// scores come out of one vector FMA chain with no horizontal sums; a single decoding query uses dot products.
+/// With many queries per key (prefill), keys are first transposed per kv head to [headDim, keys]; a task then takes
+/// four consecutive queries of one head, and every loaded vector of 16 (or 8) keys feeds eight FMA chains (two key
+/// vectors × four queries) with no horizontal sums. A single decoding query uses dot products.
 /// </summary>
 internal static unsafe class AttentionKernel
 {
     private const int KeyBlock = 64;
+    /// <summary>Queries of one head that share each loaded key block when keys are transposed.</summary>
+    private const int QueryBlock = 4;
 
-    public static long ScratchFloats(int keys) => Padded(keys) + 64;
+    public static long ScratchFloats(int keys) => QueryBlock * (long)Padded(keys) + 64;
     public static long SharedFloats(int queries, int keys, int heads, int kvHeads, int headDim, KernelIsa isa)
         => UseTransposed(queries, heads, kvHeads, isa) ? (long)kvHeads * headDim * Padded(keys) : 0;
 
@@ -37,7 +40,7 @@ internal static unsafe class AttentionKernel
             Heads = heads, Group = heads / kvHeads, HeadDim = headDim, KvWidth = kvHeads * headDim,
             Keys = keys, Causal = causal, QueryStart = queryStart, Scale = 1f / MathF.Sqrt(headDim), Scratch = scratch, Isa = isa,
         };
-        pool.Run(queries * heads, ref job);
+        pool.Run(transposed ? heads * ((queries + QueryBlock - 1) / QueryBlock) : queries * heads, ref job);
     }
 
     /// <summary>Kt[kvHead, d, s] = K[s, kvHead·headDim + d] for one kv head and a block of 16 keys (zero past the
@@ -74,92 +77,123 @@ internal static unsafe class AttentionKernel
         public float** Scratch;
         public KernelIsa Isa;
 
+        private void ExecuteBlock(int index, int worker) => ExecuteBlockCore(in this, index, worker);
+
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int index, int worker)
         {
+            if (Kt != null)
+            {
+                ExecuteBlock(index, worker);
+                return;
+            }
             // Head-major order: consecutive tasks share one kv head's keys and values in cache.
             int h = index / Queries, t = index % Queries, kvHead = h / Group;
             int visible = Causal ? QueryStart + t + 1 : Keys;
             float* scores = Scratch[worker];
             float* query = Q + ((long)t * Heads + h) * HeadDim;
-            if (Kt != null) TransposedScores(Isa, query, Kt + (long)kvHead * HeadDim * Padded, Padded, HeadDim, visible, Scale, scores);
-            else
-            {
-                float* keys = K + kvHead * HeadDim;
-                for (int s = 0; s < visible; s++) scores[s] = Gemm.DotF32(Isa, query, keys + (long)s * KvWidth, HeadDim) * Scale;
-            }
+            float* keys = K + kvHead * HeadDim;
+            for (int s = 0; s < visible; s++) scores[s] = Gemm.DotF32(Isa, query, keys + (long)s * KvWidth, HeadDim) * Scale;
             Elementwise.Softmax(Isa, scores, scores, visible);
             float* output = Y + ((long)t * Heads + h) * HeadDim;
             WeightedSum(Isa, scores, visible, V + kvHead * HeadDim, KvWidth, output, HeadDim);
         }
     }
 
-    /// <summary>scores[s] = scale · Σ_d q[d]·kt[d·stride + s] for s &lt; visible (rounded up to a vector).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void TransposedScores(KernelIsa isa, float* q, float* kt, int stride, int headDim, int visible, float scale, float* scores)
+    /// <summary>Up to four consecutive queries of one head: their score rows come from one pass over the
+    /// transposed keys, then each row gets its own softmax and value sum.</summary>
+    private static void ExecuteBlockCore(in Job job, int index, int worker)
     {
-        int s0 = 0;
+        int blocks = (job.Queries + QueryBlock - 1) / QueryBlock;
+        int h = index / blocks, t0 = index % blocks * QueryBlock, kvHead = h / job.Group;
+        int count = Math.Min(QueryBlock, job.Queries - t0);
+        int lastVisible = job.Causal ? job.QueryStart + t0 + count : job.Keys;
+        float* scores = job.Scratch[worker];
+        var rows = stackalloc float*[QueryBlock];
+        for (int j = 0; j < QueryBlock; j++) rows[j] = job.Q + ((long)(t0 + Math.Min(j, count - 1)) * job.Heads + h) * job.HeadDim;
+        TransposedScores4(job.Isa, rows, job.Kt + (long)kvHead * job.HeadDim * job.Padded, job.Padded, job.HeadDim, lastVisible, job.Scale, scores);
+        for (int j = 0; j < count; j++)
+        {
+            int t = t0 + j;
+            int visible = job.Causal ? job.QueryStart + t + 1 : job.Keys;
+            float* row = scores + (long)j * job.Padded;
+            Elementwise.Softmax(job.Isa, row, row, visible);
+            WeightedSum(job.Isa, row, visible, job.V + kvHead * job.HeadDim, job.KvWidth, job.Y + ((long)t * job.Heads + h) * job.HeadDim, job.HeadDim);
+        }
+    }
+
+    /// <summary>scores[j·stride + s] = scale · Σ_d q_j[d]·kt[d·stride + s] for four queries, s below visible
+    /// (rounded up to a key block); each key vector is loaded once for the four.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void TransposedScores4(KernelIsa isa, float** q, float* kt, int stride, int headDim, int visible, float scale, float* scores)
+    {
+        float* q0 = q[0], q1 = q[1], q2 = q[2], q3 = q[3];
         if (isa == KernelIsa.Avx512)
         {
             var k = Vector512.Create(scale);
-            for (; s0 + 64 <= stride && s0 < visible; s0 += 64)
+            for (int s0 = 0; s0 < visible; s0 += 32)
             {
-                // Even and odd d in separate accumulators: eight FMA chains cover the FMA latency.
-                Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-                Vector512<float> b0 = default, b1 = default, b2 = default, b3 = default;
+                Vector512<float> a0 = default, a1 = default, b0 = default, b1 = default, c0 = default, c1 = default, d0 = default, d1 = default;
                 float* column = kt + s0;
-                int d = 0;
-                for (; d + 2 <= headDim; d += 2, column += 2 * stride)
+                for (int d = 0; d < headDim; d++, column += stride)
                 {
-                    var qd = Vector512.Create(q[d]);
-                    var qe = Vector512.Create(q[d + 1]);
-                    float* next = column + stride;
-                    a0 = Vector512.FusedMultiplyAdd(qd, Vector512.Load(column), a0);
-                    a1 = Vector512.FusedMultiplyAdd(qd, Vector512.Load(column + 16), a1);
-                    a2 = Vector512.FusedMultiplyAdd(qd, Vector512.Load(column + 32), a2);
-                    a3 = Vector512.FusedMultiplyAdd(qd, Vector512.Load(column + 48), a3);
-                    b0 = Vector512.FusedMultiplyAdd(qe, Vector512.Load(next), b0);
-                    b1 = Vector512.FusedMultiplyAdd(qe, Vector512.Load(next + 16), b1);
-                    b2 = Vector512.FusedMultiplyAdd(qe, Vector512.Load(next + 32), b2);
-                    b3 = Vector512.FusedMultiplyAdd(qe, Vector512.Load(next + 48), b3);
+                    var k0 = Vector512.Load(column);
+                    var k1 = Vector512.Load(column + 16);
+                    var w = Vector512.Create(q0[d]);
+                    a0 = Vector512.FusedMultiplyAdd(w, k0, a0);
+                    a1 = Vector512.FusedMultiplyAdd(w, k1, a1);
+                    w = Vector512.Create(q1[d]);
+                    b0 = Vector512.FusedMultiplyAdd(w, k0, b0);
+                    b1 = Vector512.FusedMultiplyAdd(w, k1, b1);
+                    w = Vector512.Create(q2[d]);
+                    c0 = Vector512.FusedMultiplyAdd(w, k0, c0);
+                    c1 = Vector512.FusedMultiplyAdd(w, k1, c1);
+                    w = Vector512.Create(q3[d]);
+                    d0 = Vector512.FusedMultiplyAdd(w, k0, d0);
+                    d1 = Vector512.FusedMultiplyAdd(w, k1, d1);
                 }
-                if (d < headDim)
-                {
-                    var qd = Vector512.Create(q[d]);
-                    a0 = Vector512.FusedMultiplyAdd(qd, Vector512.Load(column), a0);
-                    a1 = Vector512.FusedMultiplyAdd(qd, Vector512.Load(column + 16), a1);
-                    a2 = Vector512.FusedMultiplyAdd(qd, Vector512.Load(column + 32), a2);
-                    a3 = Vector512.FusedMultiplyAdd(qd, Vector512.Load(column + 48), a3);
-                }
-                a0 += b0;
-                a1 += b1;
-                a2 += b2;
-                a3 += b3;
                 (a0 * k).Store(scores + s0);
                 (a1 * k).Store(scores + s0 + 16);
-                (a2 * k).Store(scores + s0 + 32);
-                (a3 * k).Store(scores + s0 + 48);
+                (b0 * k).Store(scores + stride + s0);
+                (b1 * k).Store(scores + stride + s0 + 16);
+                (c0 * k).Store(scores + 2 * stride + s0);
+                (c1 * k).Store(scores + 2 * stride + s0 + 16);
+                (d0 * k).Store(scores + 3 * stride + s0);
+                (d1 * k).Store(scores + 3 * stride + s0 + 16);
             }
         }
         else
         {
             var k = Vector256.Create(scale);
-            for (; s0 + 32 <= stride && s0 < visible; s0 += 32)
+            for (int s0 = 0; s0 < visible; s0 += 16)
             {
-                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                Vector256<float> a0 = default, a1 = default, b0 = default, b1 = default, c0 = default, c1 = default, d0 = default, d1 = default;
                 float* column = kt + s0;
                 for (int d = 0; d < headDim; d++, column += stride)
                 {
-                    var qd = Vector256.Create(q[d]);
-                    a0 = Vector256.FusedMultiplyAdd(qd, Vector256.Load(column), a0);
-                    a1 = Vector256.FusedMultiplyAdd(qd, Vector256.Load(column + 8), a1);
-                    a2 = Vector256.FusedMultiplyAdd(qd, Vector256.Load(column + 16), a2);
-                    a3 = Vector256.FusedMultiplyAdd(qd, Vector256.Load(column + 24), a3);
+                    var k0 = Vector256.Load(column);
+                    var k1 = Vector256.Load(column + 8);
+                    var w = Vector256.Create(q0[d]);
+                    a0 = Vector256.FusedMultiplyAdd(w, k0, a0);
+                    a1 = Vector256.FusedMultiplyAdd(w, k1, a1);
+                    w = Vector256.Create(q1[d]);
+                    b0 = Vector256.FusedMultiplyAdd(w, k0, b0);
+                    b1 = Vector256.FusedMultiplyAdd(w, k1, b1);
+                    w = Vector256.Create(q2[d]);
+                    c0 = Vector256.FusedMultiplyAdd(w, k0, c0);
+                    c1 = Vector256.FusedMultiplyAdd(w, k1, c1);
+                    w = Vector256.Create(q3[d]);
+                    d0 = Vector256.FusedMultiplyAdd(w, k0, d0);
+                    d1 = Vector256.FusedMultiplyAdd(w, k1, d1);
                 }
                 (a0 * k).Store(scores + s0);
                 (a1 * k).Store(scores + s0 + 8);
-                (a2 * k).Store(scores + s0 + 16);
-                (a3 * k).Store(scores + s0 + 24);
+                (b0 * k).Store(scores + stride + s0);
+                (b1 * k).Store(scores + stride + s0 + 8);
+                (c0 * k).Store(scores + 2 * stride + s0);
+                (c1 * k).Store(scores + 2 * stride + s0 + 8);
+                (d0 * k).Store(scores + 3 * stride + s0);
+                (d1 * k).Store(scores + 3 * stride + s0 + 8);
             }
         }
     }
