@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using System.Runtime.Intrinsics;
 using MoeCompiler.Runtime.Kernels;
@@ -19,6 +20,7 @@ public sealed unsafe partial class CpuBackend
         if (weight.Dim(1) != k) throw new ArgumentException($"Linear: input {x} does not match weight {weight}");
         if (y.Rows != m || y.Columns != n) throw new ArgumentException($"Linear: output {y} should be [{m}, {n}]");
         RequireWritable(y);
+        RequireDisjoint(x, y, "Linear");
         ReadOnlySpan<float> b = BiasOrEmpty(bias, n);
         if (m == 0 || n == 0) return;
         if (k == 0)
@@ -85,6 +87,7 @@ public sealed unsafe partial class CpuBackend
         public int Width, Rows;
         public float Epsilon;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int index, int worker)
         {
             int end = Math.Min(Rows, (index + 1) * RowsPerTask);
@@ -144,6 +147,7 @@ public sealed unsafe partial class CpuBackend
         public int Heads, HeadDim, Half;
         public KernelIsa Isa;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int t, int worker)
         {
             float* cos = Table + (long)t * 2 * Half, sin = cos + Half;
@@ -207,66 +211,14 @@ public sealed unsafe partial class CpuBackend
         if (causal && (queryStart < 0 || queryStart + queries > keys))
             throw new ArgumentException($"Attention: causal queries at positions [{queryStart}, {queryStart + queries}) need that many keys, have {keys}");
         if (keys == 0) throw new ArgumentException("Attention: no keys");
+        RequireDisjoint(k, y, "Attention");
+        RequireDisjoint(v, y, "Attention");
         lock (_gate)
         {
-            var job = new AttentionJob
-            {
-                Q = (float*)q.Data, K = (float*)k.Data, V = (float*)v.Data, Y = (float*)y.Data,
-                Heads = heads, Group = heads / kvHeads, HeadDim = headDim, KvWidth = kvHeads * headDim,
-                Keys = keys, Causal = causal, QueryStart = queryStart,
-                Scale = 1f / MathF.Sqrt(headDim),
-                Scratch = _scratch.Ensure(keys), Isa = _isa,
-            };
-            _pool.Run(queries * heads, ref job);
+            float* shared = _scratch.Shared(AttentionKernel.SharedFloats(queries, keys, heads, kvHeads, headDim, _isa));
+            AttentionKernel.Run(_pool, _scratch.Ensure(AttentionKernel.ScratchFloats(keys)), shared, _isa,
+                (float*)q.Data, (float*)k.Data, (float*)v.Data, (float*)y.Data, queries, keys, heads, kvHeads, headDim, causal, queryStart);
         }
-    }
-
-    /// <summary>One (query row, head): scores over the visible keys, softmax, weighted sum of values, all in
-    /// key order inside the task.</summary>
-    private struct AttentionJob : IParallelJob
-    {
-        public float* Q, K, V, Y;
-        public int Heads, Group, HeadDim, KvWidth, Keys, QueryStart;
-        public bool Causal;
-        public float Scale;
-        public float** Scratch;
-        public KernelIsa Isa;
-
-        public void Execute(int index, int worker)
-        {
-            int t = index / Heads, h = index % Heads, kvHead = h / Group;
-            int visible = Causal ? QueryStart + t + 1 : Keys;
-            float* scores = Scratch[worker];
-            float* query = Q + ((long)t * Heads + h) * HeadDim;
-            float* keys = K + kvHead * HeadDim;
-            for (int s = 0; s < visible; s++) scores[s] = Gemm.DotF32(Isa, query, keys + (long)s * KvWidth, HeadDim) * Scale;
-            Elementwise.Softmax(Isa, scores, scores, visible);
-            float* output = Y + ((long)t * Heads + h) * HeadDim;
-            float* values = V + kvHead * HeadDim;
-            new Span<float>(output, HeadDim).Clear();
-            for (int s = 0; s < visible; s++) AccumulateScaled(Isa, values + (long)s * KvWidth, scores[s], output, HeadDim);
-        }
-    }
-
-    /// <summary>y += a·x.</summary>
-    private static void AccumulateScaled(KernelIsa isa, float* x, float a, float* y, int n)
-    {
-        int i = 0;
-        if (isa == KernelIsa.Avx512)
-        {
-            var s = Vector512.Create(a);
-            for (; i + 16 <= n; i += 16)
-                Vector512.FusedMultiplyAdd(Vector512.Load(x + i), s,
-                    Vector512.Load(y + i)).Store(y + i);
-        }
-        else if (isa == KernelIsa.Avx2)
-        {
-            var s = Vector256.Create(a);
-            for (; i + 8 <= n; i += 8)
-                Vector256.FusedMultiplyAdd(Vector256.Load(x + i), s,
-                    Vector256.Load(y + i)).Store(y + i);
-        }
-        for (; i < n; i++) y[i] = MathF.FusedMultiplyAdd(x[i], a, y[i]);
     }
 
     public void PatchEmbed(Tensor image, Tensor weight, Tensor? bias, int patch, Tensor y)
@@ -345,6 +297,7 @@ public sealed unsafe partial class CpuBackend
         public int* RowIndex, ColumnIndex;
         public int Height, Width, OutHeight, OutWidth;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int index, int worker)
         {
             int c = index / OutHeight, oy = index % OutHeight;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using MoeCompiler.Runtime.Kernels;
 using MoeCompiler.Runtime.Tensors;
@@ -162,6 +163,7 @@ public sealed unsafe partial class CpuBackend : IBackend
         public long N;
         public float Scale;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int index, int worker)
         {
             long start = (long)index * Chunk;
@@ -245,6 +247,14 @@ public sealed unsafe partial class CpuBackend : IBackend
         if (t.Storage.IsReadOnly) throw new ArgumentException($"tensor {t} is read-only");
     }
 
+    /// <summary>Kernels that read an input after writing parts of the output need them apart.</summary>
+    private static void RequireDisjoint(Tensor input, Tensor output, string operation)
+    {
+        long a = input.Data, b = output.Data;
+        if (a < b + output.ByteLength && b < a + input.ByteLength && input.ByteLength > 0 && output.ByteLength > 0)
+            throw new ArgumentException($"{operation}: output {output} overlaps input {input}; use a separate buffer");
+    }
+
     private static void CheckRowRange(Tensor t, int start, int count)
     {
         if (start < 0 || count < 0 || (long)start + count > t.Rows)
@@ -254,13 +264,5 @@ public sealed unsafe partial class CpuBackend : IBackend
     private static void CheckIndex(int index, int limit, string what, Tensor t)
     {
         if ((uint)index >= (uint)limit) throw new ArgumentOutOfRangeException(what, $"{what} {index} outside [0, {limit}) of {t}");
-    }
-
-    private static float[] SmallVector(Tensor? t, int expected, string what)
-    {
-        if (t is null) return [];
-        RequireHost(t);
-        if (t.Length != expected) throw new ArgumentException($"{what} {t} must have {expected} elements");
-        return t.ToFloatArray();
     }
 }

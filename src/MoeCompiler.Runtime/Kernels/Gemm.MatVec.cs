@@ -31,7 +31,7 @@ internal static unsafe partial class Gemm
             };
             for (int j = start; j < end; j++)
             {
-                if (!widenInRegisters) W.DecodeRow(j, 0, K, decoded);
+                if (!widenInRegisters) W.DecodeRow(j, 0, K, decoded, Isa);
                 float b = Bias == null ? 0 : Bias[j];
                 for (int i = 0; i < M; i++)
                 {
@@ -146,6 +146,8 @@ internal static unsafe partial class Gemm
             Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
             for (; i + 64 <= k; i += 64)
             {
+                // Weights are one contiguous stream across rows: fetch 2 KiB ahead so short rows do not stall at row starts.
+                Sse.Prefetch0(q + i + 2048);
                 a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i), WidenI8(Vector128.Load(q + i)), a0);
                 a1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 16), WidenI8(Vector128.Load(q + i + 16)), a1);
                 a2 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 32), WidenI8(Vector128.Load(q + i + 32)), a2);

@@ -4,7 +4,7 @@ using System.Runtime.Intrinsics.X86;
 
 namespace MoeCompiler.Runtime.Kernels;
 
-// The register-tile inner kernels of Gemm. Written out by hand-unrolled code (one accumulator per register) because
+// The register-tile inner kernels of Gemm, fully unrolled (one named accumulator per register) because
 // the JIT keeps named Vector locals in registers but not arrays of them.
 internal static unsafe partial class Gemm
 {

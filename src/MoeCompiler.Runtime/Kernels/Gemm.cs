@@ -70,7 +70,7 @@ internal static unsafe partial class Gemm
             for (int pc = 0; pc < k; pc += DepthBlock)
             {
                 int kc = Math.Min(DepthBlock, k - pc);
-                var pack = new PackJob { W = w, Nr = nr, Vector = isa != KernelIsa.Scalar, Jc = jc, Nc = nc, Pc = pc, Kc = kc, Packed = shared, Scratch = scratch };
+                var pack = new PackJob { W = w, Nr = nr, Isa = isa, Jc = jc, Nc = nc, Pc = pc, Kc = kc, Packed = shared, Scratch = scratch };
                 pool.Run((panels + PanelsPerPackTask - 1) / PanelsPerPackTask, ref pack);
                 var compute = new ComputeJob
                 {
@@ -87,7 +87,7 @@ internal static unsafe partial class Gemm
     {
         public WeightView W;
         public int Nr, Jc, Nc, Pc, Kc;
-        public bool Vector;
+        public KernelIsa Isa;
         public float* Packed;
         public float** Scratch;
 
@@ -96,7 +96,7 @@ internal static unsafe partial class Gemm
         {
             int first = index * PanelsPerPackTask * Nr;
             int count = Math.Min(PanelsPerPackTask * Nr, Nc - first);
-            PackWeights(W, Jc + first, count, Pc, Kc, Nr, Packed + (long)first * Kc, Scratch[worker], Vector);
+            PackWeights(W, Jc + first, count, Pc, Kc, Nr, Packed + (long)first * Kc, Scratch[worker], Isa);
         }
     }
 
@@ -139,7 +139,7 @@ internal static unsafe partial class Gemm
     /// <summary>Weight rows [n0, n0+nc), columns [pc, pc+kc) as f32 panels of nr columns: panel[k·nr + j] = W[n0+j, pc+k];
     /// columns past the block are zero. <paramref name="decoded"/> holds 8 widened rows of kc.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PackWeights(WeightView w, int n0, int nc, int pc, int kc, int nr, float* packed, float* decoded, bool vector)
+    private static void PackWeights(WeightView w, int n0, int nc, int pc, int kc, int nr, float* packed, float* decoded, KernelIsa isa)
     {
         bool f32 = w.DType == Tensors.DType.F32;
         var rows = stackalloc float*[8];
@@ -161,12 +161,12 @@ internal static unsafe partial class Gemm
                     else
                     {
                         rows[j] = decoded + j * kc;
-                        w.DecodeRow(n0 + jp + j0 + j, pc, kc, rows[j]);
+                        w.DecodeRow(n0 + jp + j0 + j, pc, kc, rows[j], isa);
                     }
                 }
                 float* target = panel + j0;
                 int p0 = 0;
-                if (count == 8 && vector)
+                if (count == 8 && isa != KernelIsa.Scalar)
                     for (; p0 + 8 <= kc; p0 += 8) Transpose8x8(rows, p0, target + (long)p0 * nr, nr);
                 for (int p = p0; p < kc; p++)
                 {

@@ -30,7 +30,8 @@ internal readonly unsafe struct WeightView
     public float* F32Row(int row) => (float*)Data + (long)row * Columns;
 
     /// <summary>Row <paramref name="row"/>, columns [start, start+count) as f32 into <paramref name="destination"/>.</summary>
-    public void DecodeRow(int row, int start, int count, float* destination)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void DecodeRow(int row, int start, int count, float* destination, KernelIsa isa)
     {
         long offset = (long)row * Columns + start;
         switch (DType)
@@ -39,7 +40,7 @@ internal readonly unsafe struct WeightView
                 Buffer.MemoryCopy((float*)Data + offset, destination, count * 4L, count * 4L);
                 break;
             case DType.BF16:
-                Convert.BF16ToF32((ushort*)Data + offset, destination, count);
+                Widen.BF16ToF32(isa, (ushort*)Data + offset, destination, count);
                 break;
             case DType.F16:
                 System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(
@@ -55,7 +56,7 @@ internal readonly unsafe struct WeightView
                         int column = start + i;
                         int group = column / GroupSize;
                         int end = Math.Min(count, (group + 1) * GroupSize - start);
-                        Convert.I8ToF32(source + i, rowScales[group], destination + i, end - i);
+                        Widen.I8ToF32(isa, source + i, rowScales[group], destination + i, end - i);
                         i = end;
                     }
                     break;

@@ -75,6 +75,15 @@ public sealed class CpuBackendTests
         Assert.Contains("does not match", e.Message);
     }
 
+    [Fact]
+    public void LinearRejectsOutputOverlappingInput()
+    {
+        var x = Tensor.Allocate(DType.F32, 6, 8);
+        var w = Tensor.Allocate(DType.F32, 8, 8);
+        var e = Assert.Throws<ArgumentException>(() => s_backends[0].Linear(x, w, null, x));
+        Assert.Contains("overlaps", e.Message);
+    }
+
     [Theory]
     [InlineData(1, 1)]
     [InlineData(3, 7)]

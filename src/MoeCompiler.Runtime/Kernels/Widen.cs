@@ -1,15 +1,17 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
 namespace MoeCompiler.Runtime.Kernels;
 
 /// <summary>Vectorised widening of stored weight formats to f32.</summary>
-internal static unsafe class Convert
+internal static unsafe class Widen
 {
-    public static void BF16ToF32(ushort* source, float* destination, int count)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void BF16ToF32(KernelIsa isa, ushort* source, float* destination, int count)
     {
         int i = 0;
-        if (Vector512.IsHardwareAccelerated)
+        if (isa == KernelIsa.Avx512)
         {
             for (; i + 16 <= count; i += 16)
             {
@@ -17,7 +19,7 @@ internal static unsafe class Convert
                 Vector512.Store(Vector512.ShiftLeft(wide, 16).AsSingle(), destination + i);
             }
         }
-        else if (Avx2.IsSupported)
+        else if (isa == KernelIsa.Avx2)
         {
             for (; i + 8 <= count; i += 8)
             {
@@ -28,10 +30,11 @@ internal static unsafe class Convert
         for (; i < count; i++) destination[i] = NumberFormats.BF16ToFloat(source[i]);
     }
 
-    public static void I8ToF32(sbyte* source, float scale, float* destination, int count)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void I8ToF32(KernelIsa isa, sbyte* source, float scale, float* destination, int count)
     {
         int i = 0;
-        if (Vector512.IsHardwareAccelerated)
+        if (isa == KernelIsa.Avx512)
         {
             var s = Vector512.Create(scale);
             for (; i + 16 <= count; i += 16)
@@ -40,7 +43,7 @@ internal static unsafe class Convert
                 Vector512.Store(Avx512F.ConvertToVector512Single(wide) * s, destination + i);
             }
         }
-        else if (Avx2.IsSupported)
+        else if (isa == KernelIsa.Avx2)
         {
             var s = Vector256.Create(scale);
             for (; i + 8 <= count; i += 8)
