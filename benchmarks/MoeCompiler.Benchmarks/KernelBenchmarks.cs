@@ -1,4 +1,5 @@
 using MoeCompiler.Runtime.Backends;
+using MoeCompiler.Runtime.Diagnostics;
 using MoeCompiler.Runtime.Kernels;
 using MoeCompiler.Runtime.Tensors;
 
@@ -11,7 +12,7 @@ internal static unsafe class KernelBenchmarks
     public static void Run(BenchOptions options, params string[] parts)
     {
         if (parts.Length == 0) parts = ["gemm", "decode", "layer"];
-        var limits = MachineLimits.Measure(options);
+        var limits = Limits.Measure(options);
         limits.Print();
         using var backend = new CpuBackend(options.Threads);
         Console.WriteLine($"backend: {backend.Name}");

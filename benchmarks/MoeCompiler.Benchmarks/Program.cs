@@ -15,7 +15,7 @@ switch (command)
         KernelBenchmarks.Run(options, command);
         return 0;
     case "limits":
-        MachineLimits.Measure(options).Print();
+        Limits.Measure(options).Print();
         return 0;
     default:
         Console.WriteLine("""

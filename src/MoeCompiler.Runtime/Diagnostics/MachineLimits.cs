@@ -13,14 +13,16 @@ namespace MoeCompiler.Runtime.Diagnostics;
 public sealed record MachineLimits(double FmaGflops, double ReadGBps, int Threads)
 {
     /// <param name="quick">Fewer repetitions and a smaller buffer: for tools, not for published tables.</param>
-    public static MachineLimits Measure(int threads, bool quick = false)
+    /// <param name="cpuTime">Time by the process's CPU time divided by the threads instead of wall time: on a machine
+    /// shared with other work this approximates what the threads would do alone (caches are still shared).</param>
+    public static MachineLimits Measure(int threads, bool quick = false, bool cpuTime = false)
     {
         threads = Math.Max(1, threads);
         double gflops = 0, gbps = 0;
         for (int i = 0; i < (quick ? 2 : 5); i++)
         {
-            gflops = Math.Max(gflops, FmaPeak(threads, quick ? 20_000_000 : 50_000_000));
-            gbps = Math.Max(gbps, ReadBandwidth(threads, quick ? 256L << 20 : 1L << 30));
+            gflops = Math.Max(gflops, FmaPeak(threads, quick ? 20_000_000 : 50_000_000, cpuTime));
+            gbps = Math.Max(gbps, ReadBandwidth(threads, quick ? 256L << 20 : 1L << 30, cpuTime));
         }
         return new MachineLimits(gflops, gbps, threads);
     }
@@ -30,9 +32,9 @@ public sealed record MachineLimits(double FmaGflops, double ReadGBps, int Thread
         $"{(Avx512F.IsSupported ? "AVX-512" : Fma.IsSupported ? "AVX2+FMA" : "no FMA")}; " +
         $"FMA peak {FmaGflops:0.0} GFLOP/s, read bandwidth {ReadGBps:0.0} GB/s ({Threads} threads)";
 
-    private static double FmaPeak(int threads, long iterations)
+    private static double FmaPeak(int threads, long iterations, bool cpuTime)
     {
-        double seconds = OnAllThreads(threads, _ => Avx512F.IsSupported ? FmaLoop512(iterations) : Fma.IsSupported ? FmaLoop256(iterations) : 0f);
+        double seconds = OnAllThreads(threads, cpuTime, _ => Avx512F.IsSupported ? FmaLoop512(iterations) : Fma.IsSupported ? FmaLoop256(iterations) : 0f);
         int lanes = Avx512F.IsSupported ? 16 : Fma.IsSupported ? 8 : 0;
         // 12 independent chains per iteration, 2 FLOPs per lane per FMA.
         return threads * iterations * 12.0 * lanes * 2 / seconds / 1e9;
@@ -72,7 +74,7 @@ public sealed record MachineLimits(double FmaGflops, double ReadGBps, int Thread
         return Vector256.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11);
     }
 
-    private static unsafe double ReadBandwidth(int threads, long bytes)
+    private static unsafe double ReadBandwidth(int threads, long bytes, bool cpuTime)
     {
         byte* data = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
         try
@@ -82,7 +84,7 @@ public sealed record MachineLimits(double FmaGflops, double ReadGBps, int Thread
             long perThread = bytes / threads / 256 * 256;
             double best = double.MaxValue;
             for (int rep = 0; rep < 3; rep++)
-                best = Math.Min(best, OnAllThreads(threads, t => Sum((float*)(data + t * perThread), perThread / 4)));
+                best = Math.Min(best, OnAllThreads(threads, cpuTime, t => Sum((float*)(data + t * perThread), perThread / 4)));
             return perThread * threads / best / 1e9;
         }
         finally
@@ -116,8 +118,11 @@ public sealed record MachineLimits(double FmaGflops, double ReadGBps, int Thread
         return Vector256.Sum(b0 + b1 + b2 + b3);
     }
 
-    /// <summary>Runs <paramref name="work"/> on <paramref name="threads"/> threads started together; wall seconds.</summary>
-    private static double OnAllThreads(int threads, Func<int, float> work)
+    /// <summary>
+    /// Runs <paramref name="work"/> on <paramref name="threads"/> threads started together: wall seconds, or with
+    /// <paramref name="cpuTime"/> the process CPU seconds spent meanwhile divided by the threads.
+    /// </summary>
+    private static double OnAllThreads(int threads, bool cpuTime, Func<int, float> work)
     {
         var sink = new float[threads];
         using var ready = new CountdownEvent(threads);
@@ -135,10 +140,14 @@ public sealed record MachineLimits(double FmaGflops, double ReadGBps, int Thread
             workers[t].Start();
         }
         ready.Wait();
+        using var process = Process.GetCurrentProcess();
+        TimeSpan cpuStart = process.TotalProcessorTime;
         long start = Stopwatch.GetTimestamp();
         go.Set();
         foreach (var w in workers) w.Join();
         GC.KeepAlive(sink);
-        return Stopwatch.GetElapsedTime(start).TotalSeconds;
+        if (!cpuTime) return Stopwatch.GetElapsedTime(start).TotalSeconds;
+        process.Refresh();
+        return (process.TotalProcessorTime - cpuStart).TotalSeconds / threads;
     }
 }
