@@ -27,17 +27,21 @@ dotnet run --project examples/CustomVariant -c Release --no-build || status=1
 bash scripts/check-packages.sh || status=1
 
 # One closing line for the whole run, summed over every test project's TRX file.
-python_free_sum() {
-  local passed=0 failed=0 skipped=0 p f s
+# count NAME COUNTERS: the value of attribute NAME in a TRX <Counters .../> element (0 when absent).
+count() { echo "$2" | grep -o " $1=\"[0-9]*\"" | grep -o '[0-9]*' || echo 0; }
+
+summarise() {
+  local passed=0 failed=0 skipped=0 counters
   for trx in "$results"/*.trx; do
     [ -f "$trx" ] || continue
-    p=$(grep -o 'passed="[0-9]*"' "$trx" | head -1 | grep -o '[0-9]*' || echo 0)
-    f=$(grep -o 'failed="[0-9]*"' "$trx" | head -1 | grep -o '[0-9]*' || echo 0)
-    s=$(grep -o 'notExecuted="[0-9]*"' "$trx" | head -1 | grep -o '[0-9]*' || echo 0)
-    passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+    counters=$(grep -o '<Counters [^>]*>' "$trx" | head -1)
+    # A skipped test is counted in total but not in executed.
+    passed=$((passed + $(count passed "$counters")))
+    failed=$((failed + $(count failed "$counters") + $(count error "$counters") + $(count timeout "$counters") + $(count aborted "$counters")))
+    skipped=$((skipped + $(count total "$counters") - $(count executed "$counters")))
   done
   echo "Tests: $passed passed, $failed failed, $skipped skipped"
   [ "$passed" -gt 0 ] || return 1
 }
-python_free_sum || status=1
+summarise || status=1
 exit $status
