@@ -138,6 +138,10 @@ namespace ModelBench
             log.WriteLine($"# {entry.DisplayName}: {budget.TotalParameters / 1e9:F3}B parameters in the manifest, " +
                           $"{budget.DecodeBytesPerToken / 1e9:F3} GB of weights per decode token, {options.Threads} threads");
 
+            long perToken = budget.ActivatedLlmMatmulParameters + budget.EmbeddingParameters + budget.VisionParameters + budget.ProjectorParameters;
+            log.WriteLine($"  activated parameters: {perToken:N0} from the manifest by role, {entry.ActivatedParameters:N0} in the catalog" +
+                          (perToken == entry.ActivatedParameters ? " (agree)" : " (DIFFER: check the weight accounting)"));
+
             // 1. The machine's ceilings, measured now (the machine is shared: best of a few repetitions).
             log.WriteLine("measuring read bandwidth and FMA peak ...");
             double bandwidth = MachineLimits.ReadBandwidth(options.Threads, (long)options.BandwidthMiB << 20);

@@ -30,6 +30,7 @@ public static class RandomCheckpoint
             return folder;
         }
         Directory.CreateDirectory(folder);
+        RemoveStalePartials(folder);
         long bytes = 0;
         foreach (var e in manifest.Entries) bytes += e.ElementCount * 2;
         var drive = new DriveInfo(folder);
@@ -41,6 +42,19 @@ public static class RandomCheckpoint
         writeTime = Stopwatch.GetElapsedTime(start);
         log.WriteLine($"  written in {writeTime.Value.TotalSeconds:F1} s");
         return folder;
+    }
+
+    /// <summary>A killed run leaves <c>model.safetensors.partial-PID</c>; remove those whose writer is gone.</summary>
+    private static void RemoveStalePartials(string folder)
+    {
+        if (!Directory.Exists("/proc/self")) return; // liveness is only checkable through /proc
+        foreach (string partial in Directory.EnumerateFiles(folder, FileName + ".partial-*"))
+        {
+            string pid = partial[(partial.LastIndexOf('-') + 1)..];
+            if (int.TryParse(pid, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int id)
+                && !Directory.Exists("/proc/" + pid) && id != Environment.ProcessId)
+                File.Delete(partial);
+        }
     }
 
     public static void Write(WeightManifest manifest, string path, ulong seed)
