@@ -25,6 +25,7 @@ public sealed class Report
     public required int UsedExperts { get; init; }
     public required string Command { get; init; }
     public required string Backend { get; init; }
+    public required bool PeakWasReset { get; init; }
 
     public string Markdown()
     {
@@ -42,7 +43,7 @@ public sealed class Report
                      (WriteTime is { } w ? F($" written in {w.TotalSeconds:F0} s") : " (reused)") +
                      F($", mapped and bound in {Ours.Load.TotalMilliseconds:F0} ms; page cache warmed first ({PageCacheRead.TotalSeconds:F1} s to read the file)"));
         b.AppendLine(F($"- Input: one {d.ImageSize}-pixel image ({ImageTokens} feature rows) + {Options.PromptTokens} text tokens = {SequenceLength} prefill rows; then {Options.DecodeSteps} greedy decode steps"));
-        b.AppendLine(F($"- Machine limits measured in this run: read bandwidth {Bandwidth / 1e9:F1} GB/s (parallel sum over {Options.BandwidthMiB} MiB), f32 FMA peak {FmaPeak / 1e9:F0} GFLOP/s ({MachineLimits.VectorWidth} register-only FMA chains)"));
+        b.AppendLine(F($"- Machine limits measured in this run (best of the probes before and after the runs): read bandwidth {Bandwidth / 1e9:F1} GB/s (parallel sum over {Options.BandwidthMiB} MiB), f32 FMA peak {FmaPeak / 1e9:F0} GFLOP/s ({MachineLimits.VectorWidth} register-only FMA chains)"));
         b.AppendLine(F($"- Decode streams {Budget.DecodeBytesPerToken / 1e9:F3} GB of weights per token (shared LLM weights + top-{d.TopK} experts + lm_head + one embedding row) → bandwidth limit {idealTokensPerSecond:F2} tokens/s (KV cache reads not counted)"));
         b.AppendLine(F($"- Prefill useful work {prefillFlops / 1e12:F2} TFLOP (2 · activated LLM params · rows, lm_head on the last row); vision tower + projector ≈ {visionFlops / 1e12:F2} TFLOP"));
         b.AppendLine();
@@ -54,7 +55,7 @@ public sealed class Report
         b.AppendLine(F($"| prefill ({SequenceLength} rows) ") + Both(r => F($"{r.Prefill.TotalSeconds:F2} s ({prefillFlops / r.Prefill.TotalSeconds / 1e9:F0} GFLOP/s = {prefillFlops / r.Prefill.TotalSeconds / FmaPeak * 100:F0}% of FMA peak)")));
         b.AppendLine("| time to first token (preprocess + vision + prefill) " + Both(r => F($"{r.Ttft.TotalSeconds:F2} s")));
         b.AppendLine("| decode " + Both(r => F($"{r.DecodeTokensPerSecond:F2} tokens/s ({r.DecodeTokensPerSecond / idealTokensPerSecond * 100:F0}% of the bandwidth limit)")));
-        b.AppendLine("| peak resident memory (VmHWM) " + Both(r => F($"{r.PeakKiB / 1048576.0:F2} GiB ({r.PeakKiB / 1048576.0 / touchedGiB:F2}× the {touchedGiB:F2} GiB of weights touched)")));
+        b.AppendLine("| peak resident memory (VmHWM" + (PeakWasReset ? ", ours from the load on" : ", ours including the 1 GiB bandwidth probe") + ") " + Both(r => F($"{r.PeakKiB / 1048576.0:F2} GiB ({r.PeakKiB / 1048576.0 / touchedGiB:F2}× the {touchedGiB:F2} GiB of weights touched)")));
         if (Torch is not null)
         {
             int agree = 0;
