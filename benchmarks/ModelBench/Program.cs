@@ -72,7 +72,8 @@ namespace ModelBench
         public string? Out { get; init; }
         public string Python { get; init; } = "/usr/bin/python3";
         public bool RunPyTorch { get; init; } = true;
-        public string TorchDType { get; init; } = "bf16";
+        /// <summary>PyTorch configurations to run, in order (each a separate subprocess and column).</summary>
+        public IReadOnlyList<string> TorchDTypes { get; init; } = ["bf16"];
         public int BandwidthMiB { get; init; } = 1024;
         public bool List { get; init; }
         public bool PrepareOnly { get; init; }
@@ -89,7 +90,8 @@ namespace ModelBench
               --threads N          CPU threads for ModelBench and PyTorch (default: all cores)
               --out FILE           also write the markdown table here
               --python PATH        interpreter with torch (default /usr/bin/python3)
-              --torch-dtype D      bf16 (weights used as stored) or f32 (upcast at load, 2x memory) (default bf16)
+              --torch-dtype D[,D]  bf16 (weights used as stored) and/or f32 (upcast at load, 2x memory); a list
+                                   runs each and compares with the fastest decode (default bf16)
               --no-pytorch         skip the PyTorch comparison
               --bandwidth-mib N    buffer of the bandwidth probe (default 1024)
               --prepare            only write the random checkpoint (if absent) and exit
@@ -117,7 +119,7 @@ namespace ModelBench
                     "--threads" => o with { Threads = Positive("--threads") },
                     "--out" => o with { Out = Value() },
                     "--python" => o with { Python = Value() },
-                    "--torch-dtype" => o with { TorchDType = Value() switch { "bf16" => "bf16", "f32" => "f32", var d => throw new ArgumentException($"--torch-dtype must be bf16 or f32, got '{d}'") } },
+                    "--torch-dtype" => o with { TorchDTypes = Value().Split(',').Select(d => d is "bf16" or "f32" ? d : throw new ArgumentException($"--torch-dtype takes bf16 and/or f32, got '{d}'")).Distinct().ToArray() },
                     "--no-pytorch" => o with { RunPyTorch = false },
                     "--bandwidth-mib" => o with { BandwidthMiB = Positive("--bandwidth-mib") },
                     "--list" => o with { List = true },
@@ -214,14 +216,17 @@ namespace ModelBench
                           $"decode {ours.DecodeTokensPerSecond:F2} tokens/s, peak RSS {peakKiB / 1048576.0:F2} GiB");
 
             // 5. The same weights and inputs through the independent PyTorch implementation.
-            RunNumbers? torch = null;
-            string? torchInfo = null;
+            var torchRuns = new List<(RunNumbers Numbers, string Info)>();
             if (options.RunPyTorch)
             {
-                log.WriteLine($"running pytorch_decode.py ({options.TorchDType}) ...");
-                (torch, torchInfo) = PyTorchRun.Run(options, entry, file, prompt, chw, description, preprocessTime);
-                log.WriteLine($"  tokens: {string.Join(' ', torch.Tokens)}");
-                log.WriteLine($"  TTFT {torch.Ttft.TotalSeconds:F2} s, decode {torch.DecodeTokensPerSecond:F2} tokens/s, peak RSS {torch.PeakKiB / 1048576.0:F2} GiB ({torchInfo})");
+                foreach (string dtype in options.TorchDTypes)
+                {
+                    log.WriteLine($"running pytorch_decode.py ({dtype}) ...");
+                    var (torch, torchInfo) = PyTorchRun.Run(options, dtype, entry, file, prompt, chw, preprocessTime);
+                    log.WriteLine($"  tokens: {string.Join(' ', torch.Tokens)}");
+                    log.WriteLine($"  TTFT {torch.Ttft.TotalSeconds:F2} s, decode {torch.DecodeTokensPerSecond:F2} tokens/s, peak RSS {torch.PeakKiB / 1048576.0:F2} GiB ({torchInfo})");
+                    torchRuns.Add((torch, torchInfo));
+                }
             }
 
             // 6. The table. The machine is shared: probe the bandwidth again and keep the better (stricter) value.
@@ -235,8 +240,7 @@ namespace ModelBench
             var report = new Report
             {
                 Entry = entry, Options = options, Budget = budget, Bandwidth = bandwidth, FmaPeak = fmaPeak,
-                FileBytes = fileBytes, WriteTime = writeTime, PageCacheRead = pageCacheRead, Ours = ours, Torch = torch,
-                TorchInfo = torchInfo, SequenceLength = rows, ImageTokens = t.ImageTokens, VisionPositions = visionPositions,
+                FileBytes = fileBytes, WriteTime = writeTime, PageCacheRead = pageCacheRead, Ours = ours, Torch = torchRuns, SequenceLength = rows, ImageTokens = t.ImageTokens, VisionPositions = visionPositions,
                 TouchedBytes = touched, UsedExperts = usedExperts, Command = command, Backend = backend.Name,
                 PeakWasReset = peakReset,
             };

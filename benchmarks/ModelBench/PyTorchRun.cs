@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using MoeCompiler.Models;
-using MoeCompiler.Runtime.Modules;
 
 namespace ModelBench;
 
@@ -13,8 +12,8 @@ namespace ModelBench;
 /// </summary>
 public static class PyTorchRun
 {
-    public static (RunNumbers Numbers, string Info) Run(BenchOptions options, ModelCatalogEntry entry, string checkpoint,
-        int[] prompt, float[] pixels, ModelDescription description, TimeSpan preprocessTime)
+    public static (RunNumbers Numbers, string Info) Run(BenchOptions options, string dtype, ModelCatalogEntry entry, string checkpoint,
+        int[] prompt, float[] pixels, TimeSpan preprocessTime)
     {
         string script = Path.Combine(AppContext.BaseDirectory, "pytorch_decode.py");
         string spec = FindSpec(entry.Name);
@@ -37,7 +36,7 @@ public static class PyTorchRun
             {
                 script, "--weights", checkpoint, "--spec", spec, "--prompt", promptFile, "--pixels", pixelFile,
                 "--decode", options.DecodeSteps.ToString(CultureInfo.InvariantCulture),
-                "--threads", options.Threads.ToString(CultureInfo.InvariantCulture), "--dtype", options.TorchDType,
+                "--threads", options.Threads.ToString(CultureInfo.InvariantCulture), "--dtype", dtype,
             }) start.ArgumentList.Add(a);
             using var process = Process.Start(start) ?? throw new BenchException($"cannot start {options.Python}");
             var stderr = process.StandardError.ReadToEndAsync();

@@ -16,8 +16,7 @@ public sealed class Report
     public required TimeSpan? WriteTime { get; init; }
     public required TimeSpan PageCacheRead { get; init; }
     public required RunNumbers Ours { get; init; }
-    public required RunNumbers? Torch { get; init; }
-    public required string? TorchInfo { get; init; }
+    public required IReadOnlyList<(RunNumbers Numbers, string Info)> Torch { get; init; }
     public required int SequenceLength { get; init; }
     public required int ImageTokens { get; init; }
     public required int VisionPositions { get; init; }
@@ -47,26 +46,38 @@ public sealed class Report
         b.AppendLine(F($"- Decode streams {Budget.DecodeBytesPerToken / 1e9:F3} GB of weights per token (shared LLM weights + top-{d.TopK} experts + lm_head + one embedding row) → bandwidth limit {idealTokensPerSecond:F2} tokens/s (KV cache reads not counted)"));
         b.AppendLine(F($"- Prefill useful work {prefillFlops / 1e12:F2} TFLOP (2 · activated LLM params · rows, lm_head on the last row); vision tower + projector ≈ {visionFlops / 1e12:F2} TFLOP"));
         b.AppendLine();
-        b.AppendLine("| quantity | ModelBench (" + Backend + ") | PyTorch" + (TorchInfo is null ? "" : " (" + TorchInfo + ")") + " |");
-        b.AppendLine("|---|---|---|");
-        string Both(Func<RunNumbers, string> f) => "| " + f(Ours) + " | " + (Torch is null ? "not run" : f(Torch)) + " |";
-        b.AppendLine("| load (map + bind) " + Both(r => F($"{r.Load.TotalSeconds:F2} s")));
-        b.AppendLine("| vision tower + projector " + Both(r => F($"{r.Vision.TotalSeconds:F2} s ({visionFlops / r.Vision.TotalSeconds / FmaPeak * 100:F0}% of FMA peak)")));
-        b.AppendLine(F($"| prefill ({SequenceLength} rows) ") + Both(r => F($"{r.Prefill.TotalSeconds:F2} s ({prefillFlops / r.Prefill.TotalSeconds / 1e9:F0} GFLOP/s = {prefillFlops / r.Prefill.TotalSeconds / FmaPeak * 100:F0}% of FMA peak)")));
-        b.AppendLine("| time to first token (preprocess + vision + prefill) " + Both(r => F($"{r.Ttft.TotalSeconds:F2} s")));
-        b.AppendLine("| decode " + Both(r => F($"{r.DecodeTokensPerSecond:F2} tokens/s ({r.DecodeTokensPerSecond / idealTokensPerSecond * 100:F0}% of the bandwidth limit)")));
-        b.AppendLine("| peak resident memory (VmHWM" + (PeakWasReset ? ", ours from the load on" : ", ours including the 1 GiB bandwidth probe") + ") " + Both(r => F($"{r.PeakKiB / 1048576.0:F2} GiB ({r.PeakKiB / 1048576.0 / touchedGiB:F2}× the {touchedGiB:F2} GiB of weights touched)")));
-        if (Torch is not null)
+        b.Append("| quantity | ModelBench (" + Backend + ") |");
+        foreach (var (_, info) in Torch) b.Append(" PyTorch (" + info + ") |");
+        b.AppendLine();
+        b.AppendLine("|---|---|" + string.Concat(Enumerable.Repeat("---|", Torch.Count)));
+        string All(Func<RunNumbers, string> f) => "| " + f(Ours) + " |" + string.Concat(Torch.Select(t => " " + f(t.Numbers) + " |"));
+        b.AppendLine("| load (map + bind) " + All(r => F($"{r.Load.TotalSeconds:F2} s")));
+        b.AppendLine("| vision tower + projector " + All(r => F($"{r.Vision.TotalSeconds:F2} s ({visionFlops / r.Vision.TotalSeconds / FmaPeak * 100:F0}% of FMA peak)")));
+        b.AppendLine(F($"| prefill ({SequenceLength} rows) ") + All(r => F($"{r.Prefill.TotalSeconds:F2} s ({prefillFlops / r.Prefill.TotalSeconds / 1e9:F0} GFLOP/s = {prefillFlops / r.Prefill.TotalSeconds / FmaPeak * 100:F0}% of FMA peak)")));
+        b.AppendLine("| time to first token (preprocess + vision + prefill) " + All(r => F($"{r.Ttft.TotalSeconds:F2} s")));
+        b.AppendLine("| decode " + All(r => F($"{r.DecodeTokensPerSecond:F2} tokens/s ({r.DecodeTokensPerSecond / idealTokensPerSecond * 100:F0}% of the bandwidth limit)")));
+        b.AppendLine("| peak resident memory (VmHWM" + (PeakWasReset ? ", ours from the load on" : ", ours including the bandwidth probe") + ") "
+            + All(r => F($"{r.PeakKiB / 1048576.0:F2} GiB ({r.PeakKiB / 1048576.0 / touchedGiB:F2}× the {touchedGiB:F2} GiB of weights touched)")));
+        if (Torch.Count > 0)
         {
-            int agree = 0;
-            while (agree < Math.Min(Ours.Tokens.Length, Torch.Tokens.Length) && Ours.Tokens[agree] == Torch.Tokens[agree]) agree++;
-            b.AppendLine(F($"| decode speed ratio | {Ours.DecodeTokensPerSecond / Torch.DecodeTokensPerSecond:F2}× PyTorch | 1 |"));
-            b.AppendLine(F($"| time-to-first-token speed ratio (PyTorch TTFT ÷ ours) | {Torch.Ttft.TotalSeconds / Ours.Ttft.TotalSeconds:F2}× | 1 |"));
-            b.AppendLine(F($"| greedy tokens equal to PyTorch's (from the first) | {agree} of {Ours.Tokens.Length} | |"));
+            string Blank(Func<RunNumbers, string> f) => string.Concat(Torch.Select(t => " " + f(t.Numbers) + " |"));
+            b.AppendLine("| ours ÷ PyTorch, decode tokens/s | |" + Blank(r => F($"{Ours.DecodeTokensPerSecond / r.DecodeTokensPerSecond:F2}×")));
+            b.AppendLine("| PyTorch ÷ ours, time to first token | |" + Blank(r => F($"{r.Ttft.TotalSeconds / Ours.Ttft.TotalSeconds:F2}×")));
+            b.AppendLine("| greedy tokens equal to ours (from the first) | |" + Blank(r => F($"{Agreement(Ours.Tokens, r.Tokens)} of {Ours.Tokens.Length}")));
+            var fastest = Torch.MaxBy(t => t.Numbers.DecodeTokensPerSecond);
+            b.AppendLine();
+            b.AppendLine(F($"Decode: {Ours.DecodeTokensPerSecond / fastest.Numbers.DecodeTokensPerSecond:F2}× the fastest PyTorch configuration ({fastest.Info})."));
         }
         b.AppendLine();
         b.AppendLine(F($"Weights touched: all shared, vision and projector weights, lm_head, {UsedExperts} of {d.MoeLayers.Length * d.Experts} (layer, expert) pairs that received a token, and the embedding rows looked up."));
         return b.ToString();
+    }
+
+    private static int Agreement(int[] a, int[] b)
+    {
+        int n = 0;
+        while (n < Math.Min(a.Length, b.Length) && a[n] == b[n]) n++;
+        return n;
     }
 
     private static string CpuName()
