@@ -42,8 +42,9 @@ def load_safetensors(path, dtype):
         begin, end = info["data_offsets"]
         words = raw[data_start + begin:data_start + end].view(np.int16)
         if dtype == torch.float32:  # bf16 bits are the high half of f32: widen in numpy (fast, one copy)
-            wide = (words.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
-            tensors[key] = torch.from_numpy(wide).reshape(info["shape"])
+            wide = words.view(np.uint16).astype(np.uint32)
+            wide <<= 16
+            tensors[key] = torch.from_numpy(wide.view(np.float32)).reshape(info["shape"])
         else:
             tensors[key] = torch.from_numpy(words).view(torch.bfloat16).reshape(info["shape"])
     return tensors
