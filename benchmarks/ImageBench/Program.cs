@@ -1,5 +1,7 @@
 // ImageBench: decode + CLIP/SigLIP preprocessing of a 12-megapixel JPEG, with Debian's djpeg (process timing) and
-// Pillow (a python subprocess timing its own decode + pad + resize + normalise) measured in the same run.
+// Pillow (a python subprocess timing its own decode + pad + resize + normalise) measured in the same run; then the
+// same picture as a progressive JPEG (decode only). Medians and minima over the runs are printed: on a busy machine
+// the minimum is the steadier number.
 //
 //   dotnet run -c Release --project benchmarks/ImageBench [-- --image photo.jpg] [--runs 7] [--python /usr/bin/python3]
 using System.Diagnostics;
@@ -29,34 +31,67 @@ string workDir = Path.Combine(Path.GetTempPath(), $"moe-imagebench-{Environment.
 Directory.CreateDirectory(workDir);
 try
 {
-    imagePath ??= MakeTestJpeg(workDir);
+    string? progressivePath = null;
+    if (imagePath is null)
+    {
+        (imagePath, progressivePath) = MakeTestJpegs(workDir);
+    }
     var bytes = File.ReadAllBytes(imagePath);
     var probe = ImageDecoder.Decode(bytes);
     Console.WriteLine($"image: {imagePath} ({probe.Width}x{probe.Height}, {bytes.Length / 1024} KiB), {runs} runs, median; {Environment.ProcessorCount} cores");
 
     var clip = VisionPreprocessing.Clip();
     var siglip = VisionPreprocessing.Siglip();
-    double oursDecode = Median(runs, () => ImageDecoder.Decode(bytes));
-    double oursClip = Median(runs, () => clip.Apply(ImageDecoder.Decode(bytes)));
-    double oursSiglip = Median(runs, () => siglip.Apply(ImageDecoder.Decode(bytes)));
-
-    double? djpeg = TryMedian(runs, () => RunProcess("djpeg", $"-outfile /dev/null \"{imagePath}\""));
+    var oursDecode = Measure(runs, () => ImageDecoder.Decode(bytes));
+    var singleThread = new ImageDecodeOptions { MaxDegreeOfParallelism = 1 };
+    var clipSingle = clip with { MaxDegreeOfParallelism = 1 };
+    var oursDecodeSingle = Measure(runs, () => ImageDecoder.Decode(bytes, singleThread));
+    var oursClipSingle = Measure(runs, () => clipSingle.Apply(ImageDecoder.Decode(bytes, singleThread)));
+    var oursClip = Measure(runs, () => clip.Apply(ImageDecoder.Decode(bytes)));
+    var oursSiglip = Measure(runs, () => siglip.Apply(ImageDecoder.Decode(bytes)));
+    var djpeg = TryMeasure(runs, () => RunProcess("djpeg", $"-outfile /dev/null \"{imagePath}\""));
     var pillow = PillowTimings(python, imagePath, runs);
 
+    Timing? oursProgressive = null, djpegProgressive = null;
+    (Timing Decode, Timing Clip, Timing Siglip)? pillowProgressive = null;
+    if (progressivePath is not null)
+    {
+        var progressiveBytes = File.ReadAllBytes(progressivePath);
+        oursProgressive = Measure(runs, () => ImageDecoder.Decode(progressiveBytes));
+        djpegProgressive = TryMeasure(runs, () => RunProcess("djpeg", $"-outfile /dev/null \"{progressivePath}\""));
+        pillowProgressive = PillowTimings(python, progressivePath, runs);
+    }
+
     Console.WriteLine();
-    Console.WriteLine($"{"measurement",-44}{"ms",10}");
+    Console.WriteLine($"{"measurement (wall clock)",-48}{"median ms",10}{"min ms",10}");
     Row("MoeCompiler decode", oursDecode);
     Row("MoeCompiler decode + CLIP-336 preprocess", oursClip);
     Row("MoeCompiler decode + SigLIP-384 preprocess", oursSiglip);
+    Row("MoeCompiler decode, 1 thread", oursDecodeSingle);
+    Row("MoeCompiler decode + CLIP-336, 1 thread", oursClipSingle);
     Row("djpeg decode (process, output /dev/null)", djpeg);
     Row("Pillow decode (open + convert RGB)", pillow?.Decode);
     Row("Pillow decode + CLIP-336 preprocess", pillow?.Clip);
     Row("Pillow decode + SigLIP-384 preprocess", pillow?.Siglip);
+    if (progressivePath is not null)
+    {
+        Row("MoeCompiler decode, progressive", oursProgressive);
+        Row("djpeg decode, progressive", djpegProgressive);
+        Row("Pillow decode, progressive", pillowProgressive?.Decode);
+    }
     Console.WriteLine();
+    Console.WriteLine($"{"ratio",-48}{"median",10}{"min",10}");
     Ratio("decode: MoeCompiler / djpeg", oursDecode, djpeg);
     Ratio("decode: MoeCompiler / Pillow", oursDecode, pillow?.Decode);
     Ratio("decode+CLIP: MoeCompiler / Pillow", oursClip, pillow?.Clip);
     Ratio("decode+SigLIP: MoeCompiler / Pillow", oursSiglip, pillow?.Siglip);
+    Ratio("decode, 1 thread: MoeCompiler / Pillow", oursDecodeSingle, pillow?.Decode);
+    Ratio("decode+CLIP, 1 thread: MoeCompiler / Pillow", oursClipSingle, pillow?.Clip);
+    if (progressivePath is not null)
+    {
+        Ratio("progressive decode: MoeCompiler / djpeg", oursProgressive!.Value, djpegProgressive);
+        Ratio("progressive decode: MoeCompiler / Pillow", oursProgressive!.Value, pillowProgressive?.Decode);
+    }
     Console.WriteLine("(ratio < 1 means MoeCompiler is faster)");
     return 0;
 }
@@ -65,13 +100,17 @@ finally
     Directory.Delete(workDir, recursive: true);
 }
 
-static void Row(string name, double? ms) =>
-    Console.WriteLine($"{name,-44}{(ms is double v ? v.ToString("F1", CultureInfo.InvariantCulture) : "n/a"),10}");
+static string Format(double value, string format) => value.ToString(format, CultureInfo.InvariantCulture);
 
-static void Ratio(string name, double ours, double? peer) =>
-    Console.WriteLine($"{name,-44}{(peer is double p ? (ours / p).ToString("F2", CultureInfo.InvariantCulture) : "n/a"),10}");
+static void Row(string name, Timing? t) =>
+    Console.WriteLine(t is Timing v ? $"{name,-48}{Format(v.Median, "F1"),10}{Format(v.Min, "F1"),10}" : $"{name,-48}{"n/a",10}{"n/a",10}");
 
-static double Median(int runs, Action action)
+static void Ratio(string name, Timing ours, Timing? peer) =>
+    Console.WriteLine(peer is Timing p
+        ? $"{name,-48}{Format(ours.Median / p.Median, "F2"),10}{Format(ours.Min / p.Min, "F2"),10}"
+        : $"{name,-48}{"n/a",10}{"n/a",10}");
+
+static Timing Measure(int runs, Action action)
 {
     action(); // warm-up (JIT, caches)
     var times = new double[runs];
@@ -82,14 +121,14 @@ static double Median(int runs, Action action)
         times[i] = watch.Elapsed.TotalMilliseconds;
     }
     Array.Sort(times);
-    return times[runs / 2];
+    return new Timing(times[runs / 2], times[0]);
 }
 
-static double? TryMedian(int runs, Action action)
+static Timing? TryMeasure(int runs, Action action)
 {
     try
     {
-        return Median(runs, action);
+        return Measure(runs, action);
     }
     catch (Exception e) when (e is System.ComponentModel.Win32Exception or InvalidOperationException)
     {
@@ -109,7 +148,7 @@ static string RunProcess(string file, string arguments)
     return output;
 }
 
-static (double Decode, double Clip, double Siglip)? PillowTimings(string python, string imagePath, int runs)
+static (Timing Decode, Timing Clip, Timing Siglip)? PillowTimings(string python, string imagePath, int runs)
 {
     const string script = """
 import sys, time
@@ -131,21 +170,22 @@ def prep(im, mean, std, size, clip):
     x = (a.astype(np.float64) * (1 / 255)).astype(np.float32)
     return ((x - np.array(mean, np.float32)) / np.array(std, np.float32)).transpose(2, 0, 1).copy()
 CM, CS = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
-def median(f):
+def measure(f):
     f(); ts = []
     for _ in range(runs):
         t = time.perf_counter(); f(); ts.append((time.perf_counter() - t) * 1000)
-    return sorted(ts)[runs // 2]
+    ts.sort()
+    return "%f %f" % (ts[runs // 2], ts[0])
 dec = lambda: Image.open(path).convert("RGB")
-print(median(dec), median(lambda: prep(dec(), CM, CS, 336, True)), median(lambda: prep(dec(), [0.5] * 3, [0.5] * 3, 384, False)))
+print(measure(dec), measure(lambda: prep(dec(), CM, CS, 336, True)), measure(lambda: prep(dec(), [0.5] * 3, [0.5] * 3, 384, False)))
 """;
     string scriptPath = Path.Combine(Path.GetTempPath(), $"moe-imagebench-{Environment.ProcessId}.py");
     File.WriteAllText(scriptPath, script);
     try
     {
-        var parts = RunProcess(python, $"\"{scriptPath}\" \"{imagePath}\" {runs}").Split(' ', StringSplitOptions.RemoveEmptyEntries);
-        return (double.Parse(parts[0], CultureInfo.InvariantCulture), double.Parse(parts[1], CultureInfo.InvariantCulture),
-            double.Parse(parts[2], CultureInfo.InvariantCulture));
+        var parts = RunProcess(python, $"\"{scriptPath}\" \"{imagePath}\" {runs}").Split(' ', StringSplitOptions.RemoveEmptyEntries)
+            .Select(p => double.Parse(p, CultureInfo.InvariantCulture)).ToArray();
+        return (new Timing(parts[0], parts[1]), new Timing(parts[2], parts[3]), new Timing(parts[4], parts[5]));
     }
     catch (Exception e) when (e is System.ComponentModel.Win32Exception or InvalidOperationException or FormatException or IndexOutOfRangeException)
     {
@@ -158,8 +198,9 @@ print(median(dec), median(lambda: prep(dec(), CM, CS, 336, True)), median(lambda
     }
 }
 
-// A 4000x3000 photo-like picture (smooth gradients, shapes, seeded noise), encoded by cjpeg at quality 90, 4:2:0.
-static string MakeTestJpeg(string workDir)
+// A 4000x3000 photo-like picture (smooth gradients, shapes, seeded noise), encoded by cjpeg at quality 90, 4:2:0,
+// baseline and progressive.
+static (string Baseline, string Progressive) MakeTestJpegs(string workDir)
 {
     const int width = 4000, height = 3000;
     var random = new Random(12);
@@ -181,11 +222,15 @@ static string MakeTestJpeg(string workDir)
         }
     }
     string ppm = Path.Combine(workDir, "bench.ppm"), jpeg = Path.Combine(workDir, "bench_12mp.jpg");
+    string progressive = Path.Combine(workDir, "bench_12mp_progressive.jpg");
     using (var f = File.Create(ppm))
     {
         f.Write(header);
         f.Write(pixels);
     }
     RunProcess("cjpeg", $"-quality 90 -outfile \"{jpeg}\" \"{ppm}\"");
-    return jpeg;
+    RunProcess("cjpeg", $"-quality 90 -progressive -outfile \"{progressive}\" \"{ppm}\"");
+    return (jpeg, progressive);
 }
+
+internal readonly record struct Timing(double Median, double Min);

@@ -1,2 +1,34 @@
-Console.WriteLine("benchmarks: none yet");
-return 0;
+using System.Globalization;
+using MoeCompiler.Benchmarks;
+
+CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+
+string command = args.Length > 0 ? args[0] : "help";
+var options = BenchOptions.Parse(args.Skip(1).ToArray());
+switch (command)
+{
+    case "kernels":
+        KernelBenchmarks.Run(options);
+        return 0;
+    case "gemm" or "decode" or "layer":
+        KernelBenchmarks.Run(options, command);
+        return 0;
+    case "limits":
+        MachineLimits.Measure(options).Print();
+        return 0;
+    default:
+        Console.WriteLine("""
+            usage: dotnet run -c Release --project benchmarks/MoeCompiler.Benchmarks -- <command> [options]
+              kernels   machine limits (FMA peak, read bandwidth), then GEMM vs OpenBLAS, decode matrix-vector
+                        (bf16, int8), attention at 600 tokens and MoE dispatch, each as a fraction of its limit
+              limits    only the machine limits
+              gemm | decode | layer    the limits and one part of "kernels"
+            options:
+              --threads N    pool size (default: all cores)
+              --quick        fewer repetitions (a sanity run, numbers are rough)
+              --no-blas      skip OpenBLAS
+              --cpu-time     time by process CPU time, not wall time (for a busy machine; use with --threads 1)
+            """);
+        return command == "help" ? 0 : 2;
+}

@@ -51,10 +51,10 @@ namespace MoeCompiler.Generators
             "MoE placement '{0}' selects no layer of a {1}-layer model; use \"moe\": null for a dense model");
 
         public static readonly DiagnosticDescriptor DuplicateVariantName = Error("MOE014", "Duplicate variant name",
-            "Variant name '{0}' is also used by '{1}'; variant names must be unique");
+            "Variant name '{0}' is also used by '{1}'; variant names must be unique (ignoring case: generated file names are case-insensitive)");
 
         public static readonly DiagnosticDescriptor InvalidIdentifier = Error("MOE015", "Variant name is not a C# identifier",
-            "Variant name '{0}' is not a valid C# identifier (letters, digits and '_', not starting with a digit, not a keyword)");
+            "Variant name '{0}' is not a valid C# identifier (letters, digits and '_', not starting with a digit, not a keyword) or is a name the generated code uses itself");
 
         public static readonly DiagnosticDescriptor UnknownValue = Error("MOE016", "Unknown value",
             "Unknown {0} '{1}'; expected one of {2}{3}");

@@ -89,7 +89,7 @@ namespace MoeCompiler.Generators
             string? other = null;
             foreach (NamedFile named in all)
             {
-                if (named.Name == result.Name && named.Path != result.FilePath &&
+                if (string.Equals(named.Name, result.Name, StringComparison.OrdinalIgnoreCase) && named.Path != result.FilePath &&
                     (other is null || string.CompareOrdinal(SpecParser.FileNameOf(named.Path), other) < 0))
                 {
                     other = SpecParser.FileNameOf(named.Path);

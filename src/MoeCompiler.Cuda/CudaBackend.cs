@@ -74,8 +74,9 @@ public sealed unsafe class CudaBackend : IBackend
         if (count == 0) throw new CudaUnavailableException($"no CUDA device: the driver ({_driver.LibraryPath}) reports none");
         if (options.DeviceOrdinal < 0 || options.DeviceOrdinal >= count)
             throw new CudaUnavailableException($"CUDA device {options.DeviceOrdinal} requested but {count} device(s) present");
-        _nvrtc = Nvrtc.Shared;
-        _cublas = Cublas.Shared;
+        int driverMajor = _driver.DriverVersion / 1000;
+        _nvrtc = Nvrtc.ForDriver(driverMajor);
+        _cublas = Cublas.ForDriver(driverMajor);
         _kernelCache = options.KernelCache ?? KernelCache.Shared;
 
         int device;
@@ -536,7 +537,7 @@ public sealed unsafe class CudaBackend : IBackend
         RequireDeviceOutput(y);
         if (tq == 0) return;
         float scale = 1.0f / MathF.Sqrt(headDim);
-        int sharedLimit = 48 * 1024;
+        int sharedLimit = 48 * 1024 - 256; // static shared memory (the reduction scratch) counts too
         long rowsShared = (long)(tk + headDim) * 4;
         bool decode = tq <= 4;
         if (!decode && rowsShared <= sharedLimit)
@@ -606,6 +607,14 @@ public sealed unsafe class CudaBackend : IBackend
     }
 
     // ---------------------------------------------------------------- graphs
+
+    /// <summary>Compiles and loads every kernel now (module loading does not belong inside a graph capture).</summary>
+    public void LoadAllKernels()
+    {
+        foreach (string source in CudaKernels.SourcesWithEntries)
+            foreach (string kernel in CudaKernels.KernelNamesIn(source))
+                Function(kernel);
+    }
 
     internal void BeginCapture()
     {

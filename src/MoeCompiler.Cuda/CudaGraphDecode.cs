@@ -35,6 +35,7 @@ public sealed unsafe class CudaGraphDecode : IDisposable
         ArgumentNullException.ThrowIfNull(step);
         if (!Enabled) return false;
         var driver = _backend.Driver;
+        if (Launches == 0) _backend.LoadAllKernels();
         _backend.BeginCapture();
         nint graph;
         try

@@ -35,5 +35,7 @@ public static class CudaKernels
     /// <c>sm_XX</c> (CUBIN). No fast-math: the kernels must match the CPU backend within f32 rounding.
     /// </summary>
     public static IReadOnlyList<string> CompileOptions(string architecture) =>
-        ["--gpu-architecture=" + architecture, "--std=c++14", "-default-device"];
+        // No --std: the sources are plain C++11, and each NVRTC's default dialect (C++14 in 11.x, C++17 later) is
+        // the one sure to be supported.
+        ["--gpu-architecture=" + architecture, "-default-device"];
 }

@@ -55,7 +55,9 @@ public sealed class KernelCache
     /// <summary>Null disables the disk cache.</summary>
     public string? Directory { get; }
 
-    public int Compilations { get; private set; }
+    private int _compilations;
+
+    public int Compilations => _compilations;
 
     /// <summary><c>MOE_CUDA_CACHE_DIR</c>, else <c>$XDG_CACHE_HOME/moecompiler/cuda</c>, else <c>~/.cache/moecompiler/cuda</c>.</summary>
     public static string? DefaultDirectory()
@@ -76,7 +78,7 @@ public sealed class KernelCache
         if (image is null)
         {
             image = compile();
-            Compilations++;
+            Interlocked.Increment(ref _compilations);
             TryWriteDisk(key, image);
         }
         return _memory.GetOrAdd(hash, image);

@@ -11,5 +11,10 @@ public sealed record ImageDecodeOptions
     /// <summary>Rotate/flip JPEGs by their EXIF orientation tag, as Pillow's <c>ImageOps.exif_transpose</c> does.</summary>
     public bool ApplyExifOrientation { get; init; } = true;
 
+    /// <summary>Threads a single decode may use (-1: all cores). Use 1 when decoding many images concurrently.</summary>
+    public int MaxDegreeOfParallelism { get; init; } = -1;
+
+    internal ParallelOptions Parallelism => new() { MaxDegreeOfParallelism = MaxDegreeOfParallelism };
+
     internal static ImageDecodeOptions Default { get; } = new();
 }

@@ -19,6 +19,7 @@ public sealed class ByteLevelBpeTokenizer : TokenizerBase
     private readonly PieceSplitter _splitter;
     private readonly ConcurrentDictionary<string, int[]> _cache = new();
     private readonly ConcurrentDictionary<string, int[]>.AlternateLookup<ReadOnlySpan<char>> _cacheLookup;
+    private int _cacheCount; // ConcurrentDictionary.Count takes every lock, far too slow to ask per piece
 
     internal ByteLevelBpeTokenizer(byte[]?[] tokenBytes, int[] byteToId, PairMergeTable merges, PieceSplitter splitter,
         IReadOnlyList<AddedToken> addedTokens, int vocabSize, int? bosId, IReadOnlyList<int> eosIds, bool normalizeNfc)
@@ -73,8 +74,12 @@ public sealed class ByteLevelBpeTokenizer : TokenizerBase
         if (cacheable)
         {
             int[] result = symbols[..count].ToArray();
-            if (_cache.Count >= MaxCacheEntries) _cache.Clear();
-            _cacheLookup.TryAdd(piece, result);
+            if (_cacheCount >= MaxCacheEntries)
+            {
+                _cache.Clear();
+                _cacheCount = 0;
+            }
+            if (_cacheLookup.TryAdd(piece, result)) Interlocked.Increment(ref _cacheCount);
             ids.AddRange(result);
         }
         else

@@ -19,11 +19,15 @@ public sealed class SentencePieceBpeTokenizer : TokenizerBase
     private readonly int _unkId;
     private readonly bool _addDummyPrefix;
     private readonly bool _removeExtraWhitespace;
+    private readonly bool _legacy;
+    private readonly int _unknownPrefixLength;
 
     internal SentencePieceBpeTokenizer(string[] pieces, PairMergeTable merges, int[]? byteFallback, int unkId,
-        bool addDummyPrefix, bool removeExtraWhitespace, IReadOnlyList<AddedToken> addedTokens, int vocabSize, int? bosId, IReadOnlyList<int> eosIds)
+        bool addDummyPrefix, bool removeExtraWhitespace, IReadOnlyList<AddedToken> addedTokens, int vocabSize, int? bosId, IReadOnlyList<int> eosIds,
+        bool legacy = true)
         : base(addedTokens, vocabSize, bosId, eosIds, normalizeNfc: false)
     {
+        _legacy = legacy;
         _pieces = pieces;
         _merges = merges;
         _byteFallback = byteFallback;
@@ -35,12 +39,67 @@ public sealed class SentencePieceBpeTokenizer : TokenizerBase
         for (int id = 0; id < pieces.Length; id++)
         {
             string piece = pieces[id];
-            if (piece is null || added.Contains(id)) continue;
+            if (string.IsNullOrEmpty(piece) || added.Contains(id)) continue;
             int cp = CodePoints.At(piece, 0, out int length);
             if (length == piece.Length) _charToId.TryAdd(cp, id);
         }
         if (byteFallback is not null)
             for (int b = 0; b < 256; b++) _idToByte[byteFallback[b]] = (byte)b;
+        if (!legacy)
+        {
+            if (unkId < 0) throw new ArgumentException("non-legacy SentencePiece encoding needs an <unk> piece", nameof(unkId));
+            var probe = new List<int>();
+            EncodeNormalized(ToPieceText(pieces[unkId], dummyPrefix: false), probe);
+            _unknownPrefixLength = probe.Count;
+        }
+    }
+
+    /// <summary>False for Hugging Face's slow LlamaTokenizer with legacy=False (tokenizer_config.json "legacy": false):
+    /// only the start of the text gets the "▁" prefix, not the text after a special token.</summary>
+    public bool Legacy => _legacy;
+
+    /// <summary>This tokenizer with the given legacy mode (see <see cref="Legacy"/>); the tables are shared.</summary>
+    public SentencePieceBpeTokenizer WithLegacy(bool legacy) => legacy == _legacy ? this
+        : new SentencePieceBpeTokenizer(_pieces, _merges, _byteFallback, _unkId, _addDummyPrefix, _removeExtraWhitespace,
+            AddedTokens, VocabSize, BosId, EosIds, legacy);
+
+    /// <summary>With legacy=False, LlamaTokenizer.tokenize: "▁" + text (with "▁" turned into spaces), split at added
+    /// tokens, a lone leading "▁" before a special token dropped, and each piece encoded without the dummy prefix;
+    /// a piece that starts with a space is encoded behind "&lt;unk&gt;" whose pieces are then removed (its _tokenize).</summary>
+    public override int[] Encode(string text, bool allowSpecial = true)
+    {
+        if (_legacy) return base.Encode(text, allowSpecial);
+        ArgumentNullException.ThrowIfNull(text);
+        text = Utf8Text.ReplaceLoneSurrogates(text);
+        if (text.Length == 0) return [];
+        string prefixed = (_addDummyPrefix ? SpaceSymbol.ToString() : "") + text.Replace(SpaceSymbol, ' ');
+
+        var ids = new List<int>();
+        AddedTokenMatcher matcher = AddedMatcher(allowSpecial);
+        int position = 0;
+        while (position < prefixed.Length)
+        {
+            bool found = matcher.TryFindNext(prefixed, position, out int start, out int length, out int id);
+            int end = found ? start : prefixed.Length;
+            bool loneLeadingSpace = position == 0 && end == 1 && _addDummyPrefix && found && IsSpecial(id);
+            if (end > position && !loneLeadingSpace) EncodeNonLegacyPiece(prefixed.AsSpan(position, end - position), ids);
+            if (!found) break;
+            ids.Add(id);
+            position = start + length;
+        }
+        return ids.ToArray();
+    }
+
+    private void EncodeNonLegacyPiece(ReadOnlySpan<char> piece, List<int> ids)
+    {
+        if (piece[0] is not (SpaceSymbol or ' '))
+        {
+            EncodeNormalized(ToPieceText(piece, dummyPrefix: false), ids);
+            return;
+        }
+        var withUnknown = new List<int>();
+        EncodeNormalized(ToPieceText(string.Concat(_pieces[_unkId], piece), dummyPrefix: false), withUnknown);
+        ids.AddRange(withUnknown.Count >= _unknownPrefixLength ? withUnknown.Skip(_unknownPrefixLength) : withUnknown);
     }
 
     internal override bool StripsLeadingSpace => _addDummyPrefix;
@@ -48,9 +107,14 @@ public sealed class SentencePieceBpeTokenizer : TokenizerBase
     public int UnknownId => _unkId;
     public bool HasByteFallback => _byteFallback is not null;
 
-    private protected override void EncodeOrdinary(ReadOnlySpan<char> text, List<int> ids)
+    private protected override void EncodeOrdinary(ReadOnlySpan<char> text, List<int> ids) => EncodeNormalized(Normalize(text), ids);
+
+    private static string ToPieceText(ReadOnlySpan<char> text, bool dummyPrefix) =>
+        (dummyPrefix ? SpaceSymbol.ToString() : "") + text.ToString().Replace(' ', SpaceSymbol);
+
+    /// <summary>BPE over text already in piece form ("▁" for spaces).</summary>
+    private void EncodeNormalized(string normalized, List<int> ids)
     {
-        string normalized = Normalize(text);
         if (normalized.Length == 0) return;
 
         var symbols = new int[normalized.Length];

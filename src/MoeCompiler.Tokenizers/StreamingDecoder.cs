@@ -10,6 +10,7 @@ public sealed class StreamingDecoder
     private readonly TokenizerBase _tokenizer;
     private readonly bool _skipSpecial;
     private readonly List<byte> _pending = new();
+    private readonly System.Text.StringBuilder _uncleaned = new(); // decoded text not yet past a safe clean-up cut
     private bool _atStart = true;
 
     internal StreamingDecoder(TokenizerBase tokenizer, bool skipSpecial)
@@ -30,6 +31,11 @@ public sealed class StreamingDecoder
     public string Flush()
     {
         string text = Emit(_pending.Count);
+        if (_tokenizer.CleansUpTokenizationSpaces)
+        {
+            text += TokenizationSpaces.CleanUp(_uncleaned.ToString());
+            _uncleaned.Clear();
+        }
         _atStart = true;
         return text;
     }
@@ -45,6 +51,19 @@ public sealed class StreamingDecoder
             _atStart = false;
             if (_tokenizer.StripsLeadingSpace && text[0] == ' ') text = text[1..];
         }
-        return text;
+        return _tokenizer.CleansUpTokenizationSpaces ? CleanUpUpToSafeCut(text) : text;
+    }
+
+    // Clean-up replacements look a few characters ahead, so text is held back until a character that no
+    // replacement involves; cleaning up to there gives the same as cleaning the whole text at the end.
+    private string CleanUpUpToSafeCut(string text)
+    {
+        _uncleaned.Append(text);
+        int cut = _uncleaned.Length;
+        while (cut > 0 && !TokenizationSpaces.IsSafeCutAfter(_uncleaned[cut - 1])) cut--;
+        if (cut == 0) return string.Empty;
+        string ready = _uncleaned.ToString(0, cut);
+        _uncleaned.Remove(0, cut);
+        return TokenizationSpaces.CleanUp(ready);
     }
 }

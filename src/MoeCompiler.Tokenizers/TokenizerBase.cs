@@ -34,6 +34,10 @@ public abstract class TokenizerBase : ITokenizer
     /// <summary>True when the text is put in Unicode NFC before encoding (Qwen, Arcade100k).</summary>
     public bool NormalizesNfc { get; }
 
+    /// <summary>True when <see cref="Decode"/> and streaming decode apply Hugging Face's clean_up_tokenization_spaces
+    /// (<see cref="TokenizationSpaces.CleanUp"/>); set from a model folder's tokenizer_config.json.</summary>
+    public bool CleansUpTokenizationSpaces { get; internal set; }
+
     /// <summary>True when decoding drops one space at the very start (SentencePiece's dummy prefix).</summary>
     internal virtual bool StripsLeadingSpace => false;
 
@@ -42,7 +46,7 @@ public abstract class TokenizerBase : ITokenizer
     /// <summary>The id of an added or special token's exact string, if there is one.</summary>
     public int? AddedTokenId(string content) => _addedById.Values.FirstOrDefault(t => t.Content == content)?.Id;
 
-    public int[] Encode(string text, bool allowSpecial = true)
+    public virtual int[] Encode(string text, bool allowSpecial = true)
     {
         ArgumentNullException.ThrowIfNull(text);
         text = Utf8Text.ReplaceLoneSurrogates(text);
@@ -61,6 +65,9 @@ public abstract class TokenizerBase : ITokenizer
         if (position < span.Length) EncodeOrdinary(span[position..], ids);
         return ids.ToArray();
     }
+
+    /// <summary>The added-token matcher for <see cref="Encode"/>: all added tokens, or only the non-special ones.</summary>
+    private protected AddedTokenMatcher AddedMatcher(bool allowSpecial) => allowSpecial ? _allAdded : _nonSpecialAdded;
 
     /// <summary>Encodes UTF-8 bytes; invalid sequences become U+FFFD first.</summary>
     public int[] EncodeUtf8(ReadOnlySpan<byte> utf8, bool allowSpecial = true) => Encode(Encoding.UTF8.GetString(utf8), allowSpecial);
@@ -86,7 +93,8 @@ public abstract class TokenizerBase : ITokenizer
         var bytes = new List<byte>(ids.Length * 4);
         foreach (int id in ids) AppendTokenBytes(id, skipSpecial, bytes);
         string text = Encoding.UTF8.GetString(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(bytes));
-        return StripsLeadingSpace && text.StartsWith(' ') ? text[1..] : text;
+        if (StripsLeadingSpace && text.StartsWith(' ')) text = text[1..];
+        return CleansUpTokenizationSpaces ? TokenizationSpaces.CleanUp(text) : text;
     }
 
     public StreamingDecoder CreateStreamingDecoder(bool skipSpecial = true) => new(this, skipSpecial);

@@ -46,15 +46,35 @@ public static class TokenizerLoader
         if (!Directory.Exists(path)) throw new TokenizerLoadException(path, "no such folder");
         var config = FolderConfig.Read(path);
 
+        ITokenizer tokenizer = LoadFolderFiles(path, config);
+        if (tokenizer is TokenizerBase loaded && !IsTiktoken(path) && !config.HasOwnDecode)
+            loaded.CleansUpTokenizationSpaces = config.CleanUpSpaces ?? loaded is ByteLevelBpeTokenizer;
+        // MoE-LLaVA and CuMo load the slow tokenizer (use_fast=False), whose legacy flag decides whether text after
+        // a special token gets SentencePiece's "▁" prefix.
+        if (config.Legacy == false && tokenizer is SentencePieceBpeTokenizer sentencePiece)
+        {
+            if (sentencePiece.UnknownId < 0) throw new TokenizerLoadException(path, "tokenizer_config.json sets legacy=false, which needs an <unk> token, but the vocabulary has none");
+            return sentencePiece.WithLegacy(false);
+        }
+        return tokenizer;
+    }
+
+    // transformers 4.37 (the references' version): PreTrainedTokenizer._decode cleans up spaces unless the config says
+    // otherwise, defaulting to true except LlamaTokenizer (false); Qwen's and Arcade100k's own _decode never do.
+    private static bool IsTiktoken(string folder) =>
+        !System.IO.File.Exists(Path.Combine(folder, "tokenizer.json")) && Directory.EnumerateFiles(folder, "*.tiktoken").Any();
+
+    private static ITokenizer LoadFolderFiles(string path, FolderConfig config)
+    {
         string json = Path.Combine(path, "tokenizer.json");
         if (System.IO.File.Exists(json))
-            return HfTokenizerJson.Load(json, config.Added, config.AddBos == false ? null : config.BosId(null), config.EosIds, bosFromFile: config.AddBos != false);
+            return HfTokenizerJson.Load(json, config.Added, config.AddBos, config.BosToken, config.EosIds);
 
         string? tiktoken = Directory.EnumerateFiles(path, "*.tiktoken").OrderBy(f => f, StringComparer.Ordinal).FirstOrDefault();
         if (tiktoken is not null) return FromFile(tiktoken);
 
         string model = Path.Combine(path, "tokenizer.model");
-        if (System.IO.File.Exists(model)) return SentencePieceModelFile.Load(model, config.Added, config.EosIds);
+        if (System.IO.File.Exists(model)) return SentencePieceModelFile.Load(model, config.Added, config.EosIds, addBos: config.AddBos != false);
 
         string vocab = Path.Combine(path, "vocab.json"), merges = Path.Combine(path, "merges.txt");
         if (System.IO.File.Exists(vocab) && System.IO.File.Exists(merges))
@@ -117,10 +137,14 @@ public static class TokenizerLoader
     {
         public List<AddedToken> Added { get; } = [];
         public bool? AddBos { get; private set; }
+        public bool? Legacy { get; private set; }
+        public bool? CleanUpSpaces { get; private set; }
+        public string? TokenizerClass { get; private set; }
+        /// <summary>QWenTokenizer and Arcade100kTokenizer override _decode and never clean up spaces.</summary>
+        public bool HasOwnDecode => TokenizerClass is { } c && (c.Contains("QWen", StringComparison.OrdinalIgnoreCase) || c.Contains("Arcade100k", StringComparison.OrdinalIgnoreCase));
         public string? BosToken { get; private set; }
         public string? EosToken { get; private set; }
         public IReadOnlyList<int>? EosIds => EosToken is not null && Added.FirstOrDefault(a => a.Content == EosToken) is { } t ? [t.Id] : null;
-        public int? BosId(int? fallback) => BosToken is not null && Added.FirstOrDefault(a => a.Content == BosToken) is { } t ? t.Id : fallback;
 
         public static FolderConfig Read(string folder)
         {
@@ -147,6 +171,11 @@ public static class TokenizerLoader
             }
             if (root.TryGetProperty("add_bos_token", out JsonElement addBos) && addBos.ValueKind is JsonValueKind.True or JsonValueKind.False)
                 config.AddBos = addBos.ValueKind == JsonValueKind.True;
+            if (root.TryGetProperty("legacy", out JsonElement legacy) && legacy.ValueKind is JsonValueKind.True or JsonValueKind.False)
+                config.Legacy = legacy.ValueKind == JsonValueKind.True;
+            if (root.TryGetProperty("clean_up_tokenization_spaces", out JsonElement cleanUp) && cleanUp.ValueKind is JsonValueKind.True or JsonValueKind.False)
+                config.CleanUpSpaces = cleanUp.ValueKind == JsonValueKind.True;
+            config.TokenizerClass = TokenString(root, "tokenizer_class");
             config.BosToken = TokenString(root, "bos_token");
             config.EosToken = TokenString(root, "eos_token");
             return config;

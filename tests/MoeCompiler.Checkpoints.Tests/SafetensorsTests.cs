@@ -81,6 +81,49 @@ public class SafetensorsTests
     }
 
     [Fact]
+    public void Writer_output_is_byte_identical_to_the_numpy_written_shards()
+    {
+        using var temp = new TempFolder();
+        foreach (var shard in new[] { "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors" })
+        {
+            string original = Fixtures.Path_("safetensors_phi_sharded", shard);
+            using var file = SafetensorsFile.Open(original);
+            string copy = temp.File(shard);
+            // same keys in header order, same metadata: an independent writer must produce the same bytes
+            SafetensorsWriter.Write(copy, file.Keys.Select(k => KeyValuePair.Create(k, file.GetTensor(k))).ToList(), file.Metadata.ToDictionary());
+            Assert.Equal(File.ReadAllBytes(original), File.ReadAllBytes(copy));
+        }
+    }
+
+    [Fact]
+    public void Sharded_writer_splits_by_size_and_writes_an_index()
+    {
+        using var temp = new TempFolder();
+        var tensors = Enumerable.Range(0, 7).Select(i => KeyValuePair.Create($"model.layers.{i}.w",
+            Tensor.FromFloats(Enumerable.Range(0, 10 * (i + 1)).Select(v => v * 0.5f + i).ToArray(), i + 1, 10))).ToList();
+        var scales = Tensor.FromFloats(new[] { 0.5f, 0.25f }, 2);
+        var q = new Tensor(new NativeStorage(8), 0, DType.I8, new[] { 2, 4 }, "q", scales);
+        tensors.Add(KeyValuePair.Create("q", q));
+        string folder = temp.File("out");
+        var files = SafetensorsWriter.WriteSharded(folder, tensors, maxShardBytes: 400);
+        Assert.Equal(CheckpointFolder.SafetensorsIndexName, Path.GetFileName(files[^1]));
+        int shards = files.Count - 1;
+        Assert.True(shards >= 4, $"{shards} shards");
+        Assert.Equal($"model-00001-of-{shards:D5}.safetensors", Path.GetFileName(files[0]));
+        using (var read = CheckpointFolder.Open(folder))
+        {
+            Assert.Equal(tensors.Select(t => t.Key).Order(StringComparer.Ordinal), read.Keys);
+            foreach (var (key, t) in tensors) Assert.Equal(t.ToFloatArray(), read.GetTensor(key).ToFloatArray());
+        }
+        var again = Assert.Throws<CheckpointException>(() => SafetensorsWriter.WriteSharded(folder, tensors, 400));
+        Assert.Contains("refusing to overwrite", again.Message);
+        SafetensorsWriter.WriteSharded(folder, tensors, 400, overwrite: true);
+
+        string single = temp.File("single");
+        Assert.Equal(new[] { Path.Combine(single, "model.safetensors") }, SafetensorsWriter.WriteSharded(single, tensors, 1L << 30));
+    }
+
+    [Fact]
     public void Writer_never_overwrites_unless_asked()
     {
         using var temp = new TempFolder();
@@ -143,6 +186,8 @@ public class SafetensorsTests
         { "three offsets", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,8]}}", 8, "exactly two" },
         { "metadata not strings", "{\"__metadata__\":{\"a\":1}}", 0, "not a string" },
         { "entry not object", "{\"a\":3}", 0, "not an object" },
+        { "lone surrogate key", "{\"\\ud800\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "invalid" },
+        { "lone surrogate metadata", "{\"__metadata__\":{\"a\":\"\\udc00\"}}", 0, "invalid" },
     };
 
     [Theory]

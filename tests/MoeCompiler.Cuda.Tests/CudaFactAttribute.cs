@@ -12,3 +12,13 @@ public sealed class CudaFactAttribute : FactAttribute
             Skip = description;
     }
 }
+
+/// <summary>The theory counterpart of <see cref="CudaFactAttribute"/>.</summary>
+public sealed class CudaTheoryAttribute : TheoryAttribute
+{
+    public CudaTheoryAttribute()
+    {
+        if (!CudaProbe.TryFindDevice(out string description) && Environment.GetEnvironmentVariable("MOE_REQUIRE_CUDA") != "1")
+            Skip = description;
+    }
+}

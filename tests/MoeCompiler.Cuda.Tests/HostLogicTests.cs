@@ -260,6 +260,22 @@ public sealed class LibraryLocatorTests : IDisposable
         Assert.Empty(CudaLibraryLocator.NvidiaWheelLibraryDirectories(Path.Combine(_root, "nowhere")));
     }
 
+    [Theory]
+    [InlineData("libcublas.so.12", 12)]
+    [InlineData("/opt/x/libnvrtc.so.11.2", 11)]
+    [InlineData("libnvrtc.so.13.0.48", 13)]
+    [InlineData("libcuda.so", null)]
+    public void SonameMajorVersionsAreRead(string path, int? expected) => Assert.Equal(expected, CudaLibraryLocator.SonameMajorVersion(path));
+
+    [Fact]
+    public void LibrariesNewerThanTheDriverArePassedOverAndSaidSo()
+    {
+        var e = Assert.Throws<CudaUnavailableException>(() =>
+            CudaLibraryLocator.Load("cuBLAS", ["libmoe-missing.so.13", "libmoe-missing.so.12"], maxMajorVersion: 12));
+        Assert.Equal(
+            ["libmoe-missing.so.13 (skipped: CUDA 13 is newer than the driver's CUDA 12)", "libmoe-missing.so.12"], e.Tried);
+    }
+
     [Fact]
     public void EveryLibraryFamilyTriesItsNewestVersionFirst()
     {

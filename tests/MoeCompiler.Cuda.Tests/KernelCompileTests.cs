@@ -9,13 +9,6 @@ public sealed class KernelCompileTests(ITestOutputHelper output)
     /// <summary>NVRTC 11.2's ceiling is sm_86/compute_80-class; the check targets compute_80 (A100) PTX.</summary>
     public const string CheckArchitecture = "compute_80";
 
-    public static TheoryData<string> Sources()
-    {
-        var data = new TheoryData<string>();
-        foreach (string name in KernelSources.Names) data.Add(name);
-        return data;
-    }
-
     [Fact]
     public void EverySourceFileIsEmbedded()
     {
@@ -46,6 +39,23 @@ public sealed class KernelCompileTests(ITestOutputHelper output)
             }
         }
         Assert.True(failures.Count == 0, string.Join("\n\n", failures));
+    }
+
+    /// <summary>Also for the newest architecture this NVRTC knows (compute_90 with NVRTC 11.8), as CUBIN when it can.</summary>
+    [NvrtcFact]
+    public void EveryKernelSourceCompilesForTheNewestSupportedArchitecture()
+    {
+        Nvrtc nvrtc = NvrtcLocator.Nvrtc ?? throw new InvalidOperationException("CI=true but " + NvrtcLocator.Report);
+        var supported = nvrtc.SupportedArchitectures();
+        int newest = supported.Count > 0 ? supported.Max() : 80;
+        var (architecture, cubin) = ArchitectureSelection.Choose(newest, supported, nvrtc.CanEmitCubin);
+        output.WriteLine($"{NvrtcLocator.Report}: {architecture} ({(cubin ? "CUBIN" : "PTX")}); supports {string.Join(", ", supported)}");
+        foreach (string name in KernelSources.Names)
+        {
+            var result = nvrtc.Compile(KernelSources.Load(name), name, CudaKernels.CompileOptions(architecture), cubin);
+            Assert.True(result.Image.Length > 1000, $"{name}: {result.Image.Length} bytes");
+            if (cubin) Assert.Equal([0x7f, (byte)'E', (byte)'L', (byte)'F'], result.Image.Take(4));
+        }
     }
 
     [NvrtcFact]

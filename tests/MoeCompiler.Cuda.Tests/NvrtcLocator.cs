@@ -13,7 +13,8 @@ internal static class NvrtcLocator
 
     public static Nvrtc? Nvrtc => Found.Value.Nvrtc;
     public static string Report => Found.Value.Report;
-    public static bool IsCi => string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase);
+    public static bool IsCi => Environment.GetEnvironmentVariable("CI") is { } ci
+        && (ci.Equals("true", StringComparison.OrdinalIgnoreCase) || ci == "1");
 
     private static (Nvrtc?, string) Find()
     {

@@ -13,17 +13,13 @@ public sealed class CompiledVariants
 {
     public CompiledVariants()
     {
-        var specs = RepoPaths.ShippedSpecs();
+        // The shipped specs and the example project's own spec (its PR-MoE residual path is used nowhere else).
+        var specs = RepoPaths.ShippedSpecs().Append(RepoPaths.ExampleSpec).ToArray();
         var run = GeneratorHarness.RunFiles(specs);
         GeneratorDiagnostics = run.Diagnostics;
         Sources = run.GeneratedSources.Select(s => (s.HintName, s.SourceText.ToString())).ToList();
         var parse = new CSharpParseOptions(LanguageVersion.Latest);
         var trees = Sources.Select(s => CSharpSyntaxTree.ParseText(s.Item2, parse, path: s.HintName)).ToList();
-        foreach (var stub in MissingContractStubs())
-        {
-            trees.Add(CSharpSyntaxTree.ParseText(File.ReadAllText(stub), parse, path: Path.GetFileName(stub)));
-            UsedStubs.Add(Path.GetFileName(stub));
-        }
 
         var options = new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary,
             nullableContextOptions: NullableContextOptions.Enable, warningLevel: 9999, deterministic: true,
@@ -42,17 +38,7 @@ public sealed class CompiledVariants
     public IReadOnlyList<Diagnostic> GeneratorDiagnostics { get; }
     public IReadOnlyList<Diagnostic> CompilerDiagnostics { get; }
     public List<(string HintName, string Text)> Sources { get; }
-    public List<string> UsedStubs { get; } = new();
     public Assembly? Assembly { get; }
-
-    /// <summary>API.md stubs for the runtime parts that have not landed yet (see TestData/ContractStubs/PROVENANCE.md).</summary>
-    private static IEnumerable<string> MissingContractStubs()
-    {
-        var runtime = typeof(MoeCompiler.Runtime.Tensors.Tensor).Assembly;
-        string folder = Path.Combine(AppContext.BaseDirectory, "TestData", "ContractStubs");
-        if (runtime.GetType("MoeCompiler.Runtime.Modules.Linear") is null) yield return Path.Combine(folder, "Modules.cs.txt");
-        if (runtime.GetType("MoeCompiler.Runtime.Checkpoints.WeightBinder") is null) yield return Path.Combine(folder, "Checkpoints.cs.txt");
-    }
 
     public Type VariantType(string name) => Assembly!.GetType("MoeCompiler.Models." + name, throwOnError: true)!;
 
@@ -62,4 +48,11 @@ public sealed class CompiledVariants
 
     public MoeCompiler.Runtime.Checkpoints.WeightManifest Manifest(string variant) =>
         (MoeCompiler.Runtime.Checkpoints.WeightManifest)VariantType(variant).GetProperty("Manifest")!.GetValue(null)!;
+}
+
+/// <summary>One compilation of every variant, shared by the test classes that need it.</summary>
+[CollectionDefinition(Name)]
+public sealed class CompiledVariantsCollection : ICollectionFixture<CompiledVariants>
+{
+    public const string Name = "Compiled variants";
 }

@@ -2,7 +2,8 @@ using MoeCompiler.Runtime.Checkpoints;
 
 namespace MoeCompiler.Generators.Tests;
 
-public class GeneratedCodeCompilesTests : IClassFixture<CompiledVariants>
+[Collection(CompiledVariantsCollection.Name)]
+public class GeneratedCodeCompilesTests
 {
     private readonly CompiledVariants _compiled;
 
@@ -14,8 +15,8 @@ public class GeneratedCodeCompilesTests : IClassFixture<CompiledVariants>
         Assert.Empty(_compiled.GeneratorDiagnostics.Select(GeneratorHarness.Format));
         Assert.Empty(_compiled.CompilerDiagnostics.Select(d => d.ToString()));
         Assert.NotNull(_compiled.Assembly);
-        // One source per shipped spec plus the catalog.
-        Assert.Equal(RepoPaths.ShippedSpecs().Length + 1, _compiled.Sources.Count);
+        // One source per shipped spec, the example's spec and the catalog.
+        Assert.Equal(RepoPaths.ShippedSpecs().Length + 2, _compiled.Sources.Count);
     }
 
     [Fact]
@@ -112,7 +113,7 @@ public class GeneratedCodeCompilesTests : IClassFixture<CompiledVariants>
         var catalog = _compiled.Assembly!.GetType("MoeCompiler.Models.ModelCatalog", throwOnError: true)!;
         var variants = (System.Collections.IEnumerable)catalog.GetProperty("Variants")!.GetValue(null)!;
         var names = variants.Cast<object>().Select(v => (string)v.GetType().GetProperty("Name")!.GetValue(v)!).ToList();
-        var expected = RepoPaths.ShippedSpecs().Select(NameOf).OrderBy(n => n, StringComparer.Ordinal).ToList();
+        var expected = RepoPaths.ShippedSpecs().Append(RepoPaths.ExampleSpec).Select(NameOf).OrderBy(n => n, StringComparer.Ordinal).ToList();
         Assert.Equal(expected, names);
         var entry = variants.Cast<object>().First(v => (string)v.GetType().GetProperty("Name")!.GetValue(v)! == "MoeLlavaQwen4e");
         Assert.Equal("MDMDMDMDMDMDMDMDMDMDMDMD", entry.GetType().GetProperty("LayerMap")!.GetValue(entry));
@@ -165,6 +166,19 @@ public class GeneratedCodeCompilesTests : IClassFixture<CompiledVariants>
         Assert.Equal(728, _compiled.Constant<int>("MoeLlavaStableLm4e384", "ImageTokens"));
         Assert.Equal(576, _compiled.Constant<int>("CuMoMistral7B", "ImageTokens"));
         Assert.Equal(2048, _compiled.Constant<int>("CuMoMistral7B", "ImageFeatureWidth"));
+    }
+
+    [Fact]
+    public void PrMoeResidualAndExplicitLayerListCompileAndAreInTheManifest()
+    {
+        var entries = _compiled.Manifest("PocketQwenPrMoe").Entries;
+        Assert.Contains(entries, e => e.Key == "transformer.h.1.mlp.mlp.w1.weight" && e.Shape.SequenceEqual(new[] { 128, 96 }));
+        Assert.Contains(entries, e => e.Key == "transformer.h.4.mlp.coefficient.weight" && e.Shape.SequenceEqual(new[] { 2, 96 }));
+        Assert.Contains(entries, e => e.Key == "transformer.h.4.mlp.deepspeed_moe.experts.deepspeed_experts.7.c_proj.weight");
+        Assert.DoesNotContain(entries, e => e.Key.StartsWith("transformer.h.2.mlp.deepspeed_moe", StringComparison.Ordinal));
+        Assert.Equal("DMDDMD", _compiled.Constant<string>("PocketQwenPrMoe", "LayerMap"));
+        // cls_patch keeps every SigLIP patch: (64 / 16)^2.
+        Assert.Equal(16, _compiled.Constant<int>("PocketQwenPrMoe", "ImageTokens"));
     }
 
     private static int ExpertIndex(string key)

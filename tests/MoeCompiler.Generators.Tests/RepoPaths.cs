@@ -9,6 +9,7 @@ internal static class RepoPaths
     public static string RepoRoot { get; } = Path.GetFullPath(Path.Combine(TestsDirectory, "..", ".."));
     public static string ModelSpecs { get; } = Path.Combine(RepoRoot, "modelspecs");
     public static string Snapshots { get; } = Path.Combine(TestsDirectory, "Snapshots");
+    public static string ExampleSpec { get; } = Path.Combine(RepoRoot, "examples", "CustomVariant", "specs", "pocket-qwen-prmoe.json");
     public static string InvalidFixtures { get; } = Path.Combine(TestsDirectory, "Fixtures", "invalid");
 
     /// <summary>Every shipped spec file (not the schema), ordinal order.</summary>

@@ -57,6 +57,16 @@ public class SnapshotTests
     }
 
     [Fact]
+    public void NamesDifferingOnlyInCaseAreDuplicates()
+    {
+        string text = File.ReadAllText(Path.Combine(RepoPaths.ModelSpecs, "tiny-qwen-moe.json"));
+        var result = GeneratorHarness.Run(("/specs/a.json", text), ("/specs/b.json", text.Replace("\"TinyQwenMoe\"", "\"TINYQWENMOE\"", StringComparison.Ordinal)));
+        Assert.Null(result.Exception);
+        Assert.Equal(2, result.Diagnostics.Count(d => d.Id == "MOE014"));
+        Assert.Equal("ModelCatalog.g.cs", Assert.Single(result.GeneratedSources).HintName);
+    }
+
+    [Fact]
     public void NoStaleSnapshots()
     {
         var expected = new HashSet<string>(StringComparer.Ordinal)

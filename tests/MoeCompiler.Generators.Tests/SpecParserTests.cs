@@ -66,6 +66,10 @@ public class SpecParserTests
     [InlineData("with-dash", false)]
     [InlineData("namespace", false)]
     [InlineData("ModelCatalog", false)]
+    [InlineData("VisionTower", false)]
+    [InlineData("Block3", false)]
+    [InlineData("Blocky", true)]
+    [InlineData("TinyConstants", false)]
     [InlineData("", false)]
     public void VariantNamesMustBeCSharpIdentifiers(string name, bool valid) => Assert.Equal(valid, SpecParser.IsValidIdentifier(name));
 

@@ -84,3 +84,24 @@ public class PreprocessingTests
         Assert.Equal(-1f, siglip[384 * 384 + centre], 6);
     }
 }
+
+public class CanvasResizeTests
+{
+    [Theory]
+    [InlineData(40, 17, 33, 29)]
+    [InlineData(17, 40, 12, 50)]
+    [InlineData(25, 25, 9, 9)]
+    public void Resizing_through_a_virtual_canvas_equals_resizing_the_padded_picture(int w, int h, int outW, int outH)
+    {
+        var random = new Random(w * 100 + h);
+        var pixels = new byte[w * h * 3];
+        random.NextBytes(pixels);
+        var image = new RgbImage(w, h, pixels);
+        var background = ((byte)122, (byte)116, (byte)104);
+        var padded = VisionPreprocessing.ExpandToSquare(image, background);
+        int s = padded.Width;
+        var expected = Processing.PillowResize.Bicubic(padded, outW, outH);
+        var actual = Processing.PillowResize.BicubicOnCanvas(image, s, s, (s - w) / 2, (s - h) / 2, background, outW, outH);
+        Assert.Equal(expected.Pixels, actual.Pixels);
+    }
+}

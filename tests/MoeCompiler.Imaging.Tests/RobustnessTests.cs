@@ -13,6 +13,7 @@ public class RobustnessTests
         "images/png_rgb16_adam7.png", "images/png_palette4.png", "images/png_gray2_adam7.png", "images/png_rgba8.png",
         "images/bmp_8.bmp", "images/bmp_32_bitfields.bmp", "images/bmp_1.bmp",
         "images/ppm_p3_plain.ppm", "images/pgm_p5_16bit.pgm", "images/ppm_p6.ppm",
+        "images/jpeg_sequential_multiscan.jpg", "images/jpeg_ycck.jpg", "images/jpeg_440_37x29.jpg",
     ];
 
     public static IEnumerable<object[]> SampleFiles => Samples.Select(s => new object[] { s });
@@ -113,6 +114,34 @@ public class RobustnessTests
     }
 
     [Fact]
+    public void Jpeg_declaring_a_large_size_with_little_data_fails_fast()
+    {
+        // 8000x8000 (within the default limit) but only the entropy data of a 37x29 picture: the decoder must stop
+        // at the first MCU row whose data is missing, not decode 64 megapixels of zeros.
+        var data = Goldens.Bytes("images/jpeg_420_37x29.jpg");
+        int sof = Enumerable.Range(0, data.Length - 1).First(i => data[i] == 0xFF && data[i + 1] == 0xC0);
+        var hostile = (byte[])data.Clone();
+        hostile[sof + 5] = 0x1F; hostile[sof + 6] = 0x40; // height 8000
+        hostile[sof + 7] = 0x1F; hostile[sof + 8] = 0x40; // width 8000
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var e = Assert.Throws<ImageDecodingException>(() => ImageDecoder.Decode(hostile));
+        Assert.Contains("ends early", e.Message);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(20), "hang guard");
+    }
+
+    [Fact]
+    public void Png_declaring_a_large_size_with_little_data_fails_without_a_raw_buffer()
+    {
+        // 8000x8000 RGBA 16-bit = 512 MB of raw rows; the data holds one row. Rows are inflated one at a time.
+        var png = Png(8000, 8000, 16, 6, Zlib(new byte[8000 * 8 + 1]));
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var e = Assert.Throws<ImageDecodingException>(() => ImageDecoder.Decode(png));
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Contains("truncated", e.Message);
+        Assert.True(allocated < 8000L * 8000 * 3 + (16 << 20), $"allocated {allocated} bytes");
+    }
+
+    [Fact]
     public void Maximum_pixel_count_is_configurable()
     {
         var data = Goldens.Bytes("images/jpeg_420_37x29.jpg");
@@ -181,16 +210,20 @@ public class RobustnessTests
     /// <summary>
     /// Seeded mutation fuzzing over the committed images: byte flips, overwrites with special values, insertions,
     /// deletions and cuts. Every outcome must be a picture or an ImageDecodingException, within a hang guard.
-    /// MOE_SLOW_TESTS=1 runs 20x more mutations.
+    /// MOE_SLOW_TESTS=1 mutates every committed image 1000 times.
     /// </summary>
     [Fact]
     public void Mutated_files_decode_or_fail_cleanly()
     {
-        int perFile = Environment.GetEnvironmentVariable("MOE_SLOW_TESTS") == "1" ? 3000 : 150;
+        bool slow = Environment.GetEnvironmentVariable("MOE_SLOW_TESTS") == "1";
+        int perFile = slow ? 1000 : 150;
+        var files = slow
+            ? Directory.GetFiles(Goldens.PathOf("images")).Order(StringComparer.Ordinal).Select(f => "images/" + Path.GetFileName(f)).ToArray()
+            : Samples;
         var random = new Random(7);
         var options = new ImageDecodeOptions { MaxPixels = 4 << 20 };
         int decoded = 0, rejected = 0;
-        foreach (var file in Samples)
+        foreach (var file in files)
         {
             var original = Goldens.Bytes(file);
             for (int i = 0; i < perFile; i++)

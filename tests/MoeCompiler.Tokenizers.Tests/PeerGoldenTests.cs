@@ -48,6 +48,36 @@ public class PeerGoldenTests
         Assert.True(failures.Count == 0, $"{failures.Count} of {rows.Count} differ:\n" + string.Join("\n", failures.Take(20)));
     }
 
+    private static SentencePieceBpeTokenizer NonLegacyModel() =>
+        ((SentencePieceBpeTokenizer)TokenizerLoader.FromFile(Path.Combine(TestSupport.DataDirectory, "mistral-sentencepiece.model"))).WithLegacy(false);
+
+    [Fact]
+    public void NonLegacySlowLlamaTokenizationMatchesThePortOverSentencePiece()
+    {
+        var rows = ReadJsonl<EncodeRow>("encode-sentencepiece-nonlegacy.jsonl");
+        SentencePieceBpeTokenizer tokenizer = NonLegacyModel();
+        Assert.False(tokenizer.Legacy);
+        var failures = rows.Where(r => !tokenizer.Encode(r.Text).SequenceEqual(r.Ids))
+            .Select(r => $"{JsonSerializer.Serialize(r.Text)}: expected [{TestSupport.Show(r.Ids)}] got [{TestSupport.Show(tokenizer.Encode(r.Text))}]")
+            .ToList();
+        Assert.True(failures.Count == 0, $"{failures.Count} of {rows.Count} differ:\n" + string.Join("\n", failures.Take(20)));
+        // The modes differ exactly after special tokens: "[" has no "▁" prefix after "<s>" in non-legacy mode.
+        Assert.NotEqual(TestSupport.Kind("sentencepiece").Encode("<s>[INST]"), tokenizer.Encode("<s>[INST]"));
+    }
+
+    [Fact]
+    public void NonLegacyImagePromptsTokeniseLikeTheReference()
+    {
+        SentencePieceBpeTokenizer tokenizer = NonLegacyModel();
+        var rows = ReadJsonl<PromptRow>("prompts-nonlegacy.jsonl");
+        Assert.NotEmpty(rows);
+        foreach (PromptRow row in rows)
+        {
+            int[] ids = ImagePromptTokenizer.Tokenize(tokenizer, row.Prompt, row.AddBos);
+            Assert.True(row.Ids.SequenceEqual(ids), $"{row.Template}: expected [{TestSupport.Show(row.Ids)}]\n got [{TestSupport.Show(ids)}]");
+        }
+    }
+
     [Fact]
     public void PromptTemplatesBuildTheReferenceStrings()
     {

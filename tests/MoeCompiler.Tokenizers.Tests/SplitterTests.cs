@@ -12,7 +12,7 @@ public class SplitterTests
     private static readonly string[] Pools =
     [
         "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", "0123456789", " ", "   ", "\t", "\n", "\r", "\r\n", "\v\f",
-        "'", "sStTmMdDrReEvVlL\u017f", "!\"#$%&()*+,-./:;<=>?@[\\]^_`{|}~", "\u00e9\u00fc\u00df\u00c5\u01c5\u02b0",
+        "'", "sStTmMdDrReEvVlL", "!\"#$%&()*+,-./:;<=>?@[\\]^_`{|}~", "\u00e9\u00fc\u00df\u00c5\u01c5\u02b0",
         "\u0430\u0431\u0416", "\u4e00\u4f60\u597d", "\u3042\u30a2", "\ud55c\uad6d", "\u0627\u0644", "\u0301\u0308",
         "\u3000\u00a0\u2003\u2028\u2029\u1680\u0085", "\u0663\u2167\u00bd\u00b2", "\u2705\u2764\ufe0f",
         "\u2581", "\u200b\u200d\u00ad", "\u0000\u001f\u007f",
@@ -70,6 +70,15 @@ public class SplitterTests
     public void QwenSplitsLikeTiktoken(string text, string[] expected)
     {
         Assert.Equal(expected, SplitByHand(QwenSplitter.Instance, text));
+    }
+
+    [Fact]
+    public void QwenContractionsFoldCaseLikeRustRegex()
+    {
+        // Rust's regex crate (tiktoken) folds case by Unicode simple case folding, where s ~ S ~ ſ (long s);
+        // .NET Regex does not fold ſ to s, so this one case is pinned here rather than in the random test.
+        Assert.Equal(["'ſ", "u"], SplitByHand(QwenSplitter.Instance, "'ſu"));
+        Assert.Equal(["'Ll", "x"], SplitByHand(QwenSplitter.Instance, "'Llx"));
     }
 
     [Fact]

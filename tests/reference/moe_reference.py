@@ -4,7 +4,7 @@
 Written from /work/shared/REFERENCE.md (facts of MoE-LLaVA, DeepSpeed 0.9.5 and CuMo), not from this project's
 C#. Run with Debian's interpreter (torch 1.13 CPU, numpy):
 
-    /usr/bin/python3 tests/reference/moe_reference.py            # all modelspecs/tiny-*.json
+    /usr/bin/python3 tests/reference/moe_reference.py            # the five tiny specs of GOLDEN_SPECS
     /usr/bin/python3 tests/reference/moe_reference.py --check    # self-checks only, writes nothing
 
 Precision: the checkpoint is written in float32; every computation here runs in float64 on the float32 values
@@ -654,6 +654,38 @@ def make_inputs(spec, seed):
     return pixels, first + [IMAGE_TOKEN] + second
 
 
+def make_two_image_inputs(spec, seed, variant):
+    """A second prompt: text, image A (the main golden's pixels), text, image B (new), text."""
+    gen = torch.Generator().manual_seed(seed * 100 + 7000 + variant)
+    s = spec["vision"]["imageSize"]
+    second_image = torch.rand(3, s, s, generator=gen, dtype=torch.float32) * 4.0 - 2.0
+    n = spec["llm"]["tokenizerSize"]
+    chunks = [torch.randint(3, n, (k,), generator=gen).tolist() for k in (5, 4, 6)]
+    return second_image, chunks[0] + [IMAGE_TOKEN] + chunks[1] + [IMAGE_TOKEN] + chunks[2]
+
+
+def run_two_images(spec, tensors, pixels, seed, min_margin, steps=8):
+    for variant in range(20):
+        second_image, ids = make_two_image_inputs(spec, seed, variant)
+        log = RoutingLog()
+        model = Model(spec, tensors, log)
+        emb, mask = model.splice(ids, [pixels.to(DT), second_image.to(DT)])
+        gen_ids, prefill, step_logits = greedy(model, emb, steps, spec["llm"]["tokenizerSize"])
+        rm, tm = routing_margin(log.records), token_margin(step_logits, spec["llm"]["tokenizerSize"])
+        if min(rm, tm) > min_margin:
+            return {"pixels2": second_image, "ids": ids, "mask": mask, "generated": gen_ids, "prefill": prefill,
+                    "routingMargin": rm, "tokenMargin": tm}
+    raise RuntimeError("no well-separated two-image input for " + spec["name"])
+
+
+# The specs with committed goldens (other tiny specs, e.g. tiny-phi-chat with the real 51200-token vocabulary, would
+# not fit the test-data size budget).
+GOLDEN_SPECS = ["tiny-stablelm-moe", "tiny-qwen-moe", "tiny-phi-moe", "tiny-openchat-moe", "tiny-cumo-mixtral"]
+
+# Specs that also get a two-image golden (several images per prompt; kept to two specs for the size budget).
+TWO_IMAGE_SPECS = {"tiny-qwen-moe", "tiny-cumo-mixtral"}
+
+
 def routing_margin(records):
     """Smallest gap between consecutive probabilities among the top k+1 (ties would make the choice fragile)."""
     worst = 1.0
@@ -767,6 +799,14 @@ def generate(spec_path, out_root, min_margin=2e-4):
                                      [r["experts"] for r in res["log"].records],
         },
     }
+    if name in TWO_IMAGE_SPECS:
+        two = run_two_images(spec, tensors, pixels, seed, min_margin)
+        np.ascontiguousarray(two["pixels2"].numpy(), dtype="<f4").tofile(os.path.join(out, "two_images_pixels2.bin"))
+        save_f32(os.path.join(out, "two_images_logits.bin"), two["prefill"])
+        golden["twoImages"] = {"inputIds": two["ids"], "isImageToken": two["mask"], "generatedIds": two["generated"],
+                               "logitsShape": list(two["prefill"].shape), "routingMargin": two["routingMargin"],
+                               "tokenMargin": two["tokenMargin"]}
+        print("  %s two images: L=%d, ids %s" % (name, two["prefill"].shape[0], two["generated"]))
     with open(os.path.join(out, "golden.json"), "w") as f:
         json.dump(golden, f, indent=1)
         f.write("\n")
@@ -892,7 +932,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)
     generic_checks()
-    specs = args.specs or sorted(glob.glob(os.path.join(REPO, "modelspecs", "tiny-*.json")))
+    specs = args.specs or [os.path.join(REPO, "modelspecs", n + ".json") for n in GOLDEN_SPECS]
     out_root = "/tmp/moe_reference_check" if args.check else args.out
     for path in specs:
         spec, tensors, pixels, ids, res = generate(path, out_root)

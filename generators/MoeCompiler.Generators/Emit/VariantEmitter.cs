@@ -19,6 +19,8 @@ namespace MoeCompiler.Generators.Emit
         private const string Context = Rt + "Modules.ForwardContext";
         private const string Modules = Rt + "Modules.";
         private const string Invariant = "global::System.Globalization.CultureInfo.InvariantCulture";
+        /// <summary>Intermediate activations are freed as soon as they are dead (native memory is invisible to the GC).</summary>
+        private const string Release = Modules + "TensorLifetime.Release(";
 
         private readonly VariantModel _v;
         private readonly CheckpointNames _n;
@@ -306,13 +308,13 @@ namespace MoeCompiler.Generators.Emit
             _w.Line();
             _w.Line("/// <summary>");
             _w.Line("/// Builds the modules from tensors bound to <see cref=\"Manifest\"/> (every key of the manifest must be present).");
-            _w.Line("/// The caller keeps ownership of <paramref name=\"weights\"/>; each tensor goes through");
-            _w.Line("/// <see cref=\"" + Rt.Substring(8) + "Backends.IBackend.PrepareWeight\"/> once.");
+            _w.Line("/// The caller keeps ownership of <paramref name=\"weights\"/>; the modules prepare their tensors for");
+            _w.Line("/// <paramref name=\"backend\"/> (upload, f32 norms and biases) as they are built.");
             _w.Line("/// </summary>");
             _w.Open("public " + _v.Name + "(" + Weights + " weights, " + Backend + " backend)");
             _w.Line("global::System.ArgumentNullException.ThrowIfNull(weights);");
             _w.Line("global::System.ArgumentNullException.ThrowIfNull(backend);");
-            _w.Line("Embedding = new " + Modules + "TokenEmbedding(backend, Weight(weights, backend, " + SourceWriter.Literal(_n.Embedding) + "));");
+            _w.Line("Embedding = new " + Modules + "TokenEmbedding(backend, Weight(weights, " + SourceWriter.Literal(_n.Embedding) + "));");
             for (int layer = 0; layer < Llm.Layers; layer++)
             {
                 _w.Line("Block" + SourceWriter.Int(layer) + " = new " + BlockType(layer) + "(weights, backend, " + SourceWriter.Literal(_n.LayerPrefix(layer)) + ", " + SourceWriter.Int(layer) + ");");
@@ -439,7 +441,9 @@ namespace MoeCompiler.Generators.Emit
             }
 
             string moeNote = _v.Projector.Moe is SideMoeModel pm ? " top-" + SourceWriter.Int(pm.TopK) + " of " + SourceWriter.Int(pm.Experts) + " experts" : "";
-            _w.Line("return Projector.Forward(context, features); // [" + rows + ", " + H + "]" + moeNote);
+            _w.Line(Tensor + " projected = Projector.Forward(context, features); // [" + rows + ", " + H + "]" + moeNote);
+            _w.Line(Release + "features);");
+            _w.Line("return projected;");
             _w.Close();
             _w.Line();
             _w.Line("/// <summary>");
@@ -460,8 +464,12 @@ namespace MoeCompiler.Generators.Emit
                 _w.Line("x = Block" + SourceWriter.Int(layer) + ".Forward(context, x); // [T, " + H + "] layer " + SourceWriter.Int(layer) + ": " + kind);
             }
 
-            _w.Line(Tensor + " normed = FinalNorm.Forward(context, x); // [T, " + H + "]");
-            _w.Line(Tensor + " logits = LmHead.Forward(context, normed); // [T, " + v + "]");
+            _w.Line("// Generation reads only the last position's logits: skip the final norm and lm_head for the other rows.");
+            _w.Line(Tensor + " last = context.LastRowLogitsOnly && rows > 1 ? x.SliceRows(rows - 1, 1) : x; // [T or 1, " + H + "]");
+            _w.Line(Tensor + " normed = FinalNorm.Forward(context, last); // [T or 1, " + H + "]");
+            _w.Line(Release + "x);");
+            _w.Line(Tensor + " logits = LmHead.Forward(context, normed); // [T or 1, " + v + "]");
+            _w.Line(Release + "normed);");
             _w.Line("if (context.Cache is not null) context.Cache.Length = context.StartPosition + rows;");
             _w.Line("return logits;");
             _w.Close();
@@ -470,18 +478,18 @@ namespace MoeCompiler.Generators.Emit
 
         private void WriteHelpers()
         {
-            _w.Line("private static " + Tensor + " Weight(" + Weights + " weights, " + Backend + " backend, string key) => backend.PrepareWeight(weights[key]);");
+            _w.Line("private static " + Tensor + " Weight(" + Weights + " weights, string key) => weights[key];");
             _w.Line();
             _w.Line("private static " + Modules + "Linear Dense(" + Weights + " weights, " + Backend + " backend, string name, bool bias) =>");
-            _w.Line("    new " + Modules + "Linear(backend, Weight(weights, backend, name + \".weight\"), bias ? Weight(weights, backend, name + \".bias\") : null);");
+            _w.Line("    new " + Modules + "Linear(backend, Weight(weights, name + \".weight\"), bias ? Weight(weights, name + \".bias\") : null);");
             _w.Line();
             _w.Line("private static " + Modules + "LayerNorm LayerNormAt(" + Weights + " weights, " + Backend + " backend, string name, float epsilon) =>");
-            _w.Line("    new " + Modules + "LayerNorm(backend, Weight(weights, backend, name + \".weight\"), Weight(weights, backend, name + \".bias\"), epsilon);");
+            _w.Line("    new " + Modules + "LayerNorm(backend, Weight(weights, name + \".weight\"), Weight(weights, name + \".bias\"), epsilon);");
             _w.Line();
             if (!LayerNormLlm)
             {
                 _w.Line("private static " + Modules + "RmsNorm RmsNormAt(" + Weights + " weights, " + Backend + " backend, string name, float epsilon) =>");
-                _w.Line("    new " + Modules + "RmsNorm(backend, Weight(weights, backend, name + \".weight\"), epsilon);");
+                _w.Line("    new " + Modules + "RmsNorm(backend, Weight(weights, name + \".weight\"), epsilon);");
                 _w.Line();
             }
 
@@ -563,8 +571,8 @@ namespace MoeCompiler.Generators.Emit
             string qkvBias = SourceWriter.Bool(Llm.QkvBias);
             if (_n.FusedQkv)
             {
-                _w.Line(Tensor + " qkv = Weight(weights, backend, prefix + \"" + _n.FusedQkvName + ".weight\"); // [" + SourceWriter.Int(qDim + 2 * kvDim) + ", " + H + "] q | k | v");
-                if (Llm.QkvBias) _w.Line(Tensor + " qkvBias = Weight(weights, backend, prefix + \"" + _n.FusedQkvName + ".bias\"); // [" + SourceWriter.Int(qDim + 2 * kvDim) + "]");
+                _w.Line(Tensor + " qkv = Weight(weights, prefix + \"" + _n.FusedQkvName + ".weight\"); // [" + SourceWriter.Int(qDim + 2 * kvDim) + ", " + H + "] q | k | v");
+                if (Llm.QkvBias) _w.Line(Tensor + " qkvBias = Weight(weights, prefix + \"" + _n.FusedQkvName + ".bias\"); // [" + SourceWriter.Int(qDim + 2 * kvDim) + "]");
                 string Slice(string t, int start, int count) => t + ".SliceRows(" + SourceWriter.Int(start) + ", " + SourceWriter.Int(count) + ")";
                 string bias(int start, int count) => Llm.QkvBias ? Slice("qkvBias", start, count) : "null";
                 _w.Line("Attention = new " + Modules + "CausalSelfAttention(");
@@ -656,15 +664,22 @@ namespace MoeCompiler.Generators.Emit
             if (Llm.ParallelResidual)
             {
                 _w.Line(Tensor + " mlp = Mlp.Forward(context, h); // [T, " + H + "] parallel to attention, same normed input;" + mlpNote);
+                _w.Line(Release + "h);");
                 _w.Line("context.Backend.Add(x, attention, x); // x += attention");
                 _w.Line("context.Backend.Add(x, mlp, x); // x += mlp");
+                _w.Line(Release + "attention);");
+                _w.Line(Release + "mlp);");
             }
             else
             {
+                _w.Line(Release + "h);");
                 _w.Line("context.Backend.Add(x, attention, x); // x += attention");
+                _w.Line(Release + "attention);");
                 _w.Line("h = PostAttentionNorm.Forward(context, x); // [T, " + H + "]");
                 _w.Line(Tensor + " mlp = Mlp.Forward(context, h); // [T, " + H + "]" + mlpNote);
+                _w.Line(Release + "h);");
                 _w.Line("context.Backend.Add(x, mlp, x); // x += mlp");
+                _w.Line(Release + "mlp);");
             }
 
             _w.Line("return x;");
@@ -690,14 +705,14 @@ namespace MoeCompiler.Generators.Emit
             _w.Open("internal VisionTower(" + Weights + " weights, " + Backend + " backend)");
             if (clip)
             {
-                _w.Line("Embeddings = new " + Modules + "ClipVisionEmbeddings(backend, Weight(weights, backend, " + SourceWriter.Literal(vp + "embeddings.patch_embedding.weight") + "),");
-                _w.Line("    Weight(weights, backend, " + SourceWriter.Literal(vp + "embeddings.class_embedding") + "), Weight(weights, backend, " + SourceWriter.Literal(vp + "embeddings.position_embedding.weight") + "), " + SourceWriter.Int(vis.PatchSize) + ");");
+                _w.Line("Embeddings = new " + Modules + "ClipVisionEmbeddings(backend, Weight(weights, " + SourceWriter.Literal(vp + "embeddings.patch_embedding.weight") + "),");
+                _w.Line("    Weight(weights, " + SourceWriter.Literal(vp + "embeddings.class_embedding") + "), Weight(weights, " + SourceWriter.Literal(vp + "embeddings.position_embedding.weight") + "), " + SourceWriter.Int(vis.PatchSize) + ");");
                 _w.Line("PreNorm = LayerNormAt(weights, backend, " + SourceWriter.Literal(vp + "pre_layrnorm") + ", " + eps + ");");
             }
             else
             {
-                _w.Line("Embeddings = new " + Modules + "SiglipVisionEmbeddings(backend, Weight(weights, backend, " + SourceWriter.Literal(vp + "embeddings.patch_embedding.weight") + "),");
-                _w.Line("    Weight(weights, backend, " + SourceWriter.Literal(vp + "embeddings.patch_embedding.bias") + "), Weight(weights, backend, " + SourceWriter.Literal(vp + "embeddings.position_embedding.weight") + "), " + SourceWriter.Int(vis.PatchSize) + ");");
+                _w.Line("Embeddings = new " + Modules + "SiglipVisionEmbeddings(backend, Weight(weights, " + SourceWriter.Literal(vp + "embeddings.patch_embedding.weight") + "),");
+                _w.Line("    Weight(weights, " + SourceWriter.Literal(vp + "embeddings.patch_embedding.bias") + "), Weight(weights, " + SourceWriter.Literal(vp + "embeddings.position_embedding.weight") + "), " + SourceWriter.Int(vis.PatchSize) + ");");
             }
 
             for (int layer = 0; layer < vis.UsedLayers; layer++)
@@ -756,17 +771,27 @@ namespace MoeCompiler.Generators.Emit
             _w.Summary("Pixels [3, " + SourceWriter.Int(s) + ", " + SourceWriter.Int(s) + "] -> selected features [" + feat + ", " + c + "].");
             _w.Open("public " + Tensor + " Forward(" + Context + " context, " + Tensor + " pixels)");
             _w.Line(Tensor + " x = Embeddings.Forward(context, pixels); // [" + rows + ", " + c + "]" + (clip ? " CLS + " + SourceWriter.Int(vis.Patches) + " patches" : " " + SourceWriter.Int(vis.Patches) + " patches"));
-            if (clip) _w.Line("x = PreNorm.Forward(context, x); // [" + rows + ", " + c + "]");
+            _w.Line(Tensor + " next;");
+            if (clip)
+            {
+                _w.Line("next = PreNorm.Forward(context, x); // [" + rows + ", " + c + "]");
+                _w.Line(Release + "x);");
+                _w.Line("x = next;");
+            }
+
             for (int layer = 0; layer < vis.UsedLayers; layer++)
             {
                 string note = layer == vis.UsedLayers - 1 ? " = hidden state selected by selectLayer " + SourceWriter.Int(vis.SelectLayer) : "";
-                _w.Line("x = Layer" + SourceWriter.Int(layer) + ".Forward(context, x); // [" + rows + ", " + c + "]" + note);
+                _w.Line("next = Layer" + SourceWriter.Int(layer) + ".Forward(context, x); // [" + rows + ", " + c + "]" + note);
+                _w.Line(Release + "x);");
+                _w.Line("x = next;");
             }
 
             if (vis.SelectFeature == "patch")
             {
                 _w.Line(Tensor + " features = context.Backend.Allocate(" + DType + ".F32, " + feat + ", " + c + "); // [" + feat + ", " + c + "]");
                 _w.Line("context.Backend.CopyRows(x, 1, features, 0, " + feat + "); // \"patch\": drop row 0 (" + (clip ? "the CLS token" : "the first patch, as the reference does") + ")");
+                _w.Line(Release + "x);");
                 _w.Line("return features;");
             }
             else

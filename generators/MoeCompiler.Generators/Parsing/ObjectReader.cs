@@ -105,7 +105,7 @@ namespace MoeCompiler.Generators.Parsing
             return null;
         }
 
-        public int? Int(string key, bool required, int? fallback = null, int? min = null, string? minReason = null)
+        public int? Int(string key, bool required, int? fallback = null, int? min = null, string? minReason = null, int? max = null)
         {
             JsonNode? node = Node(key, required);
             if (node is null) return fallback;
@@ -114,6 +114,13 @@ namespace MoeCompiler.Generators.Parsing
             {
                 _diagnostics.Report(DiagnosticDescriptors.ValueOutOfRange, node.Position, KeyPath(key), v.ToString(CultureInfo.InvariantCulture),
                     minReason ?? "it must be at least " + m.ToString(CultureInfo.InvariantCulture));
+                return null;
+            }
+
+            if (value is int big && max is int limit && big > limit)
+            {
+                _diagnostics.Report(DiagnosticDescriptors.ValueOutOfRange, node.Position, KeyPath(key), big.ToString(CultureInfo.InvariantCulture),
+                    "it must be at most " + limit.ToString(CultureInfo.InvariantCulture) + " (the generated code has one member per layer)");
                 return null;
             }
 

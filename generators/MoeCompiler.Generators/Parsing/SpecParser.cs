@@ -26,8 +26,22 @@ namespace MoeCompiler.Generators.Parsing
         public static readonly string[] Templates = { "phi", "stablelm", "qwen", "openchat", "plain", "mistral_instruct_system" };
         public static readonly string[] Layouts = { "moe-llava", "cumo" };
 
+        /// <summary>Limits that keep generated code a sane size (one member per layer, one loop per expert).</summary>
+        private const int MaxLayers = 512;
+        private const int MaxExperts = 256;
+
         /// <summary>Names the generator itself emits into the namespace; a variant may not take them.</summary>
-        private static readonly string[] ReservedNames = { "ModelCatalog", "ModelCatalogEntry" };
+        /// <summary>
+        /// Names the generator emits itself: the catalog types, and the members and nested types of a model class
+        /// (a class may not have a member named like itself).
+        /// </summary>
+        private static readonly string[] ReservedNames =
+        {
+            "ModelCatalog", "ModelCatalogEntry", "MoeBlock", "DenseBlock", "VisionTower", "Manifest", "ModelDescription", "Description",
+            "Embedding", "FinalNorm", "LmHead", "Vision", "Projector", "Load", "CreateCache", "Dispose", "Forward", "EncodeImage",
+            "EmbedTokens", "Weight", "Dense", "LayerNormAt", "RmsNormAt", "FeedForwardAt", "MixtralExpertAt", "CreateManifest", "Geometry",
+            "LlmMoeOptions", "VisionMoeOptions", "ProjectorMoeOptions", "S2Scales",
+        };
 
         public static SpecResult Parse(string filePath, string text)
         {
@@ -117,7 +131,7 @@ namespace MoeCompiler.Generators.Parsing
             int? vocab = llm.Int("vocabSize", required: true, min: 1);
             int? tokenizerSize = llm.Int("tokenizerSize", required: false, fallback: vocab, min: 1);
             int? hidden = llm.Int("hiddenSize", required: true, min: 1);
-            int? layers = llm.Int("layers", required: true, min: 1);
+            int? layers = llm.Int("layers", required: true, min: 1, max: MaxLayers);
             int? heads = llm.Int("heads", required: true, min: 1);
             int? kvHeads = llm.Int("kvHeads", required: false, fallback: heads, min: 1);
             int? headDim = llm.Int("headDim", required: false, min: 1);
@@ -206,7 +220,7 @@ namespace MoeCompiler.Generators.Parsing
         private static MoeModel? ParseMoe(ObjectReader moe, LlmModel? llm, DiagnosticBag diagnostics, out bool ok)
         {
             int errorsBefore = diagnostics.Items.Count;
-            int? experts = moe.Int("experts", required: true, min: 1);
+            int? experts = moe.Int("experts", required: true, min: 1, max: MaxExperts);
             int? topK = moe.Int("topK", required: true);
             string defaultRouting = llm?.Family == "mixtral" ? "mixtral" : "deepspeed";
             string? routing = moe.Choice("routing", "routing", Routings, required: false, fallback: defaultRouting);
@@ -353,7 +367,7 @@ namespace MoeCompiler.Generators.Parsing
             int? imageSize = vision.Int("imageSize", required: true, min: 1);
             int? patchSize = vision.Int("patchSize", required: true, min: 1);
             int? hidden = vision.Int("hiddenSize", required: true, min: 1);
-            int? layers = vision.Int("layers", required: true, min: 1);
+            int? layers = vision.Int("layers", required: true, min: 1, max: MaxLayers);
             int? heads = vision.Int("heads", required: true, min: 1);
             int? mlp = vision.Int("mlpSize", required: true, min: 1);
             double? normEps = vision.Number("normEps", required: true, positive: true);
@@ -373,6 +387,14 @@ namespace MoeCompiler.Generators.Parsing
                     diagnostics.Report(DiagnosticDescriptors.ValueOutOfRange, vision.PositionOf("scales"), "vision.scales",
                         "[" + string.Join(", ", Array.ConvertAll(scales, Str)) + "]", "it must start with 1 and increase strictly (S2 scales, e.g. [1, 3])");
                 }
+            }
+
+            if (scales is not null && scales.Length > 1 && tower is not null && selectFeature is not null && imageSize is int s2 && patchSize is int p2 &&
+                (s2 % p2 != 0 || (tower == "clip") != (selectFeature == "patch")))
+            {
+                diagnostics.Report(DiagnosticDescriptors.UnsupportedCombination, vision.PositionOf("scales"),
+                    "S2 scales need the tower's features to be the full patch grid: 'vision.imageSize' a multiple of 'vision.patchSize' and " +
+                    "'vision.selectFeature' \"patch\" for CLIP (\"cls_patch\" for SigLIP)");
             }
 
             if (imageSize is int s && patchSize is int p && s < p)
@@ -412,7 +434,7 @@ namespace MoeCompiler.Generators.Parsing
             }
 
             var moe = new ObjectReader(json, parent.KeyPath(key), diagnostics, "experts", "topK");
-            int? experts = moe.Int("experts", required: true, min: 1);
+            int? experts = moe.Int("experts", required: true, min: 1, max: MaxExperts);
             int? topK = moe.Int("topK", required: true);
             if (!CheckTopK(moe, "topK", experts, topK, diagnostics)) return null;
             return new SideMoeModel(experts!.Value, topK!.Value);
@@ -463,7 +485,18 @@ namespace MoeCompiler.Generators.Parsing
             SyntaxFacts.GetKeywordKind(name) == SyntaxKind.None &&
             SyntaxFacts.GetContextualKeywordKind(name) == SyntaxKind.None &&
             Array.IndexOf(ReservedNames, name) < 0 &&
-            !name.EndsWith("Constants", StringComparison.Ordinal);
+            !name.EndsWith("Constants", StringComparison.Ordinal) &&
+            !(name.StartsWith("Block", StringComparison.Ordinal) && name.Length > 5 && IsDigits(name.Substring(5)));
+
+        private static bool IsDigits(string text)
+        {
+            foreach (char c in text)
+            {
+                if (c < '0' || c > '9') return false;
+            }
+
+            return true;
+        }
 
         public static string FileNameOf(string path)
         {

@@ -37,7 +37,8 @@ extern "C" __global__ void NAME(const float* x, const T* w, const float* bias, f
     if (vector)                                                                                                \
     {                                                                                                          \
         const uint4* wVec = (const uint4*)wRow;                                                                \
-        for (int kv = lane; kv < k / 8; kv += 32)                                                              \
+        /* Unrolled so several 16-byte weight loads are in flight per lane: decode is bandwidth bound. */      \
+        _Pragma("unroll 4") for (int kv = lane; kv < k / 8; kv += 32)                                          \
         {                                                                                                      \
             float wv[8];                                                                                       \
             UNPACK(wVec[kv], wv);                                                                              \

@@ -18,8 +18,14 @@ public sealed unsafe class Cublas
     public const int Tf32TensorOpMath = 3;
 
     private static readonly Lazy<Cublas> Instance = new(() => new Cublas(Load("cuBLAS (libcublas)", CudaLibraryNames.Cublas)));
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<int, Lazy<Cublas>> ForMajor = new();
 
+    /// <summary>The first cuBLAS (libcublas) found, whatever its version.</summary>
     public static Cublas Shared => Instance.Value;
+
+    /// <summary>The newest cuBLAS (libcublas) whose CUDA major version does not exceed the driver's (<paramref name="driverMajorVersion"/>).</summary>
+    public static Cublas ForDriver(int driverMajorVersion) =>
+        ForMajor.GetOrAdd(driverMajorVersion, major => new Lazy<Cublas>(() => new Cublas(Load("cuBLAS (libcublas)", CudaLibraryNames.Cublas, major)))).Value;
 
     public string LibraryPath { get; }
 

@@ -139,17 +139,35 @@ public static class CudaLibraryLocator
         }
     }
 
-    /// <summary>Opens the first candidate that loads; <see cref="CudaUnavailableException"/> lists them all otherwise.</summary>
-    public static LoadedLibrary Load(string description, IReadOnlyList<string> names)
+    /// <summary>
+    /// Opens the first candidate that loads; <see cref="CudaUnavailableException"/> lists them all otherwise.
+    /// With <paramref name="maxMajorVersion"/> (the driver's CUDA major version), libraries whose soname says a
+    /// newer major version (libcublas.so.13 on a CUDA 12 driver) are passed over: they would load but then fail.
+    /// </summary>
+    public static LoadedLibrary Load(string description, IReadOnlyList<string> names, int? maxMajorVersion = null)
     {
         var candidates = Candidates(names, ExplicitDirectories(), DiscoveredDirectories());
+        var tried = new List<string>();
         foreach (string candidate in candidates)
         {
+            if (maxMajorVersion is { } max && SonameMajorVersion(candidate) is { } major && major > max)
+            {
+                tried.Add($"{candidate} (skipped: CUDA {major} is newer than the driver's CUDA {max})");
+                continue;
+            }
+            tried.Add(candidate);
             if (NativeLibrary.TryLoad(candidate, out nint handle)) return new LoadedLibrary(handle, candidate);
         }
         throw new CudaUnavailableException(
             $"{description} could not be loaded. Install it, or set {LibraryDirsVariable} to the folder that holds it.",
-            candidates);
+            tried);
+    }
+
+    /// <summary>12 for <c>libcublas.so.12</c> or <c>/x/libnvrtc.so.12.4.127</c>; null for an unversioned name.</summary>
+    public static int? SonameMajorVersion(string path)
+    {
+        var match = System.Text.RegularExpressions.Regex.Match(System.IO.Path.GetFileName(path), @"\.so\.(\d+)");
+        return match.Success ? int.Parse(match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) : null;
     }
 
     internal static unsafe nint Export(LoadedLibrary library, string symbol)

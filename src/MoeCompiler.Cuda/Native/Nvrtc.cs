@@ -8,8 +8,14 @@ namespace MoeCompiler.Cuda.Native;
 public sealed unsafe class Nvrtc
 {
     private static readonly Lazy<Nvrtc> Instance = new(() => new Nvrtc(Load("NVRTC (libnvrtc)", CudaLibraryNames.Nvrtc)));
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<int, Lazy<Nvrtc>> ForMajor = new();
 
+    /// <summary>The first NVRTC (libnvrtc) found, whatever its version.</summary>
     public static Nvrtc Shared => Instance.Value;
+
+    /// <summary>The newest NVRTC (libnvrtc) whose CUDA major version does not exceed the driver's (<paramref name="driverMajorVersion"/>).</summary>
+    public static Nvrtc ForDriver(int driverMajorVersion) =>
+        ForMajor.GetOrAdd(driverMajorVersion, major => new Lazy<Nvrtc>(() => new Nvrtc(Load("NVRTC (libnvrtc)", CudaLibraryNames.Nvrtc, major)))).Value;
 
     /// <summary>Binds a specific library file (tests pin Debian's libnvrtc.so.11.2 this way).</summary>
     public static Nvrtc FromPath(string path)

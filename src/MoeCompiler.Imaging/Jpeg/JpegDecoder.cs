@@ -12,7 +12,7 @@ internal sealed partial class JpegDecoder
     /// <summary>libjpeg-turbo advises a scan limit against progressive "scan bombs"; 1000 is far above real files.</summary>
     private const int MaxScans = 1000;
 
-    private static readonly byte[] ZigZag =
+    internal static readonly byte[] ZigZag =
     [
         0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21,
         28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61,
@@ -23,10 +23,13 @@ internal sealed partial class JpegDecoder
     {
         public int Id, H, V, QuantIndex;
         public ushort[]? Quant;                 // latched at the component's first scan, as libjpeg does
+        public int[] WideQuant = [];            // the same, widened for the vector IDCT
         public int BlocksPerLine, BlocksPerColumn; // allocated (MCU-padded)
         public int WidthInBlocks, HeightInBlocks;  // covering the component's own sample extent
         public int SampleWidth, SampleHeight;      // downsampled_width / downsampled_height
-        public short[] Coefficients = [];
+        public short[] Coefficients = [];       // whole-image coefficients (progressive or multi-scan files)
+        public byte[]? Plane;                   // samples, when a single sequential scan was decoded row by row
+        public short[] RowCoefficients = [];    // one MCU row of coefficients while streaming
         public int DcPredictor;
         public HuffmanTable? Dc, Ac;
     }
@@ -156,7 +159,6 @@ internal sealed partial class JpegDecoder
         long coefficientCount = _components.Sum(c => (long)c.BlocksPerLine * c.BlocksPerColumn * 64);
         if (coefficientCount > Array.MaxLength / 2)
             throw new ImageDecodingException($"JPEG {_width}x{_height} needs too much coefficient memory");
-        foreach (var c in _components) c.Coefficients = new short[c.BlocksPerLine * c.BlocksPerColumn * 64];
         _frameSeen = true;
     }
 
@@ -214,7 +216,10 @@ internal sealed partial class JpegDecoder
             c.Dc = _dcTables[dc];
             c.Ac = _acTables[ac];
             if (c.Quant is null)
+            {
                 c.Quant = _quant[c.QuantIndex] ?? throw new ImageDecodingException($"JPEG component {id} uses quantisation table {c.QuantIndex}, which is not defined");
+                c.WideQuant = Array.ConvertAll(c.Quant, q => (int)q);
+            }
             scanComponents[i] = c;
         }
         int ss = s[1 + 2 * count], se = s[2 + 2 * count], ah = s[3 + 2 * count] >> 4, al = s[3 + 2 * count] & 15;
@@ -241,47 +246,100 @@ internal sealed partial class JpegDecoder
         }
         _eobRun = 0;
 
+        // A sequential scan holding every component (the usual baseline file) is decoded one MCU row at a time
+        // straight into sample planes: no whole-image coefficient buffer, and the IDCT runs on cache-warm data.
+        bool streaming = !_progressive && count == _components.Length;
+        foreach (var c in scanComponents)
+        {
+            if (c.Plane is not null)
+                throw new ImageDecodingException($"JPEG component {c.Id} appears in more than one scan of a sequential image");
+            if (streaming)
+            {
+                if (c.Coefficients.Length > 0)
+                    throw new ImageDecodingException($"JPEG component {c.Id} appears in more than one scan of a sequential image");
+                c.Plane = GC.AllocateUninitializedArray<byte>(c.BlocksPerLine * 8 * c.HeightInBlocks * 8);
+                c.RowCoefficients = new short[c.BlocksPerLine * c.V * 64];
+            }
+            else if (c.Coefficients.Length == 0)
+            {
+                c.Coefficients = new short[c.BlocksPerLine * c.BlocksPerColumn * 64];
+            }
+        }
+
         var reader = new JpegBitReader(data, dataStart);
         var scan = new ScanParameters(ss, se, ah, al);
-        int totalMcus;
+        int untilRestart = _restartInterval;
         if (count == 1)
         {
+            // Non-interleaved: one block per MCU over the component's own extent (every progressive AC scan).
             var c = scanComponents[0];
-            totalMcus = c.WidthInBlocks * c.HeightInBlocks;
+            for (int row = 0; row < c.HeightInBlocks; row++)
+            {
+                var target = streaming ? c.RowCoefficients.AsSpan() : c.Coefficients.AsSpan(row * c.BlocksPerLine * 64);
+                for (int col = 0; col < c.WidthInBlocks; col++)
+                {
+                    if (untilRestart == 0 && _restartInterval > 0)
+                    {
+                        RestartScan(ref reader, scanComponents);
+                        untilRestart = _restartInterval;
+                    }
+                    DecodeBlock(ref reader, c, target.Slice(col * 64, 64), scan);
+                    untilRestart--;
+                }
+                if (streaming) FlushStreamedRow(c, row, 1);
+                CheckComplete(ref reader); // a cut-off file fails here, not after decoding every remaining row from zeros
+            }
         }
         else
         {
-            totalMcus = _mcusPerLine * _mcusPerColumn;
-        }
-        int untilRestart = _restartInterval;
-        for (int mcu = 0; mcu < totalMcus; mcu++)
-        {
-            if (_restartInterval > 0 && untilRestart == 0)
+            for (int mcuRow = 0; mcuRow < _mcusPerColumn; mcuRow++)
             {
+                for (int mcuCol = 0; mcuCol < _mcusPerLine; mcuCol++)
+                {
+                    if (untilRestart == 0 && _restartInterval > 0)
+                    {
+                        RestartScan(ref reader, scanComponents);
+                        untilRestart = _restartInterval;
+                    }
+                    foreach (var c in scanComponents)
+                    {
+                        int firstRow = streaming ? 0 : mcuRow * c.V;
+                        var target = streaming ? c.RowCoefficients : c.Coefficients;
+                        for (int v = 0; v < c.V; v++)
+                            for (int h = 0; h < c.H; h++)
+                                DecodeBlock(ref reader, c, target.AsSpan(((firstRow + v) * c.BlocksPerLine + mcuCol * c.H + h) * 64, 64), scan);
+                    }
+                    untilRestart--;
+                }
+                if (streaming)
+                    foreach (var c in scanComponents) FlushStreamedRow(c, mcuRow * c.V, c.V);
                 CheckComplete(ref reader);
-                reader.Restart();
-                foreach (var c in scanComponents) c.DcPredictor = 0;
-                _eobRun = 0;
-                untilRestart = _restartInterval;
             }
-            if (count == 1)
-            {
-                var c = scanComponents[0];
-                int row = mcu / c.WidthInBlocks, col = mcu % c.WidthInBlocks;
-                DecodeBlock(ref reader, c, row * c.BlocksPerLine + col, scan);
-            }
-            else
-            {
-                int mcuRow = mcu / _mcusPerLine, mcuCol = mcu % _mcusPerLine;
-                foreach (var c in scanComponents)
-                    for (int v = 0; v < c.V; v++)
-                        for (int h = 0; h < c.H; h++)
-                            DecodeBlock(ref reader, c, (mcuRow * c.V + v) * c.BlocksPerLine + mcuCol * c.H + h, scan);
-            }
-            untilRestart--;
         }
         CheckComplete(ref reader);
         return reader.Position;
+    }
+
+    private void RestartScan(ref JpegBitReader reader, Component[] scanComponents)
+    {
+        CheckComplete(ref reader);
+        reader.Restart();
+        foreach (var c in scanComponents) c.DcPredictor = 0;
+        _eobRun = 0;
+    }
+
+    /// <summary>Inverse-transforms the streamed block rows [firstBlockRow, +rows) into the plane and clears them.</summary>
+    private static void FlushStreamedRow(Component c, int firstBlockRow, int rows)
+    {
+        int stride = c.BlocksPerLine * 8;
+        for (int v = 0; v < rows; v++)
+        {
+            int blockRow = firstBlockRow + v;
+            if (blockRow >= c.HeightInBlocks) break;
+            for (int bx = 0; bx < c.WidthInBlocks; bx++)
+                InverseTransformBlock(c.RowCoefficients.AsSpan((v * c.BlocksPerLine + bx) * 64, 64), c, c.Plane.AsSpan(blockRow * 8 * stride + bx * 8), stride);
+        }
+        Array.Clear(c.RowCoefficients);
     }
 
     private static void CheckComplete(ref JpegBitReader reader)
@@ -292,28 +350,11 @@ internal sealed partial class JpegDecoder
 
     private readonly record struct ScanParameters(int Ss, int Se, int Ah, int Al);
 
-    private void DecodeBlock(ref JpegBitReader r, Component c, int blockIndex, ScanParameters p)
+    private void DecodeBlock(ref JpegBitReader r, Component c, Span<short> block, ScanParameters p)
     {
-        var block = c.Coefficients.AsSpan(blockIndex * 64, 64);
         if (!_progressive)
         {
-            int t = r.Decode(c.Dc!);
-            c.DcPredictor += r.Receive(t);
-            block[0] = (short)c.DcPredictor;
-            var ac = c.Ac!;
-            for (int k = 1; k < 64; k++)
-            {
-                int rs = r.Decode(ac), run = rs >> 4, size = rs & 15;
-                if (size == 0)
-                {
-                    if (run != 15) break;
-                    k += 15;
-                    continue;
-                }
-                k += run;
-                if (k > 63) throw new ImageDecodingException("JPEG block has more than 64 coefficients (corrupt data)");
-                block[ZigZag[k]] = (short)r.Receive(size);
-            }
+            r.DecodeBaselineBlock(block, c.Dc!, c.Ac!, ref c.DcPredictor, ZigZag);
             return;
         }
 
@@ -332,81 +373,7 @@ internal sealed partial class JpegDecoder
             return;
         }
 
-        if (p.Ah == 0)
-        {
-            if (_eobRun > 0)
-            {
-                _eobRun--;
-                return;
-            }
-            for (int k = p.Ss; k <= p.Se; k++)
-            {
-                int rs = r.Decode(c.Ac!), run = rs >> 4, size = rs & 15;
-                if (size == 0)
-                {
-                    if (run < 15)
-                    {
-                        _eobRun = (1 << run) - 1 + r.Bits(run);
-                        break;
-                    }
-                    k += 15;
-                    continue;
-                }
-                k += run;
-                if (k > 63) throw new ImageDecodingException("JPEG progressive block runs past coefficient 63 (corrupt data)");
-                block[ZigZag[k]] = (short)(r.Receive(size) * (1 << p.Al));
-            }
-            return;
-        }
-
-        RefineAc(ref r, c, block, p);
-    }
-
-    private void RefineAc(ref JpegBitReader r, Component c, Span<short> block, ScanParameters p)
-    {
-        int p1 = 1 << p.Al, m1 = -1 << p.Al;
-        int k = p.Ss;
-        if (_eobRun == 0)
-        {
-            for (; k <= p.Se; k++)
-            {
-                int rs = r.Decode(c.Ac!), run = rs >> 4, size = rs & 15, value = 0;
-                if (size != 0)
-                {
-                    if (size != 1) throw new ImageDecodingException("JPEG progressive refinement has a coefficient of size > 1 (corrupt data)");
-                    value = r.Bit() != 0 ? p1 : m1;
-                }
-                else if (run != 15)
-                {
-                    _eobRun = (1 << run) + r.Bits(run);
-                    break;
-                }
-                do
-                {
-                    int z = ZigZag[k];
-                    if (block[z] != 0)
-                    {
-                        if (r.Bit() != 0 && (block[z] & p1) == 0)
-                            block[z] = (short)(block[z] >= 0 ? block[z] + p1 : block[z] + m1);
-                    }
-                    else if (--run < 0)
-                    {
-                        break;
-                    }
-                    k++;
-                } while (k <= p.Se);
-                if (value != 0 && k <= p.Se) block[ZigZag[k]] = (short)value;
-            }
-        }
-        if (_eobRun > 0)
-        {
-            for (; k <= p.Se; k++)
-            {
-                int z = ZigZag[k];
-                if (block[z] != 0 && r.Bit() != 0 && (block[z] & p1) == 0)
-                    block[z] = (short)(block[z] >= 0 ? block[z] + p1 : block[z] + m1);
-            }
-            _eobRun--;
-        }
+        if (p.Ah == 0) r.DecodeAcFirst(block, c.Ac!, p.Ss, p.Se, p.Al, ref _eobRun);
+        else r.DecodeAcRefine(block, c.Ac!, p.Ss, p.Se, p.Al, ref _eobRun);
     }
 }

@@ -43,48 +43,77 @@ internal sealed partial class JpegDecoder
             if (c.Quant is null) throw new ImageDecodingException($"JPEG component {c.Id} never appears in a scan");
 
         var planes = new byte[_components.Length][];
-        for (int i = 0; i < _components.Length; i++) planes[i] = InverseTransform(_components[i]);
+        for (int i = 0; i < _components.Length; i++)
+            planes[i] = _components[i].Plane ?? InverseTransform(_components[i], _progressive, _options.Parallelism);
 
         int width = _width, height = _height, n = _components.Length;
         var colorSpace = DetectColorSpace();
-        var pixels = new byte[width * height * 3];
-        Parallel.For(0, (height + 15) / 16, band =>
+        var pixels = GC.AllocateUninitializedArray<byte>(width * height * 3);
+        Parallel.For(0, (height + 15) / 16, _options.Parallelism, band =>
         {
-            var rows = new byte[n][];
-            for (int i = 0; i < n; i++) rows[i] = new byte[width + 32];
+            var buffers = new byte[n][];
+            var columnSums = new short[width + 16];
+            var rows = new (byte[] Array, int Offset)[n];
+            for (int i = 0; i < n; i++) buffers[i] = new byte[width + 32];
             int yEnd = Math.Min(height, band * 16 + 16);
             for (int y = band * 16; y < yEnd; y++)
             {
-                for (int i = 0; i < n; i++) UpsampleRow(_components[i], planes[i], y, rows[i]);
+                for (int i = 0; i < n; i++) rows[i] = UpsampleRow(_components[i], planes[i], y, buffers[i], columnSums);
                 ConvertRow(colorSpace, rows, pixels.AsSpan(y * width * 3, width * 3), width);
             }
         });
         return new RgbImage(width, height, pixels);
     }
 
-    private static byte[] InverseTransform(Component c)
+    private static byte[] InverseTransform(Component c, bool zigZagOrder, ParallelOptions parallelism)
     {
         int stride = c.BlocksPerLine * 8;
-        var plane = new byte[stride * c.HeightInBlocks * 8];
+        var plane = GC.AllocateUninitializedArray<byte>(stride * c.HeightInBlocks * 8);
         var coefficients = c.Coefficients;
-        var quant = c.Quant!;
-        var wideQuant = Array.ConvertAll(quant, q => (int)q);
-        bool simd = JpegIdctAvx2.IsSupported;
-        Parallel.For(0, c.HeightInBlocks, by =>
+        Parallel.For(0, c.HeightInBlocks, parallelism, () => new short[64], (by, _, natural) =>
         {
             for (int bx = 0; bx < c.WidthInBlocks; bx++)
             {
                 var block = coefficients.AsSpan((by * c.BlocksPerLine + bx) * 64, 64);
-                var target = plane.AsSpan(by * 8 * stride + bx * 8);
-                if (simd) JpegIdctAvx2.Transform(block, wideQuant, target, stride);
-                else JpegIdct.Transform(block, quant, target, stride);
+                if (zigZagOrder)
+                {
+                    for (int k = 0; k < 64; k++) natural[ZigZag[k]] = block[k];
+                    block = natural;
+                }
+                InverseTransformBlock(block, c, plane.AsSpan(by * 8 * stride + bx * 8), stride);
             }
-        });
+            return natural;
+        }, _ => { });
         return plane;
     }
 
-    /// <summary>One full-resolution row of a component, upsampled as libjpeg-turbo's jdsample.c does by default.</summary>
-    private void UpsampleRow(Component c, byte[] plane, int y, byte[] output)
+    private static void InverseTransformBlock(ReadOnlySpan<short> block, Component c, Span<byte> target, int stride)
+    {
+        if (JpegIdctAvx2.IsSupported) JpegIdctAvx2.Transform(block, c.WideQuant, target, stride);
+        else JpegIdct.Transform(block, c.Quant!, target, stride);
+    }
+
+    /// <summary>
+    /// One full-resolution row of a component, upsampled as libjpeg-turbo's jdsample.c does by default: the plane
+    /// row itself at full resolution, otherwise written into <paramref name="output"/>.
+    /// </summary>
+    private (byte[] Array, int Offset) UpsampleRow(Component c, byte[] plane, int y, byte[] output, short[] columnSums)
+    {
+        int stride = c.BlocksPerLine * 8, hx = _maxH / c.H, vy = _maxV / c.V, dw = c.SampleWidth, dh = c.SampleHeight;
+        int inRow = y / vy;
+        var row0 = plane.AsSpan(inRow * stride, stride);
+        if (hx == 1 && vy == 1) return (plane, inRow * stride);
+        if (hx == 2 && vy == 2 && dw > 2 && JpegSimd.IsSupported)
+        {
+            int neighbour = Math.Clamp((y & 1) == 0 ? inRow - 1 : inRow + 1, 0, dh - 1);
+            JpegSimd.UpsampleH2V2Fancy(row0, plane.AsSpan(neighbour * stride, stride), dw, output, columnSums);
+            return (output, 0);
+        }
+        UpsampleRowScalar(c, plane, y, output);
+        return (output, 0);
+    }
+
+    private void UpsampleRowScalar(Component c, byte[] plane, int y, byte[] output)
     {
         int stride = c.BlocksPerLine * 8, hx = _maxH / c.H, vy = _maxV / c.V, dw = c.SampleWidth, dh = c.SampleHeight;
         int inRow = y / vy;
@@ -143,19 +172,30 @@ internal sealed partial class JpegDecoder
         for (int x = 0; x < _width; x++) output[x] = row0[x / hx];
     }
 
-    private static void ConvertRow(ColorSpace space, byte[][] rows, Span<byte> dst, int width)
+    private static void ConvertRow(ColorSpace space, (byte[] Array, int Offset)[] rows, Span<byte> dst, int width)
+    {
+        if (space == ColorSpace.YCbCr && JpegSimd.IsSupported)
+        {
+            JpegSimd.YCbCrToRgb(rows[0].Array.AsSpan(rows[0].Offset, width), rows[1].Array.AsSpan(rows[1].Offset, width),
+                rows[2].Array.AsSpan(rows[2].Offset, width), dst, width);
+            return;
+        }
+        ConvertRowScalar(space, rows, dst, width);
+    }
+
+    private static void ConvertRowScalar(ColorSpace space, (byte[] Array, int Offset)[] rows, Span<byte> dst, int width)
     {
         switch (space)
         {
             case ColorSpace.Gray:
             {
-                var g = rows[0];
+                var g = rows[0].Array.AsSpan(rows[0].Offset);
                 for (int x = 0; x < width; x++) dst[3 * x] = dst[3 * x + 1] = dst[3 * x + 2] = g[x];
                 break;
             }
             case ColorSpace.Rgb:
             {
-                byte[] r = rows[0], g = rows[1], b = rows[2];
+                ReadOnlySpan<byte> r = Row(rows, 0), g = Row(rows, 1), b = Row(rows, 2);
                 for (int x = 0; x < width; x++)
                 {
                     dst[3 * x] = r[x];
@@ -166,7 +206,7 @@ internal sealed partial class JpegDecoder
             }
             case ColorSpace.YCbCr:
             {
-                byte[] yy = rows[0], cb = rows[1], cr = rows[2];
+                ReadOnlySpan<byte> yy = Row(rows, 0), cb = Row(rows, 1), cr = Row(rows, 2);
                 for (int x = 0; x < width; x++)
                 {
                     int luma = yy[x], blue = cb[x], red = cr[x];
@@ -178,7 +218,7 @@ internal sealed partial class JpegDecoder
             }
             default:
             {
-                byte[] c0 = rows[0], c1 = rows[1], c2 = rows[2], k = rows[3];
+                ReadOnlySpan<byte> c0 = Row(rows, 0), c1 = Row(rows, 1), c2 = Row(rows, 2), k = Row(rows, 3);
                 bool ycck = space == ColorSpace.Ycck;
                 for (int x = 0; x < width; x++)
                 {
@@ -201,6 +241,8 @@ internal sealed partial class JpegDecoder
             }
         }
     }
+
+    private static ReadOnlySpan<byte> Row((byte[] Array, int Offset)[] rows, int i) => rows[i].Array.AsSpan(rows[i].Offset);
 
     private static int MulDiv255(int a, int b)
     {

@@ -80,8 +80,9 @@ internal static class PngDecoder
         if (header.Color == ColorType.Palette && palette is null)
             throw new ImageDecodingException("palette PNG has no PLTE chunk");
 
-        byte[] raw = Inflate(idat, header);
-        return header.Interlaced ? DecodeInterlaced(raw, header, palette) : DecodeProgressive(raw, header, palette);
+        idat.Position = 0;
+        using var z = new ZLibStream(idat, CompressionMode.Decompress);
+        return header.Interlaced ? DecodeInterlaced(Inflate(z, header), header, palette) : DecodeSequential(z, header, palette);
     }
 
     private static string ChunkName(ReadOnlySpan<byte> type)
@@ -132,22 +133,25 @@ internal static class PngDecoder
         return total;
     }
 
-    private static byte[] Inflate(MemoryStream idat, Header h)
+    private static byte[] Inflate(ZLibStream z, Header h)
     {
         long expected = ExpectedRawSize(h);
         if (expected > Array.MaxLength) throw new ImageDecodingException("PNG image data is too large for one buffer");
         var raw = new byte[expected];
-        idat.Position = 0;
-        using var z = new ZLibStream(idat, CompressionMode.Decompress);
+        ReadExactly(z, raw, 0, raw.Length, expected);
+        return raw;
+    }
+
+    private static void ReadExactly(ZLibStream z, byte[] buffer, int offset, int count, long expectedTotal)
+    {
         int filled = 0;
-        while (filled < raw.Length)
+        while (filled < count)
         {
-            int n = z.Read(raw, filled, raw.Length - filled);
+            int n = z.Read(buffer, offset + filled, count - filled);
             if (n == 0)
-                throw new ImageDecodingException($"PNG image data is truncated ({filled} of {expected} bytes after decompression)");
+                throw new ImageDecodingException($"PNG image data is truncated (the decompressed data is shorter than the {expectedTotal} bytes the header implies)");
             filled += n;
         }
-        return raw;
     }
 
     private static void Unfilter(byte[] raw, int offset, int rows, int rowBytes, int bpp)
@@ -156,46 +160,62 @@ internal static class PngDecoder
         for (int y = 0; y < rows; y++)
         {
             int rowStart = offset + y * stride;
-            int filter = raw[rowStart];
-            var row = raw.AsSpan(rowStart + 1, rowBytes);
-            var prev = y > 0 ? raw.AsSpan(rowStart - stride + 1, rowBytes) : Span<byte>.Empty;
-            switch (filter)
-            {
-                case 0: break;
-                case 1:
-                    for (int i = bpp; i < rowBytes; i++) row[i] += row[i - bpp];
-                    break;
-                case 2:
-                    if (y > 0) for (int i = 0; i < rowBytes; i++) row[i] += prev[i];
-                    break;
-                case 3:
-                    for (int i = 0; i < rowBytes; i++)
-                    {
-                        int left = i >= bpp ? row[i - bpp] : 0, up = y > 0 ? prev[i] : 0;
-                        row[i] += (byte)((left + up) >> 1);
-                    }
-                    break;
-                case 4:
-                    for (int i = 0; i < rowBytes; i++)
-                    {
-                        int a = i >= bpp ? row[i - bpp] : 0, b = y > 0 ? prev[i] : 0, c = i >= bpp && y > 0 ? prev[i - bpp] : 0;
-                        int p = a + b - c, pa = Math.Abs(p - a), pb = Math.Abs(p - b), pc = Math.Abs(p - c);
-                        row[i] += (byte)(pa <= pb && pa <= pc ? a : pb <= pc ? b : c);
-                    }
-                    break;
-                default:
-                    throw new ImageDecodingException($"PNG row {y} has unknown filter type {filter}");
-            }
+            UnfilterRow(raw.AsSpan(rowStart, stride), y > 0 ? raw.AsSpan(rowStart - stride + 1, rowBytes) : Span<byte>.Empty, bpp, y);
         }
     }
 
-    private static RgbImage DecodeProgressive(byte[] raw, Header h, byte[]? palette)
+    /// <summary>Reverses one row's filter in place. <paramref name="filtered"/>: filter byte then data; <paramref name="prev"/>:
+    /// the previous row's unfiltered data (empty for a pass's first row).</summary>
+    private static void UnfilterRow(Span<byte> filtered, ReadOnlySpan<byte> prev, int bpp, int y)
     {
-        int rowBytes = (int)h.RowBytes(h.Width);
-        Unfilter(raw, 0, h.Height, rowBytes, h.BytesPerPixelForFilter);
+        int filter = filtered[0];
+        var row = filtered[1..];
+        int rowBytes = row.Length;
+        bool hasPrev = !prev.IsEmpty;
+        switch (filter)
+        {
+            case 0: break;
+            case 1:
+                for (int i = bpp; i < rowBytes; i++) row[i] += row[i - bpp];
+                break;
+            case 2:
+                if (hasPrev) for (int i = 0; i < rowBytes; i++) row[i] += prev[i];
+                break;
+            case 3:
+                for (int i = 0; i < rowBytes; i++)
+                {
+                    int left = i >= bpp ? row[i - bpp] : 0, up = hasPrev ? prev[i] : 0;
+                    row[i] += (byte)((left + up) >> 1);
+                }
+                break;
+            case 4:
+                for (int i = 0; i < rowBytes; i++)
+                {
+                    int a = i >= bpp ? row[i - bpp] : 0, b = hasPrev ? prev[i] : 0, c = i >= bpp && hasPrev ? prev[i - bpp] : 0;
+                    int p = a + b - c, pa = Math.Abs(p - a), pb = Math.Abs(p - b), pc = Math.Abs(p - c);
+                    row[i] += (byte)(pa <= pb && pa <= pc ? a : pb <= pc ? b : c);
+                }
+                break;
+            default:
+                throw new ImageDecodingException($"PNG row {y} has unknown filter type {filter}");
+        }
+    }
+
+    /// <summary>Non-interlaced: inflate, unfilter and convert one row at a time (memory: the output plus two rows).</summary>
+    private static RgbImage DecodeSequential(ZLibStream z, Header h, byte[]? palette)
+    {
+        int rowBytes = (int)h.RowBytes(h.Width), stride = rowBytes + 1;
+        long expected = (long)stride * h.Height;
+        var current = new byte[stride];
+        var previous = new byte[stride];
         var pixels = new byte[h.Width * h.Height * 3];
         for (int y = 0; y < h.Height; y++)
-            ConvertRow(raw.AsSpan(y * (rowBytes + 1) + 1, rowBytes), h, palette, h.Width, pixels, y * h.Width * 3, 3);
+        {
+            ReadExactly(z, current, 0, stride, expected);
+            UnfilterRow(current, y > 0 ? previous.AsSpan(1) : Span<byte>.Empty, h.BytesPerPixelForFilter, y);
+            ConvertRow(current.AsSpan(1), h, palette, h.Width, pixels, y * h.Width * 3, 3);
+            (current, previous) = (previous, current);
+        }
         return new RgbImage(h.Width, h.Height, pixels);
     }
 

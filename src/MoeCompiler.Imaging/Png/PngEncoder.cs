@@ -6,7 +6,9 @@ namespace MoeCompiler.Imaging;
 /// <summary>Writes 8-bit RGB PNGs (filter chosen per row by the minimum-sum-of-absolute-differences heuristic).</summary>
 public static class PngEncoder
 {
-    public static byte[] Encode(RgbImage image, CompressionLevel level = CompressionLevel.Optimal)
+    public static byte[] Encode(RgbImage image) => Encode(image, CompressionLevel.Optimal);
+
+    public static byte[] Encode(RgbImage image, CompressionLevel level)
     {
         ArgumentNullException.ThrowIfNull(image);
         int w = image.Width, h = image.Height, rowBytes = w * 3;

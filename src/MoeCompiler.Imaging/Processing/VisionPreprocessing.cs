@@ -15,6 +15,9 @@ public sealed record VisionPreprocessing(string Tower, int ImageSize, float[] Me
     public static VisionPreprocessing Siglip(int imageSize = 384) =>
         new("siglip", imageSize, [0.5f, 0.5f, 0.5f], [0.5f, 0.5f, 0.5f]);
 
+    /// <summary>Threads the resize may use (-1: all cores).</summary>
+    public int MaxDegreeOfParallelism { get; init; } = -1;
+
     private bool IsSiglip => Tower.Equals("siglip", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>The padding colour: <c>tuple(int(x*255) for x in image_mean)</c>, computed in double as Python does.</summary>
@@ -25,25 +28,31 @@ public sealed record VisionPreprocessing(string Tower, int ImageSize, float[] Me
     {
         ArgumentNullException.ThrowIfNull(image);
         Validate();
-        if (PadToSquare) image = ExpandToSquare(image, PadColor);
-        if (IsSiglip) return PillowResize.Bicubic(image, ImageSize, ImageSize);
+        // The padded canvas is never built: the resize reads the picture through it (same bytes, less memory).
+        int canvasWidth = image.Width, canvasHeight = image.Height;
+        if (PadToSquare) canvasWidth = canvasHeight = Math.Max(image.Width, image.Height);
+        int left = (canvasWidth - image.Width) / 2, top = (canvasHeight - image.Height) / 2;
+        if (IsSiglip) return Resize(image, canvasWidth, canvasHeight, left, top, ImageSize, ImageSize);
 
         // CLIPImageProcessor: resize the shortest edge to ImageSize, the other to int(ImageSize * long / short).
-        int w = image.Width, h = image.Height;
         int newW, newH;
-        if (w <= h)
+        if (canvasWidth <= canvasHeight)
         {
             newW = ImageSize;
-            newH = (int)((long)ImageSize * h / w);
+            newH = (int)((long)ImageSize * canvasHeight / canvasWidth);
         }
         else
         {
             newH = ImageSize;
-            newW = (int)((long)ImageSize * w / h);
+            newW = (int)((long)ImageSize * canvasWidth / canvasHeight);
         }
-        var resized = PillowResize.Bicubic(image, newW, newH);
-        return CenterCrop(resized, ImageSize, ImageSize);
+        return CenterCrop(Resize(image, canvasWidth, canvasHeight, left, top, newW, newH), ImageSize, ImageSize);
     }
+
+    private RgbImage Resize(RgbImage image, int canvasWidth, int canvasHeight, int left, int top, int width, int height) =>
+        canvasWidth == image.Width && canvasHeight == image.Height
+            ? PillowResize.Bicubic(image, width, height, MaxDegreeOfParallelism)
+            : PillowResize.BicubicOnCanvas(image, canvasWidth, canvasHeight, left, top, PadColor, width, height, MaxDegreeOfParallelism);
 
     /// <summary>Preprocesses to a CHW float tensor [3, ImageSize, ImageSize].</summary>
     public float[] Apply(RgbImage image)

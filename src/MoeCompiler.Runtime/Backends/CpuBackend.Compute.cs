@@ -1,4 +1,5 @@
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
+using System.Runtime.Intrinsics;
 using MoeCompiler.Runtime.Kernels;
 using MoeCompiler.Runtime.Tensors;
 using MoeCompiler.Runtime.Threading;
@@ -19,45 +20,21 @@ public sealed unsafe partial class CpuBackend
         if (y.Rows != m || y.Columns != n) throw new ArgumentException($"Linear: output {y} should be [{m}, {n}]");
         RequireWritable(y);
         ReadOnlySpan<float> b = BiasOrEmpty(bias, n);
+        if (m == 0 || n == 0) return;
+        if (k == 0)
+        {
+            for (int i = 0; i < m; i++)
+                if (b.IsEmpty) y.AsFloats().Slice(i * n, n).Clear();
+                else b.CopyTo(y.AsFloats().Slice(i * n, n));
+            return;
+        }
         lock (_gate)
         {
             fixed (float* biasPointer = b)
             {
-                var job = new LinearJob
-                {
-                    X = (float*)x.Data, Y = (float*)y.Data, Bias = b.IsEmpty ? null : biasPointer,
-                    Weight = new WeightView(weight), M = m, K = k, N = n,
-                    Scratch = weight.DType == DType.F32 ? null : _scratch.Ensure(k),
-                };
-                _pool.Run((n + LinearJob.RowsPerTask - 1) / LinearJob.RowsPerTask, ref job);
-            }
-        }
-    }
-
-    private struct LinearJob : IParallelJob
-    {
-        public const int RowsPerTask = 16;
-        public float* X, Y, Bias;
-        public WeightView Weight;
-        public int M, K, N;
-        public float** Scratch;
-
-        public void Execute(int index, int worker)
-        {
-            int start = index * RowsPerTask, end = Math.Min(N, start + RowsPerTask);
-            for (int j = start; j < end; j++)
-            {
-                float* w;
-                if (Scratch == null) w = Weight.F32Row(j);
-                else
-                {
-                    w = Scratch[worker];
-                    Weight.DecodeRow(j, 0, K, w);
-                }
-                var row = new ReadOnlySpan<float>(w, K);
-                float b = Bias == null ? 0 : Bias[j];
-                for (int i = 0; i < M; i++)
-                    Y[(long)i * N + j] = TensorPrimitives.Dot(new ReadOnlySpan<float>(X + (long)i * K, K), row) + b;
+                float* shared = _scratch.Shared(Gemm.SharedFloats(m, n, _isa));
+                Gemm.Run(_pool, _scratch.Ensure(Gemm.ScratchFloats(m, k, _isa)), shared, _isa, (float*)x.Data, m, k,
+                    new WeightView(weight), b.IsEmpty ? null : biasPointer, (float*)y.Data);
             }
         }
     }
@@ -66,45 +43,74 @@ public sealed unsafe partial class CpuBackend
     {
         RequireF32(x, nameof(x));
         RequireF32(y, nameof(y));
+        RequireWritable(y);
         int width = x.Columns;
-        if (y.Length != x.Length) throw new ArgumentException($"LayerNorm: {x} to {y}");
-        var w = VectorOf(weight, width, "LayerNorm weight");
-        var b = BiasOrEmpty(bias, width);
-        var input = x.AsFloats();
-        var output = y.AsFloats();
-        for (int r = 0; r < x.Rows; r++)
-        {
-            var row = input.Slice(r * width, width);
-            var outRow = output.Slice(r * width, width);
-            float mean = TensorPrimitives.Sum(row) / width;
-            float variance = 0;
-            for (int i = 0; i < width; i++)
-            {
-                float d = row[i] - mean;
-                variance += d * d;
-            }
-            variance /= width;
-            float inverse = 1f / MathF.Sqrt(variance + epsilon);
-            for (int i = 0; i < width; i++)
-                outRow[i] = (row[i] - mean) * inverse * w[i] + (b.IsEmpty ? 0 : b[i]);
-        }
+        if (y.Length != x.Length || y.Columns != width) throw new ArgumentException($"LayerNorm: {x} to {y}");
+        Normalize(x, VectorOf(weight, width, "LayerNorm weight"), BiasOrEmpty(bias, width), epsilon, y, centre: true);
     }
 
     public void RmsNorm(Tensor x, Tensor weight, float epsilon, Tensor y)
     {
         RequireF32(x, nameof(x));
         RequireF32(y, nameof(y));
+        RequireWritable(y);
         int width = x.Columns;
-        if (y.Length != x.Length) throw new ArgumentException($"RmsNorm: {x} to {y}");
-        var w = VectorOf(weight, width, "RmsNorm weight");
-        var input = x.AsFloats();
-        var output = y.AsFloats();
-        for (int r = 0; r < x.Rows; r++)
+        if (y.Length != x.Length || y.Columns != width) throw new ArgumentException($"RmsNorm: {x} to {y}");
+        Normalize(x, VectorOf(weight, width, "RmsNorm weight"), default, epsilon, y, centre: false);
+    }
+
+    private void Normalize(Tensor x, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, float epsilon, Tensor y, bool centre)
+    {
+        fixed (float* w = weight)
+        fixed (float* b = bias)
         {
-            var row = input.Slice(r * width, width);
-            var outRow = output.Slice(r * width, width);
-            float inverse = 1f / MathF.Sqrt(TensorPrimitives.SumOfSquares(row) / width + epsilon);
-            for (int i = 0; i < width; i++) outRow[i] = row[i] * inverse * w[i];
+            var job = new RowJob
+            {
+                Kind = centre ? RowJob.Operation.LayerNorm : RowJob.Operation.RmsNorm, Isa = _isa,
+                X = (float*)x.Data, Y = (float*)y.Data, W = w, B = bias.IsEmpty ? null : b,
+                Width = x.Columns, Rows = x.Rows, Epsilon = epsilon,
+            };
+            _pool.Run((job.Rows + RowJob.RowsPerTask - 1) / RowJob.RowsPerTask, ref job);
+        }
+    }
+
+    /// <summary>Row-wise kernels: each row is reduced in a fixed order by one task.</summary>
+    private struct RowJob : IParallelJob
+    {
+        public const int RowsPerTask = 8;
+        public enum Operation { LayerNorm, RmsNorm, Softmax }
+        public Operation Kind;
+        public KernelIsa Isa;
+        public float* X, Y, W, B;
+        public int Width, Rows;
+        public float Epsilon;
+
+        public void Execute(int index, int worker)
+        {
+            int end = Math.Min(Rows, (index + 1) * RowsPerTask);
+            for (int r = index * RowsPerTask; r < end; r++)
+            {
+                float* x = X + (long)r * Width, y = Y + (long)r * Width;
+                switch (Kind)
+                {
+                    case Operation.LayerNorm:
+                        {
+                            float mean = Elementwise.Sum(Isa, x, Width, 0, squares: false) / Width;
+                            float variance = Elementwise.Sum(Isa, x, Width, mean, squares: true) / Width;
+                            Elementwise.Normalize(Isa, x, mean, 1f / MathF.Sqrt(variance + Epsilon), W, B, y, Width);
+                            break;
+                        }
+                    case Operation.RmsNorm:
+                        {
+                            float meanSquare = Elementwise.Sum(Isa, x, Width, 0, squares: true) / Width;
+                            Elementwise.Normalize(Isa, x, 0, 1f / MathF.Sqrt(meanSquare + Epsilon), W, null, y, Width);
+                            break;
+                        }
+                    default:
+                        Elementwise.Softmax(Isa, x, y, Width);
+                        break;
+                }
+            }
         }
     }
 
@@ -116,54 +122,72 @@ public sealed unsafe partial class CpuBackend
         if (rotaryDims <= 0 || rotaryDims > headDim || rotaryDims % 2 != 0)
             throw new ArgumentOutOfRangeException(nameof(rotaryDims), $"rotary dims {rotaryDims} for head dim {headDim}");
         ArgumentOutOfRangeException.ThrowIfNegative(startPosition);
-        var data = x.AsFloats();
-        int half = rotaryDims / 2;
-        for (int t = 0; t < x.Rows; t++)
-            for (int i = 0; i < half; i++)
-            {
-                double angle = (startPosition + t) * Math.Pow(theta, -2.0 * i / rotaryDims);
-                float cos = (float)Math.Cos(angle), sin = (float)Math.Sin(angle);
-                for (int h = 0; h < heads; h++)
-                {
-                    int head = (t * heads + h) * headDim;
-                    float first = data[head + i], second = data[head + i + half];
-                    data[head + i] = first * cos - second * sin;
-                    data[head + i + half] = second * cos + first * sin;
-                }
-            }
-    }
-
-    public void Activate(Tensor x, Activation activation, Tensor y)
-    {
-        RequireSameF32(x, x, y);
-        var input = x.AsFloats();
-        var output = y.AsFloats();
-        switch (activation)
+        int half = rotaryDims / 2, rows = x.Rows;
+        lock (_gate)
         {
-            case Activation.GeluErf: for (int i = 0; i < input.Length; i++) output[i] = Activations.GeluErf(input[i]); break;
-            case Activation.GeluTanh: for (int i = 0; i < input.Length; i++) output[i] = Activations.GeluTanh(input[i]); break;
-            case Activation.QuickGelu: for (int i = 0; i < input.Length; i++) output[i] = Activations.QuickGelu(input[i]); break;
-            case Activation.Silu: for (int i = 0; i < input.Length; i++) output[i] = Activations.Silu(input[i]); break;
-            default: throw new ArgumentOutOfRangeException(nameof(activation));
+            float* table = _scratch.Shared(2L * rows * half);
+            for (int t = 0; t < rows; t++)
+                for (int i = 0; i < half; i++)
+                {
+                    double angle = (double)(startPosition + t) * Math.Pow(theta, -2.0 * i / rotaryDims);
+                    table[(long)t * 2 * half + i] = (float)Math.Cos(angle);
+                    table[(long)t * 2 * half + half + i] = (float)Math.Sin(angle);
+                }
+            var job = new RotaryJob { X = (float*)x.Data, Table = table, Heads = heads, HeadDim = headDim, Half = half, Isa = _isa };
+            _pool.Run(rows, ref job);
         }
     }
 
-    public void SwiGlu(Tensor gate, Tensor up, Tensor y)
+    private struct RotaryJob : IParallelJob
     {
-        RequireSameF32(gate, up, y);
-        var g = gate.AsFloats();
-        var u = up.AsFloats();
-        var output = y.AsFloats();
-        for (int i = 0; i < g.Length; i++) output[i] = Activations.Silu(g[i]) * u[i];
+        public float* X, Table;
+        public int Heads, HeadDim, Half;
+        public KernelIsa Isa;
+
+        public void Execute(int t, int worker)
+        {
+            float* cos = Table + (long)t * 2 * Half, sin = cos + Half;
+            for (int h = 0; h < Heads; h++)
+            {
+                float* first = X + ((long)t * Heads + h) * HeadDim, second = first + Half;
+                int i = 0;
+                if (Isa == KernelIsa.Avx512)
+                    for (; i + 16 <= Half; i += 16)
+                    {
+                        var a = Vector512.Load(first + i);
+                        var b = Vector512.Load(second + i);
+                        var c = Vector512.Load(cos + i);
+                        var s = Vector512.Load(sin + i);
+                        (a * c - b * s).Store(first + i);
+                        (b * c + a * s).Store(second + i);
+                    }
+                else if (Isa == KernelIsa.Avx2)
+                    for (; i + 8 <= Half; i += 8)
+                    {
+                        var a = Vector256.Load(first + i);
+                        var b = Vector256.Load(second + i);
+                        var c = Vector256.Load(cos + i);
+                        var s = Vector256.Load(sin + i);
+                        (a * c - b * s).Store(first + i);
+                        (b * c + a * s).Store(second + i);
+                    }
+                for (; i < Half; i++)
+                {
+                    float a = first[i], b = second[i];
+                    first[i] = a * cos[i] - b * sin[i];
+                    second[i] = b * cos[i] + a * sin[i];
+                }
+            }
+        }
     }
 
     public void Softmax(Tensor x, Tensor y)
     {
         RequireSameF32(x, x, y);
-        int width = x.Columns;
-        var input = x.AsFloats();
-        var output = y.AsFloats();
-        for (int r = 0; r < x.Rows; r++) TensorPrimitives.SoftMax(input.Slice(r * width, width), output.Slice(r * width, width));
+        RequireWritable(y);
+        if (y.Columns != x.Columns) throw new ArgumentException($"Softmax: {x} to {y}");
+        var job = new RowJob { Kind = RowJob.Operation.Softmax, Isa = _isa, X = (float*)x.Data, Y = (float*)y.Data, Width = x.Columns, Rows = x.Rows };
+        _pool.Run((job.Rows + RowJob.RowsPerTask - 1) / RowJob.RowsPerTask, ref job);
     }
 
     public void Attention(Tensor q, Tensor k, Tensor v, Tensor y, int heads, int kvHeads, int headDim, bool causal, int queryStart)
@@ -191,12 +215,14 @@ public sealed unsafe partial class CpuBackend
                 Heads = heads, Group = heads / kvHeads, HeadDim = headDim, KvWidth = kvHeads * headDim,
                 Keys = keys, Causal = causal, QueryStart = queryStart,
                 Scale = 1f / MathF.Sqrt(headDim),
-                Scratch = _scratch.Ensure(keys),
+                Scratch = _scratch.Ensure(keys), Isa = _isa,
             };
             _pool.Run(queries * heads, ref job);
         }
     }
 
+    /// <summary>One (query row, head): scores over the visible keys, softmax, weighted sum of values, all in
+    /// key order inside the task.</summary>
     private struct AttentionJob : IParallelJob
     {
         public float* Q, K, V, Y;
@@ -204,22 +230,43 @@ public sealed unsafe partial class CpuBackend
         public bool Causal;
         public float Scale;
         public float** Scratch;
+        public KernelIsa Isa;
 
         public void Execute(int index, int worker)
         {
             int t = index / Heads, h = index % Heads, kvHead = h / Group;
             int visible = Causal ? QueryStart + t + 1 : Keys;
             float* scores = Scratch[worker];
-            var query = new ReadOnlySpan<float>(Q + ((long)t * Heads + h) * HeadDim, HeadDim);
-            for (int s = 0; s < visible; s++)
-                scores[s] = TensorPrimitives.Dot(query, new ReadOnlySpan<float>(K + (long)s * KvWidth + kvHead * HeadDim, HeadDim)) * Scale;
-            var p = new Span<float>(scores, visible);
-            TensorPrimitives.SoftMax(p, p);
-            var output = new Span<float>(Y + ((long)t * Heads + h) * HeadDim, HeadDim);
-            output.Clear();
-            for (int s = 0; s < visible; s++)
-                TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(V + (long)s * KvWidth + kvHead * HeadDim, HeadDim), p[s], output, output);
+            float* query = Q + ((long)t * Heads + h) * HeadDim;
+            float* keys = K + kvHead * HeadDim;
+            for (int s = 0; s < visible; s++) scores[s] = Gemm.DotF32(Isa, query, keys + (long)s * KvWidth, HeadDim) * Scale;
+            Elementwise.Softmax(Isa, scores, scores, visible);
+            float* output = Y + ((long)t * Heads + h) * HeadDim;
+            float* values = V + kvHead * HeadDim;
+            new Span<float>(output, HeadDim).Clear();
+            for (int s = 0; s < visible; s++) AccumulateScaled(Isa, values + (long)s * KvWidth, scores[s], output, HeadDim);
         }
+    }
+
+    /// <summary>y += a·x.</summary>
+    private static void AccumulateScaled(KernelIsa isa, float* x, float a, float* y, int n)
+    {
+        int i = 0;
+        if (isa == KernelIsa.Avx512)
+        {
+            var s = Vector512.Create(a);
+            for (; i + 16 <= n; i += 16)
+                Vector512.FusedMultiplyAdd(Vector512.Load(x + i), s,
+                    Vector512.Load(y + i)).Store(y + i);
+        }
+        else if (isa == KernelIsa.Avx2)
+        {
+            var s = Vector256.Create(a);
+            for (; i + 8 <= n; i += 8)
+                Vector256.FusedMultiplyAdd(Vector256.Load(x + i), s,
+                    Vector256.Load(y + i)).Store(y + i);
+        }
+        for (; i < n; i++) y[i] = MathF.FusedMultiplyAdd(x[i], a, y[i]);
     }
 
     public void PatchEmbed(Tensor image, Tensor weight, Tensor? bias, int patch, Tensor y)
@@ -276,24 +323,46 @@ public sealed unsafe partial class CpuBackend
         if (x.Rank != 3 || outHeight <= 0 || outWidth <= 0) throw new ArgumentException($"UpsampleBicubic: input {x} must be [C, H, W]");
         int channels = x.Dim(0), height = x.Dim(1), width = x.Dim(2);
         if (y.Length != (long)channels * outHeight * outWidth) throw new ArgumentException($"UpsampleBicubic: output {y} should be [{channels}, {outHeight}, {outWidth}]");
+        RequireWritable(y);
         var rowTaps = BicubicTaps.Compute(height, outHeight);
         var columnTaps = BicubicTaps.Compute(width, outWidth);
-        var input = x.AsFloats();
-        var output = y.AsFloats();
-        for (int c = 0; c < channels; c++)
-            for (int oy = 0; oy < outHeight; oy++)
-                for (int ox = 0; ox < outWidth; ox++)
+        fixed (int* rowIndex = rowTaps.Index, columnIndex = columnTaps.Index)
+        fixed (float* rowWeight = rowTaps.Weight, columnWeight = columnTaps.Weight)
+        {
+            var job = new BicubicJob
+            {
+                X = (float*)x.Data, Y = (float*)y.Data, Height = height, Width = width, OutHeight = outHeight, OutWidth = outWidth,
+                RowIndex = rowIndex, ColumnIndex = columnIndex, RowWeight = rowWeight, ColumnWeight = columnWeight,
+            };
+            _pool.Run(channels * outHeight, ref job);
+        }
+    }
+
+    /// <summary>One output row: Σᵢ wyᵢ·(Σⱼ wxⱼ·x[clamped taps]), in PyTorch's order (rows outer, columns inner).</summary>
+    private struct BicubicJob : IParallelJob
+    {
+        public float* X, Y, RowWeight, ColumnWeight;
+        public int* RowIndex, ColumnIndex;
+        public int Height, Width, OutHeight, OutWidth;
+
+        public void Execute(int index, int worker)
+        {
+            int c = index / OutHeight, oy = index % OutHeight;
+            float* output = Y + (long)index * OutWidth;
+            float* plane = X + (long)c * Height * Width;
+            for (int ox = 0; ox < OutWidth; ox++)
+            {
+                float sum = 0;
+                for (int i = 0; i < 4; i++)
                 {
-                    float sum = 0;
-                    for (int i = 0; i < 4; i++)
-                    {
-                        int rowStart = (c * height + rowTaps.Index[oy * 4 + i]) * width;
-                        float row = 0;
-                        for (int j = 0; j < 4; j++) row += columnTaps.Weight[ox * 4 + j] * input[rowStart + columnTaps.Index[ox * 4 + j]];
-                        sum += rowTaps.Weight[oy * 4 + i] * row;
-                    }
-                    output[(c * outHeight + oy) * outWidth + ox] = sum;
+                    float* row = plane + (long)RowIndex[oy * 4 + i] * Width;
+                    float value = 0;
+                    for (int j = 0; j < 4; j++) value += ColumnWeight[ox * 4 + j] * row[ColumnIndex[ox * 4 + j]];
+                    sum += RowWeight[oy * 4 + i] * value;
                 }
+                output[ox] = sum;
+            }
+        }
     }
 
     private static ReadOnlySpan<float> BiasOrEmpty(Tensor? bias, int n)

@@ -11,7 +11,7 @@ namespace MoeCompiler.Runtime.Backends;
 /// </summary>
 public sealed unsafe partial class CpuBackend : IBackend
 {
-    private static readonly Lazy<CpuBackend> s_shared = new(() => new CpuBackend(null, isShared: true));
+    private static readonly Lazy<CpuBackend> s_shared = new(() => new CpuBackend(null, KernelIsaSupport.Default, isShared: true));
 
     private readonly WorkerPool _pool;
     private readonly ScratchBuffers _scratch;
@@ -19,14 +19,24 @@ public sealed unsafe partial class CpuBackend : IBackend
     private readonly bool _isShared;
     private bool _disposed;
 
-    public CpuBackend(int? threads = null) : this(threads, isShared: false)
+    private readonly KernelIsa _isa;
+
+    /// <param name="threads">Pool size, the caller's thread included; default: one per core.</param>
+    public CpuBackend(int? threads = null) : this(threads, KernelIsaSupport.Default, isShared: false)
     {
     }
 
-    private CpuBackend(int? threads, bool isShared)
+    /// <summary>A backend forced onto one instruction-set path (tests, benchmarks).</summary>
+    public CpuBackend(int? threads, KernelIsa isa) : this(threads, isa, isShared: false)
+    {
+    }
+
+    private CpuBackend(int? threads, KernelIsa isa, bool isShared)
     {
         int count = threads ?? Environment.ProcessorCount;
         ArgumentOutOfRangeException.ThrowIfLessThan(count, 1, nameof(threads));
+        if (!KernelIsaSupport.IsSupported(isa)) throw new PlatformNotSupportedException($"this CPU supports at most {KernelIsaSupport.Best}, not {isa}");
+        _isa = isa;
         _pool = new WorkerPool(count);
         _scratch = new ScratchBuffers(count);
         _isShared = isShared;
@@ -35,7 +45,8 @@ public sealed unsafe partial class CpuBackend : IBackend
     /// <summary>A process-wide backend using every core; disposing it does nothing.</summary>
     public static CpuBackend Shared => s_shared.Value;
 
-    public string Name => $"cpu ({_pool.Threads} threads)";
+    public string Name => $"cpu ({_pool.Threads} threads, {_isa})";
+    public KernelIsa Isa => _isa;
     public int Threads => _pool.Threads;
 
     public void Dispose()
@@ -107,19 +118,56 @@ public sealed unsafe partial class CpuBackend : IBackend
     public void Add(Tensor a, Tensor b, Tensor y)
     {
         RequireSameF32(a, b, y);
-        TensorPrimitives.Add(a.AsFloats(), b.AsFloats(), y.AsFloats());
+        RunElementwise(Elementwise.Op.Add, a, b, y, 0);
     }
 
     public void Multiply(Tensor a, Tensor b, Tensor y)
     {
         RequireSameF32(a, b, y);
-        TensorPrimitives.Multiply(a.AsFloats(), b.AsFloats(), y.AsFloats());
+        RunElementwise(Elementwise.Op.Multiply, a, b, y, 0);
     }
 
     public void Scale(Tensor x, float scale, Tensor y)
     {
         RequireSameF32(x, x, y);
-        TensorPrimitives.Multiply(x.AsFloats(), scale, y.AsFloats());
+        RunElementwise(Elementwise.Op.Scale, x, x, y, scale);
+    }
+
+    public void Activate(Tensor x, Activation activation, Tensor y)
+    {
+        RequireSameF32(x, x, y);
+        RunElementwise(Elementwise.ForActivation(activation), x, x, y, 0);
+    }
+
+    public void SwiGlu(Tensor gate, Tensor up, Tensor y)
+    {
+        RequireSameF32(gate, up, y);
+        RunElementwise(Elementwise.Op.SwiGlu, gate, up, y, 0);
+    }
+
+    private void RunElementwise(Elementwise.Op op, Tensor a, Tensor b, Tensor y, float scale)
+    {
+        RequireWritable(y);
+        long n = y.Length;
+        var job = new ElementwiseJob { Op = op, Isa = _isa, A = (float*)a.Data, B = (float*)b.Data, Y = (float*)y.Data, N = n, Scale = scale };
+        _pool.Run((int)((n + ElementwiseJob.Chunk - 1) / ElementwiseJob.Chunk), ref job);
+    }
+
+    private struct ElementwiseJob : IParallelJob
+    {
+        public const int Chunk = 1 << 15;
+        public Elementwise.Op Op;
+        public KernelIsa Isa;
+        public float* A, B, Y;
+        public long N;
+        public float Scale;
+
+        public void Execute(int index, int worker)
+        {
+            long start = (long)index * Chunk;
+            int count = (int)Math.Min(Chunk, N - start);
+            Elementwise.Apply(Op, Isa, A + start, B + start, Y + start, count, Scale);
+        }
     }
 
     public void GatherRows(Tensor source, ReadOnlySpan<int> rows, Tensor destination)

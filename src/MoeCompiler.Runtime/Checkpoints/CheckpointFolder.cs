@@ -100,6 +100,7 @@ public sealed class CheckpointFolder : IDisposable
         {
             throw new CheckpointException(indexPath, "cannot read the index: " + e.Message, e);
         }
+        if (!System.Text.Unicode.Utf8.IsValid(bytes)) throw new CheckpointException(indexPath, "index is not valid UTF-8");
         try
         {
             using var doc = JsonDocument.Parse(bytes, new JsonDocumentOptions { AllowTrailingCommas = false, CommentHandling = JsonCommentHandling.Disallow, MaxDepth = 16 });
@@ -122,6 +123,10 @@ public sealed class CheckpointFolder : IDisposable
         catch (JsonException e)
         {
             throw new CheckpointException(indexPath, "index is not valid JSON: " + e.Message, e);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new CheckpointException(indexPath, "index holds an invalid string: " + e.Message, e);
         }
     }
 
@@ -147,7 +152,12 @@ public sealed class CheckpointFolder : IDisposable
             {
                 foreach (var (key, shard) in map)
                 {
-                    if (!byKey.TryGetValue(key, out var found))
+                    string listed = key;
+                    // an int8 tensor's scales are folded into it and not listed as a key of their own
+                    if (!byKey.ContainsKey(key) && key.EndsWith(SafetensorsFile.Int8ScalesSuffix, StringComparison.Ordinal)
+                        && byKey.TryGetValue(key[..^SafetensorsFile.Int8ScalesSuffix.Length], out var owner) && owner.Item2.DType == DType.I8)
+                        listed = owner.Item2.Key;
+                    if (!byKey.TryGetValue(listed, out var found))
                         throw new CheckpointException(indexPath, $"lists '{key}' in {shard}, but that shard has no such tensor");
                     if (!string.Equals(System.IO.Path.GetFileName(found.Item1.FilePath), shard, StringComparison.Ordinal))
                         throw new CheckpointException(indexPath, $"lists '{key}' in {shard}, but it is in {System.IO.Path.GetFileName(found.Item1.FilePath)}");

@@ -63,9 +63,13 @@ public static class ConfigImporter
         return problems;
     }
 
-    /// <summary>Throws a <see cref="CheckpointException"/> listing every mismatch, before weights are loaded.</summary>
-    public static void EnsureMatches(string folderOrConfig, ModelDescription description)
+    /// <summary>
+    /// Throws a <see cref="CheckpointException"/> listing every mismatch, before weights are loaded. A folder
+    /// without config.json passes unless <paramref name="requireConfig"/> is set (the weights are checked anyway).
+    /// </summary>
+    public static void EnsureMatches(string folderOrConfig, ModelDescription description, bool requireConfig = false)
     {
+        if (!requireConfig && !File.Exists(ConfigPath(folderOrConfig))) return;
         var problems = FindMismatches(folderOrConfig, description);
         if (problems.Count > 0)
             throw new CheckpointException(ConfigPath(folderOrConfig),
@@ -118,7 +122,14 @@ public static class ConfigImporter
         using (doc)
         {
             if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new CheckpointException(path, "config.json is not a JSON object");
-            return new ConfigReader(doc.RootElement, path).Build();
+            try
+            {
+                return new ConfigReader(doc.RootElement, path).Build();
+            }
+            catch (InvalidOperationException e)
+            {
+                throw new CheckpointException(path, "config.json holds an invalid string: " + e.Message, e);
+            }
         }
     }
 
@@ -128,6 +139,8 @@ public static class ConfigImporter
 
         private JsonElement? Get(JsonElement obj, string key) =>
             obj.TryGetProperty(key, out var v) && v.ValueKind != JsonValueKind.Null ? v : null;
+
+        private bool Has(string key) => Get(root, key) is not null;
 
         private int Int(string key, int? fallback = null, JsonElement? obj = null)
         {
@@ -141,8 +154,9 @@ public static class ConfigImporter
         {
             var v = Get(obj ?? root, key);
             if (v is null) return fallback;
-            if (v.Value.ValueKind != JsonValueKind.Number) throw Fail($"config.json '{key}' is not a number");
-            return v.Value.GetDouble();
+            if (v.Value.ValueKind != JsonValueKind.Number || !v.Value.TryGetDouble(out double d) || !double.IsFinite(d))
+                throw Fail($"config.json '{key}' is not a finite number");
+            return d;
         }
 
         private string? String(string key, JsonElement? obj = null)
@@ -182,7 +196,7 @@ public static class ConfigImporter
             {
                 "moe_llava_stablelm" or "llava_stablelm" or "stablelm" or "stablelm_epoch" => "stablelm",
                 "moe_llava_qwen" or "llava_qwen" or "qwen" => "qwen",
-                "moe_llava_phi" or "llava_phi" or "phi" => "phi",
+                "moe_llava_phi" or "llava_phi" or "phi" or "phi-msft" => "phi",
                 "moe_llava_mistral" or "llava_mistral" or "mistral" => "mistral",
                 "llava_mixtral" or "mixtral" => "mixtral",
                 _ => throw Fail($"model_type '{modelType}' is not a MoE-LLaVA, LLaVA, CuMo or Mixtral model this importer knows " +
@@ -190,19 +204,23 @@ public static class ConfigImporter
             };
             bool openChat = family == "mistral" && !cumo && modelType.StartsWith("moe_llava", StringComparison.Ordinal);
 
-            int hidden = Int("hidden_size");
-            int layers = Int("num_hidden_layers");
-            int heads = Int("num_attention_heads");
+            // older configs (stablelm_epoch, phi-msft) spell some keys differently
+            int hidden = Int("hidden_size", Has("n_embd") ? Int("n_embd") : null);
+            int layers = Int("num_hidden_layers", Has("n_layer") ? Int("n_layer") : null);
+            int heads = Int("num_attention_heads", Has("n_head") ? Int("n_head") : null);
             int kvHeads = family is "qwen" ? heads : Int("num_key_value_heads", heads);
-            if (heads <= 0 || hidden % heads != 0) throw Fail($"hidden_size {hidden} is not a multiple of num_attention_heads {heads}");
             int vocab = Int("vocab_size");
-            int ffn = Int("intermediate_size");
+            int ffn = Int("intermediate_size", family == "phi" ? Int("n_inner", 4 * hidden) : null); // phi-msft: n_inner, null = 4 H
             if (family == "qwen") ffn /= 2; // Qwen's config counts both w1 and w2
+            foreach (var (what, value) in new[] { ("hidden_size", hidden), ("num_hidden_layers", layers), ("num_attention_heads", heads), ("vocab_size", vocab), ("intermediate_size", ffn) })
+                if (value <= 0) throw Fail($"config.json '{what}' is {value}; it must be positive");
+            if (kvHeads <= 0 || heads % kvHeads != 0) throw Fail($"num_key_value_heads {kvHeads} does not divide num_attention_heads {heads}");
+            if (hidden % heads != 0) throw Fail($"hidden_size {hidden} is not a multiple of num_attention_heads {heads}");
             double normEps = family switch
             {
-                "stablelm" => Double("layer_norm_eps", 1e-5),
+                "stablelm" => Double("layer_norm_eps", Double("norm_eps", 1e-5)),
                 "qwen" => Double("layer_norm_epsilon", 1e-6),
-                "phi" => Double("layer_norm_eps", 1e-5),
+                "phi" => Double("layer_norm_eps", Double("layer_norm_epsilon", 1e-5)),
                 _ => Double("rms_norm_eps", 1e-5),
             };
             double ropeTheta = family == "qwen" ? Double("rotary_emb_base", 10000) : Double("rope_theta", family == "mixtral" ? 1e6 : 10000);
@@ -210,10 +228,10 @@ public static class ConfigImporter
             {
                 "stablelm" => Double("partial_rotary_factor", Double("rope_pct", 0.25)),
                 "qwen" => Double("rotary_pct", 1.0),
-                "phi" => Double("partial_rotary_factor", 0.4),
+                "phi" => Double("partial_rotary_factor", Has("rotary_dim") ? Int("rotary_dim") / (double)(hidden / heads) : 0.4),
                 _ => 1.0,
             };
-            int maxPositions = family == "qwen" ? Int("seq_length", Int("max_position_embeddings", 8192)) : Int("max_position_embeddings", 4096);
+            int maxPositions = family == "qwen" ? Int("seq_length", Int("max_position_embeddings", 8192)) : Int("max_position_embeddings", Int("n_positions", 4096));
 
             var (tokenizerKind, bos, eos, tokenizerSize, template) = family switch
             {
@@ -258,7 +276,7 @@ public static class ConfigImporter
             if (expertCounts.Distinct().Count() != 1)
                 throw Fail($"config.json gives different expert counts per layer ({string.Join(", ", expertCounts)}); variants need one count");
             Array.Sort(layerList);
-            string kind = layerList.Length == layers ? "all" : "list";
+            string kind = layerList.Length == layers ? "all" : IsInterval(layerList, layers) ? "interval" : "list";
             return new MoeDraft(expertCounts[0], Int("top_k_experts", 2, b), kind, layerList, "deepspeed",
                 Double("capacity_factor", 1.5, b), Double("eval_capacity_factor", 2.0, b), Int("min_capacity", 0, b), Bool("use_residual", false, b));
         }
@@ -280,6 +298,15 @@ public static class ConfigImporter
                 ? new VisionDraft("siglip", imageSize, 14, mmHidden, 27, 16, 4304, 1e-6, Int("mm_vision_select_layer", -2), feature, moe, scales)
                 : new VisionDraft("clip", imageSize, 14, mmHidden, 24, 16, 4096, 1e-5, Int("mm_vision_select_layer", -2), feature, moe, scales);
         }
+    }
+
+    /// <summary>start, start+step, ... up to the last layer: what the spec's "interval" placement expresses.</summary>
+    private static bool IsInterval(int[] sorted, int layers)
+    {
+        if (sorted.Length < 2) return false;
+        int step = sorted[1] - sorted[0];
+        for (int i = 1; i < sorted.Length; i++) if (sorted[i] - sorted[i - 1] != step) return false;
+        return sorted[^1] + step >= layers;
     }
 
     internal static bool IsIdentifier(string s) =>
@@ -342,6 +369,11 @@ public static class ConfigImporter
                 w.WriteNumber("topK", s.Moe.TopK);
                 w.WriteStartObject("placement");
                 w.WriteString("kind", s.Moe.PlacementKind);
+                if (s.Moe.PlacementKind == "interval")
+                {
+                    w.WriteNumber("start", s.Moe.Layers[0]);
+                    w.WriteNumber("step", s.Moe.Layers[1] - s.Moe.Layers[0]);
+                }
                 if (s.Moe.PlacementKind == "list")
                 {
                     w.WriteStartArray("layers");

@@ -141,7 +141,7 @@ public sealed class PyTorchCheckpointFile : IDisposable, ICheckpointFile
             if (!zip.TryGetValue(entryName, out var entry))
                 throw new CheckpointException(path, $"tensor '{key}' uses storage '{t.Storage.Key}' but the zip has no entry '{entryName}'");
             CheckpointDTypes.TryGetSafetensorsSize(t.Storage.DTypeName, out int elementSize);
-            if (entry.Size != t.Storage.Elements * elementSize)
+            if (t.Storage.Elements > long.MaxValue / elementSize || entry.Size != t.Storage.Elements * elementSize)
                 throw new CheckpointException(path,
                     $"storage entry '{entryName}' is {entry.Size} bytes but holds {t.Storage.Elements} {t.Storage.DTypeName} elements ({t.Storage.Elements * elementSize} bytes)");
             var info = new CheckpointTensorInfo(key, t.Storage.DTypeName, CheckpointDTypes.FromName(t.Storage.DTypeName), shape, path);
@@ -160,6 +160,13 @@ public sealed class PyTorchCheckpointFile : IDisposable, ICheckpointFile
                 long elements = 1;
                 foreach (long d in t.Size) elements *= d;
                 if (elements == 0) { if (t.StorageOffset <= t.Storage.Elements) return; }
+                else if (elements > t.Storage.Elements)
+                {
+                    // Only a view that repeats elements (stride 0, an expand()) can be larger than its storage;
+                    // copying it out could take any amount of memory, so it is refused.
+                    throw new CheckpointException(path,
+                        $"tensor '{key}' has {elements} elements but its storage only {t.Storage.Elements} (an expanded view); re-save it with .contiguous()");
+                }
                 else
                 {
                     long last = t.StorageOffset;

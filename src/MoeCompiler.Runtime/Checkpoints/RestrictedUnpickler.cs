@@ -40,6 +40,8 @@ internal sealed class RestrictedUnpickler
         ["FloatStorage"] = "F32", ["HalfStorage"] = "F16", ["BFloat16Storage"] = "BF16", ["CharStorage"] = "I8",
         ["DoubleStorage"] = "F64", ["LongStorage"] = "I64", ["IntStorage"] = "I32", ["ShortStorage"] = "I16",
         ["ByteStorage"] = "U8", ["BoolStorage"] = "BOOL",
+        // named so that a file using them gets an "unsupported dtype" error rather than a "forbidden global" one
+        ["Float8_e4m3fnStorage"] = "F8_E4M3", ["Float8_e5m2Storage"] = "F8_E5M2",
     };
 
     private static readonly object Mark = new();

@@ -67,7 +67,7 @@ public sealed class SafetensorsFile : IDisposable, ICheckpointFile
         }
     }
 
-    /// <summary>Validates a header held in memory (the file's first bytes); used by <see cref="Open"/> and the fuzz tests.</summary>
+    /// <summary>Reads and validates the length prefix and header of a mapped file.</summary>
     internal static (Dictionary<string, Entry> Entries, Dictionary<string, string> Metadata, long DataStart) ParseHeader(
         string path, MappedFileStorage storage)
     {
@@ -95,6 +95,9 @@ public sealed class SafetensorsFile : IDisposable, ICheckpointFile
     {
         if (header.Length == 0 || header[0] != (byte)'{')
             throw new CheckpointException(path, "header does not start with '{'");
+        // JsonDocument checks UTF-8 inside strings only when they are read; check it all up front.
+        if (!System.Text.Unicode.Utf8.IsValid(header))
+            throw new CheckpointException(path, "header is not valid UTF-8");
         JsonDocument document;
         try
         {
@@ -111,29 +114,42 @@ public sealed class SafetensorsFile : IDisposable, ICheckpointFile
         }
         using (document)
         {
-            var root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-                throw new CheckpointException(path, "header JSON is not an object");
-            var entries = new Dictionary<string, Entry>(StringComparer.Ordinal);
-            var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
-            bool sawMetadata = false;
-            foreach (var property in root.EnumerateObject())
+            try
             {
-                string key = property.Name;
-                if (key == MetadataKey)
-                {
-                    if (sawMetadata) throw new CheckpointException(path, "header has '__metadata__' twice");
-                    sawMetadata = true;
-                    ReadMetadata(path, property.Value, metadata);
-                    continue;
-                }
-                if (entries.ContainsKey(key))
-                    throw new CheckpointException(path, $"header lists tensor '{key}' twice");
-                entries.Add(key, ReadEntry(path, key, property.Value, dataLength));
+                return ReadHeaderObject(path, document.RootElement, dataLength);
             }
-            CheckNoOverlaps(path, entries.Values);
-            return (entries, metadata);
+            catch (InvalidOperationException e)
+            {
+                // escapes that decode to invalid UTF-16 (lone surrogates) surface only when a string is read
+                throw new CheckpointException(path, "header holds an invalid string: " + e.Message, e);
+            }
         }
+    }
+
+    private static (Dictionary<string, Entry> Entries, Dictionary<string, string> Metadata) ReadHeaderObject(
+        string path, JsonElement root, long dataLength)
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+            throw new CheckpointException(path, "header JSON is not an object");
+        var entries = new Dictionary<string, Entry>(StringComparer.Ordinal);
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        bool sawMetadata = false;
+        foreach (var property in root.EnumerateObject())
+        {
+            string key = property.Name;
+            if (key == MetadataKey)
+            {
+                if (sawMetadata) throw new CheckpointException(path, "header has '__metadata__' twice");
+                sawMetadata = true;
+                ReadMetadata(path, property.Value, metadata);
+                continue;
+            }
+            if (entries.ContainsKey(key))
+                throw new CheckpointException(path, $"header lists tensor '{key}' twice");
+            entries.Add(key, ReadEntry(path, key, property.Value, dataLength));
+        }
+        CheckNoOverlaps(path, entries.Values);
+        return (entries, metadata);
     }
 
     private static void ReadMetadata(string path, JsonElement value, Dictionary<string, string> metadata)
@@ -243,10 +259,9 @@ public sealed class SafetensorsFile : IDisposable, ICheckpointFile
         {
             if (entry.Info.DType != DType.I8) continue;
             string scalesKey = key + Int8ScalesSuffix;
-            if (!_entries.TryGetValue(scalesKey, out var scales)) continue;
+            if (!_entries.ContainsKey(scalesKey)) continue;
             _entries[key] = entry with { ScalesKey = scalesKey };
             _companions.Add(scalesKey);
-            _ = scales;
         }
     }
 

@@ -21,8 +21,12 @@ public static class SafetensorsWriter
     {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(tensors);
-        var list = Flatten(path, tensors);
-        string fullPath = Path.GetFullPath(path);
+        WriteFlattened(Path.GetFullPath(path), Flatten(path, tensors), metadata, overwrite);
+    }
+
+    private static void WriteFlattened(string fullPath, List<KeyValuePair<string, Tensor>> list,
+        IReadOnlyDictionary<string, string>? metadata, bool overwrite)
+    {
         if (!overwrite && File.Exists(fullPath))
             throw new CheckpointException(fullPath, "the file exists; refusing to overwrite it (pass overwrite: true to replace it)");
 
@@ -57,6 +61,68 @@ public static class SafetensorsWriter
         {
             if (File.Exists(temporary)) File.Delete(temporary);
         }
+    }
+
+    /// <summary>
+    /// Writes tensors as Hugging Face shards into <paramref name="folder"/>: <c>model.safetensors</c> when they fit
+    /// in one shard of <paramref name="maxShardBytes"/>, else <c>model-0000N-of-0000M.safetensors</c> plus
+    /// <c>model.safetensors.index.json</c>. Tensors keep their order; a tensor larger than the limit gets a shard
+    /// of its own. Nothing is written if any target file exists and <paramref name="overwrite"/> is false.
+    /// Returns the files written.
+    /// </summary>
+    public static IReadOnlyList<string> WriteSharded(string folder, IEnumerable<KeyValuePair<string, Tensor>> tensors, long maxShardBytes,
+        IReadOnlyDictionary<string, string>? metadata = null, bool overwrite = false)
+    {
+        ArgumentNullException.ThrowIfNull(folder);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxShardBytes);
+        string root = Path.GetFullPath(folder);
+        var list = Flatten(root, tensors);
+        var shards = new List<List<KeyValuePair<string, Tensor>>>();
+        long current = 0;
+        foreach (var item in list)
+        {
+            // an int8 tensor and its scales stay in one shard: the reader pairs them per file
+            bool companion = item.Key.EndsWith(SafetensorsFile.Int8ScalesSuffix, StringComparison.Ordinal) && shards.Count > 0
+                             && shards[^1][^1].Value.DType == DType.I8 && shards[^1][^1].Key + SafetensorsFile.Int8ScalesSuffix == item.Key;
+            if (shards.Count == 0 || (!companion && current > 0 && current + item.Value.ByteLength > maxShardBytes))
+            {
+                shards.Add(new List<KeyValuePair<string, Tensor>>());
+                current = 0;
+            }
+            shards[^1].Add(item);
+            current += item.Value.ByteLength;
+        }
+        if (shards.Count == 0) shards.Add(new List<KeyValuePair<string, Tensor>>());
+        var names = shards.Count == 1
+            ? new[] { "model.safetensors" }
+            : Enumerable.Range(1, shards.Count).Select(i => $"model-{i:D5}-of-{shards.Count:D5}.safetensors").ToArray();
+        string indexPath = Path.Combine(root, CheckpointFolder.SafetensorsIndexName);
+        var targets = names.Select(n => Path.Combine(root, n)).Concat(shards.Count > 1 ? new[] { indexPath } : Array.Empty<string>()).ToList();
+        if (!overwrite)
+            foreach (var target in targets)
+                if (File.Exists(target)) throw new CheckpointException(target, "the file exists; refusing to overwrite it (pass overwrite: true to replace it)");
+        Directory.CreateDirectory(root);
+        for (int i = 0; i < shards.Count; i++) WriteFlattened(Path.Combine(root, names[i]), shards[i], metadata, overwrite);
+        if (shards.Count > 1)
+        {
+            using var buffer = new MemoryStream();
+            using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+            {
+                json.WriteStartObject();
+                json.WriteStartObject("metadata");
+                json.WriteNumber("total_size", list.Sum(p => p.Value.ByteLength));
+                json.WriteEndObject();
+                json.WriteStartObject("weight_map");
+                var map = shards.SelectMany((shard, i) => shard.Select(p => (p.Key, File: names[i])));
+                foreach (var (key, file) in map.OrderBy(p => p.Key, StringComparer.Ordinal)) json.WriteString(key, file);
+                json.WriteEndObject();
+                json.WriteEndObject();
+            }
+            string temporary = indexPath + "." + Guid.NewGuid().ToString("N") + ".partial";
+            File.WriteAllBytes(temporary, buffer.ToArray());
+            File.Move(temporary, indexPath, overwrite);
+        }
+        return targets;
     }
 
     private static List<KeyValuePair<string, Tensor>> Flatten(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors)

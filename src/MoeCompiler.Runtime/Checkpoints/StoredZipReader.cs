@@ -79,6 +79,9 @@ internal static class StoredZipReader
                 throw Bad(path, $"zip entry '{name}' uses compression method {method} (only stored or deflated entries are read)");
             if (method == ZipEntry.Stored && compressed != size)
                 throw Bad(path, $"stored zip entry '{name}' has compressed size {compressed} but size {size}");
+            // deflate cannot expand more than about 1032:1; a larger claim would only make the reader allocate
+            if (method == ZipEntry.Deflated && size > compressed * 1032 + 1024)
+                throw Bad(path, $"deflated zip entry '{name}' claims {size} bytes from {compressed}: not a valid deflate stream");
             if (localOffset > length - 30) throw Bad(path, $"zip entry '{name}' starts outside the file");
             var local = file.Bytes(localOffset, 30);
             if (BinaryPrimitives.ReadUInt32LittleEndian(local) != LocalFileHeader)

@@ -9,9 +9,11 @@ public sealed class UpcycleOptions
     public ulong Seed { get; set; }
     public bool Overwrite { get; set; }
     public IReadOnlyDictionary<string, string>? Metadata { get; set; }
+    /// <summary>When set, the output path is a folder receiving Hugging Face shards of at most this many bytes (plus the index).</summary>
+    public long? MaxShardBytes { get; set; }
 }
 
-public sealed record UpcycleResult(string OutputPath, int CopiedTensors, int ExpertTensors, int Routers, IReadOnlyList<string> UnusedDenseKeys);
+public sealed record UpcycleResult(IReadOnlyList<string> Files, int CopiedTensors, int ExpertTensors, int Routers, IReadOnlyList<string> UnusedDenseKeys);
 
 /// <summary>
 /// MoE-Tuning stage III initialisation ("sparse upcycling"): from a dense stage-II checkpoint, writes the MoE
@@ -104,8 +106,15 @@ public static class Upcycler
             ["moecompiler.moe_layers"] = string.Join(",", moeLayers),
         };
         if (options.Metadata is not null) foreach (var (k, v) in options.Metadata) metadata[k] = v;
-        SafetensorsWriter.Write(outputPath, output, metadata, options.Overwrite);
-        return new UpcycleResult(Path.GetFullPath(outputPath), copied, experts, routers, unused);
+        IReadOnlyList<string> files;
+        if (options.MaxShardBytes is long maxShard)
+            files = SafetensorsWriter.WriteSharded(outputPath, output, maxShard, metadata, options.Overwrite);
+        else
+        {
+            SafetensorsWriter.Write(outputPath, output, metadata, options.Overwrite);
+            files = new[] { Path.GetFullPath(outputPath) };
+        }
+        return new UpcycleResult(files, copied, experts, routers, unused);
     }
 
     private static int LayerIndex(string prefix)

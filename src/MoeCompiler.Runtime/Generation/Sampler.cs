@@ -12,6 +12,7 @@ public sealed class Sampler
     private readonly int _candidates;
     private readonly float[] _scratch;
     private readonly int[] _order;
+    private readonly float[] _sortKeys;
     private ulong _state;
     private const float NegligibleGap = 40f;
 
@@ -24,6 +25,7 @@ public sealed class Sampler
         _candidates = tokenizerSize;
         _scratch = new float[tokenizerSize];
         _order = new int[tokenizerSize];
+        _sortKeys = new float[tokenizerSize];
         _state = options.Seed;
     }
 
@@ -49,7 +51,7 @@ public sealed class Sampler
         float invTemperature = 1f / _options.Temperature;
         for (int i = 0; i < scores.Length; i++) scores[i] *= invTemperature;
 
-        // Candidates sorted by descending score (ties: lower id first), then truncated by top-k and top-p.
+        // Candidates sorted by descending score, then truncated by top-k and top-p.
         // Tokens more than NegligibleGap below the best have probability below e^-40 relative to it and are left
         // out of the sort (a 150k vocabulary would otherwise cost a full sort per token); the total mass they
         // carry is < 1e-12, far below anything a top-p threshold or the random draw can resolve.
@@ -57,10 +59,15 @@ public sealed class Sampler
         if (float.IsNegativeInfinity(best)) throw new InvalidOperationException("every candidate token has probability zero");
         int count = 0;
         int[] order = _order;
+        float[] keys = _sortKeys;
         for (int i = 0; i < scores.Length; i++)
-            if (scores[i] >= best - NegligibleGap) order[count++] = i;
-        float[] keys = _scratch;
-        Array.Sort(order, 0, count, Comparer<int>.Create((a, b) => keys[b].CompareTo(keys[a]) is var c && c != 0 ? c : a.CompareTo(b)));
+        {
+            if (scores[i] < best - NegligibleGap) continue;
+            order[count] = i;
+            keys[count++] = -scores[i];
+        }
+        // Primitive-key sort (fast for a 150k vocabulary); equal scores keep an order that depends only on the input.
+        Array.Sort(keys, order, 0, count);
         int kept = _options.TopK > 0 ? Math.Min(_options.TopK, count) : count;
 
         double max = best;

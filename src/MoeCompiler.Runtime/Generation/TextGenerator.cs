@@ -9,7 +9,8 @@ namespace MoeCompiler.Runtime.Generation;
 /// <summary>
 /// Drives a compiled variant: splices the prompt, runs one prefill over the whole sequence (filling the KV cache),
 /// then decodes one token per forward call until EOS, a stop string, the token limit or the context limit.
-/// One generation at a time per instance is not required: every call has its own cache and contexts.
+/// Each call has its own KV cache and contexts; the model's modules keep scratch buffers, so run one generation
+/// at a time per model instance.
 /// </summary>
 public sealed class TextGenerator
 {
@@ -40,24 +41,25 @@ public sealed class TextGenerator
 
         var visionContext = new ForwardContext(_backend);
         request.ConfigureContext?.Invoke(visionContext);
-        var probe = new ForwardContext(_backend);
-        request.ConfigureContext?.Invoke(probe);
+        var embeddingContext = new ForwardContext(_backend);
+        request.ConfigureContext?.Invoke(embeddingContext);
 
         long t0 = Stopwatch.GetTimestamp();
-        var spliced = PromptSplicer.Splice(_model, visionContext, probe, request.PromptIds, request.Images, request.ImageTokenId);
+        var spliced = PromptSplicer.Splice(_model, visionContext, embeddingContext, request.PromptIds, request.Images, request.ImageTokenId);
         int length = spliced.Length;
         if (length > description.MaxPositions)
-            throw new ArgumentException($"the prompt needs {length} positions ({spliced.ImageTokens} for images) but {description.Name} supports {description.MaxPositions}");
+            throw new ModelInputException($"the prompt needs {length} positions ({spliced.ImageTokens} for images) but {description.Name} supports {description.MaxPositions}");
         cancellationToken.ThrowIfCancellationRequested();
 
         int capacity = (int)Math.Min(description.MaxPositions, (long)length + options.MaxNewTokens);
         var cache = new KvCache(_backend, description.Layers, capacity, description.KvHeads * description.HeadDim);
-        var context = new ForwardContext(_backend, cache) { StartPosition = 0, IsImageToken = spliced.IsImageToken };
+        var context = new ForwardContext(_backend, cache) { StartPosition = 0, IsImageToken = spliced.IsImageToken, LastRowLogitsOnly = true };
         request.ConfigureContext?.Invoke(context);
         var logits = _model.Forward(context, spliced.Embeddings);
         cache.Length = length;
         float[] row = new float[description.VocabSize];
         ReadLastRow(logits, row);
+        TensorLifetime.Release(logits);
         var prefillTime = Stopwatch.GetElapsedTime(t0) - spliced.ImageEncoding;
 
         var sampler = new Sampler(options.Sampling, Math.Min(description.TokenizerSize, description.VocabSize));
@@ -94,8 +96,10 @@ public sealed class TextGenerator
             context.StartPosition = cache.Length;
             context.IsImageToken = [false];
             logits = _model.Forward(context, embedding);
+            TensorLifetime.Release(embedding);
             cache.Length = context.StartPosition + 1;
             ReadLastRow(logits, row);
+            TensorLifetime.Release(logits);
             decodeSteps++;
         }
         var decodeTime = Stopwatch.GetElapsedTime(decodeStart);

@@ -86,6 +86,15 @@ public sealed class VisionLanguagePipeline
         int[] ids = ImagePromptTokenizer.Tokenize(_tokenizer, prompt, addBos: d.BosId is not null);
         // A template that spells out the BOS ("<s>[INST] ...") must not end up with two.
         if (ids.Length >= 2 && d.BosId is int bos && ids[0] == bos && ids[1] == bos) ids = ids[1..];
+        foreach (int id in ids)
+            if (id != PromptSplicer.ImageTokenId && (id < 0 || id >= d.VocabSize))
+                throw new ModelInputException($"the {d.TokenizerKind} tokenizer produced id {id}, outside {d.Name}'s vocabulary of {d.VocabSize} ids: " +
+                    "this variant's embedding table is smaller than its tokenizer (a test-size spec?); give it the tokenizer's vocabulary size");
+        int images = ids.Count(id => id == PromptSplicer.ImageTokenId);
+        long positions = ids.Length + (long)images * (d.ImageTokens - 1);
+        if (positions > d.MaxPositions)
+            throw new ModelInputException($"the prompt needs {positions} positions ({ids.Length - images} text tokens, {images} image(s) of {d.ImageTokens} rows); " +
+                $"{d.Name} handles at most {d.MaxPositions}");
         return ids;
     }
 

@@ -19,6 +19,12 @@ public sealed class ForwardContext
     /// <summary>Per row of this call: true for image tokens (routing statistics split text and image).</summary>
     public bool[]? IsImageToken { get; set; }
 
+    /// <summary>
+    /// When set, a language model's Forward returns logits for the last row only ([1, vocab]): generation needs no
+    /// others, and lm_head over every prompt row is the largest avoidable cost of a long prefill.
+    /// </summary>
+    public bool LastRowLogitsOnly { get; set; }
+
     /// <summary>When set, every MoE layer records its routing decisions here (see <see cref="RoutingRecorder"/>).</summary>
     public RoutingRecorder? Routing { get; set; }
 

@@ -55,7 +55,15 @@ public sealed unsafe class Tensor
     public int Columns => _shape.Length == 0 ? 1 : _shape[^1];
 
     /// <summary>Product of all dimensions but the last.</summary>
-    public int Rows => _shape.Length == 0 ? 1 : checked((int)(Length / Math.Max(1, Columns)));
+    public int Rows
+    {
+        get
+        {
+            long rows = 1;
+            for (int i = 0; i < _shape.Length - 1; i++) rows *= _shape[i];
+            return checked((int)rows);
+        }
+    }
 
     public nint Data => Storage.Pointer + (nint)ByteOffset;
     public bool IsHost => Storage.IsHost;

@@ -11,6 +11,8 @@ public sealed unsafe class ScratchBuffers : IDisposable
     private readonly int _threads;
     private float** _buffers;
     private long _capacity;
+    private float* _shared;
+    private long _sharedCapacity;
 
     public ScratchBuffers(int threads)
     {
@@ -37,6 +39,21 @@ public sealed unsafe class ScratchBuffers : IDisposable
         return _buffers;
     }
 
+    /// <summary>One buffer all threads share (for data one loop produces and the next reads), at least
+    /// <paramref name="floats"/> long.</summary>
+    public float* Shared(long floats)
+    {
+        ObjectDisposedException.ThrowIf(_buffers == null, this);
+        if (floats > _sharedCapacity)
+        {
+            if (_shared != null) NativeMemory.AlignedFree(_shared);
+            long capacity = Math.Max(floats, _sharedCapacity * 3 / 2);
+            _shared = (float*)NativeMemory.AlignedAlloc((nuint)(capacity * sizeof(float)), 64);
+            _sharedCapacity = capacity;
+        }
+        return _shared;
+    }
+
     public void Dispose()
     {
         Free();
@@ -49,6 +66,9 @@ public sealed unsafe class ScratchBuffers : IDisposable
         for (int i = 0; i < _threads; i++)
             if (_buffers[i] != null) NativeMemory.AlignedFree(_buffers[i]);
         NativeMemory.Free(_buffers);
+        if (_shared != null) NativeMemory.AlignedFree(_shared);
+        _shared = null;
+        _sharedCapacity = 0;
         _buffers = null;
         _capacity = 0;
     }

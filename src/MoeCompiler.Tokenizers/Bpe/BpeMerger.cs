@@ -50,48 +50,91 @@ internal static class BpeMerger
         return count;
     }
 
-    // O(n log n) with a binary heap of candidate merges, validated lazily when popped: for long pieces
-    // (CJK runs, SentencePiece chunks that span a whole sentence).
+    // O(n log n) with a binary min-heap of candidate merges keyed by (rank, left position) packed in a long,
+    // validated lazily when popped: for long pieces (CJK runs, SentencePiece chunks spanning a sentence).
     private static int MergeByHeap(Span<int> symbols, PairMergeTable table)
     {
         int n = symbols.Length;
-        var ids = symbols.ToArray();
-        var next = new int[n];
-        var prev = new int[n];
-        for (int i = 0; i < n; i++)
+        int[] rented = System.Buffers.ArrayPool<int>.Shared.Rent(n * 3);
+        long[] heap = System.Buffers.ArrayPool<long>.Shared.Rent(n * 3);
+        try
         {
-            next[i] = i + 1 < n ? i + 1 : -1;
-            prev[i] = i - 1;
-        }
-        var heap = new PriorityQueue<Candidate, (int Rank, int Position)>(n);
-        for (int i = 0; i + 1 < n; i++)
-            Push(heap, table, ids, i, i + 1);
+            Span<int> ids = rented.AsSpan(0, n);
+            Span<int> next = rented.AsSpan(n, n);
+            Span<int> prev = rented.AsSpan(2 * n, n);
+            symbols.CopyTo(ids);
+            int heapCount = 0;
+            for (int i = 0; i < n; i++)
+            {
+                next[i] = i + 1 < n ? i + 1 : -1;
+                prev[i] = i - 1;
+                if (i + 1 < n && table.TryGet(ids[i], ids[i + 1], out int rank, out _))
+                    heap[heapCount++] = Pack(rank, i);
+            }
+            for (int i = heapCount / 2 - 1; i >= 0; i--) SiftDown(heap, heapCount, i);
 
-        while (heap.TryDequeue(out Candidate c, out _))
+            while (heapCount > 0)
+            {
+                long top = heap[0];
+                heap[0] = heap[--heapCount];
+                SiftDown(heap, heapCount, 0);
+                int left = (int)(top & 0xFFFFFFFF), rank = (int)(top >>> 32);
+                // The entry is stale unless the pair now at `left` still merges with this rank. (A different
+                // pair with the same rank at the same position is the same candidate, so merging it is right.)
+                int right = next[left];
+                if (ids[left] == Dead || right < 0) continue;
+                if (!table.TryGet(ids[left], ids[right], out int currentRank, out int merged) || currentRank != rank) continue;
+
+                ids[left] = merged;
+                ids[right] = Dead;
+                int after = next[right];
+                next[left] = after;
+                if (after >= 0) prev[after] = left;
+                int before = prev[left];
+                if (before >= 0 && table.TryGet(ids[before], merged, out int r1, out _)) Push(heap, ref heapCount, Pack(r1, before));
+                if (after >= 0 && table.TryGet(merged, ids[after], out int r2, out _)) Push(heap, ref heapCount, Pack(r2, left));
+            }
+
+            int count = 0;
+            for (int i = 0; i >= 0; i = next[i]) symbols[count++] = ids[i];
+            return count;
+        }
+        finally
         {
-            // Stale if either side was merged away or changed since the candidate was queued.
-            if (ids[c.Left] != c.LeftId || next[c.Left] != c.Right || ids[c.Right] != c.RightId) continue;
-            ids[c.Left] = c.MergedId;
-            int after = next[c.Right];
-            next[c.Left] = after;
-            if (after >= 0) prev[after] = c.Left;
-            ids[c.Right] = int.MinValue;
-            next[c.Right] = -2;
-            if (prev[c.Left] >= 0) Push(heap, table, ids, prev[c.Left], c.Left);
-            if (after >= 0) Push(heap, table, ids, c.Left, after);
+            System.Buffers.ArrayPool<int>.Shared.Return(rented);
+            System.Buffers.ArrayPool<long>.Shared.Return(heap);
         }
-
-        int count = 0;
-        for (int i = 0; i >= 0; i = next[i])
-            symbols[count++] = ids[i];
-        return count;
     }
 
-    private static void Push(PriorityQueue<Candidate, (int, int)> heap, PairMergeTable table, int[] ids, int left, int right)
+    private const int Dead = int.MinValue;
+
+    private static long Pack(int rank, int position) => ((long)rank << 32) | (uint)position;
+
+    private static void Push(long[] heap, ref int count, long value)
     {
-        if (table.TryGet(ids[left], ids[right], out int rank, out int merged))
-            heap.Enqueue(new Candidate(left, right, ids[left], ids[right], merged), (rank, left));
+        int i = count++;
+        while (i > 0)
+        {
+            int parent = (i - 1) >> 1;
+            if (heap[parent] <= value) break;
+            heap[i] = heap[parent];
+            i = parent;
+        }
+        heap[i] = value;
     }
 
-    private readonly record struct Candidate(int Left, int Right, int LeftId, int RightId, int MergedId);
+    private static void SiftDown(long[] heap, int count, int i)
+    {
+        long value = heap[i];
+        while (true)
+        {
+            int child = 2 * i + 1;
+            if (child >= count) break;
+            if (child + 1 < count && heap[child + 1] < heap[child]) child++;
+            if (heap[child] >= value) break;
+            heap[i] = heap[child];
+            i = child;
+        }
+        heap[i] = value;
+    }
 }

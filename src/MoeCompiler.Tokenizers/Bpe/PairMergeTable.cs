@@ -4,65 +4,71 @@ using System.Runtime.CompilerServices;
 namespace MoeCompiler.Tokenizers.Bpe;
 
 /// <summary>Open-addressing hash from an adjacent token pair (left id, right id) to the merge's rank (lower
-/// merges first) and the id of the merged token. The whole BPE inner loop is lookups in this table.</summary>
+/// merges first) and the id of the merged token. The whole BPE inner loop is lookups in this table, so a
+/// slot keeps key, rank and result together (one cache line touched per probe) and the slot index is the
+/// top bits of a Fibonacci hash of the packed pair.</summary>
 internal sealed class PairMergeTable
 {
     private const long Empty = -1;
-    private long[] _keys;
-    private int[] _ranks;
-    private int[] _merged;
-    private int _mask;
+
+    private struct Slot
+    {
+        public long Key;
+        public int Rank;
+        public int Merged;
+    }
+
+    private Slot[] _slots = [];
+    private int _shift;
 
     public int Count { get; private set; }
 
     public PairMergeTable(int expectedCount)
     {
-        int capacity = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(16, expectedCount * 2));
-        _keys = new long[capacity];
-        Array.Fill(_keys, Empty);
-        _ranks = new int[capacity];
-        _merged = new int[capacity];
-        _mask = capacity - 1;
+        Allocate((int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(16, expectedCount * 2)));
+    }
+
+    private void Allocate(int capacity)
+    {
+        _slots = new Slot[capacity];
+        for (int i = 0; i < _slots.Length; i++) _slots[i].Key = Empty;
+        _shift = 64 - BitOperations.Log2((uint)capacity);
+        Count = 0;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static long Key(int left, int right) => ((long)(uint)left << 32) | (uint)right;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int Hash(long key)
-    {
-        ulong h = (ulong)key * 0x9E3779B97F4A7C15UL;
-        return (int)(h >> 32);
-    }
+    private int SlotOf(long key) => (int)(((ulong)key * 0x9E3779B97F4A7C15UL) >> _shift);
 
     /// <summary>Adds a merge unless the pair already has one with a lower or equal rank.</summary>
     public void Add(int left, int right, int rank, int mergedId)
     {
         if (left < 0 || right < 0) throw new ArgumentOutOfRangeException(nameof(left), "token ids must be non-negative");
-        if ((Count + 1) * 2 > _keys.Length) Grow();
+        if ((Count + 1) * 10 > _slots.Length * 7) Grow();
         long key = Key(left, right);
-        int slot = Hash(key) & _mask;
-        while (true)
+        int mask = _slots.Length - 1;
+        for (int slot = SlotOf(key); ; slot = (slot + 1) & mask)
         {
-            long existing = _keys[slot];
-            if (existing == Empty)
+            ref Slot s = ref _slots[slot];
+            if (s.Key == Empty)
             {
-                _keys[slot] = key;
-                _ranks[slot] = rank;
-                _merged[slot] = mergedId;
+                s.Key = key;
+                s.Rank = rank;
+                s.Merged = mergedId;
                 Count++;
                 return;
             }
-            if (existing == key)
+            if (s.Key == key)
             {
-                if (rank < _ranks[slot])
+                if (rank < s.Rank)
                 {
-                    _ranks[slot] = rank;
-                    _merged[slot] = mergedId;
+                    s.Rank = rank;
+                    s.Merged = mergedId;
                 }
                 return;
             }
-            slot = (slot + 1) & _mask;
         }
     }
 
@@ -72,19 +78,18 @@ internal sealed class PairMergeTable
         if ((left | right) >= 0)
         {
             long key = Key(left, right);
-            int slot = Hash(key) & _mask;
-            long[] keys = _keys;
-            while (true)
+            Slot[] slots = _slots;
+            int mask = slots.Length - 1;
+            for (int slot = SlotOf(key); ; slot = (slot + 1) & mask)
             {
-                long existing = keys[slot];
-                if (existing == key)
+                ref Slot s = ref slots[slot];
+                if (s.Key == key)
                 {
-                    rank = _ranks[slot];
-                    mergedId = _merged[slot];
+                    rank = s.Rank;
+                    mergedId = s.Merged;
                     return true;
                 }
-                if (existing == Empty) break;
-                slot = (slot + 1) & _mask;
+                if (s.Key == Empty) break;
             }
         }
         rank = 0;
@@ -94,19 +99,11 @@ internal sealed class PairMergeTable
 
     private void Grow()
     {
-        long[] oldKeys = _keys;
-        int[] oldRanks = _ranks, oldMerged = _merged;
-        int capacity = oldKeys.Length * 2;
-        _keys = new long[capacity];
-        Array.Fill(_keys, Empty);
-        _ranks = new int[capacity];
-        _merged = new int[capacity];
-        _mask = capacity - 1;
-        Count = 0;
-        for (int i = 0; i < oldKeys.Length; i++)
+        Slot[] old = _slots;
+        Allocate(old.Length * 2);
+        foreach (Slot s in old)
         {
-            if (oldKeys[i] != Empty)
-                Add((int)(oldKeys[i] >> 32), (int)oldKeys[i], oldRanks[i], oldMerged[i]);
+            if (s.Key != Empty) Add((int)(s.Key >> 32), (int)s.Key, s.Rank, s.Merged);
         }
     }
 }

@@ -7,6 +7,18 @@ namespace MoeCompiler.Tokenizers.Loading;
 /// or the "model" of a Hugging Face tokenizer.json).</summary>
 internal static class BpeVocabulary
 {
+    private const int MaxTokenId = 10_000_000; // far above any real vocabulary; guards against absurd allocations
+
+    private static int VocabularySize(string path, IReadOnlyDictionary<string, int> vocab, IReadOnlyList<AddedToken> added)
+    {
+        int max = -1;
+        foreach (int id in vocab.Values) max = Math.Max(max, id);
+        foreach (AddedToken a in added) max = Math.Max(max, a.Id);
+        if (max >= MaxTokenId) throw new TokenizerLoadException(path, $"token id {max} is implausibly large");
+        if (vocab.Values.Any(id => id < 0) || added.Any(a => a.Id < 0)) throw new TokenizerLoadException(path, "a token has a negative id");
+        return max + 1;
+    }
+
     public static PairMergeTable BuildMerges(string path, IReadOnlyDictionary<string, int> vocab, IReadOnlyList<(string Left, string Right)> merges)
     {
         var table = new PairMergeTable(merges.Count);
@@ -24,7 +36,7 @@ internal static class BpeVocabulary
     public static ByteLevelBpeTokenizer ByteLevel(string path, IReadOnlyDictionary<string, int> vocab, IReadOnlyList<(string, string)> merges,
         PieceSplitter splitter, IReadOnlyList<AddedToken> added, int? bosId, IReadOnlyList<int> eosIds, bool nfc)
     {
-        int size = Math.Max(vocab.Count == 0 ? 0 : vocab.Values.Max() + 1, added.Count == 0 ? 0 : added.Max(a => a.Id) + 1);
+        int size = VocabularySize(path, vocab, added);
         var tokenBytes = new byte[]?[size];
         var addedIds = new HashSet<int>(added.Select(a => a.Id));
         foreach (var (token, id) in vocab)
@@ -46,7 +58,7 @@ internal static class BpeVocabulary
     public static SentencePieceBpeTokenizer SentencePiece(string path, IReadOnlyDictionary<string, int> vocab, IReadOnlyList<(string, string)> merges,
         bool byteFallback, string? unkToken, bool addDummyPrefix, IReadOnlyList<AddedToken> added, int? bosId, IReadOnlyList<int> eosIds)
     {
-        int size = Math.Max(vocab.Count == 0 ? 0 : vocab.Values.Max() + 1, added.Count == 0 ? 0 : added.Max(a => a.Id) + 1);
+        int size = VocabularySize(path, vocab, added);
         var pieces = new string[size];
         foreach (var (token, id) in vocab)
         {

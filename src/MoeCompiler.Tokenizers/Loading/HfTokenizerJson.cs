@@ -7,7 +7,9 @@ namespace MoeCompiler.Tokenizers.Loading;
 /// Split regex) or SentencePiece-style (Prepend/Replace "▁" normalizer or Metaspace, byte fallback).</summary>
 internal static class HfTokenizerJson
 {
-    public static TokenizerBase Load(string path, IReadOnlyList<AddedToken>? extraAdded = null, int? bosOverride = null, IReadOnlyList<int>? eosOverride = null, bool bosFromFile = true)
+    /// <param name="addBos">tokenizer_config.json's add_bos_token if present: byte-level tokenizers add no BOS unless
+    /// it is true (GPT-2 style); SentencePiece-style ones add one unless it is false (Llama style).</param>
+    public static TokenizerBase Load(string path, IReadOnlyList<AddedToken>? extraAdded = null, bool? addBos = null, string? bosToken = null, IReadOnlyList<int>? eosOverride = null)
     {
         JsonDocument doc;
         try
@@ -21,13 +23,13 @@ internal static class HfTokenizerJson
         }
         using (doc)
         {
-            try { return Build(path, doc.RootElement, extraAdded, bosOverride, eosOverride, bosFromFile); }
+            try { return Build(path, doc.RootElement, extraAdded, addBos, bosToken, eosOverride); }
             catch (Exception e) when (e is InvalidOperationException or KeyNotFoundException or FormatException)
             { throw new TokenizerLoadException(path, "unexpected tokenizer.json structure: " + e.Message, e); }
         }
     }
 
-    private static TokenizerBase Build(string path, JsonElement root, IReadOnlyList<AddedToken>? extraAdded, int? bosOverride, IReadOnlyList<int>? eosOverride, bool bosFromFile)
+    private static TokenizerBase Build(string path, JsonElement root, IReadOnlyList<AddedToken>? extraAdded, bool? addBos, string? bosToken, IReadOnlyList<int>? eosOverride)
     {
         if (!root.TryGetProperty("model", out JsonElement model) || model.ValueKind != JsonValueKind.Object)
             throw new TokenizerLoadException(path, "no \"model\" object");
@@ -43,10 +45,10 @@ internal static class HfTokenizerJson
             {
                 if (merge.ValueKind == JsonValueKind.Array)
                 {
-                    merges.Add((merge[0].GetString()!, merge[1].GetString()!));
+                    merges.Add((merge[0].GetString() ?? throw new FormatException("null merge"), merge[1].GetString() ?? throw new FormatException("null merge")));
                     continue;
                 }
-                string text = merge.GetString()!;
+                string text = merge.GetString() ?? throw new FormatException("null merge");
                 int space = text.IndexOf(' ', 1);
                 if (space < 0) throw new TokenizerLoadException(path, $"merge \"{text}\" has no space");
                 merges.Add((text[..space], text[(space + 1)..]));
@@ -59,7 +61,9 @@ internal static class HfTokenizerJson
             foreach (JsonElement a in addedList.EnumerateArray())
             {
                 bool special = a.TryGetProperty("special", out JsonElement s) && s.ValueKind == JsonValueKind.True;
-                added.Add(new AddedToken(a.GetProperty("content").GetString()!, a.GetProperty("id").GetInt32(), special));
+                string content = a.GetProperty("content").GetString() ?? throw new FormatException("an added token has no content");
+                if (content.Length == 0) throw new FormatException("an added token is empty");
+                added.Add(new AddedToken(content, a.GetProperty("id").GetInt32(), special));
             }
         }
         if (extraAdded is not null)
@@ -85,7 +89,8 @@ internal static class HfTokenizerJson
             else
                 splitter = Gpt2Splitter.Instance;
             int? eos = IdOf("<|endoftext|>");
-            return BpeVocabulary.ByteLevel(path, vocab, merges, splitter, added, bosOverride, eosOverride ?? (eos is int e ? [e] : []), nfc);
+            int? byteLevelBos = addBos == true ? IdOf(bosToken ?? "<|endoftext|>") : null;
+            return BpeVocabulary.ByteLevel(path, vocab, merges, splitter, added, byteLevelBos, eosOverride ?? (eos is int e ? [e] : []), nfc);
         }
 
         bool prepend = normParts.Any(x => TypeOf(x) == "Prepend") || preParts.Any(x => TypeOf(x) == "Metaspace");
@@ -93,7 +98,7 @@ internal static class HfTokenizerJson
         if (prepend || byteFallback)
         {
             string? unk = model.TryGetProperty("unk_token", out JsonElement u) && u.ValueKind == JsonValueKind.String ? u.GetString() : null;
-            int? bos = bosOverride ?? (bosFromFile ? IdOf("<s>") : null);
+            int? bos = addBos == false ? null : IdOf(bosToken ?? "<s>");
             int? eosId = IdOf("</s>");
             return BpeVocabulary.SentencePiece(path, vocab, merges, byteFallback, unk, prepend, added, bos, eosOverride ?? (eosId is int e ? [e] : []));
         }

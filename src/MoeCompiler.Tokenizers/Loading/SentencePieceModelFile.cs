@@ -12,7 +12,7 @@ internal static class SentencePieceModelFile
 
     private sealed record Piece(string Text, float Score, PieceType Type);
 
-    public static SentencePieceBpeTokenizer Load(string path, IReadOnlyList<AddedToken>? extraAdded = null, IReadOnlyList<int>? eosOverride = null)
+    public static SentencePieceBpeTokenizer Load(string path, IReadOnlyList<AddedToken>? extraAdded = null, IReadOnlyList<int>? eosOverride = null, bool addBos = true)
     {
         byte[] data;
         try { data = File.ReadAllBytes(path); }
@@ -69,6 +69,8 @@ internal static class SentencePieceModelFile
         }
 
         if (pieces.Count == 0) throw new TokenizerLoadException(path, "the model has no pieces");
+        if (unkId < 0 || unkId >= pieces.Count) throw new TokenizerLoadException(path, $"unk_id {unkId} is not a piece");
+        if (bosId >= pieces.Count || eosId >= pieces.Count) throw new TokenizerLoadException(path, "bos_id or eos_id is not a piece");
         if (modelType != 2) throw new TokenizerLoadException(path, $"model type {modelType} is not BPE (2); only BPE SentencePiece models are supported");
         if (hasCharsMap) throw new TokenizerLoadException(path, "the model has a precompiled normalization charsmap; only identity normalization is supported");
 
@@ -113,7 +115,7 @@ internal static class SentencePieceModelFile
             foreach (AddedToken a in added) texts[a.Id] ??= a.Content;
         }
         return new SentencePieceBpeTokenizer(texts, merges, fallback, unkId, addDummyPrefix, removeExtraWhitespace, added, size,
-            bosId >= 0 ? bosId : null, eosOverride ?? (eosId >= 0 ? [eosId] : []));
+            addBos && bosId >= 0 ? bosId : null, eosOverride ?? (eosId >= 0 ? [eosId] : []));
     }
 
     private static bool IsMergeable(Piece p) => p.Type is PieceType.Normal or PieceType.UserDefined;

@@ -51,7 +51,7 @@ internal static class TiktokenFile
                 throw new TokenizerLoadException(path, $"the single byte 0x{b:X2} has no rank");
         }
 
-        var merges = new PairMergeTable(ranks.Length * 4);
+        var merges = new PairMergeTable(ranks.Length * 2);
         char[] buffer = new char[256];
         for (int id = 0; id < ranks.Length; id++)
         {

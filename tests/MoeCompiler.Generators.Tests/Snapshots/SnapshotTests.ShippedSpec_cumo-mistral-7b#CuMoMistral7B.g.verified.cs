@@ -209,14 +209,14 @@ namespace MoeCompiler.Models
 
         /// <summary>
         /// Builds the modules from tensors bound to <see cref="Manifest"/> (every key of the manifest must be present).
-        /// The caller keeps ownership of <paramref name="weights"/>; each tensor goes through
-        /// <see cref="MoeCompiler.Runtime.Backends.IBackend.PrepareWeight"/> once.
+        /// The caller keeps ownership of <paramref name="weights"/>; the modules prepare their tensors for
+        /// <paramref name="backend"/> (upload, f32 norms and biases) as they are built.
         /// </summary>
         public CuMoMistral7B(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend)
         {
             global::System.ArgumentNullException.ThrowIfNull(weights);
             global::System.ArgumentNullException.ThrowIfNull(backend);
-            Embedding = new global::MoeCompiler.Runtime.Modules.TokenEmbedding(backend, Weight(weights, backend, "model.embed_tokens.weight"));
+            Embedding = new global::MoeCompiler.Runtime.Modules.TokenEmbedding(backend, Weight(weights, "model.embed_tokens.weight"));
             Block0 = new DenseBlock(weights, backend, "model.layers.0.", 0);
             Block1 = new DenseBlock(weights, backend, "model.layers.1.", 1);
             Block2 = new DenseBlock(weights, backend, "model.layers.2.", 2);
@@ -395,7 +395,9 @@ namespace MoeCompiler.Models
                 throw new global::System.ArgumentException("CuMoMistral7B expects pixels [3, 336, 336], got " + global::MoeCompiler.Runtime.Tensors.Tensor.FormatShape(pixels.Shape), nameof(pixels));
             // S2: the tower sees the image at every scale (tiles of 336), features concatenated on channels.
             global::MoeCompiler.Runtime.Tensors.Tensor features = global::MoeCompiler.Runtime.Modules.MultiScaleVision.EncodeS2(context, pixels, 336, 14, S2Scales, tile => Vision.Forward(context, tile)); // [576, 2048]
-            return Projector.Forward(context, features); // [576, 4096] top-2 of 4 experts
+            global::MoeCompiler.Runtime.Tensors.Tensor projected = Projector.Forward(context, features); // [576, 4096] top-2 of 4 experts
+            global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(features);
+            return projected;
         }
 
         /// <summary>
@@ -443,22 +445,26 @@ namespace MoeCompiler.Models
             x = Block29.Forward(context, x); // [T, 4096] layer 29: attention + dense FFN
             x = Block30.Forward(context, x); // [T, 4096] layer 30: attention + dense FFN
             x = Block31.Forward(context, x); // [T, 4096] layer 31: attention + dense FFN
-            global::MoeCompiler.Runtime.Tensors.Tensor normed = FinalNorm.Forward(context, x); // [T, 4096]
-            global::MoeCompiler.Runtime.Tensors.Tensor logits = LmHead.Forward(context, normed); // [T, 32000]
+            // Generation reads only the last position's logits: skip the final norm and lm_head for the other rows.
+            global::MoeCompiler.Runtime.Tensors.Tensor last = context.LastRowLogitsOnly && rows > 1 ? x.SliceRows(rows - 1, 1) : x; // [T or 1, 4096]
+            global::MoeCompiler.Runtime.Tensors.Tensor normed = FinalNorm.Forward(context, last); // [T or 1, 4096]
+            global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+            global::MoeCompiler.Runtime.Tensors.Tensor logits = LmHead.Forward(context, normed); // [T or 1, 32000]
+            global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(normed);
             if (context.Cache is not null) context.Cache.Length = context.StartPosition + rows;
             return logits;
         }
 
-        private static global::MoeCompiler.Runtime.Tensors.Tensor Weight(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend, string key) => backend.PrepareWeight(weights[key]);
+        private static global::MoeCompiler.Runtime.Tensors.Tensor Weight(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, string key) => weights[key];
 
         private static global::MoeCompiler.Runtime.Modules.Linear Dense(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend, string name, bool bias) =>
-            new global::MoeCompiler.Runtime.Modules.Linear(backend, Weight(weights, backend, name + ".weight"), bias ? Weight(weights, backend, name + ".bias") : null);
+            new global::MoeCompiler.Runtime.Modules.Linear(backend, Weight(weights, name + ".weight"), bias ? Weight(weights, name + ".bias") : null);
 
         private static global::MoeCompiler.Runtime.Modules.LayerNorm LayerNormAt(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend, string name, float epsilon) =>
-            new global::MoeCompiler.Runtime.Modules.LayerNorm(backend, Weight(weights, backend, name + ".weight"), Weight(weights, backend, name + ".bias"), epsilon);
+            new global::MoeCompiler.Runtime.Modules.LayerNorm(backend, Weight(weights, name + ".weight"), Weight(weights, name + ".bias"), epsilon);
 
         private static global::MoeCompiler.Runtime.Modules.RmsNorm RmsNormAt(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend, string name, float epsilon) =>
-            new global::MoeCompiler.Runtime.Modules.RmsNorm(backend, Weight(weights, backend, name + ".weight"), epsilon);
+            new global::MoeCompiler.Runtime.Modules.RmsNorm(backend, Weight(weights, name + ".weight"), epsilon);
 
         /// <summary>The family's FFN (swiglu) under a key prefix: a dense layer's MLP or one expert.</summary>
         private static global::MoeCompiler.Runtime.Modules.SwiGluFeedForward FeedForwardAt(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend, string prefix)
@@ -1492,10 +1498,14 @@ namespace MoeCompiler.Models
             {
                 global::MoeCompiler.Runtime.Tensors.Tensor h = InputNorm.Forward(context, x); // [T, 4096]
                 global::MoeCompiler.Runtime.Tensors.Tensor attention = Attention.Forward(context, h); // [T, 4096]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(h);
                 context.Backend.Add(x, attention, x); // x += attention
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(attention);
                 h = PostAttentionNorm.Forward(context, x); // [T, 4096]
                 global::MoeCompiler.Runtime.Tensors.Tensor mlp = Mlp.Forward(context, h); // [T, 4096]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(h);
                 context.Backend.Add(x, mlp, x); // x += mlp
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(mlp);
                 return x;
             }
         }
@@ -1505,8 +1515,8 @@ namespace MoeCompiler.Models
         {
             internal VisionTower(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend)
             {
-                Embeddings = new global::MoeCompiler.Runtime.Modules.ClipVisionEmbeddings(backend, Weight(weights, backend, "model.vision_tower.vision_model.embeddings.patch_embedding.weight"),
-                    Weight(weights, backend, "model.vision_tower.vision_model.embeddings.class_embedding"), Weight(weights, backend, "model.vision_tower.vision_model.embeddings.position_embedding.weight"), 14);
+                Embeddings = new global::MoeCompiler.Runtime.Modules.ClipVisionEmbeddings(backend, Weight(weights, "model.vision_tower.vision_model.embeddings.patch_embedding.weight"),
+                    Weight(weights, "model.vision_tower.vision_model.embeddings.class_embedding"), Weight(weights, "model.vision_tower.vision_model.embeddings.position_embedding.weight"), 14);
                 PreNorm = LayerNormAt(weights, backend, "model.vision_tower.vision_model.pre_layrnorm", 1E-05f);
                 Layer0 = CreateLayer(weights, backend, "model.vision_tower.vision_model.encoder.layers.0.", 0);
                 Layer1 = CreateLayer(weights, backend, "model.vision_tower.vision_model.encoder.layers.1.", 1);
@@ -1602,32 +1612,82 @@ namespace MoeCompiler.Models
             public global::MoeCompiler.Runtime.Tensors.Tensor Forward(global::MoeCompiler.Runtime.Modules.ForwardContext context, global::MoeCompiler.Runtime.Tensors.Tensor pixels)
             {
                 global::MoeCompiler.Runtime.Tensors.Tensor x = Embeddings.Forward(context, pixels); // [577, 1024] CLS + 576 patches
-                x = PreNorm.Forward(context, x); // [577, 1024]
-                x = Layer0.Forward(context, x); // [577, 1024]
-                x = Layer1.Forward(context, x); // [577, 1024]
-                x = Layer2.Forward(context, x); // [577, 1024]
-                x = Layer3.Forward(context, x); // [577, 1024]
-                x = Layer4.Forward(context, x); // [577, 1024]
-                x = Layer5.Forward(context, x); // [577, 1024]
-                x = Layer6.Forward(context, x); // [577, 1024]
-                x = Layer7.Forward(context, x); // [577, 1024]
-                x = Layer8.Forward(context, x); // [577, 1024]
-                x = Layer9.Forward(context, x); // [577, 1024]
-                x = Layer10.Forward(context, x); // [577, 1024]
-                x = Layer11.Forward(context, x); // [577, 1024]
-                x = Layer12.Forward(context, x); // [577, 1024]
-                x = Layer13.Forward(context, x); // [577, 1024]
-                x = Layer14.Forward(context, x); // [577, 1024]
-                x = Layer15.Forward(context, x); // [577, 1024]
-                x = Layer16.Forward(context, x); // [577, 1024]
-                x = Layer17.Forward(context, x); // [577, 1024]
-                x = Layer18.Forward(context, x); // [577, 1024]
-                x = Layer19.Forward(context, x); // [577, 1024]
-                x = Layer20.Forward(context, x); // [577, 1024]
-                x = Layer21.Forward(context, x); // [577, 1024]
-                x = Layer22.Forward(context, x); // [577, 1024] = hidden state selected by selectLayer -2
+                global::MoeCompiler.Runtime.Tensors.Tensor next;
+                next = PreNorm.Forward(context, x); // [577, 1024]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer0.Forward(context, x); // [577, 1024]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer1.Forward(context, x); // [577, 1024]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer2.Forward(context, x); // [577, 1024]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer3.Forward(context, x); // [577, 1024]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer4.Forward(context, x); // [577, 1024]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer5.Forward(context, x); // [577, 1024]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer6.Forward(context, x); // [577, 1024]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer7.Forward(context, x); // [577, 1024]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer8.Forward(context, x); // [577, 1024]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer9.Forward(context, x); // [577, 1024]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer10.Forward(context, x); // [577, 1024]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer11.Forward(context, x); // [577, 1024]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer12.Forward(context, x); // [577, 1024]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer13.Forward(context, x); // [577, 1024]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer14.Forward(context, x); // [577, 1024]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer15.Forward(context, x); // [577, 1024]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer16.Forward(context, x); // [577, 1024]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer17.Forward(context, x); // [577, 1024]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer18.Forward(context, x); // [577, 1024]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer19.Forward(context, x); // [577, 1024]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer20.Forward(context, x); // [577, 1024]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer21.Forward(context, x); // [577, 1024]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer22.Forward(context, x); // [577, 1024] = hidden state selected by selectLayer -2
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
                 global::MoeCompiler.Runtime.Tensors.Tensor features = context.Backend.Allocate(global::MoeCompiler.Runtime.Tensors.DType.F32, 576, 1024); // [576, 1024]
                 context.Backend.CopyRows(x, 1, features, 0, 576); // "patch": drop row 0 (the CLS token)
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
                 return features;
             }
         }

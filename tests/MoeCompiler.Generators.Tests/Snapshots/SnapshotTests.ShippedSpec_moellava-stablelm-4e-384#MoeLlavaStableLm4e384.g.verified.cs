@@ -207,14 +207,14 @@ namespace MoeCompiler.Models
 
         /// <summary>
         /// Builds the modules from tensors bound to <see cref="Manifest"/> (every key of the manifest must be present).
-        /// The caller keeps ownership of <paramref name="weights"/>; each tensor goes through
-        /// <see cref="MoeCompiler.Runtime.Backends.IBackend.PrepareWeight"/> once.
+        /// The caller keeps ownership of <paramref name="weights"/>; the modules prepare their tensors for
+        /// <paramref name="backend"/> (upload, f32 norms and biases) as they are built.
         /// </summary>
         public MoeLlavaStableLm4e384(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend)
         {
             global::System.ArgumentNullException.ThrowIfNull(weights);
             global::System.ArgumentNullException.ThrowIfNull(backend);
-            Embedding = new global::MoeCompiler.Runtime.Modules.TokenEmbedding(backend, Weight(weights, backend, "model.embed_tokens.weight"));
+            Embedding = new global::MoeCompiler.Runtime.Modules.TokenEmbedding(backend, Weight(weights, "model.embed_tokens.weight"));
             Block0 = new MoeBlock(weights, backend, "model.layers.0.", 0);
             Block1 = new DenseBlock(weights, backend, "model.layers.1.", 1);
             Block2 = new MoeBlock(weights, backend, "model.layers.2.", 2);
@@ -362,7 +362,9 @@ namespace MoeCompiler.Models
             if (pixels.Rank != 3 || pixels.Dim(0) != 3 || pixels.Dim(1) != 384 || pixels.Dim(2) != 384)
                 throw new global::System.ArgumentException("MoeLlavaStableLm4e384 expects pixels [3, 384, 384], got " + global::MoeCompiler.Runtime.Tensors.Tensor.FormatShape(pixels.Shape), nameof(pixels));
             global::MoeCompiler.Runtime.Tensors.Tensor features = Vision.Forward(context, pixels); // [728, 1152]
-            return Projector.Forward(context, features); // [728, 2048]
+            global::MoeCompiler.Runtime.Tensors.Tensor projected = Projector.Forward(context, features); // [728, 2048]
+            global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(features);
+            return projected;
         }
 
         /// <summary>
@@ -402,19 +404,23 @@ namespace MoeCompiler.Models
             x = Block21.Forward(context, x); // [T, 2048] layer 21: attention + dense FFN
             x = Block22.Forward(context, x); // [T, 2048] layer 22: attention + MoE
             x = Block23.Forward(context, x); // [T, 2048] layer 23: attention + dense FFN
-            global::MoeCompiler.Runtime.Tensors.Tensor normed = FinalNorm.Forward(context, x); // [T, 2048]
-            global::MoeCompiler.Runtime.Tensors.Tensor logits = LmHead.Forward(context, normed); // [T, 100352]
+            // Generation reads only the last position's logits: skip the final norm and lm_head for the other rows.
+            global::MoeCompiler.Runtime.Tensors.Tensor last = context.LastRowLogitsOnly && rows > 1 ? x.SliceRows(rows - 1, 1) : x; // [T or 1, 2048]
+            global::MoeCompiler.Runtime.Tensors.Tensor normed = FinalNorm.Forward(context, last); // [T or 1, 2048]
+            global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+            global::MoeCompiler.Runtime.Tensors.Tensor logits = LmHead.Forward(context, normed); // [T or 1, 100352]
+            global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(normed);
             if (context.Cache is not null) context.Cache.Length = context.StartPosition + rows;
             return logits;
         }
 
-        private static global::MoeCompiler.Runtime.Tensors.Tensor Weight(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend, string key) => backend.PrepareWeight(weights[key]);
+        private static global::MoeCompiler.Runtime.Tensors.Tensor Weight(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, string key) => weights[key];
 
         private static global::MoeCompiler.Runtime.Modules.Linear Dense(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend, string name, bool bias) =>
-            new global::MoeCompiler.Runtime.Modules.Linear(backend, Weight(weights, backend, name + ".weight"), bias ? Weight(weights, backend, name + ".bias") : null);
+            new global::MoeCompiler.Runtime.Modules.Linear(backend, Weight(weights, name + ".weight"), bias ? Weight(weights, name + ".bias") : null);
 
         private static global::MoeCompiler.Runtime.Modules.LayerNorm LayerNormAt(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend, string name, float epsilon) =>
-            new global::MoeCompiler.Runtime.Modules.LayerNorm(backend, Weight(weights, backend, name + ".weight"), Weight(weights, backend, name + ".bias"), epsilon);
+            new global::MoeCompiler.Runtime.Modules.LayerNorm(backend, Weight(weights, name + ".weight"), Weight(weights, name + ".bias"), epsilon);
 
         /// <summary>The family's FFN (swiglu) under a key prefix: a dense layer's MLP or one expert.</summary>
         private static global::MoeCompiler.Runtime.Modules.SwiGluFeedForward FeedForwardAt(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend, string prefix)
@@ -1357,10 +1363,14 @@ namespace MoeCompiler.Models
             {
                 global::MoeCompiler.Runtime.Tensors.Tensor h = InputNorm.Forward(context, x); // [T, 2048]
                 global::MoeCompiler.Runtime.Tensors.Tensor attention = Attention.Forward(context, h); // [T, 2048]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(h);
                 context.Backend.Add(x, attention, x); // x += attention
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(attention);
                 h = PostAttentionNorm.Forward(context, x); // [T, 2048]
                 global::MoeCompiler.Runtime.Tensors.Tensor mlp = Mlp.Forward(context, h); // [T, 2048] top-2 of 4 experts per token
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(h);
                 context.Backend.Add(x, mlp, x); // x += mlp
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(mlp);
                 return x;
             }
         }
@@ -1396,10 +1406,14 @@ namespace MoeCompiler.Models
             {
                 global::MoeCompiler.Runtime.Tensors.Tensor h = InputNorm.Forward(context, x); // [T, 2048]
                 global::MoeCompiler.Runtime.Tensors.Tensor attention = Attention.Forward(context, h); // [T, 2048]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(h);
                 context.Backend.Add(x, attention, x); // x += attention
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(attention);
                 h = PostAttentionNorm.Forward(context, x); // [T, 2048]
                 global::MoeCompiler.Runtime.Tensors.Tensor mlp = Mlp.Forward(context, h); // [T, 2048]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(h);
                 context.Backend.Add(x, mlp, x); // x += mlp
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(mlp);
                 return x;
             }
         }
@@ -1409,8 +1423,8 @@ namespace MoeCompiler.Models
         {
             internal VisionTower(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend)
             {
-                Embeddings = new global::MoeCompiler.Runtime.Modules.SiglipVisionEmbeddings(backend, Weight(weights, backend, "model.image_tower.image_tower.vision_model.embeddings.patch_embedding.weight"),
-                    Weight(weights, backend, "model.image_tower.image_tower.vision_model.embeddings.patch_embedding.bias"), Weight(weights, backend, "model.image_tower.image_tower.vision_model.embeddings.position_embedding.weight"), 14);
+                Embeddings = new global::MoeCompiler.Runtime.Modules.SiglipVisionEmbeddings(backend, Weight(weights, "model.image_tower.image_tower.vision_model.embeddings.patch_embedding.weight"),
+                    Weight(weights, "model.image_tower.image_tower.vision_model.embeddings.patch_embedding.bias"), Weight(weights, "model.image_tower.image_tower.vision_model.embeddings.position_embedding.weight"), 14);
                 Layer0 = CreateLayer(weights, backend, "model.image_tower.image_tower.vision_model.encoder.layers.0.", 0);
                 Layer1 = CreateLayer(weights, backend, "model.image_tower.image_tower.vision_model.encoder.layers.1.", 1);
                 Layer2 = CreateLayer(weights, backend, "model.image_tower.image_tower.vision_model.encoder.layers.2.", 2);
@@ -1507,34 +1521,88 @@ namespace MoeCompiler.Models
             public global::MoeCompiler.Runtime.Tensors.Tensor Forward(global::MoeCompiler.Runtime.Modules.ForwardContext context, global::MoeCompiler.Runtime.Tensors.Tensor pixels)
             {
                 global::MoeCompiler.Runtime.Tensors.Tensor x = Embeddings.Forward(context, pixels); // [729, 1152] 729 patches
-                x = Layer0.Forward(context, x); // [729, 1152]
-                x = Layer1.Forward(context, x); // [729, 1152]
-                x = Layer2.Forward(context, x); // [729, 1152]
-                x = Layer3.Forward(context, x); // [729, 1152]
-                x = Layer4.Forward(context, x); // [729, 1152]
-                x = Layer5.Forward(context, x); // [729, 1152]
-                x = Layer6.Forward(context, x); // [729, 1152]
-                x = Layer7.Forward(context, x); // [729, 1152]
-                x = Layer8.Forward(context, x); // [729, 1152]
-                x = Layer9.Forward(context, x); // [729, 1152]
-                x = Layer10.Forward(context, x); // [729, 1152]
-                x = Layer11.Forward(context, x); // [729, 1152]
-                x = Layer12.Forward(context, x); // [729, 1152]
-                x = Layer13.Forward(context, x); // [729, 1152]
-                x = Layer14.Forward(context, x); // [729, 1152]
-                x = Layer15.Forward(context, x); // [729, 1152]
-                x = Layer16.Forward(context, x); // [729, 1152]
-                x = Layer17.Forward(context, x); // [729, 1152]
-                x = Layer18.Forward(context, x); // [729, 1152]
-                x = Layer19.Forward(context, x); // [729, 1152]
-                x = Layer20.Forward(context, x); // [729, 1152]
-                x = Layer21.Forward(context, x); // [729, 1152]
-                x = Layer22.Forward(context, x); // [729, 1152]
-                x = Layer23.Forward(context, x); // [729, 1152]
-                x = Layer24.Forward(context, x); // [729, 1152]
-                x = Layer25.Forward(context, x); // [729, 1152] = hidden state selected by selectLayer -2
+                global::MoeCompiler.Runtime.Tensors.Tensor next;
+                next = Layer0.Forward(context, x); // [729, 1152]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer1.Forward(context, x); // [729, 1152]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer2.Forward(context, x); // [729, 1152]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer3.Forward(context, x); // [729, 1152]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer4.Forward(context, x); // [729, 1152]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer5.Forward(context, x); // [729, 1152]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer6.Forward(context, x); // [729, 1152]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer7.Forward(context, x); // [729, 1152]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer8.Forward(context, x); // [729, 1152]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer9.Forward(context, x); // [729, 1152]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer10.Forward(context, x); // [729, 1152]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer11.Forward(context, x); // [729, 1152]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer12.Forward(context, x); // [729, 1152]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer13.Forward(context, x); // [729, 1152]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer14.Forward(context, x); // [729, 1152]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer15.Forward(context, x); // [729, 1152]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer16.Forward(context, x); // [729, 1152]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer17.Forward(context, x); // [729, 1152]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer18.Forward(context, x); // [729, 1152]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer19.Forward(context, x); // [729, 1152]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer20.Forward(context, x); // [729, 1152]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer21.Forward(context, x); // [729, 1152]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer22.Forward(context, x); // [729, 1152]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer23.Forward(context, x); // [729, 1152]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer24.Forward(context, x); // [729, 1152]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer25.Forward(context, x); // [729, 1152] = hidden state selected by selectLayer -2
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
                 global::MoeCompiler.Runtime.Tensors.Tensor features = context.Backend.Allocate(global::MoeCompiler.Runtime.Tensors.DType.F32, 728, 1152); // [728, 1152]
                 context.Backend.CopyRows(x, 1, features, 0, 728); // "patch": drop row 0 (the first patch, as the reference does)
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
                 return features;
             }
         }

@@ -210,14 +210,14 @@ namespace MoeCompiler.Models
 
         /// <summary>
         /// Builds the modules from tensors bound to <see cref="Manifest"/> (every key of the manifest must be present).
-        /// The caller keeps ownership of <paramref name="weights"/>; each tensor goes through
-        /// <see cref="MoeCompiler.Runtime.Backends.IBackend.PrepareWeight"/> once.
+        /// The caller keeps ownership of <paramref name="weights"/>; the modules prepare their tensors for
+        /// <paramref name="backend"/> (upload, f32 norms and biases) as they are built.
         /// </summary>
         public TinyCuMoMixtral(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend)
         {
             global::System.ArgumentNullException.ThrowIfNull(weights);
             global::System.ArgumentNullException.ThrowIfNull(backend);
-            Embedding = new global::MoeCompiler.Runtime.Modules.TokenEmbedding(backend, Weight(weights, backend, "model.embed_tokens.weight"));
+            Embedding = new global::MoeCompiler.Runtime.Modules.TokenEmbedding(backend, Weight(weights, "model.embed_tokens.weight"));
             Block0 = new MoeBlock(weights, backend, "model.layers.0.", 0);
             Block1 = new MoeBlock(weights, backend, "model.layers.1.", 1);
             Block2 = new MoeBlock(weights, backend, "model.layers.2.", 2);
@@ -312,7 +312,9 @@ namespace MoeCompiler.Models
                 throw new global::System.ArgumentException("TinyCuMoMixtral expects pixels [3, 56, 56], got " + global::MoeCompiler.Runtime.Tensors.Tensor.FormatShape(pixels.Shape), nameof(pixels));
             // S2: the tower sees the image at every scale (tiles of 56), features concatenated on channels.
             global::MoeCompiler.Runtime.Tensors.Tensor features = global::MoeCompiler.Runtime.Modules.MultiScaleVision.EncodeS2(context, pixels, 56, 14, S2Scales, tile => Vision.Forward(context, tile)); // [16, 64]
-            return Projector.Forward(context, features); // [16, 64] top-2 of 4 experts
+            global::MoeCompiler.Runtime.Tensors.Tensor projected = Projector.Forward(context, features); // [16, 64] top-2 of 4 experts
+            global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(features);
+            return projected;
         }
 
         /// <summary>
@@ -332,22 +334,26 @@ namespace MoeCompiler.Models
             x = Block1.Forward(context, x); // [T, 64] layer 1: attention + MoE
             x = Block2.Forward(context, x); // [T, 64] layer 2: attention + MoE
             x = Block3.Forward(context, x); // [T, 64] layer 3: attention + MoE
-            global::MoeCompiler.Runtime.Tensors.Tensor normed = FinalNorm.Forward(context, x); // [T, 64]
-            global::MoeCompiler.Runtime.Tensors.Tensor logits = LmHead.Forward(context, normed); // [T, 512]
+            // Generation reads only the last position's logits: skip the final norm and lm_head for the other rows.
+            global::MoeCompiler.Runtime.Tensors.Tensor last = context.LastRowLogitsOnly && rows > 1 ? x.SliceRows(rows - 1, 1) : x; // [T or 1, 64]
+            global::MoeCompiler.Runtime.Tensors.Tensor normed = FinalNorm.Forward(context, last); // [T or 1, 64]
+            global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+            global::MoeCompiler.Runtime.Tensors.Tensor logits = LmHead.Forward(context, normed); // [T or 1, 512]
+            global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(normed);
             if (context.Cache is not null) context.Cache.Length = context.StartPosition + rows;
             return logits;
         }
 
-        private static global::MoeCompiler.Runtime.Tensors.Tensor Weight(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend, string key) => backend.PrepareWeight(weights[key]);
+        private static global::MoeCompiler.Runtime.Tensors.Tensor Weight(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, string key) => weights[key];
 
         private static global::MoeCompiler.Runtime.Modules.Linear Dense(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend, string name, bool bias) =>
-            new global::MoeCompiler.Runtime.Modules.Linear(backend, Weight(weights, backend, name + ".weight"), bias ? Weight(weights, backend, name + ".bias") : null);
+            new global::MoeCompiler.Runtime.Modules.Linear(backend, Weight(weights, name + ".weight"), bias ? Weight(weights, name + ".bias") : null);
 
         private static global::MoeCompiler.Runtime.Modules.LayerNorm LayerNormAt(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend, string name, float epsilon) =>
-            new global::MoeCompiler.Runtime.Modules.LayerNorm(backend, Weight(weights, backend, name + ".weight"), Weight(weights, backend, name + ".bias"), epsilon);
+            new global::MoeCompiler.Runtime.Modules.LayerNorm(backend, Weight(weights, name + ".weight"), Weight(weights, name + ".bias"), epsilon);
 
         private static global::MoeCompiler.Runtime.Modules.RmsNorm RmsNormAt(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend, string name, float epsilon) =>
-            new global::MoeCompiler.Runtime.Modules.RmsNorm(backend, Weight(weights, backend, name + ".weight"), epsilon);
+            new global::MoeCompiler.Runtime.Modules.RmsNorm(backend, Weight(weights, name + ".weight"), epsilon);
 
         /// <summary>The family's FFN (swiglu) under a key prefix: a dense layer's MLP or one expert.</summary>
         private static global::MoeCompiler.Runtime.Modules.SwiGluFeedForward FeedForwardAt(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend, string prefix)
@@ -571,10 +577,14 @@ namespace MoeCompiler.Models
             {
                 global::MoeCompiler.Runtime.Tensors.Tensor h = InputNorm.Forward(context, x); // [T, 64]
                 global::MoeCompiler.Runtime.Tensors.Tensor attention = Attention.Forward(context, h); // [T, 64]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(h);
                 context.Backend.Add(x, attention, x); // x += attention
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(attention);
                 h = PostAttentionNorm.Forward(context, x); // [T, 64]
                 global::MoeCompiler.Runtime.Tensors.Tensor mlp = Mlp.Forward(context, h); // [T, 64] top-2 of 4 experts per token
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(h);
                 context.Backend.Add(x, mlp, x); // x += mlp
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(mlp);
                 return x;
             }
         }
@@ -584,8 +594,8 @@ namespace MoeCompiler.Models
         {
             internal VisionTower(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend)
             {
-                Embeddings = new global::MoeCompiler.Runtime.Modules.ClipVisionEmbeddings(backend, Weight(weights, backend, "model.vision_tower.vision_model.embeddings.patch_embedding.weight"),
-                    Weight(weights, backend, "model.vision_tower.vision_model.embeddings.class_embedding"), Weight(weights, backend, "model.vision_tower.vision_model.embeddings.position_embedding.weight"), 14);
+                Embeddings = new global::MoeCompiler.Runtime.Modules.ClipVisionEmbeddings(backend, Weight(weights, "model.vision_tower.vision_model.embeddings.patch_embedding.weight"),
+                    Weight(weights, "model.vision_tower.vision_model.embeddings.class_embedding"), Weight(weights, "model.vision_tower.vision_model.embeddings.position_embedding.weight"), 14);
                 PreNorm = LayerNormAt(weights, backend, "model.vision_tower.vision_model.pre_layrnorm", 1E-05f);
                 Layer0 = CreateLayer(weights, backend, "model.vision_tower.vision_model.encoder.layers.0.", 0);
                 Layer1 = CreateLayer(weights, backend, "model.vision_tower.vision_model.encoder.layers.1.", 1);
@@ -618,11 +628,19 @@ namespace MoeCompiler.Models
             public global::MoeCompiler.Runtime.Tensors.Tensor Forward(global::MoeCompiler.Runtime.Modules.ForwardContext context, global::MoeCompiler.Runtime.Tensors.Tensor pixels)
             {
                 global::MoeCompiler.Runtime.Tensors.Tensor x = Embeddings.Forward(context, pixels); // [17, 32] CLS + 16 patches
-                x = PreNorm.Forward(context, x); // [17, 32]
-                x = Layer0.Forward(context, x); // [17, 32]
-                x = Layer1.Forward(context, x); // [17, 32] = hidden state selected by selectLayer -2
+                global::MoeCompiler.Runtime.Tensors.Tensor next;
+                next = PreNorm.Forward(context, x); // [17, 32]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer0.Forward(context, x); // [17, 32]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer1.Forward(context, x); // [17, 32] = hidden state selected by selectLayer -2
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
                 global::MoeCompiler.Runtime.Tensors.Tensor features = context.Backend.Allocate(global::MoeCompiler.Runtime.Tensors.DType.F32, 16, 32); // [16, 32]
                 context.Backend.CopyRows(x, 1, features, 0, 16); // "patch": drop row 0 (the CLS token)
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
                 return features;
             }
         }

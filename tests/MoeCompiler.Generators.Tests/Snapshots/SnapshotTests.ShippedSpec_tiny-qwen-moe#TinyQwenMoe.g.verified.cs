@@ -207,14 +207,14 @@ namespace MoeCompiler.Models
 
         /// <summary>
         /// Builds the modules from tensors bound to <see cref="Manifest"/> (every key of the manifest must be present).
-        /// The caller keeps ownership of <paramref name="weights"/>; each tensor goes through
-        /// <see cref="MoeCompiler.Runtime.Backends.IBackend.PrepareWeight"/> once.
+        /// The caller keeps ownership of <paramref name="weights"/>; the modules prepare their tensors for
+        /// <paramref name="backend"/> (upload, f32 norms and biases) as they are built.
         /// </summary>
         public TinyQwenMoe(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend)
         {
             global::System.ArgumentNullException.ThrowIfNull(weights);
             global::System.ArgumentNullException.ThrowIfNull(backend);
-            Embedding = new global::MoeCompiler.Runtime.Modules.TokenEmbedding(backend, Weight(weights, backend, "transformer.wte.weight"));
+            Embedding = new global::MoeCompiler.Runtime.Modules.TokenEmbedding(backend, Weight(weights, "transformer.wte.weight"));
             Block0 = new MoeBlock(weights, backend, "transformer.h.0.", 0);
             Block1 = new DenseBlock(weights, backend, "transformer.h.1.", 1);
             Block2 = new MoeBlock(weights, backend, "transformer.h.2.", 2);
@@ -302,7 +302,9 @@ namespace MoeCompiler.Models
             if (pixels.Rank != 3 || pixels.Dim(0) != 3 || pixels.Dim(1) != 56 || pixels.Dim(2) != 56)
                 throw new global::System.ArgumentException("TinyQwenMoe expects pixels [3, 56, 56], got " + global::MoeCompiler.Runtime.Tensors.Tensor.FormatShape(pixels.Shape), nameof(pixels));
             global::MoeCompiler.Runtime.Tensors.Tensor features = Vision.Forward(context, pixels); // [15, 48]
-            return Projector.Forward(context, features); // [15, 64]
+            global::MoeCompiler.Runtime.Tensors.Tensor projected = Projector.Forward(context, features); // [15, 64]
+            global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(features);
+            return projected;
         }
 
         /// <summary>
@@ -322,22 +324,26 @@ namespace MoeCompiler.Models
             x = Block1.Forward(context, x); // [T, 64] layer 1: attention + dense FFN
             x = Block2.Forward(context, x); // [T, 64] layer 2: attention + MoE
             x = Block3.Forward(context, x); // [T, 64] layer 3: attention + dense FFN
-            global::MoeCompiler.Runtime.Tensors.Tensor normed = FinalNorm.Forward(context, x); // [T, 64]
-            global::MoeCompiler.Runtime.Tensors.Tensor logits = LmHead.Forward(context, normed); // [T, 512]
+            // Generation reads only the last position's logits: skip the final norm and lm_head for the other rows.
+            global::MoeCompiler.Runtime.Tensors.Tensor last = context.LastRowLogitsOnly && rows > 1 ? x.SliceRows(rows - 1, 1) : x; // [T or 1, 64]
+            global::MoeCompiler.Runtime.Tensors.Tensor normed = FinalNorm.Forward(context, last); // [T or 1, 64]
+            global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+            global::MoeCompiler.Runtime.Tensors.Tensor logits = LmHead.Forward(context, normed); // [T or 1, 512]
+            global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(normed);
             if (context.Cache is not null) context.Cache.Length = context.StartPosition + rows;
             return logits;
         }
 
-        private static global::MoeCompiler.Runtime.Tensors.Tensor Weight(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend, string key) => backend.PrepareWeight(weights[key]);
+        private static global::MoeCompiler.Runtime.Tensors.Tensor Weight(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, string key) => weights[key];
 
         private static global::MoeCompiler.Runtime.Modules.Linear Dense(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend, string name, bool bias) =>
-            new global::MoeCompiler.Runtime.Modules.Linear(backend, Weight(weights, backend, name + ".weight"), bias ? Weight(weights, backend, name + ".bias") : null);
+            new global::MoeCompiler.Runtime.Modules.Linear(backend, Weight(weights, name + ".weight"), bias ? Weight(weights, name + ".bias") : null);
 
         private static global::MoeCompiler.Runtime.Modules.LayerNorm LayerNormAt(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend, string name, float epsilon) =>
-            new global::MoeCompiler.Runtime.Modules.LayerNorm(backend, Weight(weights, backend, name + ".weight"), Weight(weights, backend, name + ".bias"), epsilon);
+            new global::MoeCompiler.Runtime.Modules.LayerNorm(backend, Weight(weights, name + ".weight"), Weight(weights, name + ".bias"), epsilon);
 
         private static global::MoeCompiler.Runtime.Modules.RmsNorm RmsNormAt(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend, string name, float epsilon) =>
-            new global::MoeCompiler.Runtime.Modules.RmsNorm(backend, Weight(weights, backend, name + ".weight"), epsilon);
+            new global::MoeCompiler.Runtime.Modules.RmsNorm(backend, Weight(weights, name + ".weight"), epsilon);
 
         /// <summary>The family's FFN (qwen-swiglu) under a key prefix: a dense layer's MLP or one expert.</summary>
         private static global::MoeCompiler.Runtime.Modules.QwenFeedForward FeedForwardAt(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend, string prefix)
@@ -461,8 +467,8 @@ namespace MoeCompiler.Models
             internal MoeBlock(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend, string prefix, int layer)
             {
                 InputNorm = RmsNormAt(weights, backend, prefix + "ln_1", 1E-06f);
-                global::MoeCompiler.Runtime.Tensors.Tensor qkv = Weight(weights, backend, prefix + "attn.c_attn.weight"); // [192, 64] q | k | v
-                global::MoeCompiler.Runtime.Tensors.Tensor qkvBias = Weight(weights, backend, prefix + "attn.c_attn.bias"); // [192]
+                global::MoeCompiler.Runtime.Tensors.Tensor qkv = Weight(weights, prefix + "attn.c_attn.weight"); // [192, 64] q | k | v
+                global::MoeCompiler.Runtime.Tensors.Tensor qkvBias = Weight(weights, prefix + "attn.c_attn.bias"); // [192]
                 Attention = new global::MoeCompiler.Runtime.Modules.CausalSelfAttention(
                     new global::MoeCompiler.Runtime.Modules.Linear(backend, qkv.SliceRows(0, 64), qkvBias.SliceRows(0, 64)),
                     new global::MoeCompiler.Runtime.Modules.Linear(backend, qkv.SliceRows(64, 64), qkvBias.SliceRows(64, 64)),
@@ -493,10 +499,14 @@ namespace MoeCompiler.Models
             {
                 global::MoeCompiler.Runtime.Tensors.Tensor h = InputNorm.Forward(context, x); // [T, 64]
                 global::MoeCompiler.Runtime.Tensors.Tensor attention = Attention.Forward(context, h); // [T, 64]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(h);
                 context.Backend.Add(x, attention, x); // x += attention
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(attention);
                 h = PostAttentionNorm.Forward(context, x); // [T, 64]
                 global::MoeCompiler.Runtime.Tensors.Tensor mlp = Mlp.Forward(context, h); // [T, 64] top-2 of 4 experts per token
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(h);
                 context.Backend.Add(x, mlp, x); // x += mlp
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(mlp);
                 return x;
             }
         }
@@ -507,8 +517,8 @@ namespace MoeCompiler.Models
             internal DenseBlock(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend, string prefix, int layer)
             {
                 InputNorm = RmsNormAt(weights, backend, prefix + "ln_1", 1E-06f);
-                global::MoeCompiler.Runtime.Tensors.Tensor qkv = Weight(weights, backend, prefix + "attn.c_attn.weight"); // [192, 64] q | k | v
-                global::MoeCompiler.Runtime.Tensors.Tensor qkvBias = Weight(weights, backend, prefix + "attn.c_attn.bias"); // [192]
+                global::MoeCompiler.Runtime.Tensors.Tensor qkv = Weight(weights, prefix + "attn.c_attn.weight"); // [192, 64] q | k | v
+                global::MoeCompiler.Runtime.Tensors.Tensor qkvBias = Weight(weights, prefix + "attn.c_attn.bias"); // [192]
                 Attention = new global::MoeCompiler.Runtime.Modules.CausalSelfAttention(
                     new global::MoeCompiler.Runtime.Modules.Linear(backend, qkv.SliceRows(0, 64), qkvBias.SliceRows(0, 64)),
                     new global::MoeCompiler.Runtime.Modules.Linear(backend, qkv.SliceRows(64, 64), qkvBias.SliceRows(64, 64)),
@@ -534,10 +544,14 @@ namespace MoeCompiler.Models
             {
                 global::MoeCompiler.Runtime.Tensors.Tensor h = InputNorm.Forward(context, x); // [T, 64]
                 global::MoeCompiler.Runtime.Tensors.Tensor attention = Attention.Forward(context, h); // [T, 64]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(h);
                 context.Backend.Add(x, attention, x); // x += attention
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(attention);
                 h = PostAttentionNorm.Forward(context, x); // [T, 64]
                 global::MoeCompiler.Runtime.Tensors.Tensor mlp = Mlp.Forward(context, h); // [T, 64]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(h);
                 context.Backend.Add(x, mlp, x); // x += mlp
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(mlp);
                 return x;
             }
         }
@@ -547,8 +561,8 @@ namespace MoeCompiler.Models
         {
             internal VisionTower(global::MoeCompiler.Runtime.Checkpoints.IBoundWeights weights, global::MoeCompiler.Runtime.Backends.IBackend backend)
             {
-                Embeddings = new global::MoeCompiler.Runtime.Modules.SiglipVisionEmbeddings(backend, Weight(weights, backend, "transformer.image_tower.image_tower.vision_model.embeddings.patch_embedding.weight"),
-                    Weight(weights, backend, "transformer.image_tower.image_tower.vision_model.embeddings.patch_embedding.bias"), Weight(weights, backend, "transformer.image_tower.image_tower.vision_model.embeddings.position_embedding.weight"), 14);
+                Embeddings = new global::MoeCompiler.Runtime.Modules.SiglipVisionEmbeddings(backend, Weight(weights, "transformer.image_tower.image_tower.vision_model.embeddings.patch_embedding.weight"),
+                    Weight(weights, "transformer.image_tower.image_tower.vision_model.embeddings.patch_embedding.bias"), Weight(weights, "transformer.image_tower.image_tower.vision_model.embeddings.position_embedding.weight"), 14);
                 Layer0 = CreateLayer(weights, backend, "transformer.image_tower.image_tower.vision_model.encoder.layers.0.", 0);
                 Layer1 = CreateLayer(weights, backend, "transformer.image_tower.image_tower.vision_model.encoder.layers.1.", 1);
             }
@@ -573,10 +587,16 @@ namespace MoeCompiler.Models
             public global::MoeCompiler.Runtime.Tensors.Tensor Forward(global::MoeCompiler.Runtime.Modules.ForwardContext context, global::MoeCompiler.Runtime.Tensors.Tensor pixels)
             {
                 global::MoeCompiler.Runtime.Tensors.Tensor x = Embeddings.Forward(context, pixels); // [16, 48] 16 patches
-                x = Layer0.Forward(context, x); // [16, 48]
-                x = Layer1.Forward(context, x); // [16, 48] = hidden state selected by selectLayer -2
+                global::MoeCompiler.Runtime.Tensors.Tensor next;
+                next = Layer0.Forward(context, x); // [16, 48]
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
+                next = Layer1.Forward(context, x); // [16, 48] = hidden state selected by selectLayer -2
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
+                x = next;
                 global::MoeCompiler.Runtime.Tensors.Tensor features = context.Backend.Allocate(global::MoeCompiler.Runtime.Tensors.DType.F32, 15, 48); // [15, 48]
                 context.Backend.CopyRows(x, 1, features, 0, 15); // "patch": drop row 0 (the first patch, as the reference does)
+                global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
                 return features;
             }
         }

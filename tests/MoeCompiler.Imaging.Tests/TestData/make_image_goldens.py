@@ -382,6 +382,107 @@ for src_name, src in [("photo", photo_rgb), ("small", small), ("tall", np.ascont
             entry["tensor"] = "goldens/" + name + ".f32"
         manifest["preprocess"].append(entry)
 
+# ---------------------------------------------------------------- JPEG cases needing a scan script or own encoder
+scan_script = os.path.join(IMG, "_scans.txt")
+with open(scan_script, "w") as f:
+    f.write("0;\n1;\n2;\n")
+cjpeg(big, "jpeg_sequential_multiscan.jpg", "-quality", "85", "-sample", "2x2,1x1,1x1", "-scans", scan_script)
+os.remove(scan_script)
+add_jpeg("jpeg_sequential_multiscan", "jpeg_sequential_multiscan.jpg", "sequential (baseline) 4:2:0, one scan per component")
+
+
+def encode_jpeg_4(planes, adobe_transform):
+    """A minimal baseline encoder (4 components, 1x1 sampling, one interleaved scan) for YCCK/CMYK test files.
+    Huffman tables are fixed-length (DC 4-bit, AC 8-bit codes): valid canonical tables, simple to write."""
+    h, w = planes[0].shape
+    q = np.array([16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+                  14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+                  49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]).reshape(8, 8) // 2 + 1
+    zz = [0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14,
+          21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53,
+          60, 61, 54, 47, 55, 62, 63]
+    u = np.arange(8)
+    C = np.cos((2 * u[None, :] + 1) * u[:, None] * np.pi / 16) / 2
+    C[0] /= np.sqrt(2)
+    dc_symbols = list(range(12))
+    ac_symbols = [0x00, 0xF0] + [(r << 4) | s for r in range(16) for s in range(1, 11)]
+    dc_code = {sym: (i, 4) for i, sym in enumerate(dc_symbols)}
+    ac_code = {sym: (i, 8) for i, sym in enumerate(ac_symbols)}
+    out, acc, nbits = bytearray(), 0, 0
+
+    def put(value, n):
+        nonlocal acc, nbits
+        for bit in range(n - 1, -1, -1):
+            acc = (acc << 1) | ((value >> bit) & 1)
+            nbits += 1
+            if nbits == 8:
+                out.append(acc)
+                if acc == 0xFF:
+                    out.append(0)
+                acc, nbits = 0, 0
+
+    def magnitude(v):
+        size = int(abs(int(v))).bit_length()
+        return size, (int(v) if v > 0 else int(v) + (1 << size) - 1)
+
+    ph, pw = (h + 7) // 8 * 8, (w + 7) // 8 * 8
+    padded = [np.pad(p.astype(np.float64), ((0, ph - h), (0, pw - w)), mode="edge") for p in planes]
+    pred = [0, 0, 0, 0]
+    for by in range(ph // 8):
+        for bx in range(pw // 8):
+            for ci in range(4):
+                block = padded[ci][by * 8:by * 8 + 8, bx * 8:bx * 8 + 8] - 128
+                coef = np.round((C @ block @ C.T) / q).astype(int).reshape(-1)
+                diff = coef[0] - pred[ci]
+                pred[ci] = coef[0]
+                size, bits = magnitude(diff)
+                put(*dc_code[size])
+                put(bits, size)
+                run = 0
+                last = max([k for k in range(1, 64) if coef[zz[k]] != 0], default=0)
+                for k in range(1, last + 1):
+                    v = coef[zz[k]]
+                    if v == 0:
+                        run += 1
+                        continue
+                    while run > 15:
+                        put(*ac_code[0xF0])
+                        run -= 16
+                    size, bits = magnitude(v)
+                    put(*ac_code[(run << 4) | size])
+                    put(bits, size)
+                    run = 0
+                if last < 63:
+                    put(*ac_code[0x00])
+    if nbits:
+        put((1 << (8 - nbits)) - 1, 8 - nbits)
+
+    def segment(marker, body):
+        return bytes([0xFF, marker]) + struct.pack(">H", len(body) + 2) + body
+
+    data = b"\xff\xd8" + segment(0xEE, b"Adobe" + struct.pack(">HHHB", 100, 0, 0, adobe_transform))
+    data += segment(0xDB, bytes([0]) + bytes(int(q.reshape(-1)[z]) for z in zz))
+    data += segment(0xC0, struct.pack(">BHHB", 8, h, w, 4) + b"".join(bytes([i + 1, 0x11, 0]) for i in range(4)))
+    dc_counts = [0] * 16
+    dc_counts[3] = len(dc_symbols)
+    ac_counts = [0] * 16
+    ac_counts[7] = len(ac_symbols)
+    data += segment(0xC4, bytes([0x00] + dc_counts + dc_symbols) + bytes([0x10] + ac_counts + ac_symbols))
+    data += segment(0xDA, bytes([4]) + b"".join(bytes([i + 1, 0x00]) for i in range(4)) + bytes([0, 63, 0]))
+    return data + bytes(out) + b"\xff\xd9"
+
+
+yk = scene(29, 21)
+ycc = np.array(Image.fromarray(yk).convert("YCbCr"))
+k_plane = (np.arange(29)[None, :] * 5 + np.arange(21)[:, None] * 3).astype(np.uint8)
+with open(os.path.join(IMG, "jpeg_ycck.jpg"), "wb") as f:
+    f.write(encode_jpeg_4([ycc[..., 0], ycc[..., 1], ycc[..., 2], k_plane], adobe_transform=2))
+assert Image.open(os.path.join(IMG, "jpeg_ycck.jpg")).mode == "CMYK"
+add_jpeg("jpeg_ycck", "jpeg_ycck.jpg", "YCCK (Adobe transform 2), own encoder (Pillow golden)", djpeg=False)
+with open(os.path.join(IMG, "jpeg_cmyk_plain.jpg"), "wb") as f:
+    f.write(encode_jpeg_4([yk[..., 0], yk[..., 1], yk[..., 2], k_plane], adobe_transform=0))
+add_jpeg("jpeg_cmyk_own_encoder", "jpeg_cmyk_plain.jpg", "CMYK (Adobe transform 0), own encoder, 8-bit AC codes (Pillow golden)", djpeg=False)
+
 with open(os.path.join(HERE, "manifest.json"), "w") as f:
     json.dump(manifest, f, indent=1)
 total = sum(os.path.getsize(os.path.join(d, n)) for d in (IMG, GOLD) for n in os.listdir(d))

@@ -116,7 +116,7 @@ public class TextGeneratorTests
         var result = generator.Generate(Request([1, 2, 3], options: new GenerationOptions { MaxNewTokens = 10, StopOnEos = false }));
         Assert.Equal(StopReason.ContextFull, result.StopReason);
         Assert.Equal(FakeCountingModel.ExpectedGreedy([1, 2, 3], 10).Take(4), result.TokenIds);
-        var e = Assert.Throws<ArgumentException>(() => generator.Generate(Request([1, 2, 3, 4, 5, 6, 7])));
+        var e = Assert.Throws<ModelInputException>(() => generator.Generate(Request([1, 2, 3, 4, 5, 6, 7])));
         Assert.Contains("7 positions", e.Message);
     }
 

@@ -2,6 +2,9 @@ using System.Text.Json;
 
 namespace MoeCompiler.Inference.Tests.Parity;
 
+/// <summary>The optional second prompt of a golden: text, image A (the main pixels), text, image B, text.</summary>
+public sealed record GoldenTwoImages(int[] InputIds, bool[] IsImageToken, int[] GeneratedIds, int[] LogitsShape);
+
 /// <summary>One routing call of the reference: experts [T][k] in descending probability, combine weights.</summary>
 public sealed record GoldenRouting(string Site, int Layer, string Call, int[][] Experts, double[][] Weights);
 
@@ -26,6 +29,10 @@ public sealed class Golden
         var bf16 = root.GetProperty("bf16");
         Bf16GeneratedIds = Ints(bf16.GetProperty("generatedIds"));
         Bf16Routing = ReadRouting(bf16.GetProperty("routing"));
+        if (root.TryGetProperty("twoImages", out var two))
+            TwoImages = new GoldenTwoImages(Ints(two.GetProperty("inputIds")),
+                two.GetProperty("isImageToken").EnumerateArray().Select(e => e.GetBoolean()).ToArray(),
+                Ints(two.GetProperty("generatedIds")), Ints(two.GetProperty("logitsShape")));
     }
 
     public static string Root => Path.Combine(AppContext.BaseDirectory, "TestData");
@@ -51,7 +58,11 @@ public sealed class Golden
     public int[] Bf16GeneratedIds { get; }
     public IReadOnlyList<GoldenRouting> Bf16Routing { get; }
 
+    public GoldenTwoImages? TwoImages { get; }
+
     public float[] Pixels() => ReadFloats("pixels.bin", PixelsShape);
+    public float[] SecondPixels() => ReadFloats("two_images_pixels2.bin", PixelsShape);
+    public float[] TwoImagesLogits() => ReadFloats("two_images_logits.bin", TwoImages!.LogitsShape);
     public float[] Logits() => ReadFloats("logits.bin", LogitsShape);
     public float[] LogitsBf16() => ReadFloats("logits_bf16.bin", LogitsShape);
     public float[] StepLogits() => ReadFloats("step_logits.bin", StepLogitsShape);

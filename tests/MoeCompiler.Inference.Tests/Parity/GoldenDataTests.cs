@@ -7,12 +7,7 @@ namespace MoeCompiler.Inference.Tests.Parity;
 /// generated variants).</summary>
 public class GoldenDataTests
 {
-    public static TheoryData<string> Folders()
-    {
-        var data = new TheoryData<string>();
-        foreach (var (folder, _) in VariantLoader.TinySpecs) data.Add(folder);
-        return data;
-    }
+    public static TheoryData<string> Folders() => new(VariantLoader.Folders);
 
     [Theory]
     [MemberData(nameof(Folders))]

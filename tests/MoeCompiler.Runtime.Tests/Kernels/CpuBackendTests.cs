@@ -6,23 +6,27 @@ using static MoeCompiler.Runtime.Tests.Kernels.KernelTestUtil;
 
 namespace MoeCompiler.Runtime.Tests.Kernels;
 
-/// <summary>Every CpuBackend operation against <see cref="ReferenceKernels"/> (double-accumulating loops).</summary>
-public sealed class CpuBackendTests : IDisposable
+/// <summary>
+/// Every CpuBackend operation against <see cref="ReferenceKernels"/> (double-accumulating loops), on every
+/// instruction-set path this machine supports (scalar, AVX2, AVX-512 forced in turn), into NaN-poisoned outputs.
+/// </summary>
+public sealed class CpuBackendTests
 {
-    private readonly CpuBackend _backend = new(threads: 2);
-
-    public void Dispose() => _backend.Dispose();
+    private static readonly CpuBackend[] s_backends = Isas.Select(isa => new CpuBackend(2, isa)).ToArray();
 
     public static TheoryData<int, int, int, DType, int> LinearCases()
     {
         var data = new TheoryData<int, int, int, DType, int>();
-        int[][] shapes = [[1, 1, 1], [1, 7, 33], [7, 33, 7], [33, 64, 17], [3, 4097, 5], [1, 256, 4097], [65, 96, 70]];
+        int[][] shapes = [[1, 1, 1], [1, 7, 33], [2, 33, 7], [4, 64, 4097], [5, 64, 17], [7, 33, 7], [33, 64, 17], [3, 4097, 5], [1, 256, 4097], [65, 96, 70], [150, 300, 290], [13, 1100, 1600]];
         foreach (var s in shapes)
             foreach (var dtype in new[] { DType.F32, DType.BF16, DType.F16, DType.I8 })
             {
                 data.Add(s[0], s[1], s[2], dtype, 0);
                 if (dtype == DType.I8 && s[1] % 32 == 0) data.Add(s[0], s[1], s[2], dtype, 32);
+                if (dtype == DType.I8 && s[1] % 8 == 0 && s[1] % 16 != 0) data.Add(s[0], s[1], s[2], dtype, 8);
             }
+        data.Add(1, 96, 40, DType.I8, 24);
+        data.Add(9, 96, 40, DType.I8, 24);
         return data;
     }
 
@@ -38,10 +42,26 @@ public sealed class CpuBackendTests : IDisposable
             var bias = withBias ? RandomF32(random, 1f, n) : null;
             var expected = Poisoned(m, n);
             ReferenceKernels.Linear(x, weight, bias, expected);
-            var actual = Poisoned(m, n);
-            _backend.Linear(x, _backend.PrepareWeight(weight), bias, actual);
-            // f32 accumulation over k products of magnitude ≤ 1.
-            AssertClose(expected, actual, atol: 2e-6 * Math.Sqrt(k) + 1e-6, rtol: 1e-5, $"Linear {m}x{k}x{n} {dtype}/{groupSize} bias={withBias}");
+            foreach (var backend in s_backends)
+            {
+                var actual = Poisoned(m, n);
+                backend.Linear(x, backend.PrepareWeight(weight), bias, actual);
+                // f32 accumulation over k products of magnitude ≤ 1.
+                AssertClose(expected, actual, atol: 2e-6 * Math.Sqrt(k) + 1e-6, rtol: 1e-5,
+                    $"Linear {m}x{k}x{n} {dtype}/{groupSize} bias={withBias} {backend.Name}");
+            }
+        }
+    }
+
+    [Fact]
+    public void LinearWithEmptyInnerDimensionGivesBias()
+    {
+        var bias = Tensor.FromFloats([1f, 2f], 2);
+        foreach (var backend in s_backends)
+        {
+            var y = Poisoned(3, 2);
+            backend.Linear(Tensor.Allocate(DType.F32, 3, 0), Tensor.Allocate(DType.F32, 2, 0), bias, y);
+            Assert.Equal([1f, 2f, 1f, 2f, 1f, 2f], y.ToFloatArray());
         }
     }
 
@@ -51,7 +71,7 @@ public sealed class CpuBackendTests : IDisposable
         var x = Tensor.Allocate(DType.F32, 2, 8);
         var w = Tensor.Allocate(DType.F32, 4, 7);
         var y = Tensor.Allocate(DType.F32, 2, 4);
-        var e = Assert.Throws<ArgumentException>(() => _backend.Linear(x, w, null, y));
+        var e = Assert.Throws<ArgumentException>(() => s_backends[0].Linear(x, w, null, y));
         Assert.Contains("does not match", e.Message);
     }
 
@@ -67,28 +87,31 @@ public sealed class CpuBackendTests : IDisposable
         for (int i = 0; i < width; i++) x.AsFloats()[i] += 5f; // an offset mean exercises LayerNorm's centring
         var weight = RandomF32(random, 2f, width);
         var bias = RandomF32(random, 1f, width);
-        foreach (var b in new[] { bias, null })
+        foreach (var backend in s_backends)
         {
-            var expected = Poisoned(rows, width);
-            ReferenceKernels.LayerNorm(x, weight, b, 1e-5f, expected);
-            var actual = Poisoned(rows, width);
-            _backend.LayerNorm(x, weight, b, 1e-5f, actual);
-            AssertClose(expected, actual, 1e-5, 1e-4, "LayerNorm");
+            foreach (var b in new[] { bias, null })
+            {
+                var expected = Poisoned(rows, width);
+                ReferenceKernels.LayerNorm(x, weight, b, 1e-5f, expected);
+                var actual = Poisoned(rows, width);
+                backend.LayerNorm(x, weight, b, 1e-5f, actual);
+                AssertClose(expected, actual, 1e-5, 1e-4, "LayerNorm " + backend.Name);
+            }
+            {
+                var expected = Poisoned(rows, width);
+                ReferenceKernels.RmsNorm(x, weight, 1e-6f, expected);
+                var actual = Poisoned(rows, width);
+                backend.RmsNorm(x, weight, 1e-6f, actual);
+                AssertClose(expected, actual, 1e-5, 1e-4, "RmsNorm " + backend.Name);
+            }
+            // In place (y aliases x), with a bf16 weight.
+            var bf16Weight = RandomWeight(random, DType.BF16, 1, width).Reshape(width);
+            var inPlace = Copy(x);
+            var reference = Poisoned(rows, width);
+            ReferenceKernels.LayerNorm(x, bf16Weight, bias, 1e-5f, reference);
+            backend.LayerNorm(inPlace, bf16Weight, bias, 1e-5f, inPlace);
+            AssertClose(reference, inPlace, 1e-5, 1e-4, "LayerNorm in place " + backend.Name);
         }
-        {
-            var expected = Poisoned(rows, width);
-            ReferenceKernels.RmsNorm(x, weight, 1e-6f, expected);
-            var actual = Poisoned(rows, width);
-            _backend.RmsNorm(x, weight, 1e-6f, actual);
-            AssertClose(expected, actual, 1e-5, 1e-4, "RmsNorm");
-        }
-        // In place (y aliases x), with a bf16 weight.
-        var bf16Weight = RandomWeight(random, DType.BF16, 1, width).Reshape(width);
-        var inPlace = Copy(x);
-        var reference = Poisoned(rows, width);
-        ReferenceKernels.LayerNorm(x, bf16Weight, bias, 1e-5f, reference);
-        _backend.LayerNorm(inPlace, bf16Weight, bias, 1e-5f, inPlace);
-        AssertClose(reference, inPlace, 1e-5, 1e-4, "LayerNorm in place");
     }
 
     [Theory]
@@ -96,15 +119,20 @@ public sealed class CpuBackendTests : IDisposable
     [InlineData(7, 4, 80, 32, 5)]
     [InlineData(33, 2, 64, 16, 600)]
     [InlineData(3, 3, 128, 128, 4000)]
+    [InlineData(2, 2, 6, 2, 1)]
     public void RotaryMatchesReference(int rows, int heads, int headDim, int rotaryDims, int start)
     {
         var random = new Random(rows + heads * 7 + headDim);
-        var x = RandomF32(random, 2f, rows, heads * headDim);
-        var expected = Copy(x);
+        var input = RandomF32(random, 2f, rows, heads * headDim);
+        var expected = Copy(input);
         ReferenceKernels.Rotary(expected, heads, headDim, rotaryDims, 10000f, start);
-        _backend.Rotary(x, heads, headDim, rotaryDims, 10000f, start);
-        // cos/sin are rounded to f32 once: error ≈ |x|·2⁻²⁴ per term.
-        AssertClose(expected, x, 1e-6, 1e-5, "Rotary");
+        foreach (var backend in s_backends)
+        {
+            var x = Copy(input);
+            backend.Rotary(x, heads, headDim, rotaryDims, 10000f, start);
+            // cos/sin are rounded to f32 once: error ≈ |x|·2⁻²⁴ per term.
+            AssertClose(expected, x, 1e-6, 1e-5, "Rotary " + backend.Name);
+        }
     }
 
     public static TheoryData<Activation, int> ActivationCases()
@@ -122,11 +150,18 @@ public sealed class CpuBackendTests : IDisposable
         var random = new Random(n + (int)activation);
         var x = RandomF32(random, 8f, n);
         x.AsFloats()[0] = n > 1 ? -30f : 0f;
+        if (n > 2) x.AsFloats()[1] = 30f;
         var expected = Poisoned(n);
         ReferenceKernels.Activate(x, activation, expected);
-        var actual = Poisoned(n);
-        _backend.Activate(x, activation, actual);
-        AssertClose(expected, actual, 1e-6, 1e-5, activation.ToString());
+        foreach (var backend in s_backends)
+        {
+            var actual = Poisoned(n);
+            backend.Activate(x, activation, actual);
+            AssertClose(expected, actual, 1e-6, 1e-5, activation + " " + backend.Name);
+            var inPlace = Copy(x);
+            backend.Activate(inPlace, activation, inPlace);
+            AssertClose(expected, inPlace, 1e-6, 1e-5, activation + " in place " + backend.Name);
+        }
     }
 
     [Theory]
@@ -140,9 +175,12 @@ public sealed class CpuBackendTests : IDisposable
         var up = RandomF32(random, 3f, n);
         var expected = Poisoned(n);
         ReferenceKernels.SwiGlu(gate, up, expected);
-        var actual = Poisoned(n);
-        _backend.SwiGlu(gate, up, actual);
-        AssertClose(expected, actual, 1e-6, 1e-5, "SwiGlu");
+        foreach (var backend in s_backends)
+        {
+            var actual = Poisoned(n);
+            backend.SwiGlu(gate, up, actual);
+            AssertClose(expected, actual, 1e-6, 1e-5, "SwiGlu " + backend.Name);
+        }
     }
 
     [Theory]
@@ -156,19 +194,22 @@ public sealed class CpuBackendTests : IDisposable
         var x = RandomF32(random, 20f, rows, width);
         var z = RandomF32(random, 2f, rows, width);
         var expected = Poisoned(rows, width);
-        var actual = Poisoned(rows, width);
-        ReferenceKernels.Softmax(x, expected);
-        _backend.Softmax(x, actual);
-        AssertClose(expected, actual, 1e-7, 1e-5, "Softmax");
-        ReferenceKernels.Add(x, z, expected);
-        _backend.Add(x, z, actual);
-        AssertClose(expected, actual, 0, 0, "Add");
-        ReferenceKernels.Multiply(x, z, expected);
-        _backend.Multiply(x, z, actual);
-        AssertClose(expected, actual, 0, 0, "Multiply");
-        ReferenceKernels.Scale(x, 0.37f, expected);
-        _backend.Scale(x, 0.37f, actual);
-        AssertClose(expected, actual, 0, 1e-7, "Scale");
+        foreach (var backend in s_backends)
+        {
+            var actual = Poisoned(rows, width);
+            ReferenceKernels.Softmax(x, expected);
+            backend.Softmax(x, actual);
+            AssertClose(expected, actual, 1e-7, 1e-5, "Softmax " + backend.Name);
+            ReferenceKernels.Add(x, z, expected);
+            backend.Add(x, z, actual);
+            AssertClose(expected, actual, 0, 0, "Add " + backend.Name);
+            ReferenceKernels.Multiply(x, z, expected);
+            backend.Multiply(x, z, actual);
+            AssertClose(expected, actual, 0, 0, "Multiply " + backend.Name);
+            ReferenceKernels.Scale(x, 0.37f, expected);
+            backend.Scale(x, 0.37f, actual);
+            AssertClose(expected, actual, 0, 1e-7, "Scale " + backend.Name);
+        }
     }
 
     [Theory]
@@ -183,10 +224,13 @@ public sealed class CpuBackendTests : IDisposable
         int[] ids = [0, 49, 7, 7, 13];
         var expected = Poisoned(ids.Length, 33);
         ReferenceKernels.Embedding(table, ids, expected);
-        var actual = Poisoned(ids.Length, 33);
-        _backend.Embedding(table, ids, actual);
-        AssertClose(expected, actual, 0, 0, "Embedding");
-        Assert.Throws<ArgumentOutOfRangeException>(() => _backend.Embedding(table, [50], Poisoned(1, 33)));
+        foreach (var backend in s_backends)
+        {
+            var actual = Poisoned(ids.Length, 33);
+            backend.Embedding(table, ids, actual);
+            AssertClose(expected, actual, 0, 0, "Embedding " + backend.Name);
+            Assert.Throws<ArgumentOutOfRangeException>(() => backend.Embedding(table, [50], Poisoned(1, 33)));
+        }
     }
 
     [Theory]
@@ -196,6 +240,7 @@ public sealed class CpuBackendTests : IDisposable
     [InlineData(5, 40, 6, 3, 80, true, 35)]
     [InlineData(33, 33, 4, 4, 72, false, 0)]
     [InlineData(3, 600, 4, 1, 64, true, 597)]
+    [InlineData(2, 5, 2, 2, 7, false, 0)]
     public void AttentionMatchesReference(int queries, int keys, int heads, int kvHeads, int headDim, bool causal, int queryStart)
     {
         var random = new Random(queries * 7 + keys * 3 + heads + headDim);
@@ -204,9 +249,21 @@ public sealed class CpuBackendTests : IDisposable
         var v = RandomF32(random, 2f, keys, kvHeads * headDim);
         var expected = Poisoned(queries, heads * headDim);
         ReferenceKernels.Attention(q, k, v, expected, heads, kvHeads, headDim, causal, queryStart);
-        var actual = Poisoned(queries, heads * headDim);
-        _backend.Attention(q, k, v, actual, heads, kvHeads, headDim, causal, queryStart);
-        AssertClose(expected, actual, 2e-5, 1e-4, "Attention");
+        foreach (var backend in s_backends)
+        {
+            var actual = Poisoned(queries, heads * headDim);
+            backend.Attention(q, k, v, actual, heads, kvHeads, headDim, causal, queryStart);
+            AssertClose(expected, actual, 2e-5, 1e-4, "Attention " + backend.Name);
+        }
+    }
+
+    [Fact]
+    public void AttentionRejectsTooFewKeysForCausalQueries()
+    {
+        var q = Tensor.Allocate(DType.F32, 2, 8);
+        var k = Tensor.Allocate(DType.F32, 3, 8);
+        var e = Assert.Throws<ArgumentException>(() => s_backends[0].Attention(q, k, k, Poisoned(2, 8), 1, 1, 8, true, 2));
+        Assert.Contains("keys", e.Message);
     }
 
     [Fact]
@@ -215,24 +272,28 @@ public sealed class CpuBackendTests : IDisposable
         var random = new Random(5);
         var source = RandomF32(random, 1f, 9, 33);
         int[] rows = [8, 0, 3, 3];
-        var expected = Poisoned(4, 33);
-        var actual = Poisoned(4, 33);
-        ReferenceKernels.GatherRows(source, rows, expected);
-        _backend.GatherRows(source, rows, actual);
-        AssertClose(expected, actual, 0, 0, "GatherRows");
-
         float[] weights = [0.5f, -1f, 0.25f, 2f];
-        var destinationExpected = RandomF32(random, 1f, 9, 33);
-        var destinationActual = Copy(destinationExpected);
-        ReferenceKernels.ScatterAddRows(actual, rows, weights, destinationExpected);
-        _backend.ScatterAddRows(actual, rows, weights, destinationActual);
-        AssertClose(destinationExpected, destinationActual, 1e-6, 1e-6, "ScatterAddRows");
+        var expected = Poisoned(4, 33);
+        ReferenceKernels.GatherRows(source, rows, expected);
+        var destinationStart = RandomF32(random, 1f, 9, 33);
+        var destinationExpected = Copy(destinationStart);
+        ReferenceKernels.ScatterAddRows(expected, rows, weights, destinationExpected);
+        foreach (var backend in s_backends)
+        {
+            var actual = Poisoned(4, 33);
+            backend.GatherRows(source, rows, actual);
+            AssertClose(expected, actual, 0, 0, "GatherRows " + backend.Name);
+            var destinationActual = Copy(destinationStart);
+            backend.ScatterAddRows(actual, rows, weights, destinationActual);
+            AssertClose(destinationExpected, destinationActual, 1e-6, 1e-6, "ScatterAddRows " + backend.Name);
+        }
     }
 
     [Theory]
     [InlineData(DType.F32, 14, 28, 42, 5)]
     [InlineData(DType.BF16, 4, 8, 12, 7)]
     [InlineData(DType.F16, 2, 6, 2, 1)]
+    [InlineData(DType.F32, 3, 7, 8, 33)]
     public void PatchEmbedMatchesReference(DType dtype, int patch, int height, int width, int outChannels)
     {
         var random = new Random(patch);
@@ -242,9 +303,12 @@ public sealed class CpuBackendTests : IDisposable
         int n = height / patch * (width / patch);
         var expected = Poisoned(n, outChannels);
         ReferenceKernels.PatchEmbed(image, weight, bias, patch, expected);
-        var actual = Poisoned(n, outChannels);
-        _backend.PatchEmbed(image, weight, bias, patch, actual);
-        AssertClose(expected, actual, 1e-5, 1e-5, "PatchEmbed");
+        foreach (var backend in s_backends)
+        {
+            var actual = Poisoned(n, outChannels);
+            backend.PatchEmbed(image, weight, bias, patch, actual);
+            AssertClose(expected, actual, 1e-5, 1e-5, "PatchEmbed " + backend.Name);
+        }
     }
 
     [Theory]
@@ -258,9 +322,12 @@ public sealed class CpuBackendTests : IDisposable
         int outputs = height / kernel * (width / kernel);
         var expected = Poisoned(outputs, channels);
         ReferenceKernels.AvgPool2d(x, height, width, kernel, expected);
-        var actual = Poisoned(outputs, channels);
-        _backend.AvgPool2d(x, height, width, kernel, actual);
-        AssertClose(expected, actual, 1e-6, 1e-6, "AvgPool2d");
+        foreach (var backend in s_backends)
+        {
+            var actual = Poisoned(outputs, channels);
+            backend.AvgPool2d(x, height, width, kernel, actual);
+            AssertClose(expected, actual, 1e-6, 1e-6, "AvgPool2d " + backend.Name);
+        }
     }
 
     [Theory]
@@ -268,39 +335,65 @@ public sealed class CpuBackendTests : IDisposable
     [InlineData(3, 7, 5, 21, 15)]
     [InlineData(2, 8, 8, 4, 4)]
     [InlineData(1, 5, 9, 11, 2)]
+    [InlineData(3, 33, 33, 99, 99)]
     public void BicubicMatchesReference(int channels, int height, int width, int outHeight, int outWidth)
     {
         var random = new Random(height * outHeight + width);
         var x = RandomF32(random, 2f, channels, height, width);
         var expected = Poisoned(channels, outHeight, outWidth);
         ReferenceKernels.UpsampleBicubic(x, outHeight, outWidth, expected);
-        var actual = Poisoned(channels, outHeight, outWidth);
-        _backend.UpsampleBicubic(x, outHeight, outWidth, actual);
-        AssertClose(expected, actual, 1e-5, 1e-5, "UpsampleBicubic");
+        foreach (var backend in s_backends)
+        {
+            var actual = Poisoned(channels, outHeight, outWidth);
+            backend.UpsampleBicubic(x, outHeight, outWidth, actual);
+            AssertClose(expected, actual, 1e-5, 1e-5, "UpsampleBicubic " + backend.Name);
+        }
     }
 
     [Fact]
     public void ResultsAreBitwiseIndependentOfThreadCount()
     {
-        using var single = new CpuBackend(threads: 1);
         var random = new Random(11);
-        var x = RandomF32(random, 1f, 37, 300);
-        foreach (var dtype in new[] { DType.F32, DType.BF16, DType.I8 })
+        foreach (var isa in Isas)
         {
-            var w = RandomWeight(random, dtype, 131, 300);
-            var a = Poisoned(37, 131);
-            var b = Poisoned(37, 131);
-            single.Linear(x, w, null, a);
-            _backend.Linear(x, w, null, b);
-            AssertBitwiseEqual(a, b, $"Linear {dtype}");
+            using var single = new CpuBackend(1, isa);
+            using var dual = new CpuBackend(2, isa);
+            using var triple = new CpuBackend(3, isa);
+            foreach (int m in new[] { 1, 3, 37, 150 })
+            {
+                var x = RandomF32(random, 1f, m, 300);
+                foreach (var dtype in new[] { DType.F32, DType.BF16, DType.F16, DType.I8 })
+                {
+                    var w = RandomWeight(random, dtype, 531, 300);
+                    var bias = RandomF32(random, 1f, 531);
+                    var a = Poisoned(m, 531);
+                    var b = Poisoned(m, 531);
+                    var c = Poisoned(m, 531);
+                    single.Linear(x, w, bias, a);
+                    dual.Linear(x, w, bias, b);
+                    triple.Linear(x, w, bias, c);
+                    AssertBitwiseEqual(a, b, $"Linear {m} {dtype} {isa}");
+                    AssertBitwiseEqual(a, c, $"Linear {m} {dtype} {isa}");
+                }
+            }
+            var q = RandomF32(random, 1f, 9, 4 * 32);
+            var k = RandomF32(random, 1f, 40, 2 * 32);
+            var v = RandomF32(random, 1f, 40, 2 * 32);
+            var ya = Poisoned(9, 128);
+            var yb = Poisoned(9, 128);
+            single.Attention(q, k, v, ya, 4, 2, 32, true, 31);
+            dual.Attention(q, k, v, yb, 4, 2, 32, true, 31);
+            AssertBitwiseEqual(ya, yb, "Attention " + isa);
+            var big = RandomF32(random, 4f, 70, 999);
+            var ln1 = Poisoned(70, 999);
+            var ln2 = Poisoned(70, 999);
+            var weight = RandomF32(random, 1f, 999);
+            single.LayerNorm(big, weight, null, 1e-5f, ln1);
+            dual.LayerNorm(big, weight, null, 1e-5f, ln2);
+            AssertBitwiseEqual(ln1, ln2, "LayerNorm " + isa);
+            single.Activate(big, Activation.GeluErf, ln1);
+            dual.Activate(big, Activation.GeluErf, ln2);
+            AssertBitwiseEqual(ln1, ln2, "GeluErf " + isa);
         }
-        var q = RandomF32(random, 1f, 9, 4 * 32);
-        var k = RandomF32(random, 1f, 40, 2 * 32);
-        var v = RandomF32(random, 1f, 40, 2 * 32);
-        var ya = Poisoned(9, 128);
-        var yb = Poisoned(9, 128);
-        single.Attention(q, k, v, ya, 4, 2, 32, true, 31);
-        _backend.Attention(q, k, v, yb, 4, 2, 32, true, 31);
-        AssertBitwiseEqual(ya, yb, "Attention");
     }
 }

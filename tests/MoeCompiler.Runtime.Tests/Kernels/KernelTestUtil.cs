@@ -6,6 +6,9 @@ namespace MoeCompiler.Runtime.Tests.Kernels;
 
 internal static class KernelTestUtil
 {
+    /// <summary>Every instruction-set path this machine can run (the narrower ones are forced).</summary>
+    public static IReadOnlyList<KernelIsa> Isas { get; } = Enum.GetValues<KernelIsa>().Where(KernelIsaSupport.IsSupported).ToArray();
+
     public static Tensor RandomF32(Random random, float range, params int[] shape)
     {
         var t = Tensor.Allocate(DType.F32, shape);

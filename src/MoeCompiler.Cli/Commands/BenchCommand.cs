@@ -1,0 +1,102 @@
+using System.CommandLine;
+using MoeCompiler.Runtime.Checkpoints;
+using MoeCompiler.Runtime.Diagnostics;
+using MoeCompiler.Runtime.Generation;
+using MoeCompiler.Runtime.Tensors;
+using Spectre.Console;
+
+namespace MoeCompiler.Cli.Commands;
+
+/// <summary>
+/// `moe bench`: prefill and decode speed of a variant, next to this machine's limits measured in the same run
+/// (read bandwidth for decoding, FMA peak for prefill). Without --weights it benchmarks seeded random weights
+/// written to a temporary folder.
+/// </summary>
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        var variant = new Argument<string>("variant") { Description = "The variant (see 'moe list')." };
+        var weights = new Option<string?>("--weights", "-w") { Description = "Checkpoint folder (default: random weights in a temporary folder)." };
+        var promptTokens = new Option<int>("--prompt-tokens") { Description = "Prompt length for prefill.", DefaultValueFactory = _ => 32 };
+        var decodeTokens = new Option<int>("--tokens") { Description = "Tokens to decode.", DefaultValueFactory = _ => 32 };
+        var dtype = CommonOptions.WeightType();
+        var json = CommonOptions.Json();
+        var command = new Command("bench", "Measure prefill and decode speed against the machine's bandwidth and FMA limits.")
+        {
+            variant, weights, promptTokens, decodeTokens, dtype, json,
+        };
+        command.SetAction((parse, cancellation) =>
+        {
+            var entry = Variants.Resolve(parse.GetValue(variant)!);
+            var output = new Output(parse.InvocationConfiguration.Output, parse.GetValue(json));
+            string? folder = parse.GetValue(weights);
+            string? temporary = null;
+            if (folder is null)
+            {
+                temporary = Path.Combine(Path.GetTempPath(), "moe-bench-" + Guid.NewGuid().ToString("N"));
+                CreateWeightsCommand.Write(entry.Manifest, temporary, seed: 1, parse.GetValue(dtype) ?? DType.F32);
+                folder = temporary;
+            }
+            try
+            {
+                var limits = MachineLimits.Measure(Environment.ProcessorCount, quick: true);
+                using var session = ModelSession.Open(entry, folder, "cpu", parse.GetValue(dtype));
+                int p = Math.Max(1, parse.GetValue(promptTokens)), n = Math.Max(1, parse.GetValue(decodeTokens));
+                var ids = Enumerable.Range(0, p).Select(i => 1 + i * 7919 % Math.Max(2, entry.ModelDescription.TokenizerSize - 1)).ToArray();
+                var generator = new TextGenerator(session.Model, session.Backend);
+                var result = generator.Generate(new GenerationRequest
+                {
+                    PromptIds = ids,
+                    Options = new GenerationOptions { MaxNewTokens = n, StopOnEos = false },
+                }, cancellationToken: cancellation);
+                var t = result.Timings;
+                double bytesPerToken = DecodeWeightBytes(entry.Manifest, entry.ModelDescription.TopK, entry.ModelDescription.Experts, session);
+                double idealDecode = limits.ReadGBps * 1e9 / bytesPerToken;
+                double prefillFlops = 2.0 * bytesPerToken / BytesPerWeight(session) * t.PromptTokens;
+                double prefillGflops = prefillFlops / Math.Max(1e-9, t.Prefill.TotalSeconds) / 1e9;
+                var rows = new (string What, string Measured, string Limit, string Ratio)[]
+                {
+                    ("decode", $"{t.DecodeTokensPerSecond:0.0} tokens/s", $"{idealDecode:0.0} tokens/s ({Output.Bytes(bytesPerToken)}/token at {limits.ReadGBps:0.0} GB/s)",
+                        $"{t.DecodeTokensPerSecond / idealDecode:P0}"),
+                    ("prefill", $"{t.PrefillTokensPerSecond:0.0} tokens/s, {prefillGflops:0.0} GFLOP/s", $"{limits.FmaGflops:0.0} GFLOP/s FMA peak",
+                        $"{prefillGflops / limits.FmaGflops:P0}"),
+                };
+                if (output.Json)
+                {
+                    output.WriteJson(new
+                    {
+                        Variant = entry.Name, limits.ReadGBps, limits.FmaGflops, t.PromptTokens, DecodeSteps = t.DecodeSteps,
+                        t.DecodeTokensPerSecond, IdealDecodeTokensPerSecond = idealDecode, t.PrefillTokensPerSecond, PrefillGflops = prefillGflops,
+                    });
+                    return Task.FromResult(ExitCodes.Success);
+                }
+                var table = new Table().Border(TableBorder.Rounded).Title($"{entry.Name} on {Environment.ProcessorCount} cores")
+                    .AddColumn("phase").AddColumn("measured").AddColumn("machine limit (same run)").AddColumn(new TableColumn("fraction").RightAligned());
+                foreach (var r in rows) table.AddRow(r.What, r.Measured, Markup.Escape(r.Limit), r.Ratio);
+                output.Console.Write(table);
+                return Task.FromResult(ExitCodes.Success);
+            }
+            finally
+            {
+                if (temporary is not null) Directory.Delete(temporary, recursive: true);
+            }
+        });
+        return command;
+    }
+
+    /// <summary>Weight bytes one decode step reads: the language model's layers with top-k of E experts, and lm_head.</summary>
+    private static double DecodeWeightBytes(WeightManifest manifest, int topK, int experts, ModelSession session)
+    {
+        double bytes = 0;
+        foreach (var e in manifest.Entries)
+        {
+            if (e.Role is WeightRole.Vision or WeightRole.Projector or WeightRole.Embedding) continue;
+            double share = e.Role == WeightRole.Expert && experts > 0 ? (double)topK / experts : 1;
+            bytes += e.ElementCount * share;
+        }
+        return bytes * BytesPerWeight(session);
+    }
+
+    private static int BytesPerWeight(ModelSession session) => session.WeightBytes;
+}

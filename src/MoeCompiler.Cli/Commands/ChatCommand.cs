@@ -1,0 +1,94 @@
+using System.CommandLine;
+using MoeCompiler.Runtime.Generation;
+
+namespace MoeCompiler.Cli.Commands;
+
+/// <summary>
+/// `moe chat`: an interactive multi-turn conversation. The reference templates put the image in the first user
+/// turn, so an image starts a conversation: `/image PATH` begins a new one about that picture.
+/// </summary>
+internal static class ChatCommand
+{
+    /// <summary>Where chat reads the user's lines; tests replace it.</summary>
+    internal static Func<TextReader> Input { get; set; } = () => Console.In;
+
+    public static Command Create()
+    {
+        var variant = new Argument<string>("variant") { Description = "The variant (see 'moe list')." };
+        var weights = new Option<string>("--weights", "-w") { Description = "Checkpoint folder.", Required = true };
+        var image = new Option<string?>("--image", "-i") { Description = "A picture to talk about from the start." };
+        var dtype = CommonOptions.WeightType();
+        var device = CommonOptions.Device();
+        var generation = new GenerationOptionsBinder();
+        var command = new Command("chat", "Chat with a variant about images (commands: /image PATH, /reset, /quit).") { variant, weights, image, dtype, device };
+        generation.AddTo(command);
+        command.SetAction((parse, cancellation) =>
+        {
+            var entry = Variants.Resolve(parse.GetValue(variant)!);
+            var writer = parse.InvocationConfiguration.Output;
+            var options = generation.Bind(parse);
+            using var session = ModelSession.Open(entry, parse.GetValue(weights)!, parse.GetValue(device)!, parse.GetValue(dtype));
+            var images = new List<string>();
+            var history = new List<(string User, string Assistant)>();
+            string? first = parse.GetValue(image);
+            if (first is not null) Attach(first, images, history, writer);
+            writer.WriteLine($"Chatting with {entry.DisplayName}. /image PATH starts a conversation about a picture; /reset; /quit.");
+            var input = Input();
+            while (!cancellation.IsCancellationRequested)
+            {
+                writer.Write("you> ");
+                writer.Flush();
+                string? line = input.ReadLine();
+                if (line is null) break;
+                line = line.Trim();
+                if (line.Length == 0) continue;
+                if (line is "/quit" or "/exit") break;
+                if (line == "/reset")
+                {
+                    images.Clear();
+                    history.Clear();
+                    writer.WriteLine("(new conversation)");
+                    continue;
+                }
+                if (line.StartsWith("/image", StringComparison.Ordinal))
+                {
+                    Attach(line["/image".Length..].Trim().Trim('"'), images, history, writer);
+                    continue;
+                }
+                if (line.StartsWith('/'))
+                {
+                    writer.WriteLine($"unknown command {line.Split(' ')[0]}; commands: /image PATH, /reset, /quit");
+                    continue;
+                }
+                writer.Write("assistant> ");
+                try
+                {
+                    var answer = session.Pipeline.Ask(images, line, new AskOptions { Generation = options, History = history.ToArray() },
+                        text => { writer.Write(text); writer.Flush(); }, cancellation);
+                    writer.WriteLine();
+                    history.Add((line, answer.Text.Trim()));
+                }
+                catch (Exception e) when (e is not OperationCanceledException && CliErrors.TryDescribe(e, out string message, out int code) && code != ExitCodes.InternalError)
+                {
+                    writer.WriteLine();
+                    writer.WriteLine($"error: {message}");
+                }
+            }
+            return Task.FromResult(ExitCodes.Success);
+        });
+        return command;
+    }
+
+    private static void Attach(string path, List<string> images, List<(string, string)> history, TextWriter writer)
+    {
+        if (!File.Exists(path))
+        {
+            writer.WriteLine($"error: image not found: {path}");
+            return;
+        }
+        images.Clear();
+        images.Add(path);
+        history.Clear();
+        writer.WriteLine($"(new conversation about {Path.GetFileName(path)})");
+    }
+}

@@ -1,0 +1,37 @@
+using System.CommandLine;
+using System.Globalization;
+using MoeCompiler.Runtime.Tensors;
+
+namespace MoeCompiler.Cli.Commands;
+
+internal static class CommonOptions
+{
+    public static Option<bool> Json() => new("--json") { Description = "Write one JSON document for scripts instead of tables." };
+
+    public static Option<DType?> WeightType() => new("--dtype")
+    {
+        Description = "Convert weights once at load: f32, bf16, f16 (default: use the checkpoint's dtype in place).",
+        HelpName = "f32|bf16|f16",
+        CustomParser = result =>
+        {
+            string text = result.Tokens.Count == 0 ? "" : result.Tokens[0].Value;
+            switch (text.ToLowerInvariant())
+            {
+                case "f32": case "float32": case "fp32": return DType.F32;
+                case "bf16": case "bfloat16": return DType.BF16;
+                case "f16": case "float16": case "fp16": return DType.F16;
+                default:
+                    result.AddError($"--dtype must be f32, bf16 or f16, not '{text}'");
+                    return null;
+            }
+        },
+    };
+
+    public static Option<string> Device() => new("--device")
+    {
+        Description = "cpu (default) or cuda.",
+        DefaultValueFactory = _ => "cpu",
+    };
+
+    public static string Format(double value, string format = "0.00") => value.ToString(format, CultureInfo.InvariantCulture);
+}

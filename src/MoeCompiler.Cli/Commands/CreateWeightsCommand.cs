@@ -1,0 +1,41 @@
+using System.CommandLine;
+using MoeCompiler.Runtime.Checkpoints;
+using MoeCompiler.Runtime.Tensors;
+
+namespace MoeCompiler.Cli.Commands;
+
+/// <summary>`moe create-weights`: seeded random weights for a variant, as a safetensors checkpoint folder.</summary>
+internal static class CreateWeightsCommand
+{
+    public static Command Create()
+    {
+        var variant = new Argument<string>("variant") { Description = "The variant whose manifest to fill." };
+        var output = new Option<string>("--out", "-o") { Description = "Folder to create (must not hold a checkpoint already).", Required = true };
+        var seed = new Option<ulong>("--seed") { Description = "Random seed.", DefaultValueFactory = _ => 42 };
+        var dtype = CommonOptions.WeightType();
+        var command = new Command("create-weights", "Write seeded random weights for a variant (for trying the tools without a download).")
+        {
+            variant, output, seed, dtype,
+        };
+        command.SetAction(parse =>
+        {
+            var entry = Variants.Resolve(parse.GetValue(variant)!);
+            string folder = parse.GetValue(output)!;
+            string file = Write(entry.Manifest, folder, parse.GetValue(seed), parse.GetValue(dtype) ?? DType.F32);
+            parse.InvocationConfiguration.Output.WriteLine($"wrote {entry.Manifest.Entries.Count} tensors ({Output.Count(entry.Manifest.TotalParameters)} parameters) to {file}");
+            return ExitCodes.Success;
+        });
+        return command;
+    }
+
+    /// <summary>Writes <c>model.safetensors</c> in <paramref name="folder"/>; never replaces an existing checkpoint.</summary>
+    public static string Write(WeightManifest manifest, string folder, ulong seed, DType dtype)
+    {
+        string file = Path.Combine(folder, "model.safetensors");
+        if (File.Exists(file) || File.Exists(Path.Combine(folder, "model.safetensors.index.json")))
+            throw new UserInputException($"{folder} already holds a checkpoint; choose another folder or delete it first");
+        Directory.CreateDirectory(folder);
+        RandomCheckpoint.Write(manifest, file, seed, dtype);
+        return file;
+    }
+}

@@ -1,0 +1,189 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using MoeCompiler.Runtime.Tensors;
+using MoeCompiler.Runtime.Threading;
+
+namespace MoeCompiler.Runtime.Kernels;
+
+internal static unsafe partial class Gemm
+{
+    /// <summary>Few activation rows: each weight row is streamed from memory once and widened in registers; the
+    /// other activation rows reuse it from L1.</summary>
+    private struct MatVecJob : IParallelJob
+    {
+        public float* X, Bias, Y;
+        public int M, K, N;
+        public WeightView W;
+        public float** Scratch;
+        public KernelIsa Isa;
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Execute(int index, int worker)
+        {
+            int start = index * MatVecRowsPerTask, end = Math.Min(N, start + MatVecRowsPerTask);
+            float* decoded = Scratch[worker];
+            bool widenInRegisters = W.DType switch
+            {
+                DType.F32 or DType.BF16 => true,
+                DType.I8 => W.GroupSize == K || W.GroupSize % 16 == 0,
+                _ => false,
+            };
+            for (int j = start; j < end; j++)
+            {
+                if (!widenInRegisters) W.DecodeRow(j, 0, K, decoded);
+                float b = Bias == null ? 0 : Bias[j];
+                for (int i = 0; i < M; i++)
+                {
+                    float* x = X + (long)i * K;
+                    float dot = widenInRegisters ? DotRow(Isa, x, W, j) : DotF32(Isa, x, decoded, K);
+                    Y[(long)i * N + j] = dot + b;
+                }
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float DotRow(KernelIsa isa, float* x, WeightView w, int row)
+    {
+        long offset = (long)row * w.Columns;
+        int k = w.Columns;
+        switch (w.DType)
+        {
+            case DType.F32: return DotF32(isa, x, (float*)w.Data + offset, k);
+            case DType.BF16: return DotBF16(isa, x, (ushort*)w.Data + offset, k);
+            default:
+                {
+                    sbyte* q = (sbyte*)w.Data + offset;
+                    float* scales = w.Scales + (long)row * w.GroupsPerRow;
+                    if (w.GroupSize == k) return DotI8(isa, x, q, k) * scales[0];
+                    float sum = 0;
+                    for (int g = 0; g < w.GroupsPerRow; g++)
+                        sum += DotI8(isa, x + g * w.GroupSize, q + g * w.GroupSize, w.GroupSize) * scales[g];
+                    return sum;
+                }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float DotF32(KernelIsa isa, float* x, float* w, int k)
+    {
+        int i = 0;
+        float sum = 0;
+        if (isa == KernelIsa.Avx512)
+        {
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (; i + 64 <= k; i += 64)
+            {
+                a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i), Vector512.Load(w + i), a0);
+                a1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 16), Vector512.Load(w + i + 16), a1);
+                a2 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 32), Vector512.Load(w + i + 32), a2);
+                a3 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 48), Vector512.Load(w + i + 48), a3);
+            }
+            for (; i + 16 <= k; i += 16) a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i), Vector512.Load(w + i), a0);
+            sum = Vector512.Sum((a0 + a1) + (a2 + a3));
+        }
+        else if (isa == KernelIsa.Avx2)
+        {
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (; i + 32 <= k; i += 32)
+            {
+                a0 = Fma.MultiplyAdd(Vector256.Load(x + i), Vector256.Load(w + i), a0);
+                a1 = Fma.MultiplyAdd(Vector256.Load(x + i + 8), Vector256.Load(w + i + 8), a1);
+                a2 = Fma.MultiplyAdd(Vector256.Load(x + i + 16), Vector256.Load(w + i + 16), a2);
+                a3 = Fma.MultiplyAdd(Vector256.Load(x + i + 24), Vector256.Load(w + i + 24), a3);
+            }
+            for (; i + 8 <= k; i += 8) a0 = Fma.MultiplyAdd(Vector256.Load(x + i), Vector256.Load(w + i), a0);
+            sum = Vector256.Sum((a0 + a1) + (a2 + a3));
+        }
+        for (; i < k; i++) sum = MathF.FusedMultiplyAdd(x[i], w[i], sum);
+        return sum;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float DotBF16(KernelIsa isa, float* x, ushort* w, int k)
+    {
+        int i = 0;
+        float sum = 0;
+        if (isa == KernelIsa.Avx512)
+        {
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (; i + 64 <= k; i += 64)
+            {
+                a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i), WidenBF16(w + i), a0);
+                a1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 16), WidenBF16(w + i + 16), a1);
+                a2 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 32), WidenBF16(w + i + 32), a2);
+                a3 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 48), WidenBF16(w + i + 48), a3);
+            }
+            for (; i + 16 <= k; i += 16) a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i), WidenBF16(w + i), a0);
+            sum = Vector512.Sum((a0 + a1) + (a2 + a3));
+        }
+        else if (isa == KernelIsa.Avx2)
+        {
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (; i + 32 <= k; i += 32)
+            {
+                a0 = Fma.MultiplyAdd(Vector256.Load(x + i), WidenBF16Avx2(w + i), a0);
+                a1 = Fma.MultiplyAdd(Vector256.Load(x + i + 8), WidenBF16Avx2(w + i + 8), a1);
+                a2 = Fma.MultiplyAdd(Vector256.Load(x + i + 16), WidenBF16Avx2(w + i + 16), a2);
+                a3 = Fma.MultiplyAdd(Vector256.Load(x + i + 24), WidenBF16Avx2(w + i + 24), a3);
+            }
+            for (; i + 8 <= k; i += 8) a0 = Fma.MultiplyAdd(Vector256.Load(x + i), WidenBF16Avx2(w + i), a0);
+            sum = Vector256.Sum((a0 + a1) + (a2 + a3));
+        }
+        for (; i < k; i++) sum = MathF.FusedMultiplyAdd(x[i], NumberFormats.BF16ToFloat(w[i]), sum);
+        return sum;
+    }
+
+    /// <summary>Σ x·q over raw int8 values; the caller applies the scale.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float DotI8(KernelIsa isa, float* x, sbyte* q, int k)
+    {
+        int i = 0;
+        float sum = 0;
+        if (isa == KernelIsa.Avx512)
+        {
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (; i + 64 <= k; i += 64)
+            {
+                a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i), WidenI8(Vector128.Load(q + i)), a0);
+                a1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 16), WidenI8(Vector128.Load(q + i + 16)), a1);
+                a2 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 32), WidenI8(Vector128.Load(q + i + 32)), a2);
+                a3 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 48), WidenI8(Vector128.Load(q + i + 48)), a3);
+            }
+            for (; i + 16 <= k; i += 16) a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i), WidenI8(Vector128.Load(q + i)), a0);
+            sum = Vector512.Sum((a0 + a1) + (a2 + a3));
+        }
+        else if (isa == KernelIsa.Avx2)
+        {
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (; i + 32 <= k; i += 32)
+            {
+                a0 = Fma.MultiplyAdd(Vector256.Load(x + i), WidenI8Avx2(q + i), a0);
+                a1 = Fma.MultiplyAdd(Vector256.Load(x + i + 8), WidenI8Avx2(q + i + 8), a1);
+                a2 = Fma.MultiplyAdd(Vector256.Load(x + i + 16), WidenI8Avx2(q + i + 16), a2);
+                a3 = Fma.MultiplyAdd(Vector256.Load(x + i + 24), WidenI8Avx2(q + i + 24), a3);
+            }
+            for (; i + 8 <= k; i += 8) a0 = Fma.MultiplyAdd(Vector256.Load(x + i), WidenI8Avx2(q + i), a0);
+            sum = Vector256.Sum((a0 + a1) + (a2 + a3));
+        }
+        for (; i < k; i++) sum = MathF.FusedMultiplyAdd(x[i], q[i], sum);
+        return sum;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> WidenBF16(ushort* p)
+        => Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(Vector256.Load(p)), 16).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> WidenBF16Avx2(ushort* p)
+        => Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(Vector128.Load(p)), 16).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> WidenI8(Vector128<sbyte> bytes)
+        => Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(bytes));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> WidenI8Avx2(sbyte* p)
+        => Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(p));
+}

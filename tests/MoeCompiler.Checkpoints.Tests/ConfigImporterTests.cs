@@ -1,0 +1,158 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using MoeCompiler.Runtime.Checkpoints;
+using MoeCompiler.Runtime.Modules;
+
+namespace MoeCompiler.Checkpoints.Tests;
+
+public class ConfigImporterTests
+{
+    private static string Config(string name) => Fixtures.Path_("configs", name);
+
+    private static JsonObject Import(string name, string? variant = null) =>
+        JsonNode.Parse(ConfigImporter.ImportSpecFromFolder(Config(name), variant))!.AsObject();
+
+    [Fact]
+    public void Tiny_config_reproduces_the_tiny_spec_llm_and_moe_sections()
+    {
+        var spec = Import("tiny-stablelm-moe.config.json");
+        var reference = JsonNode.Parse(File.ReadAllText(Config("tiny-stablelm-moe.spec.json")))!.AsObject();
+        Assert.Equal("TinyStableLmMoe", spec["name"]!.GetValue<string>());
+        var llm = spec["llm"]!.AsObject();
+        var refLlm = reference["llm"]!.AsObject();
+        // same keys in the same order as the hand-written spec
+        Assert.Equal(refLlm.Select(p => p.Key), llm.Select(p => p.Key));
+        foreach (var (key, value) in refLlm)
+        {
+            if (key == "tokenizerSize") continue; // not in config.json: the importer uses the model's vocabulary
+            Assert.True(JsonNode.DeepEquals(Normalise(value), Normalise(llm[key])), $"llm.{key}: {value} vs {llm[key]}");
+        }
+        Assert.True(JsonNode.DeepEquals(Normalise(reference["moe"]), Normalise(spec["moe"])), $"{reference["moe"]} vs {spec["moe"]}");
+        Assert.True(JsonNode.DeepEquals(reference["tokenizer"], spec["tokenizer"]));
+        Assert.True(JsonNode.DeepEquals(reference["prompt"], spec["prompt"]));
+        Assert.True(JsonNode.DeepEquals(reference["checkpoint"], spec["checkpoint"]));
+        Assert.Equal(reference.Select(p => p.Key), spec.Select(p => p.Key));
+    }
+
+    /// <summary>Numbers compared by value (1e-5 and 1E-05 are the same number).</summary>
+    private static JsonNode? Normalise(JsonNode? node) => node switch
+    {
+        JsonValue v when v.GetValueKind() == JsonValueKind.Number => JsonValue.Create(v.GetValue<double>()),
+        JsonObject o => new JsonObject(o.Select(p => KeyValuePair.Create(p.Key, Normalise(p.Value)))),
+        JsonArray a => new JsonArray(a.Select(Normalise).ToArray()),
+        _ => node?.DeepClone(),
+    };
+
+    [Fact]
+    public void Qwen_config_halves_the_ffn_and_uses_qwen_facts()
+    {
+        var spec = Import("moe-llava-qwen-1.8b-4e.json");
+        var llm = spec["llm"]!;
+        Assert.Equal("qwen", llm["family"]!.GetValue<string>());
+        Assert.Equal(5504, llm["ffnSize"]!.GetValue<int>());
+        Assert.Equal("qwen-swiglu", llm["ffnKind"]!.GetValue<string>());
+        Assert.Equal(16, llm["kvHeads"]!.GetValue<int>());
+        Assert.Equal(128, llm["headDim"]!.GetValue<int>());
+        Assert.Equal(1e-6, llm["normEps"]!.GetValue<double>());
+        Assert.Equal(8192, llm["maxPositions"]!.GetValue<int>());
+        Assert.Equal("qwen", spec["tokenizer"]!["kind"]!.GetValue<string>());
+        Assert.Equal(151851, llm["tokenizerSize"]!.GetValue<int>());
+        Assert.Equal("interval", spec["moe"]!["placement"]!["kind"]!.GetValue<string>());
+        Assert.Equal(2, spec["moe"]!["placement"]!["step"]!.GetValue<int>());
+        Assert.Equal("MoELLaVAQwen18B4e", spec["name"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public void Phi_siglip_config()
+    {
+        var spec = Import("moe-llava-phi2-2.7b-4e-384.json", "Phi2Siglip");
+        Assert.Equal("Phi2Siglip", spec["name"]!.GetValue<string>());
+        var llm = spec["llm"]!;
+        Assert.True(llm["parallelResidual"]!.GetValue<bool>());
+        Assert.True(llm["mlpBias"]!.GetValue<bool>());
+        Assert.False(llm["lmHeadBias"]!.GetValue<bool>());
+        Assert.Equal(0.4, llm["rotaryFraction"]!.GetValue<double>());
+        Assert.Equal("gelu-tanh", llm["ffnKind"]!.GetValue<string>());
+        var vision = spec["vision"]!;
+        Assert.Equal("siglip", vision["tower"]!.GetValue<string>());
+        Assert.Equal(384, vision["imageSize"]!.GetValue<int>());
+        Assert.Equal(1152, vision["hiddenSize"]!.GetValue<int>());
+        Assert.Equal(27, vision["layers"]!.GetValue<int>());
+        Assert.Equal(50256, spec["tokenizer"]!["eos"]![0]!.GetValue<int>());
+    }
+
+    [Fact]
+    public void CuMo_mixtral_config()
+    {
+        var spec = Import("cumo-mixtral-8x7b.json");
+        Assert.Equal("mixtral", spec["llm"]!["family"]!.GetValue<string>());
+        Assert.Equal(8, spec["llm"]!["kvHeads"]!.GetValue<int>());
+        Assert.Equal(1e6, spec["llm"]!["ropeTheta"]!.GetValue<double>());
+        var moe = spec["moe"]!;
+        Assert.Equal(8, moe["experts"]!.GetValue<int>());
+        Assert.Equal("all", moe["placement"]!["kind"]!.GetValue<string>());
+        Assert.Equal("mixtral", moe["routing"]!.GetValue<string>());
+        Assert.Equal(4, spec["vision"]!["moe"]!["experts"]!.GetValue<int>());
+        Assert.Equal(new[] { 1, 3 }, spec["vision"]!["scales"]!.AsArray().Select(n => n!.GetValue<int>()));
+        Assert.Equal(2, spec["projector"]!["moe"]!["topK"]!.GetValue<int>());
+        Assert.Equal("cumo", spec["checkpoint"]!["layout"]!.GetValue<string>());
+        Assert.Equal("mistral_instruct_system", spec["prompt"]!["template"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public void Older_key_spellings_are_understood()
+    {
+        // stablelm_epoch (norm_eps, rope_pct) and phi-msft (n_embd, n_layer, n_head, rotary_dim, n_positions)
+        var stablelm = JsonNode.Parse(ConfigImporter.ImportSpec("""
+            {"model_type": "stablelm_epoch", "vocab_size": 100352, "hidden_size": 2048, "intermediate_size": 5632,
+             "num_hidden_layers": 24, "num_attention_heads": 32, "norm_eps": 1e-06, "rope_pct": 0.5}
+            """))!["llm"]!;
+        Assert.Equal(1e-6, stablelm["normEps"]!.GetValue<double>());
+        Assert.Equal(0.5, stablelm["rotaryFraction"]!.GetValue<double>());
+        var phi = JsonNode.Parse(ConfigImporter.ImportSpec("""
+            {"model_type": "phi-msft", "vocab_size": 51200, "n_embd": 2560, "n_inner": null, "n_layer": 32,
+             "n_head": 32, "rotary_dim": 32, "n_positions": 2048, "layer_norm_epsilon": 1e-05}
+            """))!["llm"]!;
+        Assert.Equal(2560, phi["hiddenSize"]!.GetValue<int>());
+        Assert.Equal(32, phi["layers"]!.GetValue<int>());
+        Assert.Equal(10240, phi["ffnSize"]!.GetValue<int>());
+        Assert.Equal(0.4, phi["rotaryFraction"]!.GetValue<double>());
+        Assert.Equal(2048, phi["maxPositions"]!.GetValue<int>());
+    }
+
+    [Fact]
+    public void Bad_configs_give_clear_errors()
+    {
+        Assert.Contains("model_type 'bert'", Assert.Throws<CheckpointException>(() => ConfigImporter.ImportSpec("{\"model_type\": \"bert\"}")).Message);
+        Assert.Contains("not valid JSON", Assert.Throws<CheckpointException>(() => ConfigImporter.ImportSpec("{\"model_type\": ")).Message);
+        Assert.Contains("no 'hidden_size'", Assert.Throws<CheckpointException>(() => ConfigImporter.ImportSpec("{\"model_type\": \"moe_llava_qwen\"}")).Message);
+        Assert.Contains("not a valid variant name", Assert.Throws<CheckpointException>(() => ConfigImporter.ImportSpecFromFolder(Config("moe-llava-qwen-1.8b-4e.json"), "1bad name")).Message);
+        var badLayers = File.ReadAllText(Config("tiny-stablelm-moe.config.json")).Replace("[0, 2]", "[0, 9]");
+        Assert.Contains("moe_layers_idx", Assert.Throws<CheckpointException>(() => ConfigImporter.ImportSpec(badLayers)).Message);
+    }
+
+    private static ModelDescription TinyStableLm(int layers = 4, int[]? moeLayers = null) => new()
+    {
+        Name = "TinyStableLmMoe", DisplayName = "t", LlmFamily = "stablelm", VocabSize = 512, TokenizerSize = 500, HiddenSize = 64,
+        Layers = layers, Heads = 4, KvHeads = 4, HeadDim = 16, MaxPositions = 4096, MoeLayers = moeLayers ?? new[] { 0, 2 }, Experts = 4,
+        TopK = 2, TokenizerKind = "arcade100k", EosIds = new[] { 100257 }, PromptTemplate = "stablelm", VisionTower = "clip",
+        ImageSize = 336, ImageTokens = 576, ImageMean = new float[3], ImageStd = new float[3], VisionScales = new[] { 1 },
+        TotalParameters = 1, ActivatedParameters = 1,
+    };
+
+    [Fact]
+    public void Mismatches_between_config_and_variant_are_listed_before_loading()
+    {
+        Assert.Empty(ConfigImporter.FindMismatches(Config("tiny-stablelm-moe.config.json"), TinyStableLm()));
+        var problems = ConfigImporter.FindMismatches(Config("tiny-stablelm-moe.config.json"), TinyStableLm(layers: 6, moeLayers: new[] { 0, 2, 4 }));
+        Assert.Equal(2, problems.Count);
+        Assert.Contains(problems, p => p.StartsWith("layers: config.json says 4, variant TinyStableLmMoe has 6"));
+        Assert.Contains(problems, p => p.StartsWith("MoE layers: config.json says 0,2"));
+        var ex = Assert.Throws<CheckpointException>(() => ConfigImporter.EnsureMatches(Config("moe-llava-qwen-1.8b-4e.json"), TinyStableLm()));
+        Assert.Contains("LLM family: config.json says qwen", ex.Message);
+        Assert.Contains("hidden size: config.json says 2048", ex.Message);
+        using var empty = new TempFolder();
+        ConfigImporter.EnsureMatches(empty.Path, TinyStableLm()); // no config.json: nothing to compare
+        Assert.Contains("cannot read config.json", Assert.Throws<CheckpointException>(() => ConfigImporter.EnsureMatches(empty.Path, TinyStableLm(), requireConfig: true)).Message);
+    }
+}
