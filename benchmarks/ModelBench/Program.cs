@@ -1,0 +1,319 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using MoeCompiler.Imaging;
+using MoeCompiler.Imaging.Processing;
+using MoeCompiler.Models;
+using MoeCompiler.Runtime.Backends;
+using MoeCompiler.Runtime.Checkpoints;
+using MoeCompiler.Runtime.Generation;
+using MoeCompiler.Runtime.Modules;
+using MoeCompiler.Runtime.Tensors;
+using ModelBench;
+
+CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+
+BenchOptions options;
+try
+{
+    options = BenchOptions.Parse(args);
+}
+catch (ArgumentException e)
+{
+    Console.Error.WriteLine("error: " + e.Message);
+    Console.Error.WriteLine(BenchOptions.Usage);
+    return 2;
+}
+if (options.ShowHelp)
+{
+    Console.WriteLine(BenchOptions.Usage);
+    return 0;
+}
+if (options.List)
+{
+    foreach (var v in ModelCatalog.Variants)
+        Console.WriteLine($"{v.Name,-24} {v.TotalParameters / 1e9,6:F2}B total, {v.ActivatedParameters / 1e9,5:F2}B activated  {v.DisplayName}");
+    return 0;
+}
+
+var entry = ModelCatalog.Find(options.Model);
+if (entry is null)
+{
+    Console.Error.WriteLine($"error: no variant named '{options.Model}' in this build; --list shows them");
+    return 2;
+}
+
+try
+{
+    return Bench.Run(entry, options);
+}
+catch (Exception e) when (e is IOException or CheckpointException or CheckpointBindingException or BenchException or UnauthorizedAccessException)
+{
+    Console.Error.WriteLine("error: " + e.Message);
+    if (e is CheckpointBindingException binding)
+        foreach (var p in binding.Problems.Take(20)) Console.Error.WriteLine("  " + p);
+    return 1;
+}
+
+namespace ModelBench
+{
+    public sealed class BenchException(string message) : Exception(message);
+
+    public sealed record BenchOptions
+    {
+        public string Model { get; init; } = "MoeLlavaQwen4e";
+        public string CacheDirectory { get; init; } = Path.Combine(".artifacts", "bench-weights");
+        public ulong Seed { get; init; } = 1;
+        public int PromptTokens { get; init; } = 32;
+        public int DecodeSteps { get; init; } = 32;
+        public int Threads { get; init; } = Environment.ProcessorCount;
+        public string? Out { get; init; }
+        public string Python { get; init; } = "/usr/bin/python3";
+        public bool RunPyTorch { get; init; } = true;
+        /// <summary>PyTorch configurations to run, in order (each a separate subprocess and column).</summary>
+        public IReadOnlyList<string> TorchDTypes { get; init; } = ["bf16"];
+        public int BandwidthMiB { get; init; } = 1024;
+        public bool List { get; init; }
+        public bool PrepareOnly { get; init; }
+        public bool ShowHelp { get; init; }
+
+        public const string Usage = """
+            usage: ModelBench [options]
+              --model NAME         variant to run (default MoeLlavaQwen4e; BenchQwen4eTwoLayers = same widths, 2 layers;
+                                   BenchQwenTiny = toy size); --list shows the compiled variants
+              --cache DIR          where the random checkpoint is written once and reused (default .artifacts/bench-weights)
+              --seed N             seed of the random weights and prompt (default 1)
+              --prompt-tokens N    text tokens around the one image (default 32)
+              --decode N           greedy decode steps after the first token (default 32)
+              --threads N          CPU threads for ModelBench and PyTorch (default: all cores)
+              --out FILE           also write the markdown table here
+              --python PATH        interpreter with torch (default /usr/bin/python3)
+              --torch-dtype D[,D]  bf16 (weights used as stored) and/or f32 (upcast at load, 2x memory); a list
+                                   runs each and compares with the fastest decode (default bf16)
+              --no-pytorch         skip the PyTorch comparison
+              --bandwidth-mib N    buffer of the bandwidth probe (default 1024)
+              --prepare            only write the random checkpoint (if absent) and exit
+            """;
+
+        public static BenchOptions Parse(string[] args)
+        {
+            var o = new BenchOptions();
+            for (int i = 0; i < args.Length; i++)
+            {
+                string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+                int Positive(string name)
+                {
+                    string v = Value();
+                    return int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out int n) && n > 0 ? n
+                        : throw new ArgumentException($"{name} must be a positive integer, got '{v}'");
+                }
+                o = args[i] switch
+                {
+                    "--model" => o with { Model = Value() },
+                    "--cache" => o with { CacheDirectory = Value() },
+                    "--seed" => o with { Seed = ulong.TryParse(Value(), NumberStyles.Integer, CultureInfo.InvariantCulture, out ulong s) ? s : throw new ArgumentException("--seed must be a non-negative integer") },
+                    "--prompt-tokens" => o with { PromptTokens = Positive("--prompt-tokens") },
+                    "--decode" => o with { DecodeSteps = Positive("--decode") },
+                    "--threads" => o with { Threads = Positive("--threads") },
+                    "--out" => o with { Out = Value() },
+                    "--python" => o with { Python = Value() },
+                    "--torch-dtype" => o with { TorchDTypes = Value().Split(',').Select(d => d is "bf16" or "f32" ? d : throw new ArgumentException($"--torch-dtype takes bf16 and/or f32, got '{d}'")).Distinct().ToArray() },
+                    "--no-pytorch" => o with { RunPyTorch = false },
+                    "--bandwidth-mib" => o with { BandwidthMiB = Positive("--bandwidth-mib") },
+                    "--list" => o with { List = true },
+                    "--prepare" => o with { PrepareOnly = true },
+                    "-h" or "--help" => o with { ShowHelp = true },
+                    _ => throw new ArgumentException($"unknown option '{args[i]}'"),
+                };
+            }
+            return o;
+        }
+    }
+
+    public static class Bench
+    {
+        public static int Run(ModelCatalogEntry entry, BenchOptions options)
+        {
+            var log = Console.Out;
+            var description = entry.ModelDescription;
+            var budget = new WeightBudget(entry.Manifest, description);
+            string command = "ModelBench " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1));
+            log.WriteLine($"# {entry.DisplayName}: {budget.TotalParameters / 1e9:F3}B parameters in the manifest, " +
+                          $"{budget.DecodeBytesPerToken / 1e9:F3} GB of weights per decode token, {options.Threads} threads");
+
+            long perToken = budget.ActivatedLlmMatmulParameters + budget.EmbeddingParameters + budget.VisionParameters + budget.ProjectorParameters;
+            log.WriteLine($"  activated parameters: {perToken:N0} from the manifest by role, {entry.ActivatedParameters:N0} in the catalog" +
+                          (perToken == entry.ActivatedParameters ? " (agree)" : " (DIFFER: check the weight accounting)"));
+
+            if (options.PrepareOnly)
+            {
+                RandomCheckpoint.Ensure(entry.Manifest, options.CacheDirectory, options.Seed, log, out _);
+                return 0;
+            }
+
+            // 1. The machine's ceilings, measured now (the machine is shared: best of a few repetitions).
+            log.WriteLine("measuring read bandwidth and FMA peak ...");
+            double bandwidth = MachineLimits.ReadBandwidth(options.Threads, (long)options.BandwidthMiB << 20);
+            double fmaPeak = MachineLimits.FmaPeak(options.Threads);
+            log.WriteLine($"  read bandwidth {bandwidth / 1e9:F1} GB/s, f32 FMA peak {fmaPeak / 1e9:F0} GFLOP/s ({MachineLimits.VectorWidth})");
+
+            // 2. The random checkpoint, written once.
+            string folder = RandomCheckpoint.Ensure(entry.Manifest, options.CacheDirectory, options.Seed, log, out var writeTime);
+            string file = Path.Combine(folder, RandomCheckpoint.FileName);
+            long fileBytes = new FileInfo(file).Length;
+            var pageCacheRead = WarmPageCache(file);
+            log.WriteLine($"  read through the page cache in {pageCacheRead.TotalSeconds:F1} s (timings below start with it warm)");
+
+            // 3. Inputs: one synthetic image, preprocessed like a real one, and a fixed pseudo-random prompt.
+            var rng = new Random(unchecked((int)options.Seed));
+            var pixels = new byte[description.ImageSize * description.ImageSize * 3];
+            rng.NextBytes(pixels);
+            int[] prompt = BuildPrompt(options.PromptTokens, description, rng);
+            long ttftStart = Stopwatch.GetTimestamp();
+            var preprocessing = Preprocessing(description);
+            float[] chw = preprocessing.Apply(new RgbImage(description.ImageSize, description.ImageSize, pixels));
+            var preprocessTime = Stopwatch.GetElapsedTime(ttftStart);
+
+            // 4. Our run: map + bind, then prefill and greedy decode. The probe buffer above must not count as
+            //    the model's peak memory, so the high-water mark restarts here.
+            bool peakReset = ResetPeakResident();
+            using var backend = new CpuBackend(options.Threads);
+            long loadStart = Stopwatch.GetTimestamp();
+            var model = entry.Load(folder, backend, new BindOptions());
+            var loadTime = Stopwatch.GetElapsedTime(loadStart);
+            log.WriteLine($"  mapped and bound in {loadTime.TotalMilliseconds:F0} ms");
+            GenerationResult result;
+            var recorder = new RoutingRecorder();
+            try
+            {
+                var image = Tensor.FromFloats(chw, 3, description.ImageSize, description.ImageSize);
+                var generator = new TextGenerator(model, backend);
+                log.WriteLine($"generating: {options.PromptTokens} text tokens + {description.ImageTokens} image rows, then {options.DecodeSteps} decode steps ...");
+                result = generator.Generate(new GenerationRequest
+                {
+                    PromptIds = prompt,
+                    Images = [image],
+                    Options = new GenerationOptions { MaxNewTokens = options.DecodeSteps + 1, StopOnEos = false },
+                    ConfigureContext = c => c.Routing = recorder,
+                });
+            }
+            finally
+            {
+                (model as IDisposable)?.Dispose();
+            }
+            var t = result.Timings;
+            long peakKiB = PeakResidentKiB();
+            var distinctIds = new HashSet<int>(prompt.Where(id => id >= 0).Concat(result.TokenIds)).Count;
+            long touched = budget.TouchedBytes(recorder.Records, distinctIds);
+            int usedExperts = WeightBudget.UsedExperts(recorder.Records);
+            var ours = new RunNumbers(
+                Ttft: preprocessTime + t.TimeToFirstToken, Vision: t.ImageEncoding, Prefill: t.Prefill,
+                Decode: t.Decode, DecodeSteps: t.DecodeSteps, Tokens: result.TokenIds, PeakKiB: peakKiB, Load: loadTime);
+            log.WriteLine($"  tokens: {string.Join(' ', result.TokenIds)}");
+            log.WriteLine($"  TTFT {ours.Ttft.TotalSeconds:F2} s (vision {t.ImageEncoding.TotalSeconds:F2} s, prefill {t.Prefill.TotalSeconds:F2} s), " +
+                          $"decode {ours.DecodeTokensPerSecond:F2} tokens/s, peak RSS {peakKiB / 1048576.0:F2} GiB");
+
+            // 5. The same weights and inputs through the independent PyTorch implementation.
+            var torchRuns = new List<(RunNumbers Numbers, string Info)>();
+            if (options.RunPyTorch)
+            {
+                foreach (string dtype in options.TorchDTypes)
+                {
+                    log.WriteLine($"running pytorch_decode.py ({dtype}) ...");
+                    var (torch, torchInfo) = PyTorchRun.Run(options, dtype, entry, file, prompt, chw, preprocessTime);
+                    log.WriteLine($"  tokens: {string.Join(' ', torch.Tokens)}");
+                    log.WriteLine($"  TTFT {torch.Ttft.TotalSeconds:F2} s, decode {torch.DecodeTokensPerSecond:F2} tokens/s, peak RSS {torch.PeakKiB / 1048576.0:F2} GiB ({torchInfo})");
+                    torchRuns.Add((torch, torchInfo));
+                }
+            }
+
+            // 6. The table. The machine is shared: probe the bandwidth again and keep the better (stricter) value.
+            double bandwidthAfter = MachineLimits.ReadBandwidth(options.Threads, (long)options.BandwidthMiB << 20);
+            double fmaAfter = MachineLimits.FmaPeak(options.Threads);
+            log.WriteLine($"  after the runs: read bandwidth {bandwidthAfter / 1e9:F1} GB/s, f32 FMA peak {fmaAfter / 1e9:F0} GFLOP/s");
+            bandwidth = Math.Max(bandwidth, bandwidthAfter);
+            fmaPeak = Math.Max(fmaPeak, fmaAfter);
+            int rows = result.SequenceLength;
+            int visionPositions = description.ImageTokens + 1; // CLIP's CLS row / SigLIP's dropped first patch
+            var report = new Report
+            {
+                Entry = entry, Options = options, Budget = budget, Bandwidth = bandwidth, FmaPeak = fmaPeak,
+                FileBytes = fileBytes, WriteTime = writeTime, PageCacheRead = pageCacheRead, Ours = ours, Torch = torchRuns, SequenceLength = rows, ImageTokens = t.ImageTokens, VisionPositions = visionPositions,
+                TouchedBytes = touched, UsedExperts = usedExperts, Command = command, Backend = backend.Name,
+                PeakWasReset = peakReset,
+            };
+            string table = report.Markdown();
+            log.WriteLine();
+            log.WriteLine(table);
+            if (options.Out is not null)
+            {
+                string? dir = Path.GetDirectoryName(Path.GetFullPath(options.Out));
+                if (dir is not null) Directory.CreateDirectory(dir);
+                File.WriteAllText(options.Out, table);
+                log.WriteLine($"table written to {options.Out}");
+            }
+            return 0;
+        }
+
+        private static VisionPreprocessing Preprocessing(ModelDescription d) =>
+            d.VisionTower == "siglip" ? VisionPreprocessing.Siglip(d.ImageSize) : VisionPreprocessing.Clip(d.ImageSize);
+
+        /// <summary>Pseudo-random text ids (never special: below the tokenizer's regular range, no EOS) with the
+        /// image placeholder after the first quarter, where a chat template puts it.</summary>
+        private static int[] BuildPrompt(int textTokens, ModelDescription d, Random rng)
+        {
+            int limit = Math.Min(d.TokenizerSize, d.VocabSize);
+            var ids = new List<int>(textTokens + 1);
+            while (ids.Count < textTokens)
+            {
+                int id = rng.Next(limit);
+                if (!d.EosIds.Contains(id)) ids.Add(id);
+            }
+            ids.Insert(textTokens / 4, PromptSplicer.ImageTokenId);
+            return ids.ToArray();
+        }
+
+        /// <summary>Reads the file once so both implementations start from the page cache, not the disk.</summary>
+        private static TimeSpan WarmPageCache(string path)
+        {
+            long start = Stopwatch.GetTimestamp();
+            var buffer = new byte[1 << 22];
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
+            while (stream.Read(buffer) > 0) { }
+            return Stopwatch.GetElapsedTime(start);
+        }
+
+        /// <summary>Restarts VmHWM at the current RSS (Linux ≥ 4.0: "5" to /proc/self/clear_refs).</summary>
+        private static bool ResetPeakResident()
+        {
+            try
+            {
+                File.WriteAllText("/proc/self/clear_refs", "5");
+                return true;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                return false;
+            }
+        }
+
+        /// <summary>VmHWM of this process (Linux), KiB; 0 where /proc is not available.</summary>
+        public static long PeakResidentKiB()
+        {
+            const string status = "/proc/self/status";
+            if (!File.Exists(status)) return 0;
+            foreach (string line in File.ReadLines(status))
+                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                    return long.Parse(line["VmHWM:".Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
+            return 0;
+        }
+    }
+
+    public sealed record RunNumbers(TimeSpan Ttft, TimeSpan Vision, TimeSpan Prefill, TimeSpan Decode, int DecodeSteps,
+        int[] Tokens, long PeakKiB, TimeSpan Load)
+    {
+        public double DecodeTokensPerSecond => DecodeSteps == 0 || Decode <= TimeSpan.Zero ? 0 : DecodeSteps / Decode.TotalSeconds;
+    }
+}

@@ -1,0 +1,117 @@
+using System.Text.RegularExpressions;
+using MoeCompiler.Runtime.Checkpoints;
+using MoeCompiler.Runtime.Modules;
+
+namespace ModelBench;
+
+/// <summary>
+/// What one token costs in weights, from the manifest: the bytes decode must stream per token (the shared LLM
+/// weights, lm_head, one embedding row and top-k experts per MoE layer) and the useful FLOPs of a prefill.
+/// Also counts the weight bytes a run actually touched, given its routing decisions.
+/// </summary>
+public sealed partial class WeightBudget
+{
+    private readonly List<(WeightEntry Entry, int Layer, int Expert)> _experts = [];
+    private readonly int _hidden;
+    private readonly int _topK;
+
+    public WeightBudget(WeightManifest manifest, ModelDescription description, int bytesPerParameter = 2)
+    {
+        BytesPerParameter = bytesPerParameter;
+        _hidden = description.HiddenSize;
+        _topK = description.TopK;
+        var expertParamsPerLayer = new Dictionary<int, List<long>>();
+        foreach (var entry in manifest.Entries)
+        {
+            long n = entry.ElementCount;
+            TotalParameters += n;
+            switch (entry.Role)
+            {
+                case WeightRole.Vision:
+                    VisionParameters += n;
+                    if (entry.Shape.Length >= 2 && !entry.Key.Contains("position_embedding", StringComparison.Ordinal)) VisionMatmulParameters += n;
+                    break;
+                case WeightRole.Projector: ProjectorParameters += n; break;
+                case WeightRole.Embedding: EmbeddingParameters += n; break;
+                case WeightRole.LmHead: LmHeadParameters += n; break;
+                case WeightRole.Expert:
+                    var m = ExpertKey().Match(entry.Key);
+                    if (m.Success)
+                    {
+                        int layer = int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+                        int expert = int.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture);
+                        _experts.Add((entry, layer, expert));
+                        ExpertParameters += n;
+                        if (!expertParamsPerLayer.TryGetValue(layer, out var list)) expertParamsPerLayer[layer] = list = [];
+                        while (list.Count <= expert) list.Add(0);
+                        list[expert] += n;
+                    }
+                    else SharedLlmParameters += n; // unknown layout: count it as always read
+                    break;
+                default: SharedLlmParameters += n; break;
+            }
+        }
+        foreach (var (_, perExpert) in expertParamsPerLayer)
+        {
+            perExpert.Sort();
+            for (int i = perExpert.Count - 1; i >= Math.Max(0, perExpert.Count - _topK); i--) ActivatedExpertParameters += perExpert[i];
+        }
+    }
+
+    public int BytesPerParameter { get; }
+    public long TotalParameters { get; }
+    public long VisionParameters { get; }
+    /// <summary>Vision weights used as matrices once per patch (patch conv, attention, MLP); not position tables.</summary>
+    public long VisionMatmulParameters { get; }
+    public long ProjectorParameters { get; }
+    public long EmbeddingParameters { get; }
+    public long LmHeadParameters { get; }
+    /// <summary>LLM weights every token reads: attention, norms, dense FFNs, routers.</summary>
+    public long SharedLlmParameters { get; }
+    public long ExpertParameters { get; }
+    /// <summary>Top-k experts of every MoE layer.</summary>
+    public long ActivatedExpertParameters { get; }
+
+    /// <summary>LLM parameters one token multiplies with (embedding lookup excluded).</summary>
+    public long ActivatedLlmMatmulParameters => SharedLlmParameters + ActivatedExpertParameters + LmHeadParameters;
+
+    /// <summary>Weight bytes one decode step must read: activated LLM weights plus one embedding row.</summary>
+    public long DecodeBytesPerToken => (ActivatedLlmMatmulParameters + _hidden) * BytesPerParameter;
+
+    /// <summary>Useful prefill FLOPs: every row through the activated layers, lm_head for the last row only.</summary>
+    public double PrefillFlops(int rows) =>
+        2.0 * (SharedLlmParameters + ActivatedExpertParameters) * rows + 2.0 * LmHeadParameters;
+
+    /// <summary>≈ vision tower + projector FLOPs for one image (matrices once per position, attention scores excluded).</summary>
+    public double VisionFlops(int positions, int imageTokens) =>
+        2.0 * VisionMatmulParameters * positions + 2.0 * ProjectorParameters * imageTokens;
+
+    /// <summary>Weight bytes read at least once by a run: everything shared, the vision side, the experts that
+    /// received a token, the lm_head and the embedding rows looked up.</summary>
+    public long TouchedBytes(IEnumerable<RoutingRecord> records, int distinctTokenIds)
+    {
+        var used = new HashSet<(int Layer, int Expert)>();
+        foreach (var r in records)
+        {
+            if (r.Site != RoutingSites.Llm) continue;
+            foreach (int e in r.ChosenExperts) if (e >= 0) used.Add((r.Layer, e));
+        }
+        long parameters = SharedLlmParameters + VisionParameters + ProjectorParameters + LmHeadParameters + (long)distinctTokenIds * _hidden;
+        foreach (var (entry, layer, expert) in _experts)
+            if (used.Contains((layer, expert))) parameters += entry.ElementCount;
+        return parameters * BytesPerParameter;
+    }
+
+    /// <summary>(MoE layers, experts) pairs that received at least one token.</summary>
+    public static int UsedExperts(IEnumerable<RoutingRecord> records)
+    {
+        var used = new HashSet<(int, int)>();
+        foreach (var r in records)
+            if (r.Site == RoutingSites.Llm)
+                foreach (int e in r.ChosenExperts) if (e >= 0) used.Add((r.Layer, e));
+        return used.Count;
+    }
+
+    [GeneratedRegex(@"(?:^|\.)(\d+)\.(?:mlp\.deepspeed_moe\.experts\.deepspeed_experts|block_sparse_moe\.experts)\.(\d+)\.")]
+    private static partial Regex ExpertKey();
+}
