@@ -7,6 +7,7 @@ using MoeCompiler.Imaging.Processing;
 using MoeCompiler.Models;
 using MoeCompiler.Runtime.Backends;
 using MoeCompiler.Runtime.Checkpoints;
+using MoeCompiler.Runtime.Diagnostics;
 using MoeCompiler.Runtime.Generation;
 using MoeCompiler.Runtime.Modules;
 using MoeCompiler.Runtime.Tensors;
@@ -155,8 +156,8 @@ namespace ModelBench
 
             // 1. The machine's ceilings, measured now (the machine is shared: best of a few repetitions).
             log.WriteLine("measuring read bandwidth and FMA peak ...");
-            double bandwidth = MachineLimits.ReadBandwidth(options.Threads, (long)options.BandwidthMiB << 20);
-            double fmaPeak = MachineLimits.FmaPeak(options.Threads);
+            double bandwidth = MachineLimits.MeasureReadBandwidth(options.Threads, (long)options.BandwidthMiB << 20, repetitions: 5);
+            double fmaPeak = MachineLimits.MeasureFmaPeak(options.Threads, iterations: 40_000_000);
             log.WriteLine($"  read bandwidth {bandwidth / 1e9:F1} GB/s, f32 FMA peak {fmaPeak / 1e9:F0} GFLOP/s ({MachineLimits.VectorWidth})");
 
             // 2. The random checkpoint, written once.
@@ -230,8 +231,8 @@ namespace ModelBench
             }
 
             // 6. The table. The machine is shared: probe the bandwidth again and keep the better (stricter) value.
-            double bandwidthAfter = MachineLimits.ReadBandwidth(options.Threads, (long)options.BandwidthMiB << 20);
-            double fmaAfter = MachineLimits.FmaPeak(options.Threads);
+            double bandwidthAfter = MachineLimits.MeasureReadBandwidth(options.Threads, (long)options.BandwidthMiB << 20, repetitions: 5);
+            double fmaAfter = MachineLimits.MeasureFmaPeak(options.Threads, iterations: 40_000_000);
             log.WriteLine($"  after the runs: read bandwidth {bandwidthAfter / 1e9:F1} GB/s, f32 FMA peak {fmaAfter / 1e9:F0} GFLOP/s");
             bandwidth = Math.Max(bandwidth, bandwidthAfter);
             fmaPeak = Math.Max(fmaPeak, fmaAfter);
