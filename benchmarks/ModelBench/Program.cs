@@ -150,7 +150,7 @@ namespace ModelBench
 
             if (options.PrepareOnly)
             {
-                RandomCheckpoint.Ensure(entry.Manifest, options.CacheDirectory, options.Seed, log, out _);
+                BenchCheckpoint.Ensure(entry.Manifest, options.CacheDirectory, options.Seed, log, out _);
                 return 0;
             }
 
@@ -161,8 +161,8 @@ namespace ModelBench
             log.WriteLine($"  read bandwidth {bandwidth / 1e9:F1} GB/s, f32 FMA peak {fmaPeak / 1e9:F0} GFLOP/s ({MachineLimits.VectorWidth})");
 
             // 2. The random checkpoint, written once.
-            string folder = RandomCheckpoint.Ensure(entry.Manifest, options.CacheDirectory, options.Seed, log, out var writeTime);
-            string file = Path.Combine(folder, RandomCheckpoint.FileName);
+            string folder = BenchCheckpoint.Ensure(entry.Manifest, options.CacheDirectory, options.Seed, log, out var writeTime);
+            string file = Path.Combine(folder, BenchCheckpoint.FileName);
             long fileBytes = new FileInfo(file).Length;
             var pageCacheRead = WarmPageCache(file);
             log.WriteLine($"  read through the page cache in {pageCacheRead.TotalSeconds:F1} s (timings below start with it warm)");

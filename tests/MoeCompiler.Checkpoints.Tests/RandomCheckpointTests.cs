@@ -60,6 +60,37 @@ public sealed class RandomCheckpointTests : IDisposable
         Assert.Contains("refusing to overwrite", e.Message);
     }
 
+    [Fact]
+    public void StreamedChunksGiveTheSameValuesAsTheWholeTensor()
+    {
+        // Larger than one generation chunk (65,536 values), one of them of odd length.
+        var manifest = new WeightManifest("Big", [
+            new WeightEntry("a.weight", [300, 401], WeightRole.FeedForward),
+            new WeightEntry("b.weight", [131_073], WeightRole.Embedding),
+        ], []);
+        Directory.CreateDirectory(_folder);
+        foreach (var dtype in new[] { DType.F32, DType.BF16, DType.F16 })
+        {
+            string file = Path.Combine(_folder, $"big-{dtype}.safetensors");
+            RandomCheckpoint.Write(manifest, file, seed: 9, dtype);
+            using var folder = CheckpointFolder.Open(file);
+            using var bound = WeightBinder.Bind(manifest, folder);
+            foreach (var entry in manifest.Entries)
+                Assert.Equal(RandomCheckpoint.Create(entry, 9, dtype).ToFloatArray(), bound[entry.Key].ToFloatArray());
+        }
+    }
+
+    [Fact]
+    public void AStreamedTensorThatWritesTheWrongLengthLeavesNoFile()
+    {
+        Directory.CreateDirectory(_folder);
+        string file = Path.Combine(_folder, "short.safetensors");
+        var tensors = new[] { new StreamedTensor("x", DType.F32, [4], stream => stream.Write(new byte[12])) };
+        var e = Assert.Throws<InvalidOperationException>(() => SafetensorsWriter.WriteStreamed(file, tensors));
+        Assert.Contains("wrote 12 bytes, its header says 16", e.Message);
+        Assert.Empty(Directory.EnumerateFiles(_folder));
+    }
+
     public void Dispose()
     {
         if (Directory.Exists(_folder)) Directory.Delete(_folder, recursive: true);

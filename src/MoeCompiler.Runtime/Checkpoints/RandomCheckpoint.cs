@@ -8,24 +8,32 @@ namespace MoeCompiler.Runtime.Checkpoints;
 /// create when no real checkpoint is at hand (the demo, tests, benchmarks). Each tensor draws from its own
 /// stream derived from the seed and its key, so a tensor does not change when others are added or reordered.
 /// Norm scales are 1 and norm shifts 0 (a freshly initialised network); everything else is N(0, 0.02²).
+/// Tensors are generated while they are written, so full-size checkpoints need no memory beyond a chunk.
 /// </summary>
 public static class RandomCheckpoint
 {
     public const float InitStd = 0.02f;
 
-    /// <summary>Writes every manifest tensor to <paramref name="path"/>; refuses to replace an existing file unless asked.</summary>
+    /// <summary>
+    /// Writes every manifest tensor to <paramref name="path"/>, generated chunk by chunk while writing (a full-size
+    /// model never has to fit in memory); refuses to replace an existing file unless asked.
+    /// </summary>
     public static void Write(WeightManifest manifest, string path, ulong seed, DType dtype = DType.F32, bool overwrite = false,
         IProgress<double>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(manifest);
         if (dtype is not (DType.F32 or DType.BF16 or DType.F16))
             throw new ArgumentException($"random checkpoints are written as F32, BF16 or F16, not {dtype}", nameof(dtype));
-        var tensors = new List<KeyValuePair<string, Tensor>>(manifest.Entries.Count);
+        var tensors = new List<StreamedTensor>(manifest.Entries.Count);
         for (int i = 0; i < manifest.Entries.Count; i++)
         {
             var entry = manifest.Entries[i];
-            tensors.Add(new(entry.Key, Create(entry, seed, dtype)));
-            progress?.Report((i + 1.0) / manifest.Entries.Count);
+            double done = (i + 1.0) / manifest.Entries.Count;
+            tensors.Add(new StreamedTensor(entry.Key, dtype, entry.Shape, stream =>
+            {
+                WriteValues(entry, seed, dtype, stream);
+                progress?.Report(done);
+            }));
         }
         var metadata = new Dictionary<string, string>
         {
@@ -33,29 +41,69 @@ public static class RandomCheckpoint
             ["moecompiler.variant"] = manifest.Variant,
             ["moecompiler.random_seed"] = seed.ToString(System.Globalization.CultureInfo.InvariantCulture),
         };
-        SafetensorsWriter.Write(path, tensors, metadata, overwrite);
+        SafetensorsWriter.WriteStreamed(path, tensors, metadata, overwrite);
     }
 
+    /// <summary>One tensor of the checkpoint <see cref="Write"/> makes, in memory: the same values.</summary>
     public static Tensor Create(WeightEntry entry, ulong seed, DType dtype)
     {
         var values = new float[entry.ElementCount];
-        bool isNorm = entry.Role == WeightRole.Norm || IsNormKey(entry.Key);
-        if (isNorm)
+        var source = new ValueSource(entry, seed);
+        source.Fill(values);
+        var f32 = Tensor.FromFloats(values, entry.Shape);
+        return dtype == DType.F32 ? f32 : DTypeConversion.Convert(f32, dtype);
+    }
+
+    private static void WriteValues(WeightEntry entry, ulong seed, DType dtype, Stream stream)
+    {
+        const int Chunk = 1 << 16; // even: Gaussian pairs never straddle two chunks
+        var source = new ValueSource(entry, seed);
+        var values = new float[Chunk];
+        var halves = dtype == DType.F32 ? null : new ushort[Chunk];
+        for (long done = 0; done < entry.ElementCount; done += Chunk)
         {
-            if (!entry.Key.EndsWith(".bias", StringComparison.Ordinal)) values.AsSpan().Fill(1f);
+            var chunk = values.AsSpan(0, (int)Math.Min(Chunk, entry.ElementCount - done));
+            source.Fill(chunk);
+            switch (dtype)
+            {
+                case DType.F32:
+                    stream.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(chunk));
+                    break;
+                case DType.BF16:
+                    for (int i = 0; i < chunk.Length; i++) halves![i] = Kernels.NumberFormats.FloatToBF16(chunk[i]);
+                    stream.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(halves.AsSpan(0, chunk.Length)));
+                    break;
+                case DType.F16:
+                    var f16 = System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, Half>(halves.AsSpan(0, chunk.Length));
+                    System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(chunk, f16);
+                    stream.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(f16));
+                    break;
+            }
         }
-        else
+    }
+
+    /// <summary>The values of one tensor, in order, whatever the chunking.</summary>
+    private struct ValueSource(WeightEntry entry, ulong seed)
+    {
+        private readonly bool _isNorm = entry.Role == WeightRole.Norm || IsNormKey(entry.Key);
+        private readonly bool _isShift = entry.Key.EndsWith(".bias", StringComparison.Ordinal);
+        private SplitMix64 _random = new(seed ^ Fnv1a(entry.Key));
+
+        /// <summary>Next values; every call but the last must ask for an even count.</summary>
+        public void Fill(Span<float> values)
         {
-            var random = new SplitMix64(seed ^ Fnv1a(entry.Key));
+            if (_isNorm)
+            {
+                values.Fill(_isShift ? 0f : 1f);
+                return;
+            }
             for (int i = 0; i < values.Length; i += 2)
             {
-                var (a, b) = random.NextGaussianPair();
+                var (a, b) = _random.NextGaussianPair();
                 values[i] = a * InitStd;
                 if (i + 1 < values.Length) values[i + 1] = b * InitStd;
             }
         }
-        var f32 = Tensor.FromFloats(values, entry.Shape);
-        return dtype == DType.F32 ? f32 : DTypeConversion.Convert(f32, dtype);
     }
 
     private static bool IsNormKey(string key) =>

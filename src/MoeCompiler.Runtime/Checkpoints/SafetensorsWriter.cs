@@ -24,13 +24,37 @@ public static class SafetensorsWriter
         WriteFlattened(Path.GetFullPath(path), Flatten(path, tensors), metadata, overwrite);
     }
 
+    /// <summary>
+    /// Writes tensors whose bytes are produced while writing (a multi-GB random or converted checkpoint never has to
+    /// exist in memory). Each callback must write exactly its tensor's byte length; the layout, the temporary file
+    /// and the never-overwrite rule are those of <see cref="Write"/>.
+    /// </summary>
+    public static void WriteStreamed(string path, IReadOnlyList<StreamedTensor> tensors,
+        IReadOnlyDictionary<string, string>? metadata = null, bool overwrite = false)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        ArgumentNullException.ThrowIfNull(tensors);
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var t in tensors)
+        {
+            if (t.Key == "__metadata__") throw new CheckpointException(path, "'__metadata__' cannot be a tensor key");
+            if (!seen.Add(t.Key)) throw new CheckpointException(path, $"tensor key '{t.Key}' given twice");
+        }
+        WriteFile(Path.GetFullPath(path), tensors, metadata, overwrite);
+    }
+
     private static void WriteFlattened(string fullPath, List<KeyValuePair<string, Tensor>> list,
+        IReadOnlyDictionary<string, string>? metadata, bool overwrite) =>
+        WriteFile(fullPath, list.Select(p => new StreamedTensor(p.Key, p.Value.DType, p.Value.Shape.ToArray(),
+            stream => WriteData(stream, p.Value))).ToList(), metadata, overwrite);
+
+    private static void WriteFile(string fullPath, IReadOnlyList<StreamedTensor> tensors,
         IReadOnlyDictionary<string, string>? metadata, bool overwrite)
     {
         if (!overwrite && File.Exists(fullPath))
             throw new CheckpointException(fullPath, "the file exists; refusing to overwrite it (pass overwrite: true to replace it)");
 
-        byte[] header = BuildHeader(list, metadata);
+        byte[] header = BuildHeader(tensors, metadata);
         string directory = Path.GetDirectoryName(fullPath) ?? ".";
         string temporary = Path.Combine(directory, "." + Path.GetFileName(fullPath) + "." + Guid.NewGuid().ToString("N") + ".partial");
         try
@@ -41,7 +65,13 @@ public static class SafetensorsWriter
                 System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
                 stream.Write(length);
                 stream.Write(header);
-                foreach (var (_, tensor) in list) WriteData(stream, tensor);
+                foreach (var tensor in tensors)
+                {
+                    long start = stream.Position;
+                    tensor.WriteData(stream);
+                    if (stream.Position - start != tensor.ByteLength)
+                        throw new InvalidOperationException($"tensor '{tensor.Key}' wrote {stream.Position - start} bytes, its header says {tensor.ByteLength}");
+                }
             }
             if (overwrite) File.Move(temporary, fullPath, overwrite: true);
             else
@@ -145,7 +175,7 @@ public static class SafetensorsWriter
         return list;
     }
 
-    private static byte[] BuildHeader(List<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata)
+    private static byte[] BuildHeader(IReadOnlyList<StreamedTensor> tensors, IReadOnlyDictionary<string, string>? metadata)
     {
         using var buffer = new MemoryStream();
         using (var json = new Utf8JsonWriter(buffer))
@@ -158,9 +188,9 @@ public static class SafetensorsWriter
                 json.WriteEndObject();
             }
             long offset = 0;
-            foreach (var (key, tensor) in tensors)
+            foreach (var tensor in tensors)
             {
-                json.WriteStartObject(key);
+                json.WriteStartObject(tensor.Key);
                 json.WriteString("dtype", tensor.DType.SafetensorsName());
                 json.WriteStartArray("shape");
                 foreach (int d in tensor.Shape) json.WriteNumberValue(d);
@@ -192,8 +222,18 @@ public static class SafetensorsWriter
             stream.Write(new ReadOnlySpan<byte>(p + done, n));
         }
     }
+}
 
-    
-
-    
+/// <summary>A tensor described before its bytes exist: <see cref="WriteData"/> writes exactly <see cref="ByteLength"/> bytes.</summary>
+public sealed record StreamedTensor(string Key, DType DType, int[] Shape, Action<Stream> WriteData)
+{
+    public long ByteLength
+    {
+        get
+        {
+            long n = DType.SizeInBytes();
+            foreach (int d in Shape) n = checked(n * d);
+            return n;
+        }
+    }
 }
