@@ -1,5 +1,4 @@
 using System.CommandLine;
-using MoeCompiler.Runtime.Checkpoints;
 using MoeCompiler.Runtime.Diagnostics;
 using MoeCompiler.Runtime.Generation;
 using MoeCompiler.Runtime.Tensors;
@@ -51,9 +50,10 @@ internal static class BenchCommand
                     Options = new GenerationOptions { MaxNewTokens = n, StopOnEos = false },
                 }, cancellationToken: cancellation);
                 var t = result.Timings;
-                double bytesPerToken = DecodeWeightBytes(entry.Manifest, entry.ModelDescription.TopK, entry.ModelDescription.Experts, session);
+                var budget = new WeightBudget(entry.Manifest, entry.ModelDescription, session.WeightBytes);
+                double bytesPerToken = budget.DecodeBytesPerToken;
                 double idealDecode = limits.ReadGBps * 1e9 / bytesPerToken;
-                double prefillFlops = 2.0 * bytesPerToken / BytesPerWeight(session) * t.PromptTokens;
+                double prefillFlops = budget.PrefillFlops(t.PromptTokens);
                 double prefillGflops = prefillFlops / Math.Max(1e-9, t.Prefill.TotalSeconds) / 1e9;
                 var rows = new (string What, string Measured, string Limit, string Ratio)[]
                 {
@@ -84,19 +84,4 @@ internal static class BenchCommand
         });
         return command;
     }
-
-    /// <summary>Weight bytes one decode step reads: the language model's layers with top-k of E experts, and lm_head.</summary>
-    private static double DecodeWeightBytes(WeightManifest manifest, int topK, int experts, ModelSession session)
-    {
-        double bytes = 0;
-        foreach (var e in manifest.Entries)
-        {
-            if (e.Role is WeightRole.Vision or WeightRole.Projector or WeightRole.Embedding) continue;
-            double share = e.Role == WeightRole.Expert && experts > 0 ? (double)topK / experts : 1;
-            bytes += e.ElementCount * share;
-        }
-        return bytes * BytesPerWeight(session);
-    }
-
-    private static int BytesPerWeight(ModelSession session) => session.WeightBytes;
 }

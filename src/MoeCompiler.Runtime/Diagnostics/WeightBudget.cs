@@ -2,7 +2,7 @@ using System.Text.RegularExpressions;
 using MoeCompiler.Runtime.Checkpoints;
 using MoeCompiler.Runtime.Modules;
 
-namespace ModelBench;
+namespace MoeCompiler.Runtime.Diagnostics;
 
 /// <summary>
 /// What one token costs in weights, from the manifest: the bytes decode must stream per token (the shared LLM
