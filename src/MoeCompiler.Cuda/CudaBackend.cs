@@ -133,6 +133,9 @@ public sealed unsafe class CudaBackend : IBackend
     public static CudaBackend Create(CudaBackendOptions? options = null) => new(options ?? new CudaBackendOptions());
 
     public string Name => $"cuda:{_options.DeviceOrdinal} ({DeviceName}, sm_{ComputeCapability})";
+
+    /// <summary>The CUDA attention kernel reads f32 keys and values only.</summary>
+    public DType KvCacheDType(DType weightDType) => DType.F32;
     public string DeviceName { get; }
     public int ComputeCapability { get; }
     public int Multiprocessors { get; }

@@ -11,6 +11,7 @@ namespace MoeCompiler.Cuda.Tests;
 internal sealed class NaiveBackend : IBackend
 {
     public string Name => "naive";
+    public DType KvCacheDType(DType weightDType) => DType.F32;
     public void Dispose() { }
 
     public Tensor Allocate(DType dtype, params int[] shape) => Tensor.Allocate(dtype, shape);

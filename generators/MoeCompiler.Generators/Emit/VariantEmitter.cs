@@ -363,6 +363,8 @@ namespace MoeCompiler.Generators.Emit
             _w.Line("public " + LlmNormType + " FinalNorm { get; }");
             _w.Line("/// <summary>lm_head.weight [" + SourceWriter.Int(Llm.VocabSize) + ", " + H + "]" + (Llm.LmHeadBias ? ", lm_head.bias" : "") + "</summary>");
             _w.Line("public " + Modules + "Linear LmHead { get; }");
+            _w.Summary("Storage type of the LLM weights as bound (lm_head's); picks the default KV-cache precision.");
+            _w.Line("public " + Rt + "Tensors.DType LlmWeightDType => LmHead.Weight.DType;");
             _w.Line("/// <summary>" + SourceWriter.Xml(_n.VisionPrefix) + "* (" + Vision.Tower + ", " + SourceWriter.Int(Vision.UsedLayers) + " of " + SourceWriter.Int(Vision.Layers) + " layers run)</summary>");
             _w.Line("public VisionTower Vision { get; }");
             if (_v.Projector.Moe is SideMoeModel pmoe)

@@ -197,9 +197,11 @@ public sealed unsafe partial class CpuBackend
     public void Attention(Tensor q, Tensor k, Tensor v, Tensor y, int heads, int kvHeads, int headDim, bool causal, int queryStart)
     {
         RequireF32(q, nameof(q));
-        RequireF32(k, nameof(k));
-        RequireF32(v, nameof(v));
         RequireF32(y, nameof(y));
+        RequireHost(k);
+        RequireHost(v);
+        if (k.DType is not (DType.F32 or DType.BF16) || v.DType != k.DType)
+            throw new ArgumentException($"Attention: keys {k} and values {v} must both be f32 or both bf16");
         RequireWritable(y);
         if (heads <= 0 || kvHeads <= 0 || headDim <= 0 || heads % kvHeads != 0)
             throw new ArgumentException($"Attention: {heads} heads over {kvHeads} kv heads of dim {headDim}");
@@ -216,8 +218,8 @@ public sealed unsafe partial class CpuBackend
         lock (_gate)
         {
             float* shared = _scratch.Shared(AttentionKernel.SharedFloats(queries, keys, heads, kvHeads, headDim, _isa));
-            AttentionKernel.Run(_pool, _scratch.Ensure(AttentionKernel.ScratchFloats(keys)), shared, _isa,
-                (float*)q.Data, (float*)k.Data, (float*)v.Data, (float*)y.Data, queries, keys, heads, kvHeads, headDim, causal, queryStart);
+            AttentionKernel.Run(_pool, _scratch.Ensure(AttentionKernel.ScratchFloats(keys, heads)), shared, _isa,
+                (float*)q.Data, (byte*)k.Data, (byte*)v.Data, k.DType == DType.BF16, (float*)y.Data, queries, keys, heads, kvHeads, headDim, causal, queryStart);
         }
     }
 

@@ -47,6 +47,10 @@ public sealed unsafe partial class CpuBackend : IBackend
     public static CpuBackend Shared => s_shared.Value;
 
     public string Name => $"cpu ({_pool.Threads} threads, {_isa})";
+
+    /// <summary>f32 weights keep an exact f32 cache; bf16 (or quantised) weights get a bf16 cache, as PyTorch keeps
+    /// keys and values in the model's dtype: rounding them costs less than the weights' own rounding already did.</summary>
+    public DType KvCacheDType(DType weightDType) => weightDType == DType.F32 ? DType.F32 : DType.BF16;
     public KernelIsa Isa => _isa;
     public int Threads => _pool.Threads;
 
@@ -107,10 +111,19 @@ public sealed unsafe partial class CpuBackend : IBackend
     {
         RequireHost(source);
         RequireHost(destination);
-        if (source.DType != destination.DType || source.Columns != destination.Columns)
+        bool narrow = source.DType == DType.F32 && destination.DType == DType.BF16;
+        if ((source.DType != destination.DType && !narrow) || source.Columns != destination.Columns)
             throw new ArgumentException($"cannot copy rows of {source} to {destination}");
         CheckRowRange(source, sourceRow, count);
         CheckRowRange(destination, destinationRow, count);
+        RequireWritable(destination);
+        if (narrow)
+        {
+            long values = (long)count * source.Columns;
+            Narrow.F32ToBF16(_isa, (float*)source.Data + (long)sourceRow * source.Columns,
+                (ushort*)destination.Data + (long)destinationRow * destination.Columns, values);
+            return;
+        }
         long rowBytes = (long)source.Columns * source.DType.SizeInBytes();
         Buffer.MemoryCopy((byte*)source.Data + sourceRow * rowBytes, (byte*)destination.Data + destinationRow * rowBytes,
             count * rowBytes, count * rowBytes);

@@ -24,6 +24,13 @@ public interface IBackend : IDisposable
 {
     string Name { get; }
 
+    /// <summary>
+    /// What this backend keeps cached keys and values in for an LLM whose weights are stored as
+    /// <paramref name="weightDType"/> (the default of <see cref="Modules.KvCache"/> in generation). f32 is always
+    /// supported; the CPU keeps bf16 for weights that are not f32, which halves the cache bytes every decode step reads.
+    /// </summary>
+    DType KvCacheDType(DType weightDType);
+
     /// <summary>A new activation or scratch tensor owned by this backend (contents unspecified).</summary>
     Tensor Allocate(DType dtype, params int[] shape);
 

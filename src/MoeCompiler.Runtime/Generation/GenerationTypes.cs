@@ -15,9 +15,14 @@ public sealed record GenerationOptions
     /// <summary>Stop when the decoded text contains one of these (the template's turn separator); the stop string
     /// and anything after it are not emitted. Needs a text decoder in the request.</summary>
     public IReadOnlyList<string> StopStrings { get; init; } = [];
+    /// <summary>Precision of the KV cache: null lets the backend choose from the weights' dtype
+    /// (<see cref="Backends.IBackend.KvCacheDType"/>: f32 for f32 weights, bf16 on the CPU otherwise).</summary>
+    public DType? KvCacheDType { get; init; }
 
     public void Validate()
     {
+        if (KvCacheDType is { } kv && kv is not (DType.F32 or DType.BF16))
+            throw new ArgumentException($"the KV cache holds f32 or bf16, not {kv}");
         if (MaxNewTokens < 1) throw new ArgumentException($"max new tokens must be ≥ 1, got {MaxNewTokens}");
         ArgumentNullException.ThrowIfNull(Sampling);
         Sampling.Validate();

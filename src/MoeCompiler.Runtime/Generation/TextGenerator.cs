@@ -52,7 +52,8 @@ public sealed class TextGenerator
         cancellationToken.ThrowIfCancellationRequested();
 
         int capacity = (int)Math.Min(description.MaxPositions, (long)length + options.MaxNewTokens);
-        var cache = new KvCache(_backend, description.Layers, capacity, description.KvHeads * description.HeadDim);
+        var cacheDType = options.KvCacheDType ?? _backend.KvCacheDType(_model.LlmWeightDType);
+        var cache = new KvCache(_backend, description.Layers, capacity, description.KvHeads * description.HeadDim, cacheDType);
         var context = new ForwardContext(_backend, cache) { StartPosition = 0, IsImageToken = spliced.IsImageToken, LastRowLogitsOnly = true };
         request.ConfigureContext?.Invoke(context);
         var logits = _model.Forward(context, spliced.Embeddings);

@@ -5,36 +5,73 @@ using MoeCompiler.Runtime.Threading;
 namespace MoeCompiler.Runtime.Kernels;
 
 /// <summary>
-/// Scaled dot-product attention with grouped-query heads. One task per (query row, head): scores over the visible
-/// keys, softmax, weighted sum of values, all in key order, so results do not depend on the thread count.
-/// With many queries per key (prefill), keys are first transposed per kv head to [headDim, keys]; a task then takes
+/// Scaled dot-product attention with grouped-query heads over f32 or bf16 keys and values (<see cref="IKvElement"/>).
+/// Results never depend on the thread count: every sum runs in a fixed order over a fixed partition of the keys.
+/// <list type="bullet">
+/// <item>One decoding query: the visible keys are cut into blocks of <see cref="DecodeBlock"/>; a task reads its
+/// block's key and value rows front to back (all heads of a row at once, so memory is streamed, not strided) and
+/// leaves per head a partial softmax (block max, sum of exponentials, weighted value sum); the partials are then
+/// merged in block order, rescaled to the global max.</item>
+/// <item>Many queries per key (prefill): keys are first transposed per kv head to [headDim, keys]; a task then takes
 /// four consecutive queries of one head, and every loaded vector of 16 (or 8) keys feeds eight FMA chains (two key
-/// vectors × four queries) with no horizontal sums. A single decoding query uses dot products.
+/// vectors × four queries) with no horizontal sums.</item>
+/// <item>Otherwise one task per (query row, head): scores, softmax, weighted sum of values, in key order.</item>
+/// </list>
 /// </summary>
 internal static unsafe class AttentionKernel
 {
     private const int KeyBlock = 64;
     /// <summary>Queries of one head that share each loaded key block when keys are transposed.</summary>
     private const int QueryBlock = 4;
+    /// <summary>Keys per task when one query decodes: big enough to amortise a task, small enough that a 600-key
+    /// cache still splits into ~20 tasks for the workers.</summary>
+    public const int DecodeBlock = 32;
 
-    public static long ScratchFloats(int keys) => QueryBlock * (long)Padded(keys) + 64;
+    public static long ScratchFloats(int keys, int heads) => Math.Max(QueryBlock * (long)Padded(keys), (long)heads * DecodeBlock) + 64;
+
     public static long SharedFloats(int queries, int keys, int heads, int kvHeads, int headDim, KernelIsa isa)
-        => UseTransposed(queries, heads, kvHeads, isa) ? (long)kvHeads * headDim * Padded(keys) : 0;
+    {
+        if (queries == 1) return DecodeBlocks(keys) * DecodeSlotFloats(heads, headDim);
+        return UseTransposed(queries, heads, kvHeads, isa) ? (long)kvHeads * headDim * Padded(keys) : 0;
+    }
 
     private static int Padded(int keys) => (keys + KeyBlock - 1) / KeyBlock * KeyBlock;
+    private static int DecodeBlocks(int keys) => (keys + DecodeBlock - 1) / DecodeBlock;
+    /// <summary>One decode block's partial result: heads·headDim weighted value sums, then heads maxima and heads sums.</summary>
+    private static long DecodeSlotFloats(int heads, int headDim) => (long)heads * headDim + 2L * heads;
     private static bool UseTransposed(int queries, int heads, int kvHeads, KernelIsa isa)
         => isa != KernelIsa.Scalar && queries * (heads / kvHeads) >= 8;
 
-    public static void Run(WorkerPool pool, float** scratch, float* shared, KernelIsa isa, float* q, float* k, float* v, float* y,
+    public static void Run(WorkerPool pool, float** scratch, float* shared, KernelIsa isa, float* q, byte* k, byte* v, bool bf16, float* y,
         int queries, int keys, int heads, int kvHeads, int headDim, bool causal, int queryStart)
     {
+        if (bf16) Run<BF16Kv>(pool, scratch, shared, isa, q, k, v, y, queries, keys, heads, kvHeads, headDim, causal, queryStart);
+        else Run<F32Kv>(pool, scratch, shared, isa, q, k, v, y, queries, keys, heads, kvHeads, headDim, causal, queryStart);
+    }
+
+    private static void Run<T>(WorkerPool pool, float** scratch, float* shared, KernelIsa isa, float* q, byte* k, byte* v, float* y,
+        int queries, int keys, int heads, int kvHeads, int headDim, bool causal, int queryStart) where T : struct, IKvElement
+    {
+        if (queries == 1)
+        {
+            int visible = causal ? queryStart + 1 : keys;
+            var decode = new DecodeJob<T>
+            {
+                Q = q, K = k, V = v, Partials = shared, Heads = heads, Group = heads / kvHeads, HeadDim = headDim,
+                KvWidth = kvHeads * headDim, Visible = visible, Scale = 1f / MathF.Sqrt(headDim), Scratch = scratch, Isa = isa,
+            };
+            int blocks = DecodeBlocks(visible);
+            pool.Run(blocks, ref decode);
+            MergeDecodeBlocks(isa, shared, blocks, heads, headDim, y);
+            return;
+        }
         bool transposed = UseTransposed(queries, heads, kvHeads, isa);
         if (transposed)
         {
-            var transpose = new TransposeJob { K = k, Kt = shared, Keys = keys, Padded = Padded(keys), HeadDim = headDim, KvWidth = kvHeads * headDim };
-            pool.Run(kvHeads * (Padded(keys) / TransposeJob.Block), ref transpose);
+            var transpose = new TransposeJob<T> { K = k, Kt = shared, Keys = keys, Padded = Padded(keys), HeadDim = headDim, KvWidth = kvHeads * headDim };
+            pool.Run(kvHeads * (Padded(keys) / TransposeJob<T>.Block), ref transpose);
         }
-        var job = new Job
+        var job = new Job<T>
         {
             Q = q, K = k, V = v, Y = y, Queries = queries, Kt = transposed ? shared : null, Padded = Padded(keys),
             Heads = heads, Group = heads / kvHeads, HeadDim = headDim, KvWidth = kvHeads * headDim,
@@ -43,12 +80,117 @@ internal static unsafe class AttentionKernel
         pool.Run(transposed ? heads * ((queries + QueryBlock - 1) / QueryBlock) : queries * heads, ref job);
     }
 
+    /// <summary>One block of keys for the single decoding query: scores of every head, the block's softmax
+    /// partials, and the probability-weighted sum of its value rows.</summary>
+    private struct DecodeJob<T> : IParallelJob where T : struct, IKvElement
+    {
+        public float* Q, Partials;
+        public byte* K, V;
+        public int Heads, Group, HeadDim, KvWidth, Visible;
+        public float Scale;
+        public float** Scratch;
+        public KernelIsa Isa;
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Execute(int index, int worker)
+        {
+            int s0 = index * DecodeBlock, count = Math.Min(DecodeBlock, Visible - s0);
+            float* scores = Scratch[worker]; // [heads, DecodeBlock]
+            for (int s = 0; s < count; s++)
+            {
+                long row = (long)(s0 + s) * KvWidth;
+                for (int h = 0; h < Heads; h++)
+                    scores[h * DecodeBlock + s] = T.Dot(Isa, Q + (long)h * HeadDim, K, row + (long)(h / Group) * HeadDim, HeadDim) * Scale;
+            }
+            float* sums = Partials + index * DecodeSlotFloats(Heads, HeadDim);
+            float* maxima = sums + (long)Heads * HeadDim;
+            float* totals = maxima + Heads;
+            for (int h = 0; h < Heads; h++)
+            {
+                float* p = scores + h * DecodeBlock;
+                float max = float.NegativeInfinity;
+                for (int s = 0; s < count; s++) max = Math.Max(max, p[s]);
+                maxima[h] = max;
+                totals[h] = ExpShifted(Isa, p, count, max);
+            }
+            new Span<float>(sums, Heads * HeadDim).Clear();
+            for (int s = 0; s < count; s++)
+            {
+                long row = (long)(s0 + s) * KvWidth;
+                for (int h = 0; h < Heads; h++)
+                    T.AddScaled(Isa, scores[h * DecodeBlock + s], V, row + (long)(h / Group) * HeadDim, sums + (long)h * HeadDim, HeadDim);
+            }
+        }
+    }
+
+    /// <summary>p[s] = exp(p[s] − shift) for s below n; returns their sum (lanes, then the tail, in a fixed order).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float ExpShifted(KernelIsa isa, float* p, int n, float shift)
+    {
+        int i = 0;
+        float sum = 0;
+        if (isa == KernelIsa.Avx512)
+        {
+            var m = Vector512.Create(shift);
+            var acc = Vector512<float>.Zero;
+            for (; i + 16 <= n; i += 16)
+            {
+                var e = Elementwise.Exp(Vector512.Load(p + i) - m);
+                acc += e;
+                e.Store(p + i);
+            }
+            sum = Vector512.Sum(acc);
+        }
+        else if (isa == KernelIsa.Avx2)
+        {
+            var m = Vector256.Create(shift);
+            var acc = Vector256<float>.Zero;
+            for (; i + 8 <= n; i += 8)
+            {
+                var e = Elementwise.Exp(Vector256.Load(p + i) - m);
+                acc += e;
+                e.Store(p + i);
+            }
+            sum = Vector256.Sum(acc);
+        }
+        for (; i < n; i++)
+        {
+            float e = MathF.Exp(p[i] - shift);
+            p[i] = e;
+            sum += e;
+        }
+        return sum;
+    }
+
+    /// <summary>y_h = Σ_b e^(m_b − M)·o_b,h / Σ_b e^(m_b − M)·l_b,h over the decode blocks b in order, M = max_b m_b.</summary>
+    private static void MergeDecodeBlocks(KernelIsa isa, float* partials, int blocks, int heads, int headDim, float* y)
+    {
+        long slot = DecodeSlotFloats(heads, headDim);
+        for (int h = 0; h < heads; h++)
+        {
+            float max = float.NegativeInfinity;
+            for (int b = 0; b < blocks; b++) max = Math.Max(max, partials[b * slot + (long)heads * headDim + h]);
+            float* output = y + (long)h * headDim;
+            new Span<float>(output, headDim).Clear();
+            float total = 0;
+            for (int b = 0; b < blocks; b++)
+            {
+                float* block = partials + b * slot;
+                float weight = MathF.Exp(block[(long)heads * headDim + h] - max);
+                total += weight * block[(long)heads * headDim + heads + h];
+                KvElement.AddScaled<F32Kv>(isa, weight, (byte*)block, (long)h * headDim, output, headDim);
+            }
+            Elementwise.Apply(Elementwise.Op.Scale, isa, output, null, output, headDim, 1f / total);
+        }
+    }
+
     /// <summary>Kt[kvHead, d, s] = K[s, kvHead·headDim + d] for one kv head and a block of 16 keys (zero past the
     /// last key): whole cache lines on both sides.</summary>
-    private struct TransposeJob : IParallelJob
+    private struct TransposeJob<T> : IParallelJob where T : struct, IKvElement
     {
         public const int Block = 16;
-        public float* K, Kt;
+        public byte* K;
+        public float* Kt;
         public int Keys, Padded, HeadDim, KvWidth;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -57,20 +199,21 @@ internal static unsafe class AttentionKernel
             int blocks = Padded / Block;
             int kvHead = index / blocks, s0 = index % blocks * Block;
             int count = Math.Clamp(Keys - s0, 0, Block);
-            float* source = K + (long)s0 * KvWidth + kvHead * HeadDim;
+            long source = (long)s0 * KvWidth + kvHead * HeadDim;
             float* target = Kt + (long)kvHead * HeadDim * Padded + s0;
             for (int d = 0; d < HeadDim; d++)
             {
                 float* row = target + (long)d * Padded;
-                for (int s = 0; s < count; s++) row[s] = source[(long)s * KvWidth + d];
+                for (int s = 0; s < count; s++) row[s] = T.Load(K, source + (long)s * KvWidth + d);
                 for (int s = count; s < Block; s++) row[s] = 0;
             }
         }
     }
 
-    private struct Job : IParallelJob
+    private struct Job<T> : IParallelJob where T : struct, IKvElement
     {
-        public float* Q, K, V, Y, Kt;
+        public float* Q, Y, Kt;
+        public byte* K, V;
         public int Heads, Group, HeadDim, KvWidth, Keys, Padded, QueryStart, Queries;
         public bool Causal;
         public float Scale;
@@ -92,17 +235,17 @@ internal static unsafe class AttentionKernel
             int visible = Causal ? QueryStart + t + 1 : Keys;
             float* scores = Scratch[worker];
             float* query = Q + ((long)t * Heads + h) * HeadDim;
-            float* keys = K + kvHead * HeadDim;
-            for (int s = 0; s < visible; s++) scores[s] = Gemm.DotF32(Isa, query, keys + (long)s * KvWidth, HeadDim) * Scale;
+            long keys = (long)kvHead * HeadDim;
+            for (int s = 0; s < visible; s++) scores[s] = T.Dot(Isa, query, K, keys + (long)s * KvWidth, HeadDim) * Scale;
             Elementwise.Softmax(Isa, scores, scores, visible);
             float* output = Y + ((long)t * Heads + h) * HeadDim;
-            WeightedSum(Isa, scores, visible, V + kvHead * HeadDim, KvWidth, output, HeadDim);
+            WeightedSum<T>(Isa, scores, visible, V, (long)kvHead * HeadDim, KvWidth, output, HeadDim);
         }
     }
 
     /// <summary>Up to four consecutive queries of one head: their score rows come from one pass over the
     /// transposed keys, then each row gets its own softmax and value sum.</summary>
-    private static void ExecuteBlockCore(in Job job, int index, int worker)
+    private static void ExecuteBlockCore<T>(in Job<T> job, int index, int worker) where T : struct, IKvElement
     {
         int blocks = (job.Queries + QueryBlock - 1) / QueryBlock;
         int h = index / blocks, t0 = index % blocks * QueryBlock, kvHead = h / job.Group;
@@ -118,7 +261,7 @@ internal static unsafe class AttentionKernel
             int visible = job.Causal ? job.QueryStart + t + 1 : job.Keys;
             float* row = scores + (long)j * job.Padded;
             Elementwise.Softmax(job.Isa, row, row, visible);
-            WeightedSum(job.Isa, row, visible, job.V + kvHead * job.HeadDim, job.KvWidth, job.Y + ((long)t * job.Heads + h) * job.HeadDim, job.HeadDim);
+            WeightedSum<T>(job.Isa, row, visible, job.V, (long)kvHead * job.HeadDim, job.KvWidth, job.Y + ((long)t * job.Heads + h) * job.HeadDim, job.HeadDim);
         }
     }
 
@@ -200,13 +343,13 @@ internal static unsafe class AttentionKernel
 
     /// <summary>output = Σ_s p[s]·v[s], four keys per pass over the output, keys in order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void WeightedSum(KernelIsa isa, float* p, int count, float* v, int stride, float* output, int n)
+    private static void WeightedSum<T>(KernelIsa isa, float* p, int count, byte* v, long first, int stride, float* output, int n) where T : struct, IKvElement
     {
         new Span<float>(output, n).Clear();
         int s = 0;
         for (; s + 4 <= count; s += 4)
         {
-            float* v0 = v + (long)s * stride, v1 = v0 + stride, v2 = v1 + stride, v3 = v2 + stride;
+            long v0 = first + (long)s * stride, v1 = v0 + stride, v2 = v1 + stride, v3 = v2 + stride;
             float p0 = p[s], p1 = p[s + 1], p2 = p[s + 2], p3 = p[s + 3];
             int i = 0;
             if (isa == KernelIsa.Avx512)
@@ -215,9 +358,9 @@ internal static unsafe class AttentionKernel
                 for (; i + 16 <= n; i += 16)
                 {
                     // Pairwise, so the dependency on the running sum is one add per four keys.
-                    var first = Vector512.FusedMultiplyAdd(Vector512.Load(v0 + i), w0, Vector512.Load(v1 + i) * w1);
-                    var second = Vector512.FusedMultiplyAdd(Vector512.Load(v2 + i), w2, Vector512.Load(v3 + i) * w3);
-                    (Vector512.Load(output + i) + (first + second)).Store(output + i);
+                    var pair = Vector512.FusedMultiplyAdd(T.Load16(v, v0 + i), w0, T.Load16(v, v1 + i) * w1);
+                    var second = Vector512.FusedMultiplyAdd(T.Load16(v, v2 + i), w2, T.Load16(v, v3 + i) * w3);
+                    (Vector512.Load(output + i) + (pair + second)).Store(output + i);
                 }
             }
             else if (isa == KernelIsa.Avx2)
@@ -225,22 +368,22 @@ internal static unsafe class AttentionKernel
                 Vector256<float> w0 = Vector256.Create(p0), w1 = Vector256.Create(p1), w2 = Vector256.Create(p2), w3 = Vector256.Create(p3);
                 for (; i + 8 <= n; i += 8)
                 {
-                    var first = Vector256.FusedMultiplyAdd(Vector256.Load(v0 + i), w0, Vector256.Load(v1 + i) * w1);
-                    var second = Vector256.FusedMultiplyAdd(Vector256.Load(v2 + i), w2, Vector256.Load(v3 + i) * w3);
-                    (Vector256.Load(output + i) + (first + second)).Store(output + i);
+                    var pair = Vector256.FusedMultiplyAdd(T.Load8(v, v0 + i), w0, T.Load8(v, v1 + i) * w1);
+                    var second = Vector256.FusedMultiplyAdd(T.Load8(v, v2 + i), w2, T.Load8(v, v3 + i) * w3);
+                    (Vector256.Load(output + i) + (pair + second)).Store(output + i);
                 }
             }
             for (; i < n; i++)
             {
-                float first = MathF.FusedMultiplyAdd(v0[i], p0, v1[i] * p1);
-                float second = MathF.FusedMultiplyAdd(v2[i], p2, v3[i] * p3);
-                output[i] += first + second;
+                float pair = MathF.FusedMultiplyAdd(T.Load(v, v0 + i), p0, T.Load(v, v1 + i) * p1);
+                float second = MathF.FusedMultiplyAdd(T.Load(v, v2 + i), p2, T.Load(v, v3 + i) * p3);
+                output[i] += pair + second;
             }
         }
         for (; s < count; s++)
         {
-            float* row = v + (long)s * stride;
-            for (int i = 0; i < n; i++) output[i] = MathF.FusedMultiplyAdd(row[i], p[s], output[i]);
+            long row = first + (long)s * stride;
+            for (int i = 0; i < n; i++) output[i] = MathF.FusedMultiplyAdd(T.Load(v, row + i), p[s], output[i]);
         }
     }
 }

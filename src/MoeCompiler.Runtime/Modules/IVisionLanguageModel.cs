@@ -11,6 +11,10 @@ public interface IVisionLanguageModel
 {
     ModelDescription Description { get; }
 
+    /// <summary>How the LLM's matrix weights are stored as bound (lm_head's dtype): decides the default precision
+    /// of the KV cache (<see cref="Backends.IBackend.KvCacheDType"/>).</summary>
+    DType LlmWeightDType { get; }
+
     /// <summary>Preprocessed pixels [3, S, S] → projected image features [imageTokens, hidden].</summary>
     Tensor EncodeImage(ForwardContext context, Tensor pixels);
 

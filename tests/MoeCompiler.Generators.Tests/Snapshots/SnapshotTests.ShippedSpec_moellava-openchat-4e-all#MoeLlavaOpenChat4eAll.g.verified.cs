@@ -332,6 +332,8 @@ namespace MoeCompiler.Models
         public global::MoeCompiler.Runtime.Modules.RmsNorm FinalNorm { get; }
         /// <summary>lm_head.weight [32002, 4096]</summary>
         public global::MoeCompiler.Runtime.Modules.Linear LmHead { get; }
+        /// <summary>Storage type of the LLM weights as bound (lm_head's); picks the default KV-cache precision.</summary>
+        public global::MoeCompiler.Runtime.Tensors.DType LlmWeightDType => LmHead.Weight.DType;
         /// <summary>model.image_tower.image_tower.vision_model.* (clip, 23 of 24 layers run)</summary>
         public VisionTower Vision { get; }
         /// <summary>model.mm_projector.image_spatial_proj.0 [4096, 1024], .2 [4096, 4096] (Linear, erf GELU, Linear)</summary>

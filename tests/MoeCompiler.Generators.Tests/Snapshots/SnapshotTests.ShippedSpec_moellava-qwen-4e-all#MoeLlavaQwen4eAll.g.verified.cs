@@ -308,6 +308,8 @@ namespace MoeCompiler.Models
         public global::MoeCompiler.Runtime.Modules.RmsNorm FinalNorm { get; }
         /// <summary>lm_head.weight [151936, 2048]</summary>
         public global::MoeCompiler.Runtime.Modules.Linear LmHead { get; }
+        /// <summary>Storage type of the LLM weights as bound (lm_head's); picks the default KV-cache precision.</summary>
+        public global::MoeCompiler.Runtime.Tensors.DType LlmWeightDType => LmHead.Weight.DType;
         /// <summary>transformer.image_tower.image_tower.vision_model.* (clip, 23 of 24 layers run)</summary>
         public VisionTower Vision { get; }
         /// <summary>transformer.mm_projector.image_spatial_proj.0 [2048, 1024], .2 [2048, 2048] (Linear, erf GELU, Linear)</summary>

@@ -40,6 +40,7 @@ internal sealed class FakeCountingModel : IVisionLanguageModel
     }
 
     public ModelDescription Description { get; }
+    public DType LlmWeightDType => DType.F32;
     public List<(int Start, int Rows, bool[]? IsImage)> ForwardCalls { get; } = new();
     public int ImagesEncoded { get; private set; }
     /// <summary>Runs inside every Forward (e.g. to cancel mid-generation).</summary>

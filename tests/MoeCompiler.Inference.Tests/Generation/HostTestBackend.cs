@@ -11,6 +11,7 @@ namespace MoeCompiler.Inference.Tests.Generation;
 internal sealed class HostTestBackend : IBackend
 {
     public string Name => "host-test";
+    public DType KvCacheDType(DType weightDType) => DType.F32;
 
     public Tensor Allocate(DType dtype, params int[] shape)
     {

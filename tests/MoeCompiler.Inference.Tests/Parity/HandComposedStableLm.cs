@@ -78,6 +78,7 @@ internal sealed class HandComposedStableLm : IVisionLanguageModel, IDisposable
     }
 
     public ModelDescription Description { get; }
+    public DType LlmWeightDType => _lmHead.Weight.DType;
 
     public Tensor EncodeImage(ForwardContext context, Tensor pixels)
     {

@@ -250,6 +250,12 @@ public sealed class CpuBackendTests
     [InlineData(33, 33, 4, 4, 72, false, 0)]
     [InlineData(3, 600, 4, 1, 64, true, 597)]
     [InlineData(2, 5, 2, 2, 7, false, 0)]
+    // One decoding query: the key-blocked path (blocks of 32 keys, partial softmaxes merged), at block edges and at
+    // MoE-LLaVA-Qwen's real width (16 heads of 128).
+    [InlineData(1, 32, 4, 4, 16, true, 31)]
+    [InlineData(1, 65, 8, 2, 24, true, 64)]
+    [InlineData(1, 5, 2, 2, 7, false, 0)]
+    [InlineData(1, 608, 16, 16, 128, true, 607)]
     public void AttentionMatchesReference(int queries, int keys, int heads, int kvHeads, int headDim, bool causal, int queryStart)
     {
         var random = new Random(queries * 7 + keys * 3 + heads + headDim);
@@ -263,6 +269,74 @@ public sealed class CpuBackendTests
             var actual = Poisoned(queries, heads * headDim);
             backend.Attention(q, k, v, actual, heads, kvHeads, headDim, causal, queryStart);
             AssertClose(expected, actual, 2e-5, 1e-4, "Attention " + backend.Name);
+        }
+    }
+
+    /// <summary>A bf16 KV cache: keys and values widened in registers; the reference reads the same bf16 values.</summary>
+    [Theory]
+    [InlineData(1, 1, 1, 1, 8, true, 0)]
+    [InlineData(7, 7, 4, 2, 16, true, 0)]
+    [InlineData(5, 40, 6, 3, 80, true, 35)]
+    [InlineData(33, 33, 4, 4, 72, false, 0)]
+    [InlineData(2, 5, 2, 2, 7, false, 0)]
+    [InlineData(1, 97, 8, 2, 40, true, 96)]
+    [InlineData(1, 608, 16, 16, 128, true, 607)]
+    public void AttentionOverBf16KeysAndValuesMatchesReference(int queries, int keys, int heads, int kvHeads, int headDim, bool causal, int queryStart)
+    {
+        var random = new Random(queries * 5 + keys * 11 + heads + headDim);
+        var q = RandomF32(random, 2f, queries, heads * headDim);
+        var k = RandomWeight(random, DType.BF16, keys, kvHeads * headDim, 2f);
+        var v = RandomWeight(random, DType.BF16, keys, kvHeads * headDim, 2f);
+        var expected = Poisoned(queries, heads * headDim);
+        ReferenceKernels.Attention(q, k, v, expected, heads, kvHeads, headDim, causal, queryStart);
+        foreach (var backend in s_backends)
+        {
+            var actual = Poisoned(queries, heads * headDim);
+            backend.Attention(q, k, v, actual, heads, kvHeads, headDim, causal, queryStart);
+            AssertClose(expected, actual, 2e-5, 1e-4, "bf16 attention " + backend.Name);
+        }
+    }
+
+    [Fact]
+    public void AttentionRejectsMixedKeyAndValueTypes()
+    {
+        var random = new Random(3);
+        var q = RandomF32(random, 1f, 1, 8);
+        var k = RandomWeight(random, DType.BF16, 4, 8);
+        var v = RandomF32(random, 1f, 4, 8);
+        var e = Assert.Throws<ArgumentException>(() => s_backends[0].Attention(q, k, v, Poisoned(1, 8), 1, 1, 8, true, 3));
+        Assert.Contains("bf16", e.Message);
+    }
+
+    /// <summary>Storing f32 rows into a bf16 cache rounds exactly like <see cref="NumberFormats.FloatToBF16"/> (which
+    /// the PyTorch goldens pin to torch's rounding): ties to even, NaN quiet, infinities and overflow kept.</summary>
+    [Fact]
+    public void CopyRowsIntoBf16RoundsToNearestEven()
+    {
+        var random = new Random(17);
+        var source = RandomF32(random, 3f, 5, 37);
+        var values = source.AsFloats();
+        float[] special =
+        [
+            BitConverter.UInt32BitsToSingle(0x3F808000), BitConverter.UInt32BitsToSingle(0x3F818000), // ties: down, up
+            BitConverter.UInt32BitsToSingle(0x3F808001), float.NaN, -float.NaN, float.PositiveInfinity,
+            float.NegativeInfinity, float.MaxValue, -float.MaxValue, float.Epsilon, -0f, 0f, 1e-40f,
+            BitConverter.UInt32BitsToSingle(0x7F800001), BitConverter.UInt32BitsToSingle(0xFF800001),
+        ];
+        special.CopyTo(values[40..]);
+        foreach (var backend in s_backends)
+        {
+            var cache = Tensor.Allocate(DType.BF16, 9, 37);
+            cache.AsSpan<ushort>().Fill(0xDEAD);
+            backend.CopyRows(source, 1, cache, 3, 4);
+            var stored = cache.AsSpan<ushort>();
+            for (int i = 0; i < stored.Length; i++)
+            {
+                int row = i / 37;
+                ushort expected = row is >= 3 and < 7 ? NumberFormats.FloatToBF16(values[i - 2 * 37]) : (ushort)0xDEAD;
+                Assert.True(expected == stored[i], $"{backend.Name} element {i}: stored 0x{stored[i]:X4}, expected 0x{expected:X4}");
+            }
+            Assert.Throws<ArgumentException>(() => backend.CopyRows(cache, 0, source, 0, 1));
         }
     }
 
@@ -393,6 +467,21 @@ public sealed class CpuBackendTests
             single.Attention(q, k, v, ya, 4, 2, 32, true, 31);
             dual.Attention(q, k, v, yb, 4, 2, 32, true, 31);
             AssertBitwiseEqual(ya, yb, "Attention " + isa);
+            foreach (var dtype in new[] { DType.F32, DType.BF16 })
+            {
+                // One decoding query over 200 keys: seven key blocks split between the workers, merged in order.
+                var kd = RandomWeight(random, dtype, 200, 2 * 32);
+                var vd = RandomWeight(random, dtype, 200, 2 * 32);
+                var qd = RandomF32(random, 1f, 1, 4 * 32);
+                var d1 = Poisoned(1, 128);
+                var d2 = Poisoned(1, 128);
+                var d3 = Poisoned(1, 128);
+                single.Attention(qd, kd, vd, d1, 4, 2, 32, true, 199);
+                dual.Attention(qd, kd, vd, d2, 4, 2, 32, true, 199);
+                triple.Attention(qd, kd, vd, d3, 4, 2, 32, true, 199);
+                AssertBitwiseEqual(d1, d2, $"decode attention {dtype} {isa}");
+                AssertBitwiseEqual(d1, d3, $"decode attention {dtype} {isa}");
+            }
             var big = RandomF32(random, 4f, 70, 999);
             var ln1 = Poisoned(70, 999);
             var ln2 = Poisoned(70, 999);
