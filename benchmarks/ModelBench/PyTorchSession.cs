@@ -66,7 +66,15 @@ public sealed class PyTorchSession : IDisposable
                 "--decode", options.DecodeSteps.ToString(CultureInfo.InvariantCulture),
                 "--threads", options.Threads.ToString(CultureInfo.InvariantCulture), "--dtype", dtype,
             }) start.ArgumentList.Add(a);
-            var process = Process.Start(start) ?? throw new BenchException($"cannot start {options.Python}");
+            Process process;
+            try
+            {
+                process = Process.Start(start) ?? throw new BenchException($"cannot start {options.Python}");
+            }
+            catch (System.ComponentModel.Win32Exception e)
+            {
+                throw new BenchException($"cannot start {options.Python} (--python): {e.Message}");
+            }
             var session = new PyTorchSession(process, dtype, preprocessTime);
             try
             {
