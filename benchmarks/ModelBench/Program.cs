@@ -69,13 +69,15 @@ namespace ModelBench
         public ulong Seed { get; init; } = 1;
         public int PromptTokens { get; init; } = 32;
         public int DecodeSteps { get; init; } = 32;
+        /// <summary>Decode rounds the steps are split into; each round is ours, then PyTorch's, then a bandwidth probe.</summary>
+        public int Rounds { get; init; } = 4;
         public int Threads { get; init; } = Environment.ProcessorCount;
         public string? Out { get; init; }
         public string Python { get; init; } = "/usr/bin/python3";
         public bool RunPyTorch { get; init; } = true;
         /// <summary>PyTorch configurations to run, in order (each a separate subprocess and column).</summary>
         public IReadOnlyList<string> TorchDTypes { get; init; } = ["bf16"];
-        public int BandwidthMiB { get; init; } = 1024;
+        public int BandwidthMiB { get; init; } = 256;
         public bool List { get; init; }
         public bool PrepareOnly { get; init; }
         public bool ShowHelp { get; init; }
@@ -88,13 +90,16 @@ namespace ModelBench
               --seed N             seed of the random weights and prompt (default 1)
               --prompt-tokens N    text tokens around the one image (default 32)
               --decode N           greedy decode steps after the first token (default 32)
+              --rounds R           split the decode steps into R rounds (default 4: 8 steps each); every round runs
+                                   our steps, then as many steps of each PyTorch configuration, then one bandwidth
+                                   probe, and the table's decode numbers are medians over the rounds
               --threads N          CPU threads for ModelBench and PyTorch (default: all cores)
               --out FILE           also write the markdown table here
               --python PATH        interpreter with torch (default /usr/bin/python3)
               --torch-dtype D[,D]  bf16 (weights used as stored) and/or f32 (upcast at load, 2x memory); a list
                                    runs each and compares with the fastest decode (default bf16)
               --no-pytorch         skip the PyTorch comparison
-              --bandwidth-mib N    buffer of the bandwidth probe (default 1024)
+              --bandwidth-mib N    buffer of the per-round bandwidth probe (default 256, 8x a 32 MiB L3: ~0.2 s a probe)
               --prepare            only write the random checkpoint (if absent) and exit
             """;
 
@@ -117,6 +122,7 @@ namespace ModelBench
                     "--seed" => o with { Seed = ulong.TryParse(Value(), NumberStyles.Integer, CultureInfo.InvariantCulture, out ulong s) ? s : throw new ArgumentException("--seed must be a non-negative integer") },
                     "--prompt-tokens" => o with { PromptTokens = Positive("--prompt-tokens") },
                     "--decode" => o with { DecodeSteps = Positive("--decode") },
+                    "--rounds" => o with { Rounds = Positive("--rounds") },
                     "--threads" => o with { Threads = Positive("--threads") },
                     "--out" => o with { Out = Value() },
                     "--python" => o with { Python = Value() },
@@ -129,6 +135,8 @@ namespace ModelBench
                     _ => throw new ArgumentException($"unknown option '{args[i]}'"),
                 };
             }
+            if (o.Rounds > o.DecodeSteps)
+                throw new ArgumentException($"--rounds {o.Rounds} is more than the {o.DecodeSteps} decode steps to split");
             return o;
         }
     }
@@ -154,11 +162,11 @@ namespace ModelBench
                 return 0;
             }
 
-            // 1. The machine's ceilings, measured now (the machine is shared: best of a few repetitions).
-            log.WriteLine("measuring read bandwidth and FMA peak ...");
-            double bandwidth = MachineLimits.MeasureReadBandwidth(options.Threads, (long)options.BandwidthMiB << 20, repetitions: 5);
+            // 1. The FMA peak, for the prefill's share of it (best of the probes before and after the runs). The read
+            //    bandwidth is probed in every decode round instead (see InterleavedDecode).
+            log.WriteLine("measuring the FMA peak ...");
             double fmaPeak = MachineLimits.MeasureFmaPeak(options.Threads, iterations: 40_000_000);
-            log.WriteLine($"  read bandwidth {bandwidth / 1e9:F1} GB/s, f32 FMA peak {fmaPeak / 1e9:F0} GFLOP/s ({MachineLimits.VectorWidth})");
+            log.WriteLine($"  f32 FMA peak {fmaPeak / 1e9:F0} GFLOP/s ({MachineLimits.VectorWidth})");
 
             // 2. The random checkpoint, written once.
             string folder = BenchCheckpoint.Ensure(entry.Manifest, options.CacheDirectory, options.Seed, log, out var writeTime);
@@ -177,74 +185,100 @@ namespace ModelBench
             float[] chw = preprocessing.Apply(new RgbImage(description.ImageSize, description.ImageSize, pixels));
             var preprocessTime = Stopwatch.GetElapsedTime(ttftStart);
 
-            // 4. Our run: map + bind, then prefill and greedy decode. The probe buffer above must not count as
-            //    the model's peak memory, so the high-water mark restarts here.
-            bool peakReset = ResetPeakResident();
-            using var backend = new CpuBackend(options.Threads);
-            long loadStart = Stopwatch.GetTimestamp();
-            var model = entry.Load(folder, backend, new BindOptions());
-            var loadTime = Stopwatch.GetElapsedTime(loadStart);
-            log.WriteLine($"  mapped and bound in {loadTime.TotalMilliseconds:F0} ms");
-            GenerationResult result;
-            var recorder = new RoutingRecorder();
+            Report report;
+            var sessions = new List<PyTorchSession>();
             try
             {
-                var image = Tensor.FromFloats(chw, 3, description.ImageSize, description.ImageSize);
-                var generator = new TextGenerator(model, backend);
-                log.WriteLine($"generating: {options.PromptTokens} text tokens + {description.ImageTokens} image rows, then {options.DecodeSteps} decode steps ...");
-                result = generator.Generate(new GenerationRequest
+                // 4. The independent PyTorch implementation on the same weights and inputs: each configuration
+                //    loads, encodes the image and prefills alone, one after the other, then waits for its decode
+                //    rounds (idle, blocked on its stdin).
+                if (options.RunPyTorch)
                 {
-                    PromptIds = prompt,
-                    Images = [image],
-                    Options = new GenerationOptions { MaxNewTokens = options.DecodeSteps + 1, StopOnEos = false },
-                    ConfigureContext = c => c.Routing = recorder,
-                });
+                    foreach (string dtype in options.TorchDTypes)
+                    {
+                        log.WriteLine($"starting pytorch_decode.py ({dtype}): load, vision, prefill ...");
+                        var session = PyTorchSession.Start(options, dtype, entry, file, prompt, chw, preprocessTime);
+                        sessions.Add(session);
+                        var first = session.FirstToken;
+                        log.WriteLine($"  TTFT {first.Ttft.TotalSeconds:F2} s (vision {first.Vision.TotalSeconds:F2} s, prefill {first.Prefill.TotalSeconds:F2} s), waiting ({session.Info})");
+                    }
+                }
+
+                // 5. Our run: map + bind, then prefill and greedy decode in rounds interleaved with PyTorch's and
+                //    the bandwidth probes. The high-water mark restarts here, so it covers our load on.
+                bool peakReset = ResidentMemory.ResetPeak();
+                using var backend = new CpuBackend(options.Threads);
+                long loadStart = Stopwatch.GetTimestamp();
+                var model = entry.Load(folder, backend, new BindOptions());
+                var loadTime = Stopwatch.GetElapsedTime(loadStart);
+                log.WriteLine($"  mapped and bound in {loadTime.TotalMilliseconds:F0} ms");
+                int[] roundSteps = DecodeRounds.Split(options.DecodeSteps, options.Rounds);
+                var interleaved = new InterleavedDecode(roundSteps, sessions, options, log);
+                GenerationResult result;
+                var recorder = new RoutingRecorder();
+                try
+                {
+                    var image = Tensor.FromFloats(chw, 3, description.ImageSize, description.ImageSize);
+                    var generator = new TextGenerator(model, backend);
+                    log.WriteLine($"generating: {options.PromptTokens} text tokens + {description.ImageTokens} image rows, then {options.DecodeSteps} decode steps " +
+                                  $"in {roundSteps.Length} rounds ({string.Join('+', roundSteps)}), each followed by PyTorch's and a bandwidth probe ...");
+                    result = generator.Generate(new GenerationRequest
+                    {
+                        PromptIds = prompt,
+                        Images = [image],
+                        Options = new GenerationOptions { MaxNewTokens = options.DecodeSteps + 1, StopOnEos = false },
+                        ConfigureContext = c => c.Routing = recorder,
+                    }, interleaved.OnToken);
+                }
+                finally
+                {
+                    (model as IDisposable)?.Dispose();
+                }
+                var t = result.Timings;
+                if (interleaved.Rounds.Count != roundSteps.Length || t.DecodeSteps != options.DecodeSteps)
+                    throw new BenchException($"generation stopped after {t.DecodeSteps} of {options.DecodeSteps} decode steps ({result.StopReason})");
+                long peakKiB = Math.Max(interleaved.PeakKiB, ResidentMemory.PeakKiB());
+                var distinctIds = new HashSet<int>(prompt.Where(id => id >= 0).Concat(result.TokenIds)).Count;
+                long touched = budget.TouchedBytes(recorder.Records, distinctIds);
+                int usedExperts = WeightBudget.UsedExperts(recorder.Records);
+                var oursDecode = TimeSpan.FromSeconds(interleaved.Rounds.Sum(r => r.OursSeconds));
+                var ours = new RunNumbers(
+                    Ttft: preprocessTime + t.TimeToFirstToken, Vision: t.ImageEncoding, Prefill: t.Prefill,
+                    Decode: oursDecode, DecodeSteps: t.DecodeSteps, Tokens: result.TokenIds, PeakKiB: peakKiB, Load: loadTime);
+                log.WriteLine($"  tokens: {string.Join(' ', result.TokenIds)}");
+                log.WriteLine($"  TTFT {ours.Ttft.TotalSeconds:F2} s (vision {t.ImageEncoding.TotalSeconds:F2} s, prefill {t.Prefill.TotalSeconds:F2} s), " +
+                              $"decode {ours.DecodeTokensPerSecond:F2} tokens/s, peak RSS {peakKiB / 1048576.0:F2} GiB");
+                // TextGenerator's decode time includes the pauses; what is left after them must be our round times.
+                log.WriteLine($"  decode wall time {t.Decode.TotalSeconds:F2} s = our rounds {oursDecode.TotalSeconds:F2} s + pauses {interleaved.Paused.TotalSeconds:F2} s " +
+                              $"+ {(t.Decode - oursDecode - interleaved.Paused).TotalMilliseconds:F1} ms outside the rounds");
+
+                var torchRuns = new List<(RunNumbers Numbers, string Info)>();
+                foreach (var session in sessions)
+                {
+                    var torch = session.Finish();
+                    log.WriteLine($"PyTorch {session.DType}: tokens: {string.Join(' ', torch.Tokens)}");
+                    log.WriteLine($"  decode {torch.DecodeTokensPerSecond:F2} tokens/s, peak RSS {torch.PeakKiB / 1048576.0:F2} GiB");
+                    torchRuns.Add((torch, session.Info));
+                }
+
+                // 6. The table.
+                double fmaAfter = MachineLimits.MeasureFmaPeak(options.Threads, iterations: 40_000_000);
+                log.WriteLine($"  after the runs: f32 FMA peak {fmaAfter / 1e9:F0} GFLOP/s");
+                fmaPeak = Math.Max(fmaPeak, fmaAfter);
+                int visionPositions = description.ImageTokens + 1; // CLIP's CLS row / SigLIP's dropped first patch
+                report = new Report
+                {
+                    Entry = entry, Options = options, Budget = budget, Rounds = interleaved.Rounds, FmaPeak = fmaPeak,
+                    FileBytes = fileBytes, WriteTime = writeTime, PageCacheRead = pageCacheRead, Ours = ours, Torch = torchRuns,
+                    SequenceLength = result.SequenceLength, ImageTokens = t.ImageTokens, VisionPositions = visionPositions,
+                    TouchedBytes = touched, UsedExperts = usedExperts, Command = command, Backend = backend.Name,
+                    PeakWasReset = peakReset,
+                };
             }
             finally
             {
-                (model as IDisposable)?.Dispose();
+                foreach (var session in sessions) session.Dispose();
             }
-            var t = result.Timings;
-            long peakKiB = PeakResidentKiB();
-            var distinctIds = new HashSet<int>(prompt.Where(id => id >= 0).Concat(result.TokenIds)).Count;
-            long touched = budget.TouchedBytes(recorder.Records, distinctIds);
-            int usedExperts = WeightBudget.UsedExperts(recorder.Records);
-            var ours = new RunNumbers(
-                Ttft: preprocessTime + t.TimeToFirstToken, Vision: t.ImageEncoding, Prefill: t.Prefill,
-                Decode: t.Decode, DecodeSteps: t.DecodeSteps, Tokens: result.TokenIds, PeakKiB: peakKiB, Load: loadTime);
-            log.WriteLine($"  tokens: {string.Join(' ', result.TokenIds)}");
-            log.WriteLine($"  TTFT {ours.Ttft.TotalSeconds:F2} s (vision {t.ImageEncoding.TotalSeconds:F2} s, prefill {t.Prefill.TotalSeconds:F2} s), " +
-                          $"decode {ours.DecodeTokensPerSecond:F2} tokens/s, peak RSS {peakKiB / 1048576.0:F2} GiB");
-
-            // 5. The same weights and inputs through the independent PyTorch implementation.
-            var torchRuns = new List<(RunNumbers Numbers, string Info)>();
-            if (options.RunPyTorch)
-            {
-                foreach (string dtype in options.TorchDTypes)
-                {
-                    log.WriteLine($"running pytorch_decode.py ({dtype}) ...");
-                    var (torch, torchInfo) = PyTorchRun.Run(options, dtype, entry, file, prompt, chw, preprocessTime);
-                    log.WriteLine($"  tokens: {string.Join(' ', torch.Tokens)}");
-                    log.WriteLine($"  TTFT {torch.Ttft.TotalSeconds:F2} s, decode {torch.DecodeTokensPerSecond:F2} tokens/s, peak RSS {torch.PeakKiB / 1048576.0:F2} GiB ({torchInfo})");
-                    torchRuns.Add((torch, torchInfo));
-                }
-            }
-
-            // 6. The table. The machine is shared: probe the bandwidth again and keep the better (stricter) value.
-            double bandwidthAfter = MachineLimits.MeasureReadBandwidth(options.Threads, (long)options.BandwidthMiB << 20, repetitions: 5);
-            double fmaAfter = MachineLimits.MeasureFmaPeak(options.Threads, iterations: 40_000_000);
-            log.WriteLine($"  after the runs: read bandwidth {bandwidthAfter / 1e9:F1} GB/s, f32 FMA peak {fmaAfter / 1e9:F0} GFLOP/s");
-            bandwidth = Math.Max(bandwidth, bandwidthAfter);
-            fmaPeak = Math.Max(fmaPeak, fmaAfter);
-            int rows = result.SequenceLength;
-            int visionPositions = description.ImageTokens + 1; // CLIP's CLS row / SigLIP's dropped first patch
-            var report = new Report
-            {
-                Entry = entry, Options = options, Budget = budget, Bandwidth = bandwidth, FmaPeak = fmaPeak,
-                FileBytes = fileBytes, WriteTime = writeTime, PageCacheRead = pageCacheRead, Ours = ours, Torch = torchRuns, SequenceLength = rows, ImageTokens = t.ImageTokens, VisionPositions = visionPositions,
-                TouchedBytes = touched, UsedExperts = usedExperts, Command = command, Backend = backend.Name,
-                PeakWasReset = peakReset,
-            };
             string table = report.Markdown();
             log.WriteLine();
             log.WriteLine(table);
@@ -284,31 +318,6 @@ namespace ModelBench
             using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
             while (stream.Read(buffer) > 0) { }
             return Stopwatch.GetElapsedTime(start);
-        }
-
-        /// <summary>Restarts VmHWM at the current RSS (Linux ≥ 4.0: "5" to /proc/self/clear_refs).</summary>
-        private static bool ResetPeakResident()
-        {
-            try
-            {
-                File.WriteAllText("/proc/self/clear_refs", "5");
-                return true;
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                return false;
-            }
-        }
-
-        /// <summary>VmHWM of this process (Linux), KiB; 0 where /proc is not available.</summary>
-        public static long PeakResidentKiB()
-        {
-            const string status = "/proc/self/status";
-            if (!File.Exists(status)) return 0;
-            foreach (string line in File.ReadLines(status))
-                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
-                    return long.Parse(line["VmHWM:".Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
-            return 0;
         }
     }
 

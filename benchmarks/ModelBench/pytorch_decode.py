@@ -3,13 +3,19 @@
 
 Written from docs in /work/shared/REFERENCE.md (Qwen-1 block, DeepSpeed TopKGate top-2 with capacity, CLIP
 ViT tower with select layer -2, mlp2x_gelu projector), not from this project's C#. It loads the benchmark's
-safetensors file through a numpy memmap (bf16 weights stay on disk pages, zero copy), runs the vision tower,
-one prefill over the spliced sequence with a KV cache, then greedy batch-1 decode steps, and prints one JSON
-line: timings, token ids, peak resident memory (VmHWM).
+safetensors file through a numpy memmap (bf16 weights stay on disk pages, zero copy), runs the vision tower and
+one prefill over the spliced sequence with a KV cache (making the first token), prints one JSON line
+{"event": "ready", load/vision/prefill seconds, VmHWM, ...} and then serves commands, one per stdin line, so
+ModelBench can interleave its decode rounds with ours:
 
-Run by ModelBench (Debian /usr/bin/python3, torch 1.13 CPU):
-  pytorch_decode.py --weights model.safetensors --spec spec.json --prompt ids.json --pixels pixels.f32
-                    --decode 32 --threads 2 --dtype bf16
+  decode N   N more greedy batch-1 decode steps; prints {"event": "decoded", "steps": N, "decode_s": wall
+             seconds of those steps only, "tokens": the N new ids}
+  quit       prints {"event": "done", all tokens, total decode steps and seconds, VmHWM, ...} and exits
+
+--decode is the most decode steps the session may ask for in all (it sizes the KV cache). Run by ModelBench
+(Debian /usr/bin/python3, torch 1.13 CPU); by hand, e.g.:
+  printf 'decode 32\\nquit\\n' | pytorch_decode.py --weights model.safetensors --spec spec.json --prompt ids.json
+                                   --pixels pixels.f32 --decode 32 --threads 2 --dtype bf16
 """
 import argparse
 import json
@@ -237,13 +243,18 @@ def peak_rss_kib():
     return 0
 
 
+def emit(record):
+    """One JSON line on stdout, flushed at once: ModelBench waits for it."""
+    print(json.dumps(record), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", required=True)
     ap.add_argument("--spec", required=True)
     ap.add_argument("--prompt", required=True, help="JSON list of ids, -200 marks the image")
     ap.add_argument("--pixels", required=True, help="raw little-endian f32 [3, S, S], already normalised")
-    ap.add_argument("--decode", type=int, default=32)
+    ap.add_argument("--decode", type=int, default=32, help="most decode steps the session may ask for (KV cache size)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--dtype", choices=["bf16", "f32"], default="bf16")
     args = ap.parse_args()
@@ -257,6 +268,7 @@ def main():
         prompt = json.load(f)
     size = spec["vision"]["imageSize"]
     pixels = torch.from_numpy(np.fromfile(args.pixels, dtype="<f4").reshape(3, size, size).copy())
+    about = {"torch": torch.__version__, "dtype": args.dtype, "threads": torch.get_num_threads()}
 
     t0 = time.perf_counter()
     model = QwenMoeLlava(spec, load_safetensors(args.weights, dtype), dtype)
@@ -285,19 +297,33 @@ def main():
     tokens = [model.greedy(logits[-1])]
     prefill_s = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    position = length
-    for _ in range(args.decode):
-        logits = model.forward(model.embed([tokens[-1]]), cache, position, last_only=True)
-        position += 1
-        tokens.append(model.greedy(logits[-1]))
-    decode_s = time.perf_counter() - t0
+    emit({"event": "ready", "load_s": load_s, "vision_s": vision_s, "prefill_s": prefill_s,
+          "sequence_length": length, "tokens": tokens, "vmhwm_kib": peak_rss_kib(), **about})
 
-    print(json.dumps({
-        "load_s": load_s, "vision_s": vision_s, "prefill_s": prefill_s, "decode_s": decode_s,
-        "decode_steps": args.decode, "sequence_length": length, "tokens": tokens, "vmhwm_kib": peak_rss_kib(),
-        "torch": torch.__version__, "dtype": args.dtype, "threads": torch.get_num_threads(),
-    }))
+    position, decode_s = length, 0.0
+    for line in sys.stdin:
+        command = line.split()
+        if command == ["quit"]:
+            break
+        if len(command) != 2 or command[0] != "decode" or not command[1].isdigit():
+            raise SystemExit(f"pytorch_decode.py: unknown command {line.strip()!r} (expected 'decode N' or 'quit')")
+        steps = int(command[1])
+        if position - length + steps > args.decode:
+            raise SystemExit(f"pytorch_decode.py: {position - length + steps} decode steps in all exceed --decode {args.decode}")
+        t0 = time.perf_counter()
+        new = []
+        for _ in range(steps):
+            logits = model.forward(model.embed([tokens[-1]]), cache, position, last_only=True)
+            position += 1
+            new.append(model.greedy(logits[-1]))
+            tokens.append(new[-1])
+        elapsed = time.perf_counter() - t0
+        decode_s += elapsed
+        emit({"event": "decoded", "steps": steps, "decode_s": elapsed, "tokens": new})
+
+    emit({"event": "done", "load_s": load_s, "vision_s": vision_s, "prefill_s": prefill_s, "decode_s": decode_s,
+          "decode_steps": position - length, "sequence_length": length, "tokens": tokens,
+          "vmhwm_kib": peak_rss_kib(), **about})
 
 
 if __name__ == "__main__":
