@@ -34,7 +34,7 @@ public sealed unsafe partial class CpuBackend
         {
             fixed (float* biasPointer = b)
             {
-                float* shared = _scratch.Shared(Gemm.SharedFloats(m, k, n, _isa));
+                float* shared = _scratch.Shared(Gemm.SharedFloats(m, n, _isa));
                 Gemm.Run(_pool, _scratch.Ensure(Gemm.ScratchFloats(m, k, _isa)), shared, _isa, (float*)x.Data, m, k,
                     new WeightView(weight), b.IsEmpty ? null : biasPointer, (float*)y.Data);
             }

@@ -12,8 +12,7 @@ internal static unsafe partial class Gemm
     /// other activation rows reuse it from L1.</summary>
     private struct MatVecJob : IParallelJob
     {
-        /// <summary>X in paired-lane order (<see cref="PairLanes"/>) when W is bf16 on AVX-512, else null.</summary>
-        public float* X, XPaired, Bias, Y;
+        public float* X, Bias, Y;
         public int M, K, N;
         public WeightView W;
         public float** Scratch;
@@ -37,8 +36,7 @@ internal static unsafe partial class Gemm
                 for (int i = 0; i < M; i++)
                 {
                     float* x = X + (long)i * K;
-                    float dot = XPaired != null ? DotBF16Paired(XPaired + (long)i * K, (ushort*)W.Data + (long)j * K, K)
-                        : widenInRegisters ? DotRow(Isa, x, W, j) : DotF32(Isa, x, decoded, K);
+                    float dot = widenInRegisters ? DotRow(Isa, x, W, j) : DotF32(Isa, x, decoded, K);
                     Y[(long)i * N + j] = dot + b;
                 }
             }
@@ -134,62 +132,6 @@ internal static unsafe partial class Gemm
             sum = Vector256.Sum((a0 + a1) + (a2 + a3));
         }
         for (; i < k; i++) sum = MathF.FusedMultiplyAdd(x[i], NumberFormats.BF16ToFloat(w[i]), sum);
-        return sum;
-    }
-
-    /// <summary>
-    /// Reorders x so that each chunk of 32 holds its 16 even-index values, then its 16 odd-index ones (a shorter
-    /// tail stays as it is). Against that order a 64-byte load of 32 bf16 weights widens with one shift (even
-    /// weights, the low halves of each 32-bit lane) and one mask (odd weights, the high halves) instead of two
-    /// cross-lane zero-extensions: the decode matrix-vector product does about half the shuffle work per byte.
-    /// </summary>
-    public static void PairLanes(float* x, float* paired, int k)
-    {
-        int i = 0;
-        for (; i + 32 <= k; i += 32)
-            for (int j = 0; j < 16; j++)
-            {
-                paired[i + j] = x[i + 2 * j];
-                paired[i + 16 + j] = x[i + 2 * j + 1];
-            }
-        for (; i < k; i++) paired[i] = x[i];
-    }
-
-    /// <summary>Σ x·w with x in <see cref="PairLanes"/> order and w bf16 in its natural order (AVX-512).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float DotBF16Paired(float* paired, ushort* w, int k)
-    {
-        var high = Vector512.Create(0xFFFF0000u);
-        // Eight independent chains: the loop is short of the FMA latency with four once the widening is cheap.
-        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
-        int i = 0;
-        for (; i + 128 <= k; i += 128)
-        {
-            var p0 = Vector512.Load((uint*)(w + i));
-            var p1 = Vector512.Load((uint*)(w + i + 32));
-            var p2 = Vector512.Load((uint*)(w + i + 64));
-            var p3 = Vector512.Load((uint*)(w + i + 96));
-            a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(paired + i), Vector512.ShiftLeft(p0, 16).AsSingle(), a0);
-            a1 = Avx512F.FusedMultiplyAdd(Vector512.Load(paired + i + 16), (p0 & high).AsSingle(), a1);
-            a2 = Avx512F.FusedMultiplyAdd(Vector512.Load(paired + i + 32), Vector512.ShiftLeft(p1, 16).AsSingle(), a2);
-            a3 = Avx512F.FusedMultiplyAdd(Vector512.Load(paired + i + 48), (p1 & high).AsSingle(), a3);
-            b0 = Avx512F.FusedMultiplyAdd(Vector512.Load(paired + i + 64), Vector512.ShiftLeft(p2, 16).AsSingle(), b0);
-            b1 = Avx512F.FusedMultiplyAdd(Vector512.Load(paired + i + 80), (p2 & high).AsSingle(), b1);
-            b2 = Avx512F.FusedMultiplyAdd(Vector512.Load(paired + i + 96), Vector512.ShiftLeft(p3, 16).AsSingle(), b2);
-            b3 = Avx512F.FusedMultiplyAdd(Vector512.Load(paired + i + 112), (p3 & high).AsSingle(), b3);
-        }
-        for (; i + 32 <= k; i += 32)
-        {
-            var p = Vector512.Load((uint*)(w + i));
-            a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(paired + i), Vector512.ShiftLeft(p, 16).AsSingle(), a0);
-            a1 = Avx512F.FusedMultiplyAdd(Vector512.Load(paired + i + 16), (p & high).AsSingle(), a1);
-        }
-        a0 += b0;
-        a1 += b1;
-        a2 += b2;
-        a3 += b3;
-        float sum = Vector512.Sum((a0 + a1) + (a2 + a3));
-        for (; i < k; i++) sum = MathF.FusedMultiplyAdd(paired[i], NumberFormats.BF16ToFloat(w[i]), sum);
         return sum;
     }
 

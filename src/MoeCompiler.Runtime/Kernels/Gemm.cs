@@ -2,7 +2,6 @@ using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using MoeCompiler.Runtime.Threading;
-using MoeCompiler.Runtime.Tensors;
 
 namespace MoeCompiler.Runtime.Kernels;
 
@@ -46,9 +45,9 @@ internal static unsafe partial class Gemm
     }
 
     /// <summary>Shared floats (the packed weight block) for a product of this shape.</summary>
-    public static long SharedFloats(int m, int k, int n, KernelIsa isa)
+    public static long SharedFloats(int m, int n, KernelIsa isa)
     {
-        if (m <= MatVecMaxRows) return (long)m * k + 64; // the activation rows in paired-lane order
+        if (m <= MatVecMaxRows) return 0;
         int nr = Tile(isa).Nr;
         return (long)ColumnBlock * DepthBlock;
     }
@@ -58,13 +57,7 @@ internal static unsafe partial class Gemm
         int n = w.Rows;
         if (m <= MatVecMaxRows)
         {
-            float* paired = null;
-            if (w.DType == DType.BF16 && isa == KernelIsa.Avx512)
-            {
-                paired = shared;
-                for (int i = 0; i < m; i++) PairLanes(x + (long)i * k, paired + (long)i * k, k);
-            }
-            var job = new MatVecJob { X = x, XPaired = paired, M = m, K = k, N = n, W = w, Bias = bias, Y = y, Scratch = scratch, Isa = isa };
+            var job = new MatVecJob { X = x, M = m, K = k, N = n, W = w, Bias = bias, Y = y, Scratch = scratch, Isa = isa };
             pool.Run((n + MatVecRowsPerTask - 1) / MatVecRowsPerTask, ref job);
             return;
         }
