@@ -1,12 +1,12 @@
 namespace ModelBench;
 
 /// <summary>
-/// One decode round: <see cref="Steps"/> decode steps of ours, then the same number of steps of each PyTorch
-/// configuration, then one read-bandwidth probe, back to back, so the three see nearly the same machine.
+/// One decode round: <see cref="Steps"/> decode steps of ours, then one read-bandwidth probe, then the same number of
+/// steps of each PyTorch configuration, back to back, so they see nearly the same machine.
 /// </summary>
 /// <param name="OursSeconds">Wall seconds of our steps in this round, the pauses for PyTorch and the probe excluded.</param>
 /// <param name="TorchSeconds">Wall seconds of each PyTorch configuration's steps, as its script timed them (in the order of --torch-dtype).</param>
-/// <param name="BytesPerSecond">The probe's read bandwidth right after.</param>
+/// <param name="BytesPerSecond">The probe's read bandwidth, right after our steps.</param>
 public sealed record DecodeRound(int Steps, double OursSeconds, IReadOnlyList<double> TorchSeconds, double BytesPerSecond)
 {
     public double OursTokensPerSecond => Steps / OursSeconds;

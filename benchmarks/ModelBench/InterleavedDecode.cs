@@ -7,9 +7,8 @@ namespace ModelBench;
 
 /// <summary>
 /// Paired decode measurement on a machine whose memory bandwidth moves with its neighbours: our generation calls
-/// <see cref="OnToken"/> after every token; after the last token of each round it pauses there and runs the same
-/// number of decode steps of every waiting PyTorch session, then one read-bandwidth probe, so each round's three
-/// numbers see nearly the same machine. Our round time runs from the end of the previous pause (or from the first
+/// <see cref="OnToken"/> after every token; after the last token of each round it pauses there, runs one read-bandwidth probe, then the
+/// same number of decode steps of every waiting PyTorch session, so each round's numbers see nearly the same machine. Our round time runs from the end of the previous pause (or from the first
 /// token, made by the prefill) to the start of this one: TextGenerator's own Timings.Decode would include the
 /// pauses, so it is not used.
 /// </summary>
@@ -47,11 +46,12 @@ public sealed class InterleavedDecode(int[] roundSteps, IReadOnlyList<PyTorchSes
         double ours = Stopwatch.GetElapsedTime(_segmentStart, now).TotalSeconds;
         PeakKiB = Math.Max(PeakKiB, ResidentMemory.PeakKiB());
         int steps = roundSteps[_rounds.Count];
-        var torchSeconds = torch.Select(s => s.Decode(steps)).ToArray();
-        // One repetition of the probe (three timed passes over the buffer) keeps a pause short.
+        // The probe first, right after our steps; then PyTorch's. One repetition of the probe (three timed passes
+        // over the buffer) keeps a pause short.
         long probeStart = Stopwatch.GetTimestamp();
         double bandwidth = MachineLimits.MeasureReadBandwidth(options.Threads, (long)options.BandwidthMiB << 20, repetitions: 1);
         var probeTime = Stopwatch.GetElapsedTime(probeStart);
+        var torchSeconds = torch.Select(s => s.Decode(steps)).ToArray();
         ResidentMemory.ResetPeak();
         var round = new DecodeRound(steps, ours, torchSeconds, bandwidth);
         _rounds.Add(round);
