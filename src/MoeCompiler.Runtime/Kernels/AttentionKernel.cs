@@ -108,10 +108,9 @@ internal static unsafe class AttentionKernel
             for (int h = 0; h < Heads; h++)
             {
                 float* p = scores + h * DecodeBlock;
-                float max = float.NegativeInfinity;
-                for (int s = 0; s < count; s++) max = Math.Max(max, p[s]);
+                float max = Elementwise.Max(Isa, p, count);
                 maxima[h] = max;
-                totals[h] = ExpShifted(Isa, p, count, max);
+                totals[h] = Elementwise.ExpShifted(Isa, p, p, count, max);
             }
             new Span<float>(sums, Heads * HeadDim).Clear();
             for (int s = 0; s < count; s++)
@@ -121,45 +120,6 @@ internal static unsafe class AttentionKernel
                     T.AddScaled(Isa, scores[h * DecodeBlock + s], V, row + (long)(h / Group) * HeadDim, sums + (long)h * HeadDim, HeadDim);
             }
         }
-    }
-
-    /// <summary>p[s] = exp(p[s] − shift) for s below n; returns their sum (lanes, then the tail, in a fixed order).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float ExpShifted(KernelIsa isa, float* p, int n, float shift)
-    {
-        int i = 0;
-        float sum = 0;
-        if (isa == KernelIsa.Avx512)
-        {
-            var m = Vector512.Create(shift);
-            var acc = Vector512<float>.Zero;
-            for (; i + 16 <= n; i += 16)
-            {
-                var e = Elementwise.Exp(Vector512.Load(p + i) - m);
-                acc += e;
-                e.Store(p + i);
-            }
-            sum = Vector512.Sum(acc);
-        }
-        else if (isa == KernelIsa.Avx2)
-        {
-            var m = Vector256.Create(shift);
-            var acc = Vector256<float>.Zero;
-            for (; i + 8 <= n; i += 8)
-            {
-                var e = Elementwise.Exp(Vector256.Load(p + i) - m);
-                acc += e;
-                e.Store(p + i);
-            }
-            sum = Vector256.Sum(acc);
-        }
-        for (; i < n; i++)
-        {
-            float e = MathF.Exp(p[i] - shift);
-            p[i] = e;
-            sum += e;
-        }
-        return sum;
     }
 
     /// <summary>y_h = Σ_b e^(m_b − M)·o_b,h / Σ_b e^(m_b − M)·l_b,h over the decode blocks b in order, M = max_b m_b.</summary>

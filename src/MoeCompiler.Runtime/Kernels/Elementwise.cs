@@ -241,9 +241,17 @@ internal static unsafe class Elementwise
         for (; i < n; i++) y[i] = (x[i] - shift) * scale * w[i] + (b == null ? 0 : b[i]);
     }
 
-    /// <summary>In-place softmax of one row.</summary>
+    /// <summary>Softmax of one row (y may be x).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Softmax(KernelIsa isa, float* x, float* y, int n)
+    {
+        float sum = ExpShifted(isa, x, y, n, Max(isa, x, n));
+        Apply(Op.Scale, isa, y, null, y, n, 1f / sum);
+    }
+
+    /// <summary>The largest of x[0..n) (−∞ for none).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Max(KernelIsa isa, float* x, int n)
     {
         float max = float.NegativeInfinity;
         int i = 0;
@@ -261,12 +269,19 @@ internal static unsafe class Elementwise
             max = MaxLanes(m);
         }
         for (; i < n; i++) max = Math.Max(max, x[i]);
+        return max;
+    }
 
+    /// <summary>y[i] = exp(x[i] − shift) for i below n (y may be x); returns their sum, lanes first, then the tail,
+    /// in a fixed order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float ExpShifted(KernelIsa isa, float* x, float* y, int n, float shift)
+    {
         float sum = 0;
-        i = 0;
+        int i = 0;
         if (isa == KernelIsa.Avx512)
         {
-            var s = Vector512.Create(max);
+            var s = Vector512.Create(shift);
             var acc = Vector512<float>.Zero;
             for (; i + 16 <= n; i += 16)
             {
@@ -278,7 +293,7 @@ internal static unsafe class Elementwise
         }
         else if (isa == KernelIsa.Avx2)
         {
-            var s = Vector256.Create(max);
+            var s = Vector256.Create(shift);
             var acc = Vector256<float>.Zero;
             for (; i + 8 <= n; i += 8)
             {
@@ -290,11 +305,11 @@ internal static unsafe class Elementwise
         }
         for (; i < n; i++)
         {
-            float e = MathF.Exp(x[i] - max);
+            float e = MathF.Exp(x[i] - shift);
             sum += e;
             y[i] = e;
         }
-        Apply(Op.Scale, isa, y, null, y, n, 1f / sum);
+        return sum;
     }
 
     private static float MaxLanes(Vector256<float> m)
