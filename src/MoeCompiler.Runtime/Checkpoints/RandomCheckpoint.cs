@@ -70,7 +70,7 @@ public static class RandomCheckpoint
                     stream.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(chunk));
                     break;
                 case DType.BF16:
-                    for (int i = 0; i < chunk.Length; i++) halves![i] = Kernels.NumberFormats.FloatToBF16(chunk[i]);
+                    Kernels.Narrow.F32ToBF16(chunk, halves);
                     stream.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(halves.AsSpan(0, chunk.Length)));
                     break;
                 case DType.F16:

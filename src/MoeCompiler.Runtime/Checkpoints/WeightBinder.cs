@@ -159,8 +159,7 @@ public static class DTypeConversion
             case DType.F16: System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(floats, new Span<Half>((Half*)result.Data + start, n)); break;
             case DType.BF16:
                 {
-                    var dst = new Span<ushort>((ushort*)result.Data + start, n);
-                    for (int i = 0; i < n; i++) dst[i] = SingleToBFloat16(floats[i]);
+                    Kernels.Narrow.F32ToBF16(floats, new Span<ushort>((ushort*)result.Data + start, n));
                     break;
                 }
         }

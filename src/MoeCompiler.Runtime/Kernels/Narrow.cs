@@ -30,4 +30,13 @@ internal static unsafe class Narrow
         }
         for (; i < count; i++) destination[i] = NumberFormats.FloatToBF16(source[i]);
     }
+
+    /// <summary><see cref="F32ToBF16(KernelIsa, float*, ushort*, long)"/> on the best instruction set of this machine.</summary>
+    public static void F32ToBF16(ReadOnlySpan<float> source, Span<ushort> destination)
+    {
+        if (destination.Length < source.Length) throw new ArgumentException("destination too short", nameof(destination));
+        fixed (float* s = source)
+        fixed (ushort* d = destination)
+            F32ToBF16(KernelIsaSupport.Best, s, d, source.Length);
+    }
 }
