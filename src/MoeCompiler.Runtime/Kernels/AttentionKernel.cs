@@ -117,7 +117,7 @@ internal static unsafe class AttentionKernel
             {
                 long row = (long)(s0 + s) * KvWidth;
                 for (int h = 0; h < Heads; h++)
-                    T.AddScaled(Isa, scores[h * DecodeBlock + s], V, row + (long)(h / Group) * HeadDim, sums + (long)h * HeadDim, HeadDim);
+                    KvElement.AddScaled<T>(Isa, scores[h * DecodeBlock + s], V, row + (long)(h / Group) * HeadDim, sums + (long)h * HeadDim, HeadDim);
             }
         }
     }
@@ -340,10 +340,6 @@ internal static unsafe class AttentionKernel
                 output[i] += pair + second;
             }
         }
-        for (; s < count; s++)
-        {
-            long row = first + (long)s * stride;
-            for (int i = 0; i < n; i++) output[i] = MathF.FusedMultiplyAdd(T.Load(v, row + i), p[s], output[i]);
-        }
+        for (; s < count; s++) KvElement.AddScaled<T>(isa, p[s], v, first + (long)s * stride, output, n);
     }
 }

@@ -14,9 +14,6 @@ internal unsafe interface IKvElement
     /// <summary>x · row[0..n) in f32.</summary>
     static abstract float Dot(KernelIsa isa, float* x, byte* data, long offset, int n);
 
-    /// <summary>y[0..n) += a · row[0..n).</summary>
-    static abstract void AddScaled(KernelIsa isa, float a, byte* data, long offset, float* y, int n);
-
     static abstract float Load(byte* data, long offset);
     static abstract Vector512<float> Load16(byte* data, long offset);
     static abstract Vector256<float> Load8(byte* data, long offset);
@@ -35,9 +32,6 @@ internal readonly unsafe struct F32Kv : IKvElement
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Load8(byte* data, long offset) => Vector256.Load((float*)data + offset);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void AddScaled(KernelIsa isa, float a, byte* data, long offset, float* y, int n) => KvElement.AddScaled<F32Kv>(isa, a, data, offset, y, n);
 }
 
 internal readonly unsafe struct BF16Kv : IKvElement
@@ -55,13 +49,11 @@ internal readonly unsafe struct BF16Kv : IKvElement
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Load8(byte* data, long offset)
         => Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(Vector128.Load((ushort*)data + offset)), 16).AsSingle();
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void AddScaled(KernelIsa isa, float a, byte* data, long offset, float* y, int n) => KvElement.AddScaled<BF16Kv>(isa, a, data, offset, y, n);
 }
 
 internal static unsafe class KvElement
 {
+    /// <summary>y[0..n) += a · row[0..n), row stored as <typeparamref name="T"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void AddScaled<T>(KernelIsa isa, float a, byte* data, long offset, float* y, int n) where T : struct, IKvElement
     {
