@@ -36,7 +36,8 @@ public sealed unsafe partial class CpuBackend
             {
                 float* shared = _scratch.Shared(Gemm.SharedFloats(m, n, _isa));
                 Gemm.Run(_pool, _scratch.Ensure(Gemm.ScratchFloats(m, k, _isa)), shared, _isa, (float*)x.Data, m, k,
-                    new WeightView(weight), b.IsEmpty ? null : biasPointer, (float*)y.Data);
+                    weight.Storage is PackedWeightStorage packed && packed.Covers(weight) ? new WeightView(weight, packed.Packed) : new WeightView(weight),
+                    b.IsEmpty ? null : biasPointer, (float*)y.Data);
             }
         }
     }

@@ -68,6 +68,42 @@ public sealed unsafe partial class CpuBackend : IBackend
 
     public Tensor Allocate(DType dtype, params int[] shape) => Tensor.Allocate(dtype, shape);
 
+    /// <summary>
+    /// Whether bf16 Linear weights get a lossless packed copy at bind time (<see cref="PrepareLinearWeight"/>):
+    /// 12 bits per value instead of 16, so decode streams a quarter fewer bytes. AVX-512 only; on by default.
+    /// </summary>
+    public bool PackBF16Weights { get; init; } = true;
+
+    /// <summary>
+    /// <see cref="PrepareWeight"/>, then for a bf16 matrix (AVX-512, <see cref="PackBF16Weights"/>) the packed copy that
+    /// <see cref="Linear"/> streams instead of the bf16 values. The returned tensor still reads as the original values;
+    /// the copy is freed with the original's storage, and a memory-mapped original's pages stop counting as resident.
+    /// </summary>
+    public Tensor PrepareLinearWeight(Tensor weight)
+    {
+        var prepared = PrepareWeight(weight);
+        if (!PackBF16Weights || _isa != KernelIsa.Avx512 || prepared.DType != DType.BF16 || prepared.Rank != 2 ||
+            prepared.Columns < PackedBF16.Block || prepared.Storage is PackedWeightStorage)
+            return prepared;
+        lock (_gate)
+        {
+            var packed = PackedWeightStorage.Pack(prepared, _pool);
+            var layout = ((PackedWeightStorage)packed.Storage).Packed;
+            _packing = new PackingTotals(_packing.Weights + 1, _packing.SourceBytes + prepared.Length * 2,
+                _packing.PackedBytes + layout.StreamedBytes, _packing.Exceptions + layout.Exceptions);
+            return packed;
+        }
+    }
+
+    private PackingTotals _packing;
+
+    /// <summary>What <see cref="PrepareLinearWeight"/> has packed so far: weights, their bf16 bytes, the bytes a pass over
+    /// the packed copies reads, and the values kept as exceptions.</summary>
+    public PackingTotals Packing
+    {
+        get { lock (_gate) return _packing; }
+    }
+
     /// <summary>Uses weights in place; small vectors (norm weights, biases) of other dtypes become f32 copies.</summary>
     public Tensor PrepareWeight(Tensor weight)
     {
@@ -278,4 +314,11 @@ public sealed unsafe partial class CpuBackend : IBackend
     {
         if ((uint)index >= (uint)limit) throw new ArgumentOutOfRangeException(what, $"{what} {index} outside [0, {limit}) of {t}");
     }
+}
+
+/// <summary>Totals of the CPU backend's packed bf16 weights (<see cref="CpuBackend.Packing"/>).</summary>
+public readonly record struct PackingTotals(int Weights, long SourceBytes, long PackedBytes, long Exceptions)
+{
+    /// <summary>Packed bytes per bf16 byte (0 when nothing is packed).</summary>
+    public double Ratio => SourceBytes == 0 ? 0 : (double)PackedBytes / SourceBytes;
 }

@@ -25,6 +25,7 @@ internal static unsafe partial class Gemm
             float* decoded = Scratch[worker];
             bool widenInRegisters = W.DType switch
             {
+                DType.BF16 when !W.Packed.IsEmpty => Isa == KernelIsa.Avx512,
                 DType.F32 or DType.BF16 => true,
                 DType.I8 => W.GroupSize == K || W.GroupSize % 16 == 0,
                 _ => false,
@@ -51,7 +52,7 @@ internal static unsafe partial class Gemm
         switch (w.DType)
         {
             case DType.F32: return DotF32(isa, x, (float*)w.Data + offset, k);
-            case DType.BF16: return DotBF16(isa, x, (ushort*)w.Data + offset, k);
+            case DType.BF16: return w.Packed.IsEmpty ? DotBF16(isa, x, (ushort*)w.Data + offset, k) : w.Packed.Dot(x, row);
             default:
                 {
                     sbyte* q = (sbyte*)w.Data + offset;

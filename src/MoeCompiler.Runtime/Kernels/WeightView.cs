@@ -13,9 +13,12 @@ internal readonly unsafe struct WeightView
     public readonly int Columns;
     /// <summary>Columns per int8 scale; equals <see cref="Columns"/> for per-row scales.</summary>
     public readonly int GroupSize;
+    /// <summary>The backend's packed copy of a bf16 weight (<see cref="PackedBF16.IsEmpty"/> when there is none).</summary>
+    public readonly PackedBF16 Packed;
 
-    public WeightView(Tensor weight)
+    public WeightView(Tensor weight, PackedBF16 packed = default)
     {
+        Packed = packed;
         Data = (byte*)weight.Data;
         DType = weight.DType;
         Rows = weight.Rows;
@@ -33,6 +36,11 @@ internal readonly unsafe struct WeightView
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void DecodeRow(int row, int start, int count, float* destination, KernelIsa isa)
     {
+        if (!Packed.IsEmpty)
+        {
+            Packed.DecodeRow(row, start, count, destination, isa);
+            return;
+        }
         long offset = (long)row * Columns + start;
         switch (DType)
         {

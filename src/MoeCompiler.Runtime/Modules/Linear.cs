@@ -18,7 +18,7 @@ public sealed class Linear
             throw new ArgumentException($"Linear bias {bias} does not match weight {weight}: expected [{weight.Dim(0)}]");
         OutFeatures = weight.Dim(0);
         InFeatures = weight.Dim(1);
-        Weight = backend.PrepareWeight(weight);
+        Weight = backend.PrepareLinearWeight(weight);
         Bias = bias is null ? null : ModuleTensors.PrepareF32(backend, bias);
     }
 

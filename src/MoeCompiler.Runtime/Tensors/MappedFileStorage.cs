@@ -86,6 +86,25 @@ public sealed unsafe class MappedFileStorage : TensorStorage
         return new ReadOnlySpan<byte>(_base + offset, count);
     }
 
+    /// <summary>
+    /// Drops this process's page mappings of [offset, offset+length) (whole pages inside it) without changing what the
+    /// view reads: a later access maps the pages again from the page cache. Used once a backend has its own copy of a
+    /// weight, so the file's pages stop counting in this process's resident memory. Linux only; a no-op elsewhere.
+    /// </summary>
+    internal void ReleaseResidentPages(long offset, long length)
+    {
+        if (!OperatingSystem.IsLinux() || _base == null || offset < 0 || length <= 0 || offset + length > _byteLength) return;
+        long page = Environment.SystemPageSize;
+        long first = ((long)_base + offset + page - 1) / page * page;
+        long last = ((long)_base + offset + length) / page * page;
+        if (last > first) _ = madvise((void*)first, (nuint)(last - first), MadviseDontNeed);
+    }
+
+    private const int MadviseDontNeed = 4;
+
+    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+    private static extern int madvise(void* address, nuint length, int advice);
+
     /// <summary>Another owner shares the mapping; each call needs one <see cref="ReleaseReference"/>.</summary>
     public MappedFileStorage AddReference()
     {

@@ -14,13 +14,36 @@ public abstract class TensorStorage : IDisposable
     public virtual bool IsReadOnly => false;
     public virtual bool IsHost => true;
     public bool IsDisposed { get; private set; }
+    private List<TensorStorage>? _dependents;
 
     public void Dispose()
     {
-        if (IsDisposed) return;
-        IsDisposed = true;
+        List<TensorStorage>? dependents;
+        lock (this)
+        {
+            if (IsDisposed) return;
+            IsDisposed = true;
+            dependents = _dependents;
+            _dependents = null;
+        }
         Release();
         GC.SuppressFinalize(this);
+        if (dependents is not null) foreach (var dependent in dependents) dependent.Dispose();
+    }
+
+    /// <summary>Disposes <paramref name="dependent"/> (a copy derived from this storage, such as a backend's packed
+    /// form of a weight) when this storage is disposed; at once if it already is.</summary>
+    internal void DisposeWith(TensorStorage dependent)
+    {
+        lock (this)
+        {
+            if (!IsDisposed)
+            {
+                (_dependents ??= []).Add(dependent);
+                return;
+            }
+        }
+        dependent.Dispose();
     }
 
     protected abstract void Release();
