@@ -211,7 +211,9 @@ namespace ModelBench
                 long loadStart = Stopwatch.GetTimestamp();
                 var model = entry.Load(folder, backend, new BindOptions());
                 var loadTime = Stopwatch.GetElapsedTime(loadStart);
-                log.WriteLine($"  mapped and bound in {loadTime.TotalMilliseconds:F0} ms");
+                var packing = backend.Packing;
+                log.WriteLine($"  mapped and bound in {loadTime.TotalMilliseconds:F0} ms" + (packing.Weights > 0
+                    ? $" ({packing.Weights} bf16 weights packed: {packing.SourceBytes / 1e9:F2} GB → {packing.PackedBytes / 1e9:F2} GB, {packing.Exceptions:N0} exceptions)" : ""));
                 int[] roundSteps = DecodeRounds.Split(options.DecodeSteps, options.Rounds);
                 var interleaved = new InterleavedDecode(roundSteps, sessions, options, log);
                 GenerationResult result;
@@ -272,7 +274,7 @@ namespace ModelBench
                     FileBytes = fileBytes, WriteTime = writeTime, PageCacheRead = pageCacheRead, Ours = ours, Torch = torchRuns,
                     SequenceLength = result.SequenceLength, ImageTokens = t.ImageTokens, VisionPositions = visionPositions,
                     TouchedBytes = touched, UsedExperts = usedExperts, Command = command, Backend = backend.Name,
-                    PeakWasReset = peakReset,
+                    PeakWasReset = peakReset, Packing = backend.Packing,
                 };
             }
             finally

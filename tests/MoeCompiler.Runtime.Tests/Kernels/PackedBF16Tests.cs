@@ -227,3 +227,41 @@ public sealed unsafe class PackedBF16Tests
             Assert.Same(weight.Storage, backend.PrepareLinearWeight(weight).Storage);
     }
 }
+
+public sealed class MappedWeightPackingTests : IDisposable
+{
+    private readonly string _path = Path.Combine(Path.GetTempPath(), $"moe-packed-{Guid.NewGuid():N}.bin");
+
+    public void Dispose()
+    {
+        if (File.Exists(_path)) File.Delete(_path);
+    }
+
+    /// <summary>Packing a weight that lives in a mapped file drops the file's pages from this process; the tensor must
+    /// still read the same values (they come back from the page cache), and the file must be untouched.</summary>
+    [Fact]
+    public void MappedWeightStillReadsTheFileAfterPacking()
+    {
+        const int rows = 96, columns = 1024;
+        var random = new Random(11);
+        var bytes = new byte[4096 + rows * columns * 2];
+        random.NextBytes(bytes);
+        for (int i = 0; i < rows * columns; i++)
+            BitConverter.TryWriteBytes(bytes.AsSpan(4096 + 2 * i), NumberFormats.FloatToBF16((float)(random.NextDouble() - 0.5) * MathF.Pow(2, -random.Next(12))));
+        File.WriteAllBytes(_path, bytes);
+        using var storage = MappedFileStorage.Open(_path);
+        var weight = new Tensor(storage, 4096, DType.BF16, [rows, columns]);
+        var before = weight.AsSpan<ushort>().ToArray();
+        using var backend = new CpuBackend(2);
+        var prepared = backend.PrepareLinearWeight(weight);
+        Assert.Equal(before, weight.AsSpan<ushort>().ToArray());
+        Assert.Equal(before, prepared.AsSpan<ushort>().ToArray());
+        Assert.Equal(bytes, File.ReadAllBytes(_path));
+        var x = KernelTestUtil.RandomF32(random, 1f, 1, columns);
+        var expected = KernelTestUtil.Poisoned(1, rows);
+        var actual = KernelTestUtil.Poisoned(1, rows);
+        ReferenceKernels.Linear(x, weight, null, expected);
+        backend.Linear(x, prepared, null, actual);
+        KernelTestUtil.AssertClose(expected, actual, atol: 1e-5, rtol: 1e-5, "Linear over a packed mapped weight");
+    }
+}
