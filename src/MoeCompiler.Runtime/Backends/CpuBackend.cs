@@ -87,7 +87,7 @@ public sealed unsafe partial class CpuBackend : IBackend
             return prepared;
         lock (_gate)
         {
-            var packed = PackedWeightStorage.Pack(prepared, _pool);
+            if (PackedWeightStorage.Pack(prepared, _pool) is not { } packed) return prepared;
             var layout = ((PackedWeightStorage)packed.Storage).Packed;
             _packing = new PackingTotals(_packing.Weights + 1, _packing.SourceBytes + prepared.Length * 2,
                 _packing.PackedBytes + layout.StreamedBytes, _packing.Exceptions + layout.Exceptions);

@@ -20,16 +20,26 @@ internal sealed unsafe class PackedWeightStorage : TensorStorage
         _packed = packed;
     }
 
-    /// <summary>Packs <paramref name="weight"/> (bf16 [rows, columns], host) and returns a tensor over the result.</summary>
-    public static Tensor Pack(Tensor weight, WorkerPool pool)
+    /// <summary>Packs <paramref name="weight"/> (bf16 [rows, columns], host) and returns a tensor over the result, or
+    /// null when more than one value in <see cref="MaxExceptionShare"/> would be an exception (then the plain kernel
+    /// is faster).</summary>
+    public static Tensor? Pack(Tensor weight, WorkerPool pool)
     {
         var packed = PackedBF16.Pack(pool, (ushort*)weight.Data, weight.Rows, weight.Columns);
+        if (packed.Exceptions * MaxExceptionShare > weight.Length)
+        {
+            packed.Free();
+            return null;
+        }
         var storage = new PackedWeightStorage(weight, packed);
         weight.Storage.DisposeWith(storage);
         // The backend streams the packed copy from now on: the file's pages need not stay resident.
         if (weight.Storage is MappedFileStorage mapped) mapped.ReleaseResidentPages(weight.ByteOffset, weight.Length * 2);
         return new Tensor(storage, 0, DType.BF16, weight.Shape, weight.Name);
     }
+
+    /// <summary>1 / the largest share of exceptions worth packing.</summary>
+    public const int MaxExceptionShare = 16;
 
     public PackedBF16 Packed => _packed;
 

@@ -285,36 +285,55 @@ internal readonly unsafe struct PackedBF16
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public float Dot(float* x, int row)
     {
-        var table128 = Vector128.Load(_tables + row * 16L);
-        var table256 = Vector256.Create(table128, table128);
-        var table = Vector512.Create(table256, table256);
-        var nibble = Vector256.Create((byte)0x0F);
-        var zero = Vector512<ushort>.Zero;
+        var table = RowTable(row);
         byte* codes = _codes + (long)row * Blocks * 32;
         byte* low = _low + (long)row * Blocks * Block;
         Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
         int i = 0;
         for (int b = 0; b < Blocks; b++, i += Block, codes += 32, low += Block)
         {
-            var packedCodes = Vector256.Load(codes);
-            var index = Vector512.Create(packedCodes & nibble, Vector256.ShiftRightLogical(packedCodes.AsUInt16(), 4).AsByte() & nibble);
-            var high = Avx512BW.Shuffle(table, index);
-            var lowBytes = Vector512.Load(low);
-            var words0 = Avx512BW.UnpackLow(lowBytes, high).AsUInt16();
-            var words1 = Avx512BW.UnpackHigh(lowBytes, high).AsUInt16();
-            a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i), Avx512BW.UnpackLow(zero, words0).AsSingle(), a0);
-            a1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 16), Avx512BW.UnpackHigh(zero, words0).AsSingle(), a1);
-            a2 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 32), Avx512BW.UnpackLow(zero, words1).AsSingle(), a2);
-            a3 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 48), Avx512BW.UnpackHigh(zero, words1).AsSingle(), a3);
+            UnpackBlock(table, codes, low, out var w0, out var w1, out var w2, out var w3);
+            a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i), w0, a0);
+            a1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 16), w1, a1);
+            a2 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 32), w2, a2);
+            a3 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 48), w3, a3);
         }
         ushort* tail = _tail + (long)row * TailColumns - i;
-        for (; i + 16 <= Columns; i += 16)
-            a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i), Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(Vector256.Load(tail + i)), 16).AsSingle(), a0);
+        for (; i + 16 <= Columns; i += 16) a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i), Gemm.WidenBF16(tail + i), a0);
         float sum = Vector512.Sum((a0 + a1) + (a2 + a3));
         for (; i < Columns; i++) sum = MathF.FusedMultiplyAdd(x[i], NumberFormats.BF16ToFloat(tail[i]), sum);
         for (int e = _exceptionStart[row], end = _exceptionStart[row + 1]; e < end; e++)
             sum = MathF.FusedMultiplyAdd(x[_exceptionColumn[e]], NumberFormats.BF16ToFloat(_exceptionValue[e]), sum);
         return sum;
+    }
+
+    /// <summary>The row's 16 high bytes in each 128-bit lane, for <c>vpshufb</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private Vector512<byte> RowTable(int row)
+    {
+        var table = Vector128.Load(_tables + row * 16L);
+        var half = Vector256.Create(table, table);
+        return Vector512.Create(half, half);
+    }
+
+    /// <summary>One block as four f32 vectors of 16 consecutive columns (exceptions as +0): each code picks its
+    /// high byte from the table, byte unpacks join high and low bytes into bf16, word unpacks against zero widen them.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void UnpackBlock(Vector512<byte> table, byte* codes, byte* low,
+        out Vector512<float> w0, out Vector512<float> w1, out Vector512<float> w2, out Vector512<float> w3)
+    {
+        var packedCodes = Vector256.Load(codes);
+        var nibble = Vector256.Create((byte)0x0F);
+        var index = Vector512.Create(packedCodes & nibble, Vector256.ShiftRightLogical(packedCodes.AsUInt16(), 4).AsByte() & nibble);
+        var high = Avx512BW.Shuffle(table, index);
+        var lowBytes = Vector512.Load(low);
+        var words0 = Avx512BW.UnpackLow(lowBytes, high).AsUInt16();
+        var words1 = Avx512BW.UnpackHigh(lowBytes, high).AsUInt16();
+        var zero = Vector512<ushort>.Zero;
+        w0 = Avx512BW.UnpackLow(zero, words0).AsSingle();
+        w1 = Avx512BW.UnpackHigh(zero, words0).AsSingle();
+        w2 = Avx512BW.UnpackLow(zero, words1).AsSingle();
+        w3 = Avx512BW.UnpackHigh(zero, words1).AsSingle();
     }
 
     /// <summary>Columns of <paramref name="row"/> stored as exceptions, ascending.</summary>
@@ -375,19 +394,11 @@ internal readonly unsafe struct PackedBF16
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void DecodeBlock(int row, int b, float* destination)
     {
-        var table128 = Vector128.Load(_tables + row * 16L);
-        var table256 = Vector256.Create(table128, table128);
-        var packedCodes = Vector256.Load(_codes + ((long)row * Blocks + b) * 32);
-        var nibble = Vector256.Create((byte)0x0F);
-        var index = Vector512.Create(packedCodes & nibble, Vector256.ShiftRightLogical(packedCodes.AsUInt16(), 4).AsByte() & nibble);
-        var high = Avx512BW.Shuffle(Vector512.Create(table256, table256), index);
-        var lowBytes = Vector512.Load(_low + ((long)row * Blocks + b) * Block);
-        var words0 = Avx512BW.UnpackLow(lowBytes, high).AsUInt16();
-        var words1 = Avx512BW.UnpackHigh(lowBytes, high).AsUInt16();
-        var zero = Vector512<ushort>.Zero;
-        Avx512BW.UnpackLow(zero, words0).AsSingle().Store(destination);
-        Avx512BW.UnpackHigh(zero, words0).AsSingle().Store(destination + 16);
-        Avx512BW.UnpackLow(zero, words1).AsSingle().Store(destination + 32);
-        Avx512BW.UnpackHigh(zero, words1).AsSingle().Store(destination + 48);
+        long offset = (long)row * Blocks + b;
+        UnpackBlock(RowTable(row), _codes + offset * 32, _low + offset * Block, out var w0, out var w1, out var w2, out var w3);
+        w0.Store(destination);
+        w1.Store(destination + 16);
+        w2.Store(destination + 32);
+        w3.Store(destination + 48);
     }
 }

@@ -223,6 +223,11 @@ public sealed unsafe class PackedBF16Tests
     {
         using var backend = new CpuBackend(1);
         var random = new Random(3);
+        // Arbitrary bit patterns would be mostly exceptions: the backend keeps such a weight unpacked.
+        var noise = Tensor.Allocate(DType.BF16, 8, 64);
+        foreach (ref ushort v in noise.AsSpan<ushort>()) v = (ushort)random.Next(65536);
+        Assert.Same(noise.Storage, backend.PrepareLinearWeight(noise).Storage);
+        Assert.Equal(0, backend.Packing.Weights);
         foreach (var weight in new[] { RandomWeight(random, DType.F32, 8, 64), RandomWeight(random, DType.BF16, 8, 63), RandomWeight(random, DType.I8, 8, 64) })
             Assert.Same(weight.Storage, backend.PrepareLinearWeight(weight).Storage);
     }
