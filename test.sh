@@ -17,8 +17,10 @@ mkdir -p "$results"
 
 status=0
 dotnet build MoeCompiler.sln -c Release -nologo -v:q -clp:ErrorsOnly || exit 1
+tests_status=0
 dotnet test MoeCompiler.sln -c Release --no-build -nologo -v:q \
-  --logger "trx;LogFilePrefix=run" --results-directory "$results" || status=1
+  --logger "trx;LogFilePrefix=run" --results-directory "$results" || tests_status=1
+[ "$tests_status" -eq 0 ] || status=1
 
 # The used-by case, twice: examples/CustomVariant adds its own spec through a project reference to the generator
 # (its program fails if the generated counts disagree with its manifest), and examples/PackageConsumer gets its
@@ -41,6 +43,8 @@ summarise() {
     skipped=$((skipped + $(count total "$counters") - $(count executed "$counters")))
   done
   echo "Tests: $passed passed, $failed failed, $skipped skipped"
+  # A test host that crashes leaves no counts behind: the exit status of dotnet test is the only trace of it.
+  [ "$tests_status" -eq 0 ] || echo "dotnet test FAILED (a crashed or aborted test host is missing from the counts above)"
   [ "$passed" -gt 0 ] || return 1
 }
 summarise || status=1
