@@ -207,6 +207,7 @@ public sealed unsafe class CudaBackend : IBackend
             byte[] converted = HostConversions.ConvertTo(weight, target);
             fixed (byte* p = converted) CopyHostToDevice((nint)p, result.Data, converted.Length);
         }
+        GC.KeepAlive(weight); // host memory read through its raw pointer; device memory is protected by stream order
         return result;
     }
 
@@ -218,6 +219,7 @@ public sealed unsafe class CudaBackend : IBackend
         if (destination.IsHost)
         {
             source.CopyTo(destination.AsFloats());
+            GC.KeepAlive(destination);
             return;
         }
         RequireOurs(destination, nameof(destination));
@@ -258,6 +260,7 @@ public sealed unsafe class CudaBackend : IBackend
         {
             if (destination.DType != DType.F32) throw new ArgumentException($"host destination {destination} must be F32", nameof(destination));
             Download(source, destination.AsFloats());
+            GC.KeepAlive(destination);
             return;
         }
         RequireOurs(destination, nameof(destination));
@@ -266,6 +269,7 @@ public sealed unsafe class CudaBackend : IBackend
             if (source.DType != destination.DType)
                 throw new ArgumentException($"cannot copy host {source} into {destination}: dtypes differ", nameof(source));
             CopyHostToDevice(source.Data, destination.Data, source.ByteLength);
+            GC.KeepAlive(source);
             return;
         }
         RequireOurs(source, nameof(source));
@@ -692,6 +696,7 @@ public sealed unsafe class CudaBackend : IBackend
         if (t.DType == DType.I8) return ResolveWeight(t);
         var copy = new Tensor(NewStorage(t.ByteLength), 0, t.DType, t.Shape, t.Name);
         CopyHostToDevice(t.Data, copy.Data, t.ByteLength);
+        GC.KeepAlive(t);
         return copy;
     }
 

@@ -20,7 +20,12 @@ public static unsafe class HostConversions
     public static byte[] ConvertTo(Tensor tensor, DType target)
     {
         if (!tensor.IsHost) throw new ArgumentException($"tensor {tensor.Name} is not in host memory", nameof(tensor));
-        if (target == tensor.DType && target != DType.I8) return new ReadOnlySpan<byte>((void*)tensor.Data, checked((int)tensor.ByteLength)).ToArray();
+        if (target == tensor.DType && target != DType.I8)
+        {
+            var copy = new ReadOnlySpan<byte>((void*)tensor.Data, checked((int)tensor.ByteLength)).ToArray();
+            GC.KeepAlive(tensor); // its memory must outlive the copy
+            return copy;
+        }
         float[] values = tensor.ToFloatArray();
         var bytes = new byte[checked(values.Length * target.SizeInBytes())];
         switch (target)

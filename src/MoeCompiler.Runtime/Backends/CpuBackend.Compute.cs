@@ -28,6 +28,7 @@ public sealed unsafe partial class CpuBackend
             for (int i = 0; i < m; i++)
                 if (b.IsEmpty) y.AsFloats().Slice(i * n, n).Clear();
                 else b.CopyTo(y.AsFloats().Slice(i * n, n));
+            KeepAlive(bias, y);
             return;
         }
         lock (_gate)
@@ -40,6 +41,7 @@ public sealed unsafe partial class CpuBackend
                     b.IsEmpty ? null : biasPointer, (float*)y.Data);
             }
         }
+        KeepAlive(x, weight, bias, y);
     }
 
     public void LayerNorm(Tensor x, Tensor weight, Tensor? bias, float epsilon, Tensor y)
@@ -50,6 +52,7 @@ public sealed unsafe partial class CpuBackend
         int width = x.Columns;
         if (y.Length != x.Length || y.Columns != width) throw new ArgumentException($"LayerNorm: {x} to {y}");
         Normalize(x, VectorOf(weight, width, "LayerNorm weight"), BiasOrEmpty(bias, width), epsilon, y, centre: true);
+        KeepAlive(x, weight, bias, y);
     }
 
     public void RmsNorm(Tensor x, Tensor weight, float epsilon, Tensor y)
@@ -60,6 +63,7 @@ public sealed unsafe partial class CpuBackend
         int width = x.Columns;
         if (y.Length != x.Length || y.Columns != width) throw new ArgumentException($"RmsNorm: {x} to {y}");
         Normalize(x, VectorOf(weight, width, "RmsNorm weight"), default, epsilon, y, centre: false);
+        KeepAlive(x, weight, y);
     }
 
     private void Normalize(Tensor x, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, float epsilon, Tensor y, bool centre)
@@ -140,6 +144,7 @@ public sealed unsafe partial class CpuBackend
             var job = new RotaryJob { X = (float*)x.Data, Table = table, Heads = heads, HeadDim = headDim, Half = half, Isa = _isa };
             _pool.Run(rows, ref job);
         }
+        KeepAlive(x);
     }
 
     private struct RotaryJob : IParallelJob
@@ -193,6 +198,7 @@ public sealed unsafe partial class CpuBackend
         if (y.Columns != x.Columns) throw new ArgumentException($"Softmax: {x} to {y}");
         var job = new RowJob { Kind = RowJob.Operation.Softmax, Isa = _isa, X = (float*)x.Data, Y = (float*)y.Data, Width = x.Columns, Rows = x.Rows };
         _pool.Run((job.Rows + RowJob.RowsPerTask - 1) / RowJob.RowsPerTask, ref job);
+        KeepAlive(x, y);
     }
 
     public void Attention(Tensor q, Tensor k, Tensor v, Tensor y, int heads, int kvHeads, int headDim, bool causal, int queryStart)
@@ -222,6 +228,7 @@ public sealed unsafe partial class CpuBackend
             AttentionKernel.Run(_pool, _scratch.Ensure(AttentionKernel.ScratchFloats(keys, heads)), shared, _isa,
                 (float*)q.Data, (byte*)k.Data, (byte*)v.Data, k.DType == DType.BF16, (float*)y.Data, queries, keys, heads, kvHeads, headDim, causal, queryStart);
         }
+        KeepAlive(q, k, v, y);
     }
 
     public void PatchEmbed(Tensor image, Tensor weight, Tensor? bias, int patch, Tensor y)
@@ -246,6 +253,7 @@ public sealed unsafe partial class CpuBackend
                         Buffer.MemoryCopy(src + ((long)c * height + py * patch + i) * width + px * patch,
                             row + (c * patch + i) * patch, patch * 4L, patch * 4L);
             }
+        KeepAlive(image);
         Linear(patches, weight.Reshape(outChannels, patchLength), bias, y);
     }
 
@@ -269,6 +277,7 @@ public sealed unsafe partial class CpuBackend
                         TensorPrimitives.Add(target, input.Slice(((oy * kernel + i) * width + ox * kernel + j) * channels, channels), target);
                 TensorPrimitives.Multiply(target, inverse, target);
             }
+        KeepAlive(x, y);
     }
 
     public void UpsampleBicubic(Tensor x, int outHeight, int outWidth, Tensor y)
@@ -291,6 +300,7 @@ public sealed unsafe partial class CpuBackend
             };
             _pool.Run(channels * outHeight, ref job);
         }
+        KeepAlive(x, y);
     }
 
     /// <summary>One output row: Σᵢ wyᵢ·(Σⱼ wxⱼ·x[clamped taps]), in PyTorch's order (rows outer, columns inner).</summary>

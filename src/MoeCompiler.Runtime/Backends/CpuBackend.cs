@@ -124,6 +124,7 @@ public sealed unsafe partial class CpuBackend : IBackend
         RequireF32(destination, nameof(destination));
         if (source.Length != destination.Length) throw new ArgumentException($"{source.Length} values for {destination}");
         source.CopyTo(destination.AsFloats());
+        KeepAlive(destination);
     }
 
     public void Download(Tensor source, Span<float> destination)
@@ -132,6 +133,7 @@ public sealed unsafe partial class CpuBackend : IBackend
         if (destination.Length != source.Length) throw new ArgumentException($"{destination.Length} slots for {source}");
         if (source.DType == DType.F32) source.AsFloats().CopyTo(destination);
         else source.ToFloatArray().CopyTo(destination);
+        KeepAlive(source);
     }
 
     public void Copy(Tensor source, Tensor destination)
@@ -141,6 +143,7 @@ public sealed unsafe partial class CpuBackend : IBackend
         if (source.DType != destination.DType || source.Length != destination.Length)
             throw new ArgumentException($"cannot copy {source} to {destination}");
         Buffer.MemoryCopy((void*)source.Data, (void*)destination.Data, destination.ByteLength, source.ByteLength);
+        KeepAlive(source, destination);
     }
 
     public void CopyRows(Tensor source, int sourceRow, Tensor destination, int destinationRow, int count)
@@ -158,11 +161,14 @@ public sealed unsafe partial class CpuBackend : IBackend
             long values = (long)count * source.Columns;
             Narrow.F32ToBF16(_isa, (float*)source.Data + (long)sourceRow * source.Columns,
                 (ushort*)destination.Data + (long)destinationRow * destination.Columns, values);
-            return;
         }
-        long rowBytes = (long)source.Columns * source.DType.SizeInBytes();
-        Buffer.MemoryCopy((byte*)source.Data + sourceRow * rowBytes, (byte*)destination.Data + destinationRow * rowBytes,
-            count * rowBytes, count * rowBytes);
+        else
+        {
+            long rowBytes = (long)source.Columns * source.DType.SizeInBytes();
+            Buffer.MemoryCopy((byte*)source.Data + sourceRow * rowBytes, (byte*)destination.Data + destinationRow * rowBytes,
+                count * rowBytes, count * rowBytes);
+        }
+        KeepAlive(source, destination);
     }
 
     public void Add(Tensor a, Tensor b, Tensor y)
@@ -201,6 +207,7 @@ public sealed unsafe partial class CpuBackend : IBackend
         long n = y.Length;
         var job = new ElementwiseJob { Op = op, Isa = _isa, A = (float*)a.Data, B = (float*)b.Data, Y = (float*)y.Data, N = n, Scale = scale };
         _pool.Run((int)((n + ElementwiseJob.Chunk - 1) / ElementwiseJob.Chunk), ref job);
+        KeepAlive(a, b, y);
     }
 
     private struct ElementwiseJob : IParallelJob
@@ -235,6 +242,7 @@ public sealed unsafe partial class CpuBackend : IBackend
             CheckIndex(rows[i], source.Rows, "row", source);
             s.Slice(rows[i] * width, width).CopyTo(d.Slice(i * width, width));
         }
+        KeepAlive(source, destination);
     }
 
     public void ScatterAddRows(Tensor source, ReadOnlySpan<int> rows, ReadOnlySpan<float> weights, Tensor destination)
@@ -252,6 +260,7 @@ public sealed unsafe partial class CpuBackend : IBackend
             var target = d.Slice(rows[i] * width, width);
             TensorPrimitives.MultiplyAdd(s.Slice(i * width, width), weights[i], target, target);
         }
+        KeepAlive(source, destination);
     }
 
     public void Embedding(Tensor table, ReadOnlySpan<int> ids, Tensor y)
@@ -266,6 +275,25 @@ public sealed unsafe partial class CpuBackend : IBackend
             CheckIndex(ids[i], table.Rows, "token id", table);
             NumberFormats.ReadRow(table, ids[i], output.Slice(i * width, width));
         }
+        KeepAlive(table, y);
+    }
+
+    // ---- lifetime ---------------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// Called by every operation after its last read or write of its tensors' memory. A tensor's native memory is freed
+    /// by its storage's finalizer once nothing references it, and optimised code stops referencing an argument after
+    /// its last use in the method, which is where its pointer or span is taken, not where the kernel is done with it.
+    /// A temporary passed as an argument would otherwise be freed (and reused) while the kernel still reads it. The same
+    /// holds for this backend, whose scratch buffers a finalizer frees.
+    /// </summary>
+    private void KeepAlive(Tensor? a, Tensor? b = null, Tensor? c = null, Tensor? d = null)
+    {
+        GC.KeepAlive(this);
+        GC.KeepAlive(a);
+        GC.KeepAlive(b);
+        GC.KeepAlive(c);
+        GC.KeepAlive(d);
     }
 
     // ---- validation -------------------------------------------------------------------------------------------

@@ -19,6 +19,10 @@ public enum Activation
 /// Every operation works on row-major tensors created by this backend (activations, f32) or prepared by it
 /// (weights, any dtype). Shapes use PyTorch conventions: a Linear weight is [out, in].
 /// Results must not depend on the number of threads.
+/// An operation keeps its tensor arguments referenced until it no longer touches their memory (a tensor's memory is
+/// freed by a finalizer once unreachable), so a temporary may be passed as an argument and dropped: the CPU backend
+/// keeps them until it returns; the CUDA backend until the work is queued, after which stream order protects the
+/// reuse of freed device blocks.
 /// </summary>
 public interface IBackend : IDisposable
 {

@@ -251,6 +251,7 @@ public sealed class PyTorchCheckpointFile : IDisposable, ICheckpointFile
                 index[d] = 0;
             }
         }
+        GC.KeepAlive(source); // its memory must outlive the copies from its raw pointer
         return new Tensor(result.Storage, 0, dtype, shape, key);
     }
 

@@ -309,6 +309,7 @@ public sealed class SafetensorsFile : IDisposable, ICheckpointFile
         {
             Buffer.MemoryCopy((void*)probe.Data, (void*)copy.Pointer, probe.ByteLength, probe.ByteLength);
         }
+        GC.KeepAlive(storage); // the mapped file must outlive the copy from its raw pointer
         return new Tensor(copy, 0, dtype, shape, key, scales, groupSize);
     }
 

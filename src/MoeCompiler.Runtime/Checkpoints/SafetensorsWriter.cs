@@ -221,6 +221,7 @@ public static class SafetensorsWriter
             int n = (int)Math.Min(Chunk, tensor.ByteLength - done);
             stream.Write(new ReadOnlySpan<byte>(p + done, n));
         }
+        GC.KeepAlive(tensor); // its memory must outlive the writes from the raw pointer
     }
 }
 

@@ -60,5 +60,6 @@ public static class NumberFormats
             default:
                 throw new NotSupportedException($"dtype {tensor.DType}");
         }
+        GC.KeepAlive(tensor); // its memory must outlive the reads through the raw pointers above
     }
 }

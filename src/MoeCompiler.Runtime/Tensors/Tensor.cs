@@ -65,10 +65,17 @@ public sealed unsafe class Tensor
         }
     }
 
+    /// <summary>
+    /// Address of the first element. The storage's memory is freed by a finalizer once nothing references the tensor,
+    /// so the address (like a span from <see cref="AsSpan{T}"/>) is valid only while the tensor is still referenced:
+    /// code that reads through it after its last use of the tensor calls <see cref="GC.KeepAlive"/> on the tensor
+    /// when done (every backend operation does this for its arguments).
+    /// </summary>
     public nint Data => Storage.Pointer + (nint)ByteOffset;
     public bool IsHost => Storage.IsHost;
 
-    /// <summary>Host view of the elements; <typeparamref name="T"/> must match the dtype's size.</summary>
+    /// <summary>Host view of the elements; <typeparamref name="T"/> must match the dtype's size. Valid only while the
+    /// tensor is referenced (see <see cref="Data"/>).</summary>
     public Span<T> AsSpan<T>() where T : unmanaged
     {
         if (!IsHost) throw new InvalidOperationException($"tensor {Name} lives on a device; download it first");
@@ -149,6 +156,7 @@ public sealed unsafe class Tensor
                     break;
                 }
         }
+        GC.KeepAlive(this);
         return result;
     }
 

@@ -29,6 +29,7 @@ internal static class KernelTestUtil
     {
         var c = Tensor.Allocate(t.DType, t.Shape.ToArray());
         t.AsFloats().CopyTo(c.AsFloats());
+        GC.KeepAlive(t); // a span does not keep its tensor's memory alive
         return c;
     }
 
@@ -45,6 +46,7 @@ internal static class KernelTestUtil
                     var dst = t.AsSpan<ushort>();
                     var src = f32.AsFloats();
                     for (int i = 0; i < src.Length; i++) dst[i] = NumberFormats.FloatToBF16(src[i]);
+                    GC.KeepAlive(f32); // a span does not keep its tensor's memory alive
                     return t;
                 }
             case DType.F16:
@@ -53,6 +55,7 @@ internal static class KernelTestUtil
                     var dst = t.AsSpan<Half>();
                     var src = f32.AsFloats();
                     for (int i = 0; i < src.Length; i++) dst[i] = (Half)src[i];
+                    GC.KeepAlive(f32); // a span does not keep its tensor's memory alive
                     return t;
                 }
             case DType.I8: return Int8Quantization.Quantize(f32, groupSize);
@@ -72,8 +75,18 @@ internal static class KernelTestUtil
         }
     }
 
+    public static void AssertClose(ReadOnlySpan<float> expected, Tensor actual, double atol, double rtol, string what = "")
+    {
+        AssertClose(expected, actual.AsFloats(), atol, rtol, what);
+        GC.KeepAlive(actual); // a span does not keep its tensor's memory alive
+    }
+
     public static void AssertClose(Tensor expected, Tensor actual, double atol, double rtol, string what = "")
-        => AssertClose(expected.AsFloats(), actual.AsFloats(), atol, rtol, what);
+    {
+        AssertClose(expected.AsFloats(), actual.AsFloats(), atol, rtol, what);
+        GC.KeepAlive(expected);
+        GC.KeepAlive(actual);
+    }
 
     public static void AssertBitwiseEqual(Tensor expected, Tensor actual, string what = "")
     {
@@ -83,5 +96,7 @@ internal static class KernelTestUtil
         for (int i = 0; i < e.Length; i++)
             if (BitConverter.SingleToInt32Bits(e[i]) != BitConverter.SingleToInt32Bits(a[i]))
                 Assert.Fail($"{what} element {i}: {e[i]:R} vs {a[i]:R} differ between thread counts");
+        GC.KeepAlive(expected);
+        GC.KeepAlive(actual);
     }
 }

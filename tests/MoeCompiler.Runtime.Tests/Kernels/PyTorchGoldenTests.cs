@@ -45,11 +45,11 @@ public sealed class PyTorchGoldenTests
             {
                 var y = Poisoned(shape[0], size[0], size[1]);
                 backend.UpsampleBicubic(x, size[0], size[1], y);
-                AssertClose(expected, y.AsFloats(), 2e-6, 1e-5, $"bicubic {string.Join('x', shape)}→{size[0]}x{size[1]} {backend.Name}");
+                AssertClose(expected, y, 2e-6, 1e-5, $"bicubic {string.Join('x', shape)}→{size[0]}x{size[1]} {backend.Name}");
             }
             var reference = Poisoned(shape[0], size[0], size[1]);
             ReferenceKernels.UpsampleBicubic(x, size[0], size[1], reference);
-            AssertClose(expected, reference.AsFloats(), 2e-6, 1e-5, "reference bicubic");
+            AssertClose(expected, reference, 2e-6, 1e-5, "reference bicubic");
         }
     }
 
@@ -67,11 +67,11 @@ public sealed class PyTorchGoldenTests
         {
             var y = Poisoned(xs.Length);
             backend.Activate(x, activation, y);
-            AssertClose(expected, y.AsFloats(), 1e-6, 1e-5, $"{kind} {backend.Name}");
+            AssertClose(expected, y, 1e-6, 1e-5, $"{kind} {backend.Name}");
         }
         var reference = Poisoned(xs.Length);
         ReferenceKernels.Activate(x, activation, reference);
-        AssertClose(expected, reference.AsFloats(), 1e-6, 1e-5, "reference " + kind);
+        AssertClose(expected, reference, 1e-6, 1e-5, "reference " + kind);
     }
 
     [Fact]
@@ -83,19 +83,19 @@ public sealed class PyTorchGoldenTests
             int[] shape = Ints(s, "shape");
             var y = Poisoned(shape);
             backend.Softmax(Tensor.FromFloats(Floats(s, "x"), shape), y);
-            AssertClose(Floats(s, "y"), y.AsFloats(), 1e-7, 1e-5, "softmax " + backend.Name);
+            AssertClose(Floats(s, "y"), y, 1e-7, 1e-5, "softmax " + backend.Name);
 
             var ln = Cases("layer_norm").Single();
             shape = Ints(ln, "shape");
             y = Poisoned(shape);
             backend.LayerNorm(Tensor.FromFloats(Floats(ln, "x"), shape), Tensor.FromFloats(Floats(ln, "w"), shape[1]),
                 Tensor.FromFloats(Floats(ln, "b"), shape[1]), ln.GetProperty("eps").GetSingle(), y);
-            AssertClose(Floats(ln, "y"), y.AsFloats(), 1e-5, 1e-5, "layer_norm " + backend.Name);
+            AssertClose(Floats(ln, "y"), y, 1e-5, 1e-5, "layer_norm " + backend.Name);
 
             var rms = Cases("rms_norm").Single();
             y = Poisoned(shape);
             backend.RmsNorm(Tensor.FromFloats(Floats(rms, "x"), shape), Tensor.FromFloats(Floats(rms, "w"), shape[1]), rms.GetProperty("eps").GetSingle(), y);
-            AssertClose(Floats(rms, "y"), y.AsFloats(), 1e-5, 1e-5, "rms_norm " + backend.Name);
+            AssertClose(Floats(rms, "y"), y, 1e-5, 1e-5, "rms_norm " + backend.Name);
         }
     }
 
@@ -109,7 +109,7 @@ public sealed class PyTorchGoldenTests
             var x = Tensor.FromFloats(Floats(c, "x"), s[0], s[1] * s[2]);
             backend.Rotary(x, s[1], s[2], s[3], c.GetProperty("theta").GetSingle(), s[4]);
             // PyTorch forms the angle in f32 (position · f32 inverse frequency); we form it in double.
-            AssertClose(Floats(c, "y"), x.AsFloats(), 2e-6, 1e-5, "rotary " + backend.Name);
+            AssertClose(Floats(c, "y"), x, 2e-6, 1e-5, "rotary " + backend.Name);
         }
     }
 
@@ -126,7 +126,7 @@ public sealed class PyTorchGoldenTests
             {
                 var y = Poisoned(s[0], s[2] * s[4]);
                 backend.Attention(q, k, v, y, s[2], s[3], s[4], s[5] != 0, s[6]);
-                AssertClose(Floats(c, "y"), y.AsFloats(), 1e-5, 1e-5, "attention " + backend.Name);
+                AssertClose(Floats(c, "y"), y, 1e-5, 1e-5, "attention " + backend.Name);
             }
         }
     }
@@ -145,11 +145,11 @@ public sealed class PyTorchGoldenTests
         {
             var y = Poisoned(s[1] / s[4] * (s[2] / s[4]), s[3]);
             backend.PatchEmbed(image, weight, bias, s[4], y);
-            AssertClose(Floats(p, "y"), y.AsFloats(), 1e-5, 1e-5, "patch_embed " + backend.Name);
+            AssertClose(Floats(p, "y"), y, 1e-5, 1e-5, "patch_embed " + backend.Name);
 
             var pooled = Poisoned(g[0] / g[3] * (g[1] / g[3]), g[2]);
             backend.AvgPool2d(Tensor.FromFloats(Floats(a, "x"), g[0] * g[1], g[2]), g[0], g[1], g[3], pooled);
-            AssertClose(Floats(a, "y"), pooled.AsFloats(), 1e-6, 1e-6, "avg_pool " + backend.Name);
+            AssertClose(Floats(a, "y"), pooled, 1e-6, 1e-6, "avg_pool " + backend.Name);
         }
 
         var t = Cases("topk").Single();

@@ -82,6 +82,7 @@ public sealed class StorageTests
             float scale = groupSize == 0 ? scales[row] : scales[row * 4 + column / groupSize];
             Assert.True(Math.Abs(restored[i] - original[i]) <= scale * 0.5f + 1e-6f, $"element {i}");
         }
+        GC.KeepAlive(weight); // a span does not keep its tensor's memory alive
         // Slicing rows keeps the matching scales.
         var slice = quantized.SliceRows(3, 2);
         Assert.Equal(restored.AsSpan(3 * 64, 2 * 64).ToArray(), slice.ToFloatArray());
