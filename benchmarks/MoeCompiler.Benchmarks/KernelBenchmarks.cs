@@ -89,6 +89,7 @@ internal static unsafe class KernelBenchmarks
         var src = f32.AsFloats();
         var dst = t.AsSpan<ushort>();
         for (int i = 0; i < src.Length; i++) dst[i] = NumberFormats.FloatToBF16(src[i]);
+        GC.KeepAlive(f32); // a span does not keep its tensor's memory alive
         return t;
     }
 }

@@ -22,14 +22,23 @@ internal sealed class HostTestBackend : IBackend
 
     public Tensor PrepareWeight(Tensor weight) => weight;
     public void Upload(ReadOnlySpan<float> source, Tensor destination) => source.CopyTo(destination.AsFloats());
-    public void Download(Tensor source, Span<float> destination) => source.AsFloats().CopyTo(destination);
-    public void Copy(Tensor source, Tensor destination) => source.AsFloats().CopyTo(destination.AsFloats());
+    // A span does not keep its tensor alive (see Tensor.Data): an operation keeps its arguments until it is done.
+    public void Download(Tensor source, Span<float> destination) => source.ToFloatArray().CopyTo(destination);
+
+    public void Copy(Tensor source, Tensor destination)
+    {
+        source.AsFloats().CopyTo(destination.AsFloats());
+        GC.KeepAlive(source);
+        GC.KeepAlive(destination);
+    }
 
     public void CopyRows(Tensor source, int sourceRow, Tensor destination, int destinationRow, int count)
     {
         int width = source.Columns;
         Assert.Equal(width, destination.Columns);
         source.AsFloats().Slice(sourceRow * width, count * width).CopyTo(destination.AsFloats().Slice(destinationRow * width, count * width));
+        GC.KeepAlive(source);
+        GC.KeepAlive(destination);
     }
 
     public void Dispose() { }
