@@ -21,8 +21,13 @@ internal sealed class HostTestBackend : IBackend
     }
 
     public Tensor PrepareWeight(Tensor weight) => weight;
-    public void Upload(ReadOnlySpan<float> source, Tensor destination) => source.CopyTo(destination.AsFloats());
     // A span does not keep its tensor alive (see Tensor.Data): an operation keeps its arguments until it is done.
+    public void Upload(ReadOnlySpan<float> source, Tensor destination)
+    {
+        source.CopyTo(destination.AsFloats());
+        GC.KeepAlive(destination);
+    }
+
     public void Download(Tensor source, Span<float> destination) => source.ToFloatArray().CopyTo(destination);
 
     public void Copy(Tensor source, Tensor destination)
