@@ -6,6 +6,9 @@ namespace MoeCompiler.Cli;
 /// <summary>Finds a compiled variant by name, display name or the spec file that defines it.</summary>
 internal static class Variants
 {
+    // spec files are a few kilobytes
+    private const long MaxSpecBytes = 16 << 20;
+
     public static ModelCatalogEntry Resolve(string nameOrSpec)
     {
         string name = nameOrSpec;
@@ -31,7 +34,8 @@ internal static class Variants
     {
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllText(path));
+            byte[] bytes = MoeCompiler.IO.RegularFile.ReadAllBytes(path, MaxSpecBytes, (problem, _) => new UserInputException($"{path}: {problem}"));
+            using var doc = JsonDocument.Parse(MoeCompiler.IO.RegularFile.WithoutByteOrderMark(bytes));
             if (doc.RootElement.ValueKind == JsonValueKind.Object &&
                 doc.RootElement.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String)
                 return n.GetString()!;

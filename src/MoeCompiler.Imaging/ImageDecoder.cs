@@ -13,6 +13,9 @@ namespace MoeCompiler.Imaging;
 /// </summary>
 public static class ImageDecoder
 {
+    /// <summary>The largest image file read: far above any photograph, and the decoders' pixel budget applies anyway.</summary>
+    public const long MaxFileBytes = 256L << 20;
+
     public static ImageFormat DetectFormat(ReadOnlySpan<byte> data)
     {
         if (data.Length >= 8 && data[..8].SequenceEqual(PngDecoder.Signature)) return ImageFormat.Png;
@@ -29,15 +32,7 @@ public static class ImageDecoder
     public static RgbImage DecodeFile(string path, ImageDecodeOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(path);
-        byte[] bytes;
-        try
-        {
-            bytes = File.ReadAllBytes(path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ImageDecodingException($"cannot read the file ({e.Message})", path, e);
-        }
+        byte[] bytes = MoeCompiler.IO.RegularFile.ReadAllBytes(path, MaxFileBytes, (problem, inner) => new ImageDecodingException(problem, path, inner));
         try
         {
             return DecodeCore(bytes, options ?? ImageDecodeOptions.Default);
@@ -67,6 +62,11 @@ public static class ImageDecoder
         }
         catch (InvalidDataException e)
         {
+            throw new ImageDecodingException($"corrupt compressed data ({e.Message})", null, e);
+        }
+        catch (IOException e)
+        {
+            // ZLibException (a zlib header the decoder refuses, such as a preset dictionary) is an IOException
             throw new ImageDecodingException($"corrupt compressed data ({e.Message})", null, e);
         }
         catch (OverflowException e)

@@ -15,7 +15,8 @@ public interface ITokenizer
 
     /// <summary>Encodes text. No BOS is added. With <paramref name="allowSpecial"/> the special tokens' strings
     /// in the text (e.g. "&lt;|endoftext|&gt;") become their ids; otherwise they are encoded as plain text.
-    /// Never throws on odd input: lone surrogates are encoded as U+FFFD.</summary>
+    /// Never throws on odd input: lone surrogates are encoded as U+FFFD. The one exception is a tokenizer.json whose
+    /// own Split regex exceeds its match timeout on the text: <see cref="TokenizerLoadException"/> naming that file.</summary>
     int[] Encode(string text, bool allowSpecial = true);
 
     /// <summary>Decodes ids; invalid UTF-8 becomes U+FFFD and ids outside the vocabulary decode to U+FFFD.</summary>

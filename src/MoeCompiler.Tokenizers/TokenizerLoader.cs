@@ -106,25 +106,22 @@ public static class TokenizerLoader
     internal static ITokenizer Gpt2FromFiles(string vocabPath, string mergesPath, IReadOnlyList<AddedToken> added, IReadOnlyList<int>? eos = null)
     {
         Dictionary<string, int> vocab;
+        byte[] vocabBytes = MoeCompiler.IO.RegularFile.ReadAllBytes(vocabPath, TokenizerFiles.MaxJsonBytes, (problem, inner) => new TokenizerLoadException(vocabPath, problem, inner));
         try
         {
-            using var stream = System.IO.File.OpenRead(vocabPath);
-            vocab = JsonSerializer.Deserialize<Dictionary<string, int>>(stream) ?? throw new TokenizerLoadException(vocabPath, "empty vocabulary");
+            vocab = JsonSerializer.Deserialize<Dictionary<string, int>>(MoeCompiler.IO.RegularFile.WithoutByteOrderMark(vocabBytes).Span) ?? throw new TokenizerLoadException(vocabPath, "empty vocabulary");
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
+        catch (JsonException e)
         { throw new TokenizerLoadException(vocabPath, "cannot read vocab.json: " + e.Message, e); }
 
         var merges = new List<(string, string)>();
-        string[] lines;
-        try { lines = System.IO.File.ReadAllLines(mergesPath); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        { throw new TokenizerLoadException(mergesPath, "cannot read merges.txt: " + e.Message, e); }
+        string[] lines = TokenizerFiles.ReadLines(mergesPath, TokenizerFiles.MaxVocabularyBytes);
         for (int i = 0; i < lines.Length; i++)
         {
             string line = lines[i];
             if (line.Length == 0 || (i == 0 && line.StartsWith("#version", StringComparison.Ordinal))) continue;
-            int space = line.IndexOf(' ', 1);
-            if (space < 0) throw new TokenizerLoadException(mergesPath, $"line {i + 1} is not \"left right\"");
+            int space = line.Length < 2 ? -1 : line.IndexOf(' ', 1);
+            if (space < 0 || space == line.Length - 1) throw new TokenizerLoadException(mergesPath, $"line {i + 1} is not \"left right\"");
             merges.Add((line[..space], line[(space + 1)..]));
         }
         int? endOfText = added.FirstOrDefault(a => a.Content == "<|endoftext|>")?.Id;
@@ -188,12 +185,12 @@ public static class TokenizerLoader
 
         private static T? ReadJson<T>(string path)
         {
+            byte[] bytes = MoeCompiler.IO.RegularFile.ReadAllBytes(path, TokenizerFiles.MaxJsonBytes, (problem, inner) => new TokenizerLoadException(path, problem, inner));
             try
             {
-                using var stream = System.IO.File.OpenRead(path);
-                return typeof(T) == typeof(JsonDocument) ? (T)(object)JsonDocument.Parse(stream) : JsonSerializer.Deserialize<T>(stream);
+                return typeof(T) == typeof(JsonDocument) ? (T)(object)JsonDocument.Parse(MoeCompiler.IO.RegularFile.WithoutByteOrderMark(bytes)) : JsonSerializer.Deserialize<T>(MoeCompiler.IO.RegularFile.WithoutByteOrderMark(bytes).Span);
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
+            catch (JsonException e)
             { throw new TokenizerLoadException(path, "cannot read: " + e.Message, e); }
         }
     }

@@ -31,6 +31,8 @@ internal static class CreateWeightsCommand
     /// <summary>Writes <c>model.safetensors</c> in <paramref name="folder"/>; never replaces an existing checkpoint.</summary>
     public static string Write(WeightManifest manifest, string folder, ulong seed, DType dtype)
     {
+        if (File.Exists(folder) || (!Directory.Exists(folder) && new FileInfo(folder).LinkTarget is not null))
+            throw new UserInputException($"{folder}: is a file (or a link), not a folder; --out names the folder to create the checkpoint in");
         string file = Path.Combine(folder, "model.safetensors");
         if (File.Exists(file) || File.Exists(Path.Combine(folder, "model.safetensors.index.json")))
             throw new UserInputException($"{folder} already holds a checkpoint; choose another folder or delete it first");

@@ -80,9 +80,24 @@ internal static class PngDecoder
         if (header.Color == ColorType.Palette && palette is null)
             throw new ImageDecodingException("palette PNG has no PLTE chunk");
 
+        CheckZlibHeader(idat.GetBuffer().AsSpan(0, (int)idat.Length));
         idat.Position = 0;
         using var z = new ZLibStream(idat, CompressionMode.Decompress);
         return header.Interlaced ? DecodeInterlaced(Inflate(z, header), header, palette) : DecodeSequential(z, header, palette);
+    }
+
+    /// <summary>RFC 1950 header: deflate (method 8), a window of at most 32 KiB, a valid check value and no preset
+    /// dictionary, which the PNG specification forbids.</summary>
+    private static void CheckZlibHeader(ReadOnlySpan<byte> zlib)
+    {
+        if (zlib.Length < 2) throw new ImageDecodingException("PNG image data is too short for a zlib stream");
+        byte cmf = zlib[0], flg = zlib[1];
+        if ((cmf & 0x0F) != 8 || (cmf >> 4) > 7)
+            throw new ImageDecodingException($"PNG image data is not a deflate zlib stream (header 0x{cmf:X2}{flg:X2})");
+        if ((cmf * 256 + flg) % 31 != 0)
+            throw new ImageDecodingException($"PNG zlib header 0x{cmf:X2}{flg:X2} fails its check value");
+        if ((flg & 0x20) != 0)
+            throw new ImageDecodingException("PNG zlib stream asks for a preset dictionary, which PNG does not allow");
     }
 
     private static string ChunkName(ReadOnlySpan<byte> type)

@@ -87,14 +87,11 @@ public static class ConfigImporter
     private static string ConfigPath(string folderOrConfig) =>
         Directory.Exists(folderOrConfig) ? Path.Combine(folderOrConfig, "config.json") : folderOrConfig;
 
-    private static string ReadText(string path)
-    {
-        try { return File.ReadAllText(path, Encoding.UTF8); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new CheckpointException(path, "cannot read config.json: " + e.Message, e);
-        }
-    }
+    // config.json files are a few kilobytes; anything past this is not one
+    private const long MaxConfigBytes = 16 << 20;
+
+    private static string ReadText(string path) =>
+        MoeCompiler.IO.RegularFile.ReadAllText(path, MaxConfigBytes, (problem, inner) => new CheckpointException(path, "config.json " + problem, inner));
 
     // ---- the spec as the importer builds it ----
 
@@ -135,7 +132,18 @@ public static class ConfigImporter
 
     private sealed class ConfigReader(JsonElement root, string? path)
     {
+        // Sane upper bounds on counts, checked before anything is sized by them (a config claiming 2^31 layers
+        // must fail at once, not after allocating gigabytes); layers and experts match the spec parser's limits.
+        private const int MaxLayers = 512, MaxExperts = 256, MaxHeads = 1024, MaxHiddenSize = 1 << 16, MaxFfnSize = 1 << 20,
+            MaxVocabulary = 10_000_000, MaxPositions = 1 << 24, MaxScales = 16;
+
         private CheckpointException Fail(string problem) => new(path, problem);
+
+        private void CheckBounds(params (string Key, int Value, int Max)[] counts)
+        {
+            foreach (var (key, value, max) in counts)
+                if (value > max) throw Fail($"config.json '{key}' is {value}, more than the {max} any supported model has");
+        }
 
         private JsonElement? Get(JsonElement obj, string key) =>
             obj.TryGetProperty(key, out var v) && v.ValueKind != JsonValueKind.Null ? v : null;
@@ -214,6 +222,8 @@ public static class ConfigImporter
             if (family == "qwen") ffn /= 2; // Qwen's config counts both w1 and w2
             foreach (var (what, value) in new[] { ("hidden_size", hidden), ("num_hidden_layers", layers), ("num_attention_heads", heads), ("vocab_size", vocab), ("intermediate_size", ffn) })
                 if (value <= 0) throw Fail($"config.json '{what}' is {value}; it must be positive");
+            CheckBounds(("hidden_size", hidden, MaxHiddenSize), ("num_hidden_layers", layers, MaxLayers), ("num_attention_heads", heads, MaxHeads),
+                ("num_key_value_heads", kvHeads, MaxHeads), ("vocab_size", vocab, MaxVocabulary), ("intermediate_size", ffn, MaxFfnSize));
             if (kvHeads <= 0 || heads % kvHeads != 0) throw Fail($"num_key_value_heads {kvHeads} does not divide num_attention_heads {heads}");
             if (hidden % heads != 0) throw Fail($"hidden_size {hidden} is not a multiple of num_attention_heads {heads}");
             double normEps = family switch
@@ -242,11 +252,15 @@ public static class ConfigImporter
                 _ => ("sentencepiece", 1, new[] { 2 }, Math.Min(vocab, 32000), cumo ? "mistral_instruct_system" : "plain"),
             };
 
+            CheckBounds(("max_position_embeddings", maxPositions, MaxPositions));
             var moe = ReadLlmMoe(family, layers);
             var vision = ReadVision(cumo);
             (int, int)? projectorMoe = null;
             if (cumo && (String("mm_projector_type") == "smoe_mlp" || Bool("mlp_smoe", false)))
+            {
                 projectorMoe = (Int("num_experts", 4), Int("num_selected", 2));
+                CheckBounds(("num_experts", projectorMoe.Value.Item1, MaxExperts), ("num_selected", projectorMoe.Value.Item2, MaxExperts));
+            }
 
             string source = String("_name_or_path") ?? modelType;
             string name = ToIdentifier(source.Split('/', '\\').Last());
@@ -264,6 +278,7 @@ public static class ConfigImporter
             if (family == "mixtral")
             {
                 int experts = Int("num_local_experts", 8);
+                CheckBounds(("num_local_experts", experts, MaxExperts), ("num_experts_per_tok", Int("num_experts_per_tok", 2), MaxExperts));
                 return new MoeDraft(experts, Int("num_experts_per_tok", 2), "all", Enumerable.Range(0, layers).ToArray(), "mixtral", 1.0, 1.0, 0, false);
             }
             var block = Get(root, "moe");
@@ -273,6 +288,9 @@ public static class ConfigImporter
             if (layerList.Length == 0 || layerList.Any(l => l < 0 || l >= layers) || layerList.Distinct().Count() != layerList.Length)
                 throw Fail($"config.json moe_layers_idx [{string.Join(", ", layerList)}] is not a set of layers below {layers}");
             int[] expertCounts = Ints("num_experts", b) ?? new[] { Int("num_experts", 4, b) };
+            if (expertCounts.Length > layers) throw Fail($"config.json 'moe.num_experts' lists {expertCounts.Length} counts for {layers} layers");
+            CheckBounds(expertCounts.Select(c => ("moe.num_experts", c, MaxExperts)).Append(("moe.top_k_experts", Int("top_k_experts", 2, b), MaxExperts))
+                .Append(("moe.min_capacity", Int("min_capacity", 0, b), MaxPositions)).ToArray());
             if (expertCounts.Distinct().Count() != 1)
                 throw Fail($"config.json gives different expert counts per layer ({string.Join(", ", expertCounts)}); variants need one count");
             Array.Sort(layerList);
@@ -293,6 +311,9 @@ public static class ConfigImporter
             (int, int)? moe = cumo && Bool("clip_smoe", false) ? (Int("num_experts", 4), Int("num_selected", 2)) : null;
             string feature = String("mm_vision_select_feature") ?? "patch";
             int[] scales = cumo ? Ints("scales") ?? new[] { 1 } : new[] { 1 };
+            CheckBounds(("mm_hidden_size", mmHidden, MaxHiddenSize), ("num_experts", moe?.Item1 ?? 0, MaxExperts), ("num_selected", moe?.Item2 ?? 0, MaxExperts),
+                ("scales (entries)", scales.Length, MaxScales));
+            CheckBounds(scales.Select(sc => ("scales", sc, MaxScales)).ToArray());
             // Tower dimensions are not in the LLaVA config: they are those of the named public towers.
             return siglip
                 ? new VisionDraft("siglip", imageSize, 14, mmHidden, 27, 16, 4304, 1e-6, Int("mm_vision_select_layer", -2), feature, moe, scales)

@@ -9,21 +9,32 @@ namespace MoeCompiler.Runtime.Checkpoints;
 /// holds the state dict, <c>{folder}/data/{key}</c> each storage's raw little-endian bytes. The pickle is read
 /// by <see cref="RestrictedUnpickler"/>, which executes nothing. Contiguous tensors in stored (uncompressed)
 /// entries are views of the mapped file; non-contiguous or compressed ones are copied once.
+/// A deflated storage is inflated only as far as its tensors reach, and a file whose deflated storages would
+/// need far more memory than their tensors hold is refused when it is opened, before anything is allocated
+/// (see "Untrusted input" in docs/architecture.md).
 /// </summary>
 public sealed class PyTorchCheckpointFile : IDisposable, ICheckpointFile
 {
-    private const int MaxPickleBytes = 1 << 30;
+    // A state dict pickle takes a few hundred bytes per tensor: 64 MiB is ~200 000 tensors.
+    internal const int MaxPickleBytes = 64 << 20;
+
+    // A deflated storage may hold at most this much more than the bytes of the tensors that view it (a slice of a
+    // larger tensor is legitimate; a 2-element view of a 2 GB storage only makes the reader allocate).
+    internal const int InflateSlackFactor = 2;
+    internal const int InflateSlackBytes = 4096;
 
     private readonly MappedFileStorage _storage;
     private readonly string _folder;
     private readonly Dictionary<string, ZipEntry> _zip;
     private readonly Dictionary<string, (TorchTensorRef Ref, CheckpointTensorInfo Info)> _tensors;
+    private readonly Dictionary<string, long> _inflateBytes;
     private readonly Dictionary<string, TensorStorage> _inflated = new(StringComparer.Ordinal);
     private bool _disposed;
 
     private PyTorchCheckpointFile(string path, MappedFileStorage storage, string folder, Dictionary<string, ZipEntry> zip,
-        Dictionary<string, (TorchTensorRef, CheckpointTensorInfo)> tensors)
+        Dictionary<string, (TorchTensorRef, CheckpointTensorInfo)> tensors, Dictionary<string, long> inflateBytes)
     {
+        _inflateBytes = inflateBytes;
         FilePath = path;
         _storage = storage;
         _folder = folder;
@@ -53,7 +64,8 @@ public sealed class PyTorchCheckpointFile : IDisposable, ICheckpointFile
             var unpickler = new RestrictedUnpickler(path + ":" + pickleEntry.Name, pickle);
             object? root = unpickler.Load();
             var tensors = CollectTensors(path, root, zip, folder);
-            return new PyTorchCheckpointFile(path, storage, folder, zip, tensors);
+            var inflateBytes = DeflatedStorageExtents(path, tensors, zip, folder);
+            return new PyTorchCheckpointFile(path, storage, folder, zip, tensors, inflateBytes);
         }
         catch
         {
@@ -92,35 +104,82 @@ public sealed class PyTorchCheckpointFile : IDisposable, ICheckpointFile
         }
     }
 
-    private static byte[] ReadEntryBytes(string path, MappedFileStorage storage, ZipEntry entry, int maxBytes = MaxPickleBytes)
+    private static unsafe byte[] ReadEntryBytes(string path, MappedFileStorage storage, ZipEntry entry, int maxBytes = MaxPickleBytes)
     {
         if (entry.Size > maxBytes) throw new CheckpointException(path, $"zip entry '{entry.Name}' is unexpectedly large ({entry.Size} bytes)");
         if (entry.Method == ZipEntry.Stored) return storage.Bytes(entry.DataOffset, (int)entry.Size).ToArray();
         var result = new byte[entry.Size];
-        Inflate(path, storage, entry, result);
+        fixed (byte* destination = result) Inflate(path, storage, entry, destination, result.Length);
         return result;
     }
 
-    private static unsafe void Inflate(string path, MappedFileStorage storage, ZipEntry entry, Span<byte> destination)
+    /// <summary>
+    /// Inflates the first <paramref name="length"/> bytes of a deflated entry. When that is the whole entry, the
+    /// stream must end exactly there; a prefix stops early, so bytes no tensor reads are never inflated.
+    /// </summary>
+    private static unsafe void Inflate(string path, MappedFileStorage storage, ZipEntry entry, byte* destination, long length)
     {
         try
         {
             using var compressed = new UnmanagedMemoryStream((byte*)storage.Pointer + entry.DataOffset, entry.CompressedSize);
             using var inflater = new DeflateStream(compressed, CompressionMode.Decompress);
-            int done = 0;
-            while (done < destination.Length)
+            long done = 0;
+            while (done < length)
             {
-                int n = inflater.Read(destination[done..]);
+                // spans are int-sized: storages past 2 GiB are inflated in pieces
+                int chunk = (int)Math.Min(length - done, 1 << 30);
+                int n = inflater.Read(new Span<byte>(destination + done, chunk));
                 if (n == 0) break;
                 done += n;
             }
-            if (done != destination.Length || inflater.Read(stackalloc byte[1]) != 0)
+            if (done != length || (length == entry.Size && inflater.Read(stackalloc byte[1]) != 0))
                 throw new CheckpointException(path, $"zip entry '{entry.Name}' does not inflate to its declared {entry.Size} bytes");
         }
         catch (InvalidDataException e)
         {
             throw new CheckpointException(path, $"zip entry '{entry.Name}' is corrupt: {e.Message}", e);
         }
+        finally
+        {
+            GC.KeepAlive(storage); // the inflater reads the mapping through a raw pointer
+        }
+    }
+
+    /// <summary>
+    /// For each deflated storage, how many bytes its tensors reach into: the prefix that will be inflated. Refuses,
+    /// before anything is allocated, a storage whose prefix is far larger than the tensors that view it.
+    /// </summary>
+    private static Dictionary<string, long> DeflatedStorageExtents(
+        string path, Dictionary<string, (TorchTensorRef Ref, CheckpointTensorInfo Info)> tensors, Dictionary<string, ZipEntry> zip, string folder)
+    {
+        var reach = new Dictionary<string, (long Extent, long ViewBytes)>(StringComparer.Ordinal);
+        foreach (var (t, _) in tensors.Values)
+        {
+            string entryName = folder + "/data/" + t.Storage.Key;
+            if (zip[entryName].Method != ZipEntry.Deflated) continue;
+            CheckpointDTypes.TryGetSafetensorsSize(t.Storage.DTypeName, out int elementSize);
+            // CheckExtent has bounded every element of the view by the storage, whose byte size fits a long.
+            long elements = 1, last = t.StorageOffset;
+            for (int i = 0; i < t.Size.Length; i++)
+            {
+                elements *= t.Size[i];
+                if (t.Size[i] > 0) last += (t.Size[i] - 1) * t.Stride[i];
+            }
+            long extent = elements == 0 ? 0 : (last + 1) * elementSize;
+            var (previousExtent, previousBytes) = reach.GetValueOrDefault(entryName);
+            long bytes = elements * elementSize;
+            reach[entryName] = (Math.Max(previousExtent, extent), previousBytes > long.MaxValue - bytes ? long.MaxValue : previousBytes + bytes);
+        }
+        var result = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (var (entryName, (extent, viewBytes)) in reach)
+        {
+            if ((extent - InflateSlackBytes) / InflateSlackFactor > viewBytes)
+                throw new CheckpointException(path,
+                    $"deflated storage '{entryName}' would have to be inflated to {extent} bytes for tensors that hold only {viewBytes} bytes; " +
+                    "refusing to allocate that (store the zip uncompressed, as torch.save does, or save the tensors with .clone())");
+            result[entryName] = extent;
+        }
+        return result;
     }
 
     private static Dictionary<string, (TorchTensorRef, CheckpointTensorInfo)> CollectTensors(
@@ -224,8 +283,17 @@ public sealed class PyTorchCheckpointFile : IDisposable, ICheckpointFile
         lock (_inflated)
         {
             if (_inflated.TryGetValue(entry.Name, out var s)) return s;
-            var storage = new NativeStorage(entry.Size, zero: false);
-            unsafe { Inflate(FilePath, _storage, entry, new Span<byte>((void*)storage.Pointer, checked((int)entry.Size))); }
+            long length = _inflateBytes.GetValueOrDefault(entry.Name);
+            var storage = new NativeStorage(Math.Max(length, 1), zero: false);
+            try
+            {
+                unsafe { Inflate(FilePath, _storage, entry, (byte*)storage.Pointer, length); }
+            }
+            catch
+            {
+                storage.Dispose();
+                throw;
+            }
             _inflated.Add(entry.Name, storage);
             return storage;
         }

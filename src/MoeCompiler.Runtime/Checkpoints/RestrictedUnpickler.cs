@@ -30,10 +30,15 @@ internal sealed record TorchTensorRef(TorchStorageRef Storage, long StorageOffse
 /// collections.OrderedDict) and kept as names; calling one only ever produces plain records. Any other global
 /// and any opcode that constructs an object (NEWOBJ, OBJ, INST, EXT) is rejected with an error naming it.
 /// Every read is bounds-checked and each opcode consumes input, so hostile input ends in an error quickly.
+/// Memory is capped too: a few megabytes of opcodes that each create an object (EMPTY_DICT, DUP, APPEND) would
+/// otherwise take gigabytes, so the stack, the memo and the number of values created are bounded far above
+/// what a state dict needs (about 25 values per tensor).
 /// </summary>
 internal sealed class RestrictedUnpickler
 {
-    private const int MaxMemoEntries = 1 << 22;
+    internal const int MaxMemoEntries = 1 << 20;
+    internal const int MaxStackDepth = 1 << 20;
+    internal const int MaxValues = 1 << 21;
 
     private static readonly Dictionary<string, string> StorageDTypes = new(StringComparer.Ordinal)
     {
@@ -53,6 +58,7 @@ internal sealed class RestrictedUnpickler
     private readonly List<int> _marks = new();
     private readonly Dictionary<long, object?> _memo = new();
     private readonly Dictionary<string, TorchStorageRef> _storages = new(StringComparer.Ordinal);
+    private int _values;
 
     public RestrictedUnpickler(string path, byte[] data)
     {
@@ -87,7 +93,7 @@ internal sealed class RestrictedUnpickler
                 case (byte)'.': // STOP
                     if (_stack.Count != 1 || _marks.Count != 0) throw Fail("pickle stops with a malformed stack");
                     return _stack[0];
-                case (byte)'(': _marks.Add(_stack.Count); break;
+                case (byte)'(': CountValues(1); _marks.Add(_stack.Count); break;
                 case (byte)'}': Push(new PyDict()); break;
                 case (byte)']': Push(new List<object?>()); break;
                 case (byte)')': Push(new PyTuple(Array.Empty<object?>())); break;
@@ -148,6 +154,7 @@ internal sealed class RestrictedUnpickler
                 case (byte)'s': // SETITEM
                     {
                         var value = Pop(); var key = Pop();
+                        CountValues(1);
                         AsDict(Peek()).Items.Add(new(key, value));
                         break;
                     }
@@ -156,11 +163,12 @@ internal sealed class RestrictedUnpickler
                         var items = PopToMark();
                         if (items.Count % 2 != 0) throw Fail("SETITEMS with an odd number of items");
                         var dict = AsDict(Peek());
+                        CountValues(items.Count / 2);
                         for (int i = 0; i < items.Count; i += 2) dict.Items.Add(new(items[i], items[i + 1]));
                         break;
                     }
-                case (byte)'a': { var v = Pop(); AsList(Peek()).Add(v); break; }
-                case (byte)'e': { var items = PopToMark(); AsList(Peek()).AddRange(items); break; }
+                case (byte)'a': { var v = Pop(); CountValues(1); AsList(Peek()).Add(v); break; }
+                case (byte)'e': { var items = PopToMark(); CountValues(items.Count); AsList(Peek()).AddRange(items); break; }
                 case (byte)'0': Pop(); break;
                 case (byte)'1': PopToMark(); break;
                 case (byte)'2': Push(Peek()); break;
@@ -241,7 +249,7 @@ internal sealed class RestrictedUnpickler
     private void Memoize(long index)
     {
         if (_stack.Count == 0) throw Fail("memo store on an empty stack");
-        if (_memo.Count >= MaxMemoEntries && !_memo.ContainsKey(index)) throw Fail("pickle memo is too large");
+        if (_memo.Count >= MaxMemoEntries && !_memo.ContainsKey(index)) throw Fail($"pickle memo grows past {MaxMemoEntries} entries; no state dict needs that many");
         _memo[index] = _stack[^1];
     }
 
@@ -295,7 +303,18 @@ internal sealed class RestrictedUnpickler
         return span;
     }
 
-    private void Push(object? value) => _stack.Add(value);
+    private void Push(object? value)
+    {
+        if (_stack.Count >= MaxStackDepth) throw Fail($"pickle stack grows past {MaxStackDepth} values; no state dict needs that many");
+        CountValues(1);
+        _stack.Add(value);
+    }
+
+    private void CountValues(int count)
+    {
+        _values += count;
+        if (_values > MaxValues) throw Fail($"pickle creates more than {MaxValues} values; no state dict needs that many");
+    }
 
     private object? Pop()
     {

@@ -12,12 +12,12 @@ internal static class HfTokenizerJson
     public static TokenizerBase Load(string path, IReadOnlyList<AddedToken>? extraAdded = null, bool? addBos = null, string? bosToken = null, IReadOnlyList<int>? eosOverride = null)
     {
         JsonDocument doc;
+        byte[] bytes = MoeCompiler.IO.RegularFile.ReadAllBytes(path, TokenizerFiles.MaxJsonBytes, (problem, inner) => new TokenizerLoadException(path, problem, inner));
         try
         {
-            using var stream = File.OpenRead(path);
-            doc = JsonDocument.Parse(stream, new JsonDocumentOptions { AllowTrailingCommas = true, MaxDepth = 256 });
+            doc = JsonDocument.Parse(MoeCompiler.IO.RegularFile.WithoutByteOrderMark(bytes), new JsonDocumentOptions { AllowTrailingCommas = true, MaxDepth = 256 });
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
+        catch (JsonException e)
         {
             throw new TokenizerLoadException(path, "cannot read tokenizer.json: " + e.Message, e);
         }
@@ -45,12 +45,15 @@ internal static class HfTokenizerJson
             {
                 if (merge.ValueKind == JsonValueKind.Array)
                 {
-                    merges.Add((merge[0].GetString() ?? throw new FormatException("null merge"), merge[1].GetString() ?? throw new FormatException("null merge")));
+                    if (merge.GetArrayLength() != 2) throw new TokenizerLoadException(path, $"merge {merges.Count} is an array of {merge.GetArrayLength()} items, not a [left, right] pair");
+                    string left = merge[0].GetString() ?? throw new FormatException("null merge"), right = merge[1].GetString() ?? throw new FormatException("null merge");
+                    if (left.Length == 0 || right.Length == 0) throw new TokenizerLoadException(path, $"merge {merges.Count} has an empty token");
+                    merges.Add((left, right));
                     continue;
                 }
                 string text = merge.GetString() ?? throw new FormatException("null merge");
-                int space = text.IndexOf(' ', 1);
-                if (space < 0) throw new TokenizerLoadException(path, $"merge \"{text}\" has no space");
+                int space = text.Length < 2 ? -1 : text.IndexOf(' ', 1);
+                if (space < 0 || space == text.Length - 1) throw new TokenizerLoadException(path, $"merge {merges.Count} \"{text}\" is not \"left right\"");
                 merges.Add((text[..space], text[(space + 1)..]));
             }
         }
@@ -84,8 +87,11 @@ internal static class HfTokenizerJson
         {
             JsonElement split = preParts.FirstOrDefault(x => TypeOf(x) == "Split");
             PieceSplitter splitter;
-            if (split.ValueKind == JsonValueKind.Object && split.TryGetProperty("pattern", out JsonElement pattern) && pattern.TryGetProperty("Regex", out JsonElement regex))
-                splitter = PieceSplitter.ForPattern(regex.GetString()!);
+            if (split.ValueKind == JsonValueKind.Object && split.TryGetProperty("pattern", out JsonElement pattern) && pattern.ValueKind == JsonValueKind.Object
+                && pattern.TryGetProperty("Regex", out JsonElement regex))
+                splitter = PieceSplitter.ForPattern(
+                    regex.ValueKind == JsonValueKind.String ? regex.GetString()! : throw new TokenizerLoadException(path, $"the Split pattern's \"Regex\" is {regex.ValueKind}, not a string"),
+                    path);
             else
                 splitter = Gpt2Splitter.Instance;
             int? eos = IdOf("<|endoftext|>");

@@ -14,10 +14,7 @@ internal static class SentencePieceModelFile
 
     public static SentencePieceBpeTokenizer Load(string path, IReadOnlyList<AddedToken>? extraAdded = null, IReadOnlyList<int>? eosOverride = null, bool addBos = true)
     {
-        byte[] data;
-        try { data = File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        { throw new TokenizerLoadException(path, "cannot read the SentencePiece model: " + e.Message, e); }
+        byte[] data = MoeCompiler.IO.RegularFile.ReadAllBytes(path, TokenizerFiles.MaxVocabularyBytes, (problem, inner) => new TokenizerLoadException(path, problem, inner));
 
         var pieces = new List<Piece>();
         int modelType = 1; // UNIGRAM is the protobuf default

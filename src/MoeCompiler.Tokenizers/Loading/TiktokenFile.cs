@@ -10,10 +10,10 @@ internal static class TiktokenFile
 {
     public static byte[][] ReadRanks(string path)
     {
-        string[] lines;
-        try { lines = File.ReadAllLines(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        { throw new TokenizerLoadException(path, "cannot read the tiktoken file: " + e.Message, e); }
+        string[] lines = TokenizerFiles.ReadLines(path, TokenizerFiles.MaxVocabularyBytes);
+        // Ranks number the tokens 0..n-1 (one a line): a rank past the line count would only make the table sparse
+        // and large, so it is refused before anything is sized by it.
+        int maxRank = lines.Length;
 
         var byRank = new List<byte[]?>(lines.Length);
         for (int lineNumber = 0; lineNumber < lines.Length; lineNumber++)
@@ -22,8 +22,10 @@ internal static class TiktokenFile
             if (line.Length == 0) continue;
             int space = line.IndexOf(' ');
             if (space <= 0 || !int.TryParse(line.AsSpan(space + 1), System.Globalization.NumberStyles.None,
-                    System.Globalization.CultureInfo.InvariantCulture, out int rank) || rank > 10_000_000)
+                    System.Globalization.CultureInfo.InvariantCulture, out int rank))
                 throw new TokenizerLoadException(path, $"line {lineNumber + 1} is not \"<base64> <rank>\"");
+            if (rank >= maxRank)
+                throw new TokenizerLoadException(path, $"line {lineNumber + 1} gives rank {rank}, but a file of {lines.Length} lines can only number ranks below {maxRank}");
             byte[] bytes;
             try { bytes = Convert.FromBase64String(line[..space]); }
             catch (FormatException e) { throw new TokenizerLoadException(path, $"line {lineNumber + 1} has invalid base64", e); }

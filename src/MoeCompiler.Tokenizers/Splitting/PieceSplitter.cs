@@ -17,11 +17,13 @@ internal abstract class PieceSplitter
         @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
     /// <summary>The hand-written splitter for a known pattern, or a (slower) .NET Regex splitter otherwise.</summary>
-    public static PieceSplitter ForPattern(string pattern) => pattern switch
+    /// <param name="sourcePath">The file the pattern came from, named in errors.</param>
+    /// <exception cref="TokenizerLoadException">The pattern is not a valid .NET regex, or it backtracks catastrophically.</exception>
+    public static PieceSplitter ForPattern(string pattern, string sourcePath = "<pattern>") => pattern switch
     {
         QwenPattern => QwenSplitter.Instance,
         Gpt2Pattern => Gpt2Splitter.Instance,
-        _ => new RegexSplitter(pattern),
+        _ => new RegexSplitter(pattern, sourcePath),
     };
 
     /// <summary>Length of the maximal run of code points at <paramref name="start"/> accepted by <paramref name="accept"/>.</summary>
@@ -159,20 +161,66 @@ internal sealed class Gpt2Splitter : PieceSplitter
     }
 }
 
-/// <summary>Fallback for split patterns met in a tokenizer.json that have no hand-written splitter.</summary>
+/// <summary>
+/// Fallback for split patterns met in a tokenizer.json that have no hand-written splitter. The pattern comes from a
+/// file, so it may backtrack catastrophically (<c>(a+)+$</c> takes minutes on 40 characters): every match runs
+/// under a timeout, and the pattern is tried on a few such inputs when it is loaded so that most bad patterns
+/// fail then, with the file named, rather than in the middle of a conversation.
+/// </summary>
 internal sealed class RegexSplitter : PieceSplitter
 {
-    private readonly Regex _regex;
+    /// <summary>Far above what a splitting regex needs for one piece (microseconds), far below a noticeable stall.</summary>
+    public static readonly TimeSpan MatchTimeout = TimeSpan.FromMilliseconds(200);
 
-    public RegexSplitter(string pattern) => _regex = new Regex(pattern, RegexOptions.CultureInvariant);
+    // Long runs of one character class followed by a character that breaks the run: what makes nested
+    // quantifiers backtrack exponentially.
+    private static readonly string[] Probes =
+    [
+        new string('a', 40) + "!", new string(' ', 40) + "!", new string('1', 40) + "!", string.Concat(Enumerable.Repeat("a1", 20)) + "!",
+        string.Concat(Enumerable.Repeat("a ", 20)) + "!", new string('\n', 40) + "a",
+    ];
+
+    private readonly Regex _regex;
+    private readonly string _sourcePath;
+
+    public RegexSplitter(string pattern, string sourcePath = "<pattern>")
+    {
+        ArgumentNullException.ThrowIfNull(pattern);
+        _sourcePath = sourcePath;
+        try
+        {
+            _regex = new Regex(pattern, RegexOptions.CultureInvariant, MatchTimeout);
+        }
+        catch (ArgumentException e)
+        {
+            throw new TokenizerLoadException(sourcePath, $"the Split regex \"{Shorten(pattern)}\" is not a valid regular expression: {e.Message}", e);
+        }
+        foreach (string probe in Probes)
+        {
+            for (int start = 0; start < probe.Length; start += NextPieceLength(probe.AsSpan(start)))
+            {
+            }
+        }
+    }
 
     public override int NextPieceLength(ReadOnlySpan<char> text)
     {
-        foreach (ValueMatch match in _regex.EnumerateMatches(text))
+        try
         {
-            // A pattern that skips characters would drop text; keep them as their own piece instead.
-            return match.Index > 0 ? match.Index : Math.Max(match.Length, 1);
+            foreach (ValueMatch match in _regex.EnumerateMatches(text))
+            {
+                // A pattern that skips characters would drop text; keep them as their own piece instead.
+                return match.Index > 0 ? match.Index : Math.Max(match.Length, 1);
+            }
+        }
+        catch (RegexMatchTimeoutException e)
+        {
+            throw new TokenizerLoadException(_sourcePath,
+                $"the Split regex \"{Shorten(_regex.ToString())}\" took over {MatchTimeout.TotalMilliseconds} ms to find one piece " +
+                "(it backtracks catastrophically); this tokenizer cannot be used until the pattern is fixed", e);
         }
         return text.Length;
     }
+
+    private static string Shorten(string pattern) => pattern.Length > 80 ? pattern[..80] + "..." : pattern;
 }
