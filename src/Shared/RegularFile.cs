@@ -34,7 +34,7 @@ internal static class RegularFile
         resolved = info.FullName;
         if (Directory.Exists(resolved)) return "is a folder, not a file";
         var file = new FileInfo(resolved);
-        if (!file.Exists) return "file not found";
+        if (!file.Exists) return "does not exist";
         length = file.Length;
         if (length == 0) return "is empty or not a regular file (a device, FIFO or socket): only regular files are read";
         if (length > maxBytes) return $"is {length} bytes, larger than the {maxBytes} bytes such a file can plausibly be";

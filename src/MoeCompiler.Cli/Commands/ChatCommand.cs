@@ -31,7 +31,13 @@ internal static class ChatCommand
             var images = new List<string>();
             var history = new List<(string User, string Assistant)>();
             string? first = parse.GetValue(image);
-            if (first is not null) Attach(first, images, history, writer);
+            if (first is not null)
+            {
+                // the picture named on the command line is checked at once: a bad one ends the command (exit 2)
+                if (MoeCompiler.IO.RegularFile.Problem(first, Imaging.ImageDecoder.MaxFileBytes, out _, out _) is { } problem)
+                    throw new UserInputException($"{first}: {problem}");
+                Attach(first, images, history, writer);
+            }
             writer.WriteLine($"Chatting with {entry.DisplayName}. /image PATH starts a conversation about a picture; /reset; /quit.");
             var input = Input();
             while (!cancellation.IsCancellationRequested)
@@ -84,6 +90,11 @@ internal static class ChatCommand
         if (!File.Exists(path))
         {
             writer.WriteLine($"error: image not found: {path}");
+            return;
+        }
+        if (MoeCompiler.IO.RegularFile.Problem(path, Imaging.ImageDecoder.MaxFileBytes, out _, out _) is { } problem)
+        {
+            writer.WriteLine($"error: {path}: {problem}");
             return;
         }
         images.Clear();

@@ -23,6 +23,7 @@ internal static class UpcycleCommand
                 throw new UserInputException($"{entry.Name} is dense: upcycling needs a MoE variant");
             string outFolder = parse.GetValue(output)!;
             string file = Path.Combine(outFolder, "model.safetensors");
+            if (File.Exists(outFolder)) throw new UserInputException($"{outFolder}: is a file, not a folder; --out names the folder to write the checkpoint in");
             if (File.Exists(file)) throw new UserInputException($"{file} exists; refusing to overwrite it");
             Directory.CreateDirectory(outFolder);
             using var folder = CheckpointFolder.Open(parse.GetValue(dense)!);

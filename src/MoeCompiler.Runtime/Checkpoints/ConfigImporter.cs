@@ -91,7 +91,7 @@ public static class ConfigImporter
     private const long MaxConfigBytes = 16 << 20;
 
     private static string ReadText(string path) =>
-        MoeCompiler.IO.RegularFile.ReadAllText(path, MaxConfigBytes, (problem, inner) => new CheckpointException(path, "config.json " + problem, inner));
+        MoeCompiler.IO.RegularFile.ReadAllText(path, MaxConfigBytes, (problem, inner) => new CheckpointException(path, "cannot read config.json: it " + problem, inner));
 
     // ---- the spec as the importer builds it ----
 
