@@ -65,6 +65,15 @@ public sealed class FuzzTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void A_hang_fails_the_run()
+    {
+        // the stuck thread is a background thread that only sleeps: it ends with the test process
+        var harness = new Harness("self-test-hang", ["seed"u8.ToArray()], (input, _) => Thread.Sleep(Timeout.Infinite));
+        var e = Assert.ThrowsAny<Exception>(() => Fuzzer.Run(harness, 1, 1));
+        Assert.Contains("a hang", e.Message);
+    }
+
+    [Fact]
     public void A_large_allocation_fails_the_run()
     {
         var harness = new Harness("self-test-memory", ["seed"u8.ToArray()], (input, _) => GC.KeepAlive(new byte[(1 << 30) + 4096]));
