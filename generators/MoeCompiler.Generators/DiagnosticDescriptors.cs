@@ -68,11 +68,17 @@ namespace MoeCompiler.Generators
         public static readonly DiagnosticDescriptor SelectLayerOutOfRange = Error("MOE019", "Vision select layer out of range",
             "'vision.selectLayer' {0} does not name a hidden state of a {1}-layer tower (use -{2}..-1 or 1..{1})");
 
+        public static readonly DiagnosticDescriptor TokenIdOutsideVocabulary = Error("MOE020", "Token id outside the vocabulary",
+            "'{0}' is {1}, outside the vocabulary: {2}");
+
+        public static readonly DiagnosticDescriptor TokenIdBeyondTokenizer = Error("MOE021", "Token id beyond the tokenizer",
+            "'{0}' is {1}, not below 'llm.tokenizerSize' ({2}): {3}");
+
         private static readonly Dictionary<string, DiagnosticDescriptor> s_byId = Index(
             MalformedJson, UnknownKey, MissingKey, WrongType, DuplicateKey, ValueOutOfRange, WidthNotDivisibleByHeads,
             HeadsNotDivisibleByKvHeads, BadRotaryDims, TopKOutOfRange, MoeLayerOutOfRange, DuplicateMoeLayer,
             EmptyPlacement, DuplicateVariantName, InvalidIdentifier, UnknownValue, UnsupportedCombination,
-            ImageSmallerThanPatch, SelectLayerOutOfRange);
+            ImageSmallerThanPatch, SelectLayerOutOfRange, TokenIdOutsideVocabulary, TokenIdBeyondTokenizer);
 
         public static DiagnosticDescriptor ById(string id) => s_byId[id];
 

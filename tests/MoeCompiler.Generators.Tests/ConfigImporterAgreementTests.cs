@@ -1,10 +1,18 @@
+using System.Collections;
+using System.Globalization;
+using System.Reflection;
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using MoeCompiler.Generators.Model;
 using MoeCompiler.Generators.Parsing;
 using MoeCompiler.Runtime.Checkpoints;
 
 namespace MoeCompiler.Generators.Tests;
 
-/// <summary>Specs imported from config.json files (the checkpoint side's ConfigImporter) are valid specs for the generator.</summary>
+/// <summary>
+/// Specs imported from the released models' config.json files (the checkpoint side's ConfigImporter) are valid specs
+/// for the generator and equal the shipped spec of the same model in every field of the spec model.
+/// </summary>
 public class ConfigImporterAgreementTests
 {
     private static VariantModel Parse(string name, string json)
@@ -16,28 +24,200 @@ public class ConfigImporterAgreementTests
 
     private static string Config(string file) => File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "TestData", "configs", file));
 
+    private static string ShippedPath(string shipped) => Path.Combine(RepoPaths.ModelSpecs, shipped + ".json");
+
+    /// <summary>The sections of the spec model; name, displayName and description describe, they do not build.</summary>
+    private static IEnumerable<(string Section, object? Value)> Sections(VariantModel v)
+    {
+        yield return ("llm", v.Llm);
+        yield return ("moe", v.Moe);
+        yield return ("vision", v.Vision);
+        yield return ("projector", v.Projector);
+        yield return ("tokenizer", v.Tokenizer);
+        yield return ("prompt.template", v.Template);
+        yield return ("checkpoint.layout", v.Layout);
+    }
+
+    /// <summary>
+    /// Every leaf field, by path: the primary-constructor parameters of each model record (the fields the parser
+    /// fills; computed properties are left out), nested records followed, absent sections as "null".
+    /// </summary>
+    private static void Flatten(string path, object? value, Type declared, SortedDictionary<string, string> into)
+    {
+        var type = Nullable.GetUnderlyingType(declared) ?? declared;
+        bool isModelRecord = type.Namespace == typeof(LlmModel).Namespace && type.IsClass && type.Name.EndsWith("Model", StringComparison.Ordinal);
+        if (!isModelRecord)
+        {
+            into[path] = Show(value);
+            return;
+        }
+
+        var parameters = type.GetConstructors().OrderByDescending(c => c.GetParameters().Length).First().GetParameters();
+        if (value is null)
+        {
+            // A null section still names its fields, so "MoE here, none there" shows up field by field.
+            foreach (var p in parameters) into[path + "." + p.Name] = "null (no " + path + " section)";
+            return;
+        }
+
+        foreach (var p in parameters)
+        {
+            var property = type.GetProperty(p.Name!, BindingFlags.Public | BindingFlags.Instance)!;
+            Flatten(path + "." + p.Name, property.GetValue(value), property.PropertyType, into);
+        }
+    }
+
+    private static string Show(object? value) => value switch
+    {
+        null => "null",
+        string s => "\"" + s + "\"",
+        double d => d.ToString("R", CultureInfo.InvariantCulture),
+        IEnumerable e => "[" + string.Join(", ", e.Cast<object>().Select(Show)) + "]",
+        IFormattable f => f.ToString(null, CultureInfo.InvariantCulture),
+        _ => value.ToString() ?? "",
+    };
+
+    private static SortedDictionary<string, string> Fields(VariantModel v)
+    {
+        var fields = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (section, value) in Sections(v))
+        {
+            var declared = section switch
+            {
+                "llm" => typeof(LlmModel),
+                "moe" => typeof(MoeModel),
+                "vision" => typeof(VisionModel),
+                "projector" => typeof(ProjectorModel),
+                "tokenizer" => typeof(TokenizerModel),
+                _ => typeof(string),
+            };
+            Flatten(section, value, declared, fields);
+        }
+
+        return fields;
+    }
+
+    /// <summary>One line per field that differs, naming the field and both values.</summary>
+    private static List<string> Differences(SortedDictionary<string, string> imported, SortedDictionary<string, string> shipped)
+    {
+        var differences = new List<string>();
+        foreach (var key in imported.Keys.Union(shipped.Keys).OrderBy(k => k, StringComparer.Ordinal))
+        {
+            string a = imported.TryGetValue(key, out var x) ? x : "(absent)";
+            string b = shipped.TryGetValue(key, out var y) ? y : "(absent)";
+            if (a != b) differences.Add($"{key}: config.json imports {a}, the shipped spec has {b}");
+        }
+
+        return differences;
+    }
+
+    public static TheoryData<string, string> ReleasedModels => new()
+    {
+        { "moe-llava-stablelm-1.6b-4e.json", "moellava-stablelm-4e" },
+        { "moe-llava-stablelm-1.6b-4e-384.json", "moellava-stablelm-4e-384" },
+        { "moe-llava-qwen-1.8b-4e.json", "moellava-qwen-4e" },
+        { "moe-llava-phi2-2.7b-4e.json", "moellava-phi2-4e" },
+        { "moe-llava-phi2-2.7b-4e-384.json", "moellava-phi2-4e-384" },
+        { "cumo-mistral-7b.json", "cumo-mistral-7b" },
+        { "cumo-mixtral-8x7b.json", "cumo-mixtral-8x7b" },
+    };
+
     [Theory]
-    [InlineData("moe-llava-qwen-1.8b-4e.json", "moellava-qwen-4e", false)]
-    [InlineData("moe-llava-stablelm-1.6b-4e.json", "moellava-stablelm-4e", false)]
-    [InlineData("moe-llava-phi2-2.7b-4e-384.json", "moellava-phi2-4e-384", false)]
-    [InlineData("cumo-mixtral-8x7b.json", "cumo-mixtral-8x7b", false)]
-    // A config.json cannot describe the tiny tower (it names the real CLIP-L), so only the LLM is compared.
-    [InlineData("tiny-stablelm-moe.config.json", "tiny-stablelm-moe", true)]
-    public void ImportedSpecsCompileToTheShippedArchitecture(string config, string shipped, bool llmOnly)
+    [MemberData(nameof(ReleasedModels))]
+    public void ImportedSpecEqualsTheShippedSpecFieldByField(string config, string shipped)
     {
         var imported = Parse("imported.json", ConfigImporter.ImportSpec(Config(config), name: "Imported"));
-        string path = Path.Combine(RepoPaths.ModelSpecs, shipped + ".json");
-        var expected = Parse(path, File.ReadAllText(path));
+        var expected = Parse(ShippedPath(shipped), File.ReadAllText(ShippedPath(shipped)));
+
+        var importedFields = Fields(imported);
+        var shippedFields = Fields(expected);
+        var differences = Differences(importedFields, shippedFields);
+        Assert.True(differences.Count == 0,
+            $"{config} imported differs from modelspecs/{shipped}.json in {differences.Count} field(s):\n  " + string.Join("\n  ", differences));
+
+        // The comparison really covers the spec model: the fields a regression would most likely touch are in it.
+        Assert.Superset(new SortedSet<string>
+        {
+            "llm.Family", "llm.VocabSize", "llm.TokenizerSize", "llm.HeadDim", "llm.RotaryDims", "llm.FfnKind", "llm.ParallelResidual",
+            "moe.Experts", "moe.Layers", "moe.Routing", "moe.CapacityFactor", "vision.Tower", "vision.Scales", "vision.Moe.Experts",
+            "projector.Kind", "projector.Moe.TopK", "tokenizer.Kind", "tokenizer.Bos", "tokenizer.Eos", "prompt.template", "checkpoint.layout",
+        }, new SortedSet<string>(importedFields.Keys));
+        Assert.Equal(shippedFields.Count, importedFields.Count);
+        Assert.InRange(importedFields.Count, 50, 200);
+
         // The same tensors, keys and shapes: the architecture is what the weights must fit.
         var importedPlan = new MoeCompiler.Generators.Emit.WeightPlan(imported);
         var expectedPlan = new MoeCompiler.Generators.Emit.WeightPlan(expected);
         Assert.Equal(
-            expectedPlan.Tensors.Where(t => !llmOnly || t.Site == "llm").Select(t => t.Key + " " + string.Join("x", t.Shape)),
-            importedPlan.Tensors.Where(t => !llmOnly || t.Site == "llm").Select(t => t.Key + " " + string.Join("x", t.Shape)));
-        Assert.Equal(expected.Moe?.Layers, imported.Moe?.Layers);
-        Assert.Equal(expected.Llm.RotaryDims, imported.Llm.RotaryDims);
-        Assert.Equal(expected.Llm.NormEps, imported.Llm.NormEps);
-        Assert.Equal(expected.Llm.RopeTheta, imported.Llm.RopeTheta);
-        if (!llmOnly) Assert.Equal(expected.Vision, imported.Vision);
+            expectedPlan.Tensors.Select(t => t.Key + " " + string.Join("x", t.Shape)),
+            importedPlan.Tensors.Select(t => t.Key + " " + string.Join("x", t.Shape)));
+    }
+
+    [Fact]
+    public void FieldComparisonNamesEachDifferingField()
+    {
+        // The comparison above is only as good as its messages: one line per field, both values shown.
+        var phi = Parse(ShippedPath("moellava-phi2-4e"), File.ReadAllText(ShippedPath("moellava-phi2-4e")));
+        var changed = phi with
+        {
+            Tokenizer = phi.Tokenizer with { Kind = "gpt2" },
+            Llm = phi.Llm with { TokenizerSize = 50296 },
+            Vision = phi.Vision with { Moe = new SideMoeModel(4, 2) },
+        };
+        var differences = Differences(Fields(changed), Fields(phi));
+        Assert.Equal(new[]
+        {
+            "llm.TokenizerSize: config.json imports 50296, the shipped spec has 50295",
+            "tokenizer.Kind: config.json imports \"gpt2\", the shipped spec has \"phi2\"",
+            "vision.Moe.Experts: config.json imports 4, the shipped spec has null (no vision.Moe section)",
+            "vision.Moe.TopK: config.json imports 2, the shipped spec has null (no vision.Moe section)",
+        }, differences);
+    }
+
+    [Fact]
+    public void PlainMixtralImportsTheCuMoMixtralLanguageModel()
+    {
+        // A plain Mixtral config has no vision tower: the importer writes "vision": null, which the generator does
+        // not compile (every variant is a vision-language model), so the sections are compared as JSON.
+        var imported = JsonNode.Parse(ConfigImporter.ImportSpec(Config("mixtral-8x7b.json")))!.AsObject();
+        var shipped = JsonNode.Parse(File.ReadAllText(ShippedPath("cumo-mixtral-8x7b")))!.AsObject();
+        var differences = new List<string>();
+        foreach (string section in new[] { "llm", "moe", "tokenizer" })
+        {
+            var a = imported[section]!.AsObject();
+            var b = shipped[section]!.AsObject();
+            foreach (var key in a.Select(p => p.Key).Union(b.Select(p => p.Key)))
+            {
+                if (!JsonNode.DeepEquals(Normalise(a[key]), Normalise(b[key])))
+                    differences.Add($"{section}.{key}: config.json imports {a[key]?.ToJsonString() ?? "(absent)"}, the shipped spec has {b[key]?.ToJsonString() ?? "(absent)"}");
+            }
+        }
+
+        Assert.True(differences.Count == 0, "mixtral-8x7b.json differs from cumo-mixtral-8x7b.json:\n  " + string.Join("\n  ", differences));
+        Assert.Equal("Mixtral", imported["name"]!.GetValue<string>());
+        Assert.Null(imported["vision"]);
+        Assert.Null(imported["projector"]!["moe"]);
+        Assert.Equal("plain", imported["prompt"]!["template"]!.GetValue<string>());
+        Assert.Equal("moe-llava", imported["checkpoint"]!["layout"]!.GetValue<string>());
+        var result = SpecParser.Parse("mixtral.json", imported.ToJsonString());
+        Assert.Contains(result.Diagnostics, d => d.DescriptorId == "MOE004" && d.ToDiagnostic().GetMessage(CultureInfo.InvariantCulture).Contains("'vision'"));
+    }
+
+    /// <summary>Numbers compared by value (1e-5 and 1E-05 are the same number).</summary>
+    private static JsonNode? Normalise(JsonNode? node) => node switch
+    {
+        JsonValue v when v.GetValueKind() == JsonValueKind.Number => JsonValue.Create(v.GetValue<double>()),
+        JsonObject o => new JsonObject(o.Select(p => KeyValuePair.Create(p.Key, Normalise(p.Value)))),
+        JsonArray a => new JsonArray(a.Select(Normalise).ToArray()),
+        _ => node?.DeepClone(),
+    };
+
+    [Fact]
+    public void TinyConfigIsRefusedAtImportInsteadOfGivingASpecTheGeneratorRejects()
+    {
+        // vocab_size 512 cannot hold arcade100k's end-of-sequence id 100257: the importer stops with the reason.
+        var e = Assert.Throws<CheckpointException>(() => ConfigImporter.ImportSpec(Config("tiny-stablelm-moe.config.json"), sourcePath: "/m/config.json"));
+        Assert.StartsWith("/m/config.json: config.json cannot be imported", e.Message);
+        Assert.Contains("the end-of-sequence id 100257 is outside the vocabulary of 512 ids ('vocab_size')", e.Message);
     }
 }

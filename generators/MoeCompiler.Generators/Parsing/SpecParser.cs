@@ -96,7 +96,7 @@ namespace MoeCompiler.Generators.Parsing
 
             VisionModel? vision = ParseVision(spec, layout, diagnostics);
             ProjectorModel? projector = ParseProjector(spec, layout, diagnostics);
-            TokenizerModel? tokenizer = ParseTokenizer(spec, diagnostics);
+            TokenizerModel? tokenizer = ParseTokenizer(spec, llm, diagnostics);
 
             string? template = null;
             JsonObject? promptJson = spec.Object("prompt", required: true, allowNull: false, out _);
@@ -460,7 +460,7 @@ namespace MoeCompiler.Generators.Parsing
             return new ProjectorModel(kind, moe);
         }
 
-        private static TokenizerModel? ParseTokenizer(ObjectReader spec, DiagnosticBag diagnostics)
+        private static TokenizerModel? ParseTokenizer(ObjectReader spec, LlmModel? llm, DiagnosticBag diagnostics)
         {
             JsonObject? json = spec.Object("tokenizer", required: true, allowNull: false, out _);
             if (json is null) return null;
@@ -474,10 +474,43 @@ namespace MoeCompiler.Generators.Parsing
                 diagnostics.Report(DiagnosticDescriptors.ValueOutOfRange, tokenizer.PositionOf("eos"), "tokenizer.eos", "[]", "at least one end-of-sequence id is needed");
             }
 
+            if (bos is int bosId) CheckTokenId(tokenizer.KeyPath("bos"), bosId, tokenizer.PositionOf("bos"), isEos: false, llm, diagnostics);
+            if (eos is not null)
+            {
+                for (int i = 0; i < eos.Count; i++)
+                {
+                    CheckTokenId(tokenizer.KeyPath("eos") + "[" + Str(i) + "]", eos[i].Value, eos[i].Position, isEos: true, llm, diagnostics);
+                }
+            }
+
             if (diagnostics.Items.Count != errorsBefore || kind is null || !bosValid || eos is null) return null;
             var ids = new int[eos.Count];
             for (int i = 0; i < ids.Length; i++) ids[i] = eos[i].Value;
             return new TokenizerModel(kind, bos, new EquatableArray<int>(ids));
+        }
+
+        /// <summary>
+        /// A BOS or EOS id must be a row of the embedding table (MOE020) and an id the tokenizer has: the model only
+        /// ever produces ids below 'llm.tokenizerSize', so an EOS at or above it could never end generation (MOE021).
+        /// Without a valid LLM section only the sign can be checked.
+        /// </summary>
+        private static void CheckTokenId(string path, int id, JsonPosition position, bool isEos, LlmModel? llm, DiagnosticBag diagnostics)
+        {
+            if (id < 0)
+            {
+                diagnostics.Report(DiagnosticDescriptors.TokenIdOutsideVocabulary, position, path, Str(id), "token ids are never negative");
+            }
+            else if (llm is not null && id >= llm.VocabSize)
+            {
+                diagnostics.Report(DiagnosticDescriptors.TokenIdOutsideVocabulary, position, path, Str(id),
+                    "the embedding table has rows 0 to " + Str(llm.VocabSize - 1) + " ('llm.vocabSize' " + Str(llm.VocabSize) + ")");
+            }
+            else if (llm is not null && id >= llm.TokenizerSize)
+            {
+                diagnostics.Report(DiagnosticDescriptors.TokenIdBeyondTokenizer, position, path, Str(id), Str(llm.TokenizerSize),
+                    isEos ? "the model never produces ids from there on, so generation could never stop at it"
+                          : "the tokenizer has no token with that id");
+            }
         }
 
         public static bool IsValidIdentifier(string name) =>

@@ -23,7 +23,30 @@ public static class ConfigImporter
             if (!IsIdentifier(name)) throw new CheckpointException(sourcePath, $"'{name}' is not a valid variant name (a C# identifier)");
             spec = spec with { Name = name };
         }
+        EnsureTokenIdsFit(spec, sourcePath);
         return Write(spec);
+    }
+
+    /// <summary>
+    /// The BOS and EOS ids come from the family's tokenizer, not from config.json; a config whose vocab_size is too
+    /// small to hold them would give a spec the generator refuses (MOE020/MOE021) and a model that could never stop
+    /// at EOS, so the import stops here, naming the file.
+    /// </summary>
+    private static void EnsureTokenIdsFit(SpecDraft spec, string? path)
+    {
+        var problems = new List<string>();
+        void Check(string what, int id)
+        {
+            if (id < 0 || id >= spec.VocabSize)
+                problems.Add($"{what} {id} is outside the vocabulary of {spec.VocabSize} ids ('vocab_size')");
+            else if (id >= spec.TokenizerSize)
+                problems.Add($"{what} {id} is not below the tokenizer size {spec.TokenizerSize}, so the model would never produce it");
+        }
+        if (spec.Bos is int bos) Check("the BOS id", bos);
+        foreach (int eos in spec.Eos) Check("the end-of-sequence id", eos);
+        if (problems.Count > 0)
+            throw new CheckpointException(path, $"config.json cannot be imported: the {spec.TokenizerKind} tokenizer of family '{spec.Family}' " +
+                                                "does not fit its vocabulary: " + string.Join("; ", problems));
     }
 
     /// <summary>Reads <c>config.json</c> from a folder (or the given file) and returns the spec JSON.</summary>
@@ -247,7 +270,9 @@ public static class ConfigImporter
             {
                 "stablelm" => ("arcade100k", (int?)null, new[] { 100257 }, 100289, "stablelm"),
                 "qwen" => ("qwen", null, new[] { 151643 }, 151851, "qwen"),
-                "phi" => ("gpt2", null, new[] { 50256 }, 50295, "phi"),
+                // Phi-2's tokenizer is GPT-2's BPE plus 38 whitespace added tokens (50257-50294) matched before BPE;
+                // the plain gpt2 kind lacks them and splits runs of spaces differently from the reference.
+                "phi" => ("phi2", null, new[] { 50256 }, 50295, "phi"),
                 _ when openChat => ("openchat", 1, new[] { 32000 }, Math.Min(vocab, 32002), "openchat"),
                 _ => ("sentencepiece", 1, new[] { 2 }, Math.Min(vocab, 32000), cumo ? "mistral_instruct_system" : "plain"),
             };
@@ -350,7 +375,7 @@ public static class ConfigImporter
         return sb.ToString();
     }
 
-    private static string Write(SpecDraft s)
+    internal static string Write(SpecDraft s)
     {
         using var buffer = new MemoryStream();
         using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))

@@ -74,7 +74,7 @@ namespace MoeCompiler.Models
         /// <summary>Spec key: moe.routing.</summary>
         public const string Routing = "deepspeed";
         /// <summary>Spec key: moe.capacityFactor.</summary>
-        public const double CapacityFactor = 1.5;
+        public const double CapacityFactor = 1.0;
         /// <summary>Spec key: moe.evalCapacityFactor.</summary>
         public const double EvalCapacityFactor = 2.0;
         /// <summary>Spec key: moe.minCapacity.</summary>

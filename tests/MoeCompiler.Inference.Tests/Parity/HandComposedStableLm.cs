@@ -71,7 +71,7 @@ internal sealed class HandComposedStableLm : IVisionLanguageModel, IDisposable
         {
             Name = "TinyStableLmMoe", DisplayName = "hand-composed", LlmFamily = "stablelm", VocabSize = 512, TokenizerSize = 500,
             HiddenSize = Hidden, Layers = Layers, Heads = Heads, KvHeads = Heads, HeadDim = HeadDim, MaxPositions = 4096,
-            MoeLayers = [0, 2], Experts = 4, TopK = 2, TokenizerKind = "arcade100k", EosIds = [100257], PromptTemplate = "stablelm",
+            MoeLayers = [0, 2], Experts = 4, TopK = 2, TokenizerKind = "arcade100k", EosIds = [499], PromptTemplate = "stablelm",
             VisionTower = "clip", ImageSize = 56, ImageTokens = 16, ImageMean = [0.48145466f, 0.4578275f, 0.40821073f],
             ImageStd = [0.26862954f, 0.26130258f, 0.27577711f], VisionScales = [1], TotalParameters = 0, ActivatedParameters = 0,
         };
