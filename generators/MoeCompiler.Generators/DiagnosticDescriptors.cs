@@ -68,11 +68,14 @@ namespace MoeCompiler.Generators
         public static readonly DiagnosticDescriptor SelectLayerOutOfRange = Error("MOE019", "Vision select layer out of range",
             "'vision.selectLayer' {0} does not name a hidden state of a {1}-layer tower (use -{2}..-1 or 1..{1})");
 
+        public static readonly DiagnosticDescriptor VisionProjectorMismatch = Error("MOE020", "Vision tower and projector do not match",
+            "{0}");
+
         private static readonly Dictionary<string, DiagnosticDescriptor> s_byId = Index(
             MalformedJson, UnknownKey, MissingKey, WrongType, DuplicateKey, ValueOutOfRange, WidthNotDivisibleByHeads,
             HeadsNotDivisibleByKvHeads, BadRotaryDims, TopKOutOfRange, MoeLayerOutOfRange, DuplicateMoeLayer,
             EmptyPlacement, DuplicateVariantName, InvalidIdentifier, UnknownValue, UnsupportedCombination,
-            ImageSmallerThanPatch, SelectLayerOutOfRange);
+            ImageSmallerThanPatch, SelectLayerOutOfRange, VisionProjectorMismatch);
 
         public static DiagnosticDescriptor ById(string id) => s_byId[id];
 
