@@ -21,6 +21,8 @@ public class ConfigImporterAgreementTests
     [InlineData("moe-llava-stablelm-1.6b-4e.json", "moellava-stablelm-4e", false)]
     [InlineData("moe-llava-phi2-2.7b-4e-384.json", "moellava-phi2-4e-384", false)]
     [InlineData("cumo-mixtral-8x7b.json", "cumo-mixtral-8x7b", false)]
+    // A plain LLM config: a text-only spec, no tower and no projector.
+    [InlineData("mixtral-8x7b-instruct-v0.1.json", "mixtral-8x7b-instruct", false)]
     // A config.json cannot describe the tiny tower (it names the real CLIP-L), so only the LLM is compared.
     [InlineData("tiny-stablelm-moe.config.json", "tiny-stablelm-moe", true)]
     public void ImportedSpecsCompileToTheShippedArchitecture(string config, string shipped, bool llmOnly)
@@ -38,6 +40,7 @@ public class ConfigImporterAgreementTests
         Assert.Equal(expected.Llm.RotaryDims, imported.Llm.RotaryDims);
         Assert.Equal(expected.Llm.NormEps, imported.Llm.NormEps);
         Assert.Equal(expected.Llm.RopeTheta, imported.Llm.RopeTheta);
-        if (!llmOnly) Assert.Equal(expected.Vision, imported.Vision);
+        if (!llmOnly) Assert.Equal((expected.Vision, expected.Projector), (imported.Vision, imported.Projector));
+        if (!llmOnly) Assert.Equal(expected.Template, imported.Template);
     }
 }
