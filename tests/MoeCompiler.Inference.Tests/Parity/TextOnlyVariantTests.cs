@@ -91,4 +91,18 @@ public class TextOnlyVariantTests
         Assert.Contains(entry.Manifest.Entries, e => e.Key == "model.layers.0.block_sparse_moe.gate.weight" && e.Shape.SequenceEqual([8, 4096]));
         Assert.Contains(entry.Manifest.Entries, e => e.Key == "model.layers.0.self_attn.k_proj.weight" && e.Shape.SequenceEqual([1024, 4096]));
     }
+
+    /// <summary>The weight budget of a text-only variant has no vision side, and its per-token bytes are the LLM's
+    /// activated parameters (the catalog's count) plus one embedding row, nothing for a tower.</summary>
+    [Fact]
+    public void WeightBudgetOfATextOnlyVariantHasNoVisionSide()
+    {
+        var entry = ModelCatalog.Find("Mixtral8x7BInstruct")!;
+        var budget = new Runtime.Diagnostics.WeightBudget(entry.Manifest, entry.ModelDescription, bytesPerParameter: 2);
+        Assert.Equal((0L, 0L, 0L), (budget.VisionParameters, budget.VisionMatmulParameters, budget.ProjectorParameters));
+        Assert.Equal(0.0, budget.VisionFlops(positions: 577, imageTokens: 576));
+        Assert.Equal(entry.TotalParameters, budget.TotalParameters);
+        long embedding = 32000L * 4096;
+        Assert.Equal((entry.ActivatedParameters - embedding + 4096) * 2, budget.DecodeBytesPerToken);
+    }
 }
