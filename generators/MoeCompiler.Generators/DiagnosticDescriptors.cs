@@ -74,11 +74,14 @@ namespace MoeCompiler.Generators
         public static readonly DiagnosticDescriptor TokenIdBeyondTokenizer = Error("MOE021", "Token id beyond the tokenizer",
             "'{0}' is {1}, not below 'llm.tokenizerSize' ({2}): {3}");
 
+        public static readonly DiagnosticDescriptor VisionProjectorMismatch = Error("MOE022", "Vision tower and projector do not match",
+            "{0}");
+
         private static readonly Dictionary<string, DiagnosticDescriptor> s_byId = Index(
             MalformedJson, UnknownKey, MissingKey, WrongType, DuplicateKey, ValueOutOfRange, WidthNotDivisibleByHeads,
             HeadsNotDivisibleByKvHeads, BadRotaryDims, TopKOutOfRange, MoeLayerOutOfRange, DuplicateMoeLayer,
             EmptyPlacement, DuplicateVariantName, InvalidIdentifier, UnknownValue, UnsupportedCombination,
-            ImageSmallerThanPatch, SelectLayerOutOfRange, TokenIdOutsideVocabulary, TokenIdBeyondTokenizer);
+            ImageSmallerThanPatch, SelectLayerOutOfRange, TokenIdOutsideVocabulary, TokenIdBeyondTokenizer, VisionProjectorMismatch);
 
         public static DiagnosticDescriptor ById(string id) => s_byId[id];
 

@@ -11,7 +11,7 @@ namespace MoeCompiler.Cli;
 /// <summary>A variant bound to a checkpoint folder on a backend, with its pipeline: what run, chat and routing share.</summary>
 internal sealed class ModelSession : IDisposable
 {
-    private ModelSession(ModelCatalogEntry variant, IBackend backend, IVisionLanguageModel model, TimeSpan loadTime, int weightBytes)
+    private ModelSession(ModelCatalogEntry variant, IBackend backend, ILanguageModel model, TimeSpan loadTime, int weightBytes)
     {
         WeightBytes = weightBytes;
         Variant = variant;
@@ -23,7 +23,7 @@ internal sealed class ModelSession : IDisposable
 
     public ModelCatalogEntry Variant { get; }
     public IBackend Backend { get; }
-    public IVisionLanguageModel Model { get; }
+    public ILanguageModel Model { get; }
     public VisionLanguagePipeline Pipeline { get; }
     public TimeSpan LoadTime { get; }
     /// <summary>Bytes per weight element as bound (the checkpoint's dtype unless converted at load).</summary>

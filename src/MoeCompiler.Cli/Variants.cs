@@ -30,6 +30,13 @@ internal static class Variants
         throw new UserInputException($"unknown variant '{name}'.{hint}{compiled} Run 'moe list' to see the variants.");
     }
 
+    /// <summary>Refuses images for a text-only variant before any weights are loaded.</summary>
+    public static void EnsureTakesImages(ModelCatalogEntry entry, int images, string option = "-i")
+    {
+        if (images > 0 && !entry.ModelDescription.HasVision)
+            throw new UserInputException($"{entry.Name} is text-only: it takes no image (leave out {option})");
+    }
+
     private static string ReadSpecName(string path)
     {
         try

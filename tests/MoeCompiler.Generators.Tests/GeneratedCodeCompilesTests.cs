@@ -80,8 +80,20 @@ public class GeneratedCodeCompilesTests
             long vision = manifest.Entries.Where(e => e.Role == WeightRole.Vision).Sum(e => e.ElementCount);
             long projector = manifest.Entries.Where(e => e.Role == WeightRole.Projector).Sum(e => e.ElementCount);
             Assert.Equal(_compiled.Constant<long>(name, "LlmParameters"), llm);
-            Assert.Equal(_compiled.Constant<long>(name, "VisionParameters"), vision);
-            Assert.Equal(_compiled.Constant<long>(name, "ProjectorParameters"), projector);
+            if (_compiled.Constant<string>(name, "VisionTower") == "none")
+            {
+                // Text-only: no tower or projector tensors, and no constants that would count them.
+                Assert.Equal((0L, 0L), (vision, projector));
+                Assert.Null(_compiled.ConstantsType(name).GetField("VisionParameters"));
+                Assert.Null(_compiled.ConstantsType(name).GetField("ProjectorParameters"));
+                Assert.Equal(0, _compiled.Constant<int>(name, "ImageTokens"));
+            }
+            else
+            {
+                Assert.Equal(_compiled.Constant<long>(name, "VisionParameters"), vision);
+                Assert.Equal(_compiled.Constant<long>(name, "ProjectorParameters"), projector);
+            }
+
             Assert.Equal(manifest.Entries.Count, manifest.Entries.Select(e => e.Key).Distinct(StringComparer.Ordinal).Count());
         }
     }

@@ -42,8 +42,8 @@ public class GeneratedModelRunsTests
         return tensors;
     }
 
-    private IVisionLanguageModel Create(string variant, IBoundWeights weights) =>
-        (IVisionLanguageModel)Activator.CreateInstance(_compiled.VariantType(variant), weights, _backend)!;
+    private ILanguageModel Create(string variant, IBoundWeights weights) =>
+        (ILanguageModel)Activator.CreateInstance(_compiled.VariantType(variant), weights, _backend)!;
 
     private KvCache Cache(string variant, int capacity) =>
         (KvCache)_compiled.VariantType(variant).GetMethod("CreateCache")!.Invoke(null, new object[] { _backend, capacity })!;
@@ -56,7 +56,7 @@ public class GeneratedModelRunsTests
         return Tensor.FromFloats(data, 3, size, size);
     }
 
-    private float[] Logits(IVisionLanguageModel model, string variant, int[] ids, int split)
+    private float[] Logits(ILanguageModel model, string variant, int[] ids, int split)
     {
         var cache = Cache(variant, 32);
         var context = new ForwardContext(_backend, cache);
@@ -80,7 +80,7 @@ public class GeneratedModelRunsTests
     public void ImageAndPromptRunEndToEnd(string variant)
     {
         using var weights = BoundWeights.FromTensors(RandomWeights(variant));
-        var model = Create(variant, weights);
+        var model = (IVisionLanguageModel)Create(variant, weights);
         var description = model.Description;
         Assert.Equal(variant, description.Name);
         var context = new ForwardContext(_backend, Cache(variant, 64)) { Random = new Random(3) };
@@ -107,6 +107,8 @@ public class GeneratedModelRunsTests
     [InlineData("TinyQwenMoe")]
     [InlineData("TinyPhiMoe")]
     [InlineData("TinyCuMoMixtral")]
+    [InlineData("TinyMixtralText")]
+    [InlineData("TinyQwenText")]
     // Not TinyOpenChatMoe: it is top-1 with DeepSpeed capacity C = ceil(S/E * 2.0 * 1), so a 6-token pass can drop
     // an assignment that a 1-token step never drops; the two legitimately differ (REFERENCE.md section 2).
     public void DecodingThroughTheCacheEqualsOnePass(string variant)
@@ -124,7 +126,7 @@ public class GeneratedModelRunsTests
     public void WrongInputShapesAreClearErrors()
     {
         using var weights = BoundWeights.FromTensors(RandomWeights("TinyQwenMoe"));
-        var model = Create("TinyQwenMoe", weights);
+        var model = (IVisionLanguageModel)Create("TinyQwenMoe", weights);
         var context = new ForwardContext(_backend, Cache("TinyQwenMoe", 8));
         var error = Assert.Throws<ArgumentException>(() => model.EncodeImage(context, Pixels(28, 1)));
         Assert.Contains("TinyQwenMoe expects pixels [3, 56, 56], got [3, 28, 28]", error.Message, StringComparison.Ordinal);
@@ -146,7 +148,7 @@ public class GeneratedModelRunsTests
             using var loaded = (IDisposable)load.Invoke(null, new object?[] { folder, _backend, null })!;
             using var weights = BoundWeights.FromTensors(tensors);
             int[] ids = { 8, 1, 300 };
-            Assert.Equal(Logits(Create(variant, weights), variant, ids, 3), Logits((IVisionLanguageModel)loaded, variant, ids, 3));
+            Assert.Equal(Logits(Create(variant, weights), variant, ids, 3), Logits((ILanguageModel)loaded, variant, ids, 3));
         }
         finally
         {

@@ -26,9 +26,9 @@ public class SpecParserTests
         Assert.Equal((64, 4, 8, 8, 10000.0, 4096), (v.Llm.TokenizerSize, v.Llm.KvHeads, v.Llm.HeadDim, v.Llm.RotaryDims, v.Llm.RopeTheta, v.Llm.MaxPositions));
         Assert.False(v.Llm.QkvBias || v.Llm.ParallelResidual || v.Llm.LmHeadBias);
         Assert.Null(v.Moe);
-        Assert.Equal((-2, "patch", 1), (v.Vision.SelectLayer, v.Vision.SelectFeature, v.Vision.UsedLayers));
+        Assert.Equal((-2, "patch", 1), (v.Vision!.SelectLayer, v.Vision.SelectFeature, v.Vision.UsedLayers));
         Assert.Equal(new[] { 1 }, v.Vision.Scales);
-        Assert.Equal(("mlp2x_gelu", "moe-llava"), (v.Projector.Kind, v.Layout));
+        Assert.Equal(("mlp2x_gelu", "moe-llava"), (v.Projector!.Kind, v.Layout));
         Assert.Null(v.Tokenizer.Bos);
     }
 
@@ -79,5 +79,60 @@ public class SpecParserTests
         Assert.Equal("hiddenSize", ObjectReader.Suggest("hidensize", new[] { "heads", "hiddenSize", "layers" }));
         Assert.Equal("mixtral", ObjectReader.Suggest("mixtrall", SpecParser.Families));
         Assert.Null(ObjectReader.Suggest("flashAttention", new[] { "heads", "hiddenSize", "layers" }));
+    }
+
+    /// <summary>Minimal with its "vision" member replaced by <paramref name="replacement"/> (members and a trailing comma, or nothing).</summary>
+    private static string WithoutVision(string replacement)
+    {
+        int start = Minimal.IndexOf("\"vision\"", StringComparison.Ordinal);
+        int end = Minimal.IndexOf("},", start, StringComparison.Ordinal) + 2;
+        return Minimal.Remove(start, end - start).Insert(start, replacement);
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("\"vision\": null,")]
+    [InlineData("\"vision\": null, \"projector\": null,")]
+    [InlineData("\"projector\": null,")]
+    public void NoVisionTowerMakesATextOnlyVariantWithoutAProjector(string keys)
+    {
+        string text = WithoutVision(keys);
+        Assert.DoesNotContain("clip", text, StringComparison.Ordinal);
+        var result = SpecParser.Parse("t.json", text);
+        Assert.Empty(result.Diagnostics);
+        var v = result.Variant!;
+        Assert.False(v.HasVision);
+        Assert.Null(v.Vision);
+        Assert.Null(v.Projector);
+    }
+
+    [Theory]
+    [InlineData("\"vision\": null, \"projector\": { \"kind\": \"mlp2x_gelu\" },", "'vision' is null")]
+    [InlineData("\"projector\": { \"kind\": \"mlp2x_gelu\" },", "'vision' is absent")]
+    public void AProjectorWithoutATowerIsMoe022(string keys, string expected)
+    {
+        var result = SpecParser.Parse("t.json", WithoutVision(keys));
+        Assert.Null(result.Variant);
+        var diagnostic = Assert.Single(result.Diagnostics);
+        Assert.Equal("MOE022", diagnostic.DescriptorId);
+        Assert.Contains(expected, diagnostic.ToDiagnostic().GetMessage(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ATowerWithANullProjectorIsMoe022()
+    {
+        var result = SpecParser.Parse("t.json", Minimal.Replace("\"tokenizer\"", "\"projector\": null,\n  \"tokenizer\"", StringComparison.Ordinal));
+        Assert.Null(result.Variant);
+        var diagnostic = Assert.Single(result.Diagnostics);
+        Assert.Equal("MOE022", diagnostic.DescriptorId);
+        Assert.Contains("'projector' is null but the spec has a vision tower", diagnostic.ToDiagnostic().GetMessage(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void VisionOfTheWrongTypeIsMoe004()
+    {
+        var result = SpecParser.Parse("t.json", WithoutVision("\"vision\": \"clip\","));
+        Assert.Null(result.Variant);
+        Assert.Equal("MOE004", Assert.Single(result.Diagnostics).DescriptorId);
     }
 }

@@ -17,6 +17,38 @@ public class PromptTests
         Assert.Equal("<s>[INST] <image>\nq [/INST]", PromptTemplates.Build("mistral_instruct_system", [], "q", system: ""));
     }
 
+    /// <summary>LLaVA's conv_mistral_instruct (LLAMA_2 style, system "", sep2 "&lt;/s&gt;") and Mixtral-Instruct's format:
+    /// "&lt;s&gt;[INST] {q} [/INST]", later turns " {a} &lt;/s&gt;[INST] {q} [/INST]".</summary>
+    [Fact]
+    public void MistralInstructPromptHasTheInstructShapeWithoutASystemPrompt()
+    {
+        Assert.Equal("<s>[INST] What is 2+2? [/INST]", PromptTemplates.Build("mistral_instruct", [], "What is 2+2?", null, withImage: false));
+        Assert.Equal("<s>[INST] q1 [/INST] a1 </s>[INST] q2 [/INST] a2 </s>[INST] q3 [/INST]",
+            PromptTemplates.Build("mistral_instruct", [("q1", "a1"), ("q2", "a2")], "q3", null, withImage: false));
+        Assert.Equal("<s>[INST] <image>\nq [/INST]", PromptTemplates.Build("mistral_instruct", [], "q"));
+        // The same conversation as mistral_instruct_system with an empty system prompt.
+        Assert.Equal(PromptTemplates.Build("mistral_instruct_system", [("q1", "a1")], "q2", "", withImage: false),
+            PromptTemplates.Build("mistral_instruct", [("q1", "a1")], "q2", null, withImage: false));
+        Assert.Equal(PromptTemplates.Build("mistral_instruct", [], "q", "", withImage: false), PromptTemplates.Build("mistral_instruct", [], "q", null, withImage: false));
+    }
+
+    [Fact]
+    public void MistralInstructRejectsASystemPrompt()
+    {
+        var error = Assert.Throws<ArgumentException>(() => PromptTemplates.Build("mistral_instruct", [], "q", "Be brief.", withImage: false));
+        Assert.Contains("no system prompt", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void MistralInstructTokenisesWithOneBosAndTheInstMarkers()
+    {
+        ITokenizer sp = TestSupport.Kind("sentencepiece");
+        int[] ids = sp.Encode(PromptTemplates.Build("mistral_instruct", [], "Hello", null, withImage: false));
+        Assert.Equal(1, ids[0]);
+        Assert.Equal(1, ids.Count(id => id == 1));
+        Assert.Equal("[INST] Hello [/INST]", sp.Decode(ids, skipSpecial: true).Trim());
+    }
+
     [Fact]
     public void TextOnlyPromptsHaveNoImagePlaceholder()
     {
@@ -30,6 +62,7 @@ public class PromptTests
     [InlineData("qwen", "<|endoftext|>")]
     [InlineData("openchat", "<|end_of_turn|>")]
     [InlineData("mistral_instruct_system", "</s>")]
+    [InlineData("mistral_instruct", "</s>")]
     [InlineData("plain", "\n")]
     public void StopStringsAreTheTurnSeparators(string template, string stop)
     {

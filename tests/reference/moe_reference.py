@@ -4,8 +4,11 @@
 Written from /work/shared/REFERENCE.md (facts of MoE-LLaVA, DeepSpeed 0.9.5 and CuMo), not from this project's
 C#. Run with Debian's interpreter (torch 1.13 CPU, numpy):
 
-    /usr/bin/python3 tests/reference/moe_reference.py            # the five tiny specs of GOLDEN_SPECS
+    /usr/bin/python3 tests/reference/moe_reference.py            # the tiny specs of GOLDEN_SPECS
     /usr/bin/python3 tests/reference/moe_reference.py --check    # self-checks only, writes nothing
+
+Text-only specs ("vision": null) have no tower and no projector: their checkpoint holds only the LLM, their prompt
+has no image placeholder, and their goldens have no pixels or image features.
 
 Precision: the checkpoint is written in float32; every computation here runs in float64 on the float32 values
 (the router included), so the goldens are the exact-arithmetic answer for those weights to ~1e-12. A second set of
@@ -261,6 +264,14 @@ def moe_layers(spec):
     raise ValueError("unknown placement " + p["kind"])
 
 
+def checkpoint_layout(spec):
+    return spec.get("checkpoint", {}).get("layout", "moe-llava")
+
+
+def is_text_only(spec):
+    return spec.get("vision") is None
+
+
 def llm_prefix(family):
     return "transformer." if family == "qwen" else "model."
 
@@ -342,7 +353,7 @@ def make_checkpoint(spec, seed):
     h, v = llm["hiddenSize"], llm["vocabSize"]
     heads, kvh, hd = llm["heads"], llm["kvHeads"], llm["headDim"]
     pre = llm_prefix(fam)
-    layout = spec["checkpoint"]["layout"]
+    layout = checkpoint_layout(spec)
     moe_at = set(moe_layers(spec))
     bias_qkv, bias_o = llm["qkvBias"], llm["attnOutBias"]
     init.normal(pre + ("wte.weight" if fam == "qwen" else "embed_tokens.weight"), (v, h), 1.0)
@@ -386,7 +397,9 @@ def make_checkpoint(spec, seed):
     if fam == "phi" and not llm["lmHeadBias"]:
         init.normal("lm_head.bias", (v,), 0.02)  # the released Phi files carry it; the model ignores it
 
-    vis = spec["vision"]
+    vis = spec.get("vision")
+    if vis is None:  # text-only: the LLM is the whole checkpoint
+        return init.tensors
     c = vis["hiddenSize"] * len(vis["scales"])
     proj_moe = spec["projector"].get("moe")
     if layout == "cumo":
@@ -419,7 +432,7 @@ class Model:
         self.moe = spec["moe"]
         self.moe_at = set(moe_layers(spec))
         self.pre = llm_prefix(self.llm["family"])
-        self.layout = spec["checkpoint"]["layout"]
+        self.layout = checkpoint_layout(spec)
         self.call = "prefill"
 
     def g(self, key):
@@ -645,7 +658,10 @@ def greedy(model, embeddings, steps, tokenizer_size):
 # ----------------------------------------------------------------------------------------------------------------
 
 def make_inputs(spec, seed):
+    """Pixels and prompt ids with one image placeholder; text-only: no pixels, 16 text ids."""
     gen = torch.Generator().manual_seed(seed + 1000)
+    if is_text_only(spec):
+        return None, torch.randint(3, spec["llm"]["tokenizerSize"], (16,), generator=gen).tolist()
     s = spec["vision"]["imageSize"]
     pixels = (torch.rand(3, s, s, generator=gen, dtype=torch.float32) * 4.0 - 2.0)  # normalised-pixel range
     n = spec["llm"]["tokenizerSize"]
@@ -680,7 +696,8 @@ def run_two_images(spec, tensors, pixels, seed, min_margin, steps=8):
 
 # The specs with committed goldens (other tiny specs, e.g. tiny-phi-chat with the real 51200-token vocabulary, would
 # not fit the test-data size budget).
-GOLDEN_SPECS = ["tiny-stablelm-moe", "tiny-qwen-moe", "tiny-phi-moe", "tiny-openchat-moe", "tiny-cumo-mixtral"]
+GOLDEN_SPECS = ["tiny-stablelm-moe", "tiny-qwen-moe", "tiny-phi-moe", "tiny-openchat-moe", "tiny-cumo-mixtral",
+                "tiny-mixtral-text", "tiny-qwen-text"]
 
 # Specs that also get a two-image golden (several images per prompt; kept to two specs for the size budget).
 TWO_IMAGE_SPECS = {"tiny-qwen-moe", "tiny-cumo-mixtral"}
@@ -703,13 +720,17 @@ def token_margin(step_logits, tokenizer_size):
     return float((top[:, 0] - top[:, 1]).min() / step_logits.abs().max())
 
 
+def images_of(pixels):
+    return [] if pixels is None else [pixels.to(DT)]
+
+
 def run_spec(spec, tensors, pixels, ids, steps=16, bf16=False):
     if bf16:
         tensors = {k: round_to_bf16(a) for k, a in tensors.items()}
     log = RoutingLog()
     model = Model(spec, tensors, log)
-    emb, mask = model.splice(ids, [pixels.to(DT)])
-    image_features = emb[torch.tensor(mask)]
+    emb, mask = model.splice(ids, images_of(pixels))
+    image_features = emb[torch.tensor(mask)] if pixels is not None else None
     gen_ids, prefill, step_logits = greedy(model, emb, steps, spec["llm"]["tokenizerSize"])
     return {"model": model, "log": log, "mask": mask, "ids": gen_ids, "prefill": prefill, "steps": step_logits,
             "image_features": image_features, "embeddings": emb}
@@ -723,9 +744,13 @@ def save_f32(path, tensor):
     np.ascontiguousarray(tensor.detach().numpy(), dtype="<f4").tofile(path)
 
 
-# Three of the five checkpoints are stored in bfloat16 (as the released MoE-LLaVA files are) to keep the committed
-# test data under 8 MB; their values are bf16-exact, so their "bf16" goldens equal the float32 ones.
-CHECKPOINT_DTYPE = {"tiny-qwen-moe": "BF16", "tiny-openchat-moe": "BF16", "tiny-cumo-mixtral": "BF16"}
+# Five of the seven checkpoints are stored in bfloat16 (as the released MoE-LLaVA and Mixtral files are) to keep the
+# committed test data under 10 MB; their values are bf16-exact, so their "bf16" goldens equal the float32 ones.
+CHECKPOINT_DTYPE = {"tiny-qwen-moe": "BF16", "tiny-openchat-moe": "BF16", "tiny-cumo-mixtral": "BF16",
+                    "tiny-mixtral-text": "BF16", "tiny-qwen-text": "BF16"}
+
+
+TEXT_ONLY_TOKEN_MARGIN = 5e-3
 
 
 def rounded(rows):
@@ -737,6 +762,10 @@ def generate(spec_path, out_root, min_margin=2e-4):
         spec = json.load(f)
     name = os.path.splitext(os.path.basename(spec_path))[0]
     storage = CHECKPOINT_DTYPE.get(name, "F32")
+    # Text-only goldens also pin the greedy ids of the run with a bfloat16 KV cache (ParityTests), whose rounding moves
+    # logits by up to 2.5e-3 of max |logit| (docs/parity.md): their greedy choices need that much more room. (The
+    # vision goldens' seeds were chosen before; their bf16-cache runs keep the ids with the 2e-4 rule.)
+    token_margin_bound = TEXT_ONLY_TOKEN_MARGIN if is_text_only(spec) else min_margin
     for seed in range(1, 50):  # the first seed whose routing and greedy choices are far from ties
         tensors = make_checkpoint(spec, seed)
         if storage == "BF16":
@@ -748,7 +777,7 @@ def generate(spec_path, out_root, min_margin=2e-4):
         bf = run_spec(spec, tensors, pixels, ids, bf16=True)
         brm = routing_margin(bf["log"].records)
         btm = token_margin(bf["steps"], spec["llm"]["tokenizerSize"])
-        if min(rm, tm, brm, btm) > min_margin:
+        if min(rm, brm) > min_margin and min(tm, btm) > token_margin_bound:
             break
         print("  seed %d rejected: routing margin %.2e, token margin %.2e (bf16: %.2e, %.2e)" % (seed, rm, tm, brm, btm))
     else:
@@ -759,10 +788,11 @@ def generate(spec_path, out_root, min_margin=2e-4):
     write_safetensors(os.path.join(out, "model.safetensors"), tensors,
                       {"format": "pt", "generator": "tests/reference/moe_reference.py", "seed": str(seed)},
                       dtype=storage)
-    np.ascontiguousarray(pixels.numpy(), dtype="<f4").tofile(os.path.join(out, "pixels.bin"))
+    if pixels is not None:
+        np.ascontiguousarray(pixels.numpy(), dtype="<f4").tofile(os.path.join(out, "pixels.bin"))
+        save_f32(os.path.join(out, "image_features.bin"), res["image_features"])
     save_f32(os.path.join(out, "logits.bin"), res["prefill"])
     save_f32(os.path.join(out, "step_logits.bin"), res["steps"])
-    save_f32(os.path.join(out, "image_features.bin"), res["image_features"])
     save_f32(os.path.join(out, "logits_bf16.bin"), bf["prefill"])
     prefill_bf = bf["prefill"]
     golden = {
@@ -772,14 +802,14 @@ def generate(spec_path, out_root, min_margin=2e-4):
         "checkpointDType": storage,
         "inputIds": ids,
         "imageToken": IMAGE_TOKEN,
-        "pixelsShape": list(pixels.shape),
+        "pixelsShape": None if pixels is None else list(pixels.shape),
         "sequenceLength": res["embeddings"].shape[0],
         "isImageToken": res["mask"],
         "vocabSize": spec["llm"]["vocabSize"],
         "tokenizerSize": spec["llm"]["tokenizerSize"],
         "logitsShape": list(res["prefill"].shape),
         "stepLogitsShape": list(res["steps"].shape),
-        "imageFeaturesShape": list(res["image_features"].shape),
+        "imageFeaturesShape": None if pixels is None else list(res["image_features"].shape),
         "maxAbsLogit": float(res["prefill"].abs().max()),
         "generatedIds": res["ids"],
         "routing": [{"site": r["site"], "layer": r["layer"], "call": r["call"], "experts": r["experts"],
@@ -825,7 +855,7 @@ def self_check(spec, tensors, pixels, ids, res):
     name = spec["name"]
     # 1. KV-cache decode equals a full recompute of the whole sequence (when no capacity drop depends on length).
     model = Model(spec, tensors, None)
-    emb, _ = model.splice(ids, [pixels.to(DT)])
+    emb, _ = model.splice(ids, images_of(pixels))
     full = torch.cat([emb, model.embed(res["ids"][:-1])], dim=0)
     recomputed = model.forward(full, None, 0)[emb.shape[0] - 1:]
     diff = float((recomputed - res["steps"]).abs().max())

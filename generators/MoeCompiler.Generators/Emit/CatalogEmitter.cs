@@ -25,8 +25,8 @@ namespace MoeCompiler.Generators.Emit
             w.Line("public ModelCatalogEntry(string name, string displayName, string description, long totalParameters, long activatedParameters,");
             w.Line("    long paperTotalParameters, long paperActivatedParameters, string layerMap, " + Rt + "Modules.ModelDescription modelDescription,");
             w.Line("    " + Rt + "Checkpoints.WeightManifest manifest,");
-            w.Line("    global::System.Func<" + Rt + "Checkpoints.IBoundWeights, " + Rt + "Backends.IBackend, " + Rt + "Modules.IVisionLanguageModel> create,");
-            w.Line("    global::System.Func<string, " + Rt + "Backends.IBackend, " + Rt + "Checkpoints.BindOptions?, " + Rt + "Modules.IVisionLanguageModel> load)");
+            w.Line("    global::System.Func<" + Rt + "Checkpoints.IBoundWeights, " + Rt + "Backends.IBackend, " + Rt + "Modules.ILanguageModel> create,");
+            w.Line("    global::System.Func<string, " + Rt + "Backends.IBackend, " + Rt + "Checkpoints.BindOptions?, " + Rt + "Modules.ILanguageModel> load)");
             w.Open("");
             foreach (var (field, arg) in new[]
             {
@@ -55,10 +55,10 @@ namespace MoeCompiler.Generators.Emit
             w.Line("public string LayerMap { get; }");
             w.Line("public " + Rt + "Modules.ModelDescription ModelDescription { get; }");
             w.Line("public " + Rt + "Checkpoints.WeightManifest Manifest { get; }");
-            w.Summary("Builds the variant from tensors bound to its manifest.");
-            w.Line("public global::System.Func<" + Rt + "Checkpoints.IBoundWeights, " + Rt + "Backends.IBackend, " + Rt + "Modules.IVisionLanguageModel> Create { get; }");
+            w.Summary("Builds the variant from tensors bound to its manifest (an IVisionLanguageModel unless the variant is text-only).");
+            w.Line("public global::System.Func<" + Rt + "Checkpoints.IBoundWeights, " + Rt + "Backends.IBackend, " + Rt + "Modules.ILanguageModel> Create { get; }");
             w.Summary("Opens and binds a checkpoint folder and builds the variant (the model owns the mapping; dispose it).");
-            w.Line("public global::System.Func<string, " + Rt + "Backends.IBackend, " + Rt + "Checkpoints.BindOptions?, " + Rt + "Modules.IVisionLanguageModel> Load { get; }");
+            w.Line("public global::System.Func<string, " + Rt + "Backends.IBackend, " + Rt + "Checkpoints.BindOptions?, " + Rt + "Modules.ILanguageModel> Load { get; }");
             w.Line();
             w.Line("public override string ToString() => Name;");
             w.Close();

@@ -54,7 +54,9 @@ namespace MoeCompiler.Generators.Emit
         }
 
         private LlmModel Llm => _v.Llm;
-        private VisionModel Vision => _v.Vision;
+        /// <summary>The tower and projector of a vision variant; only the vision parts of the emitter read them.</summary>
+        private VisionModel Vision => _v.Vision!;
+        private ProjectorModel Projector => _v.Projector!;
         private string H => SourceWriter.Int(Llm.HiddenSize);
         private string C => SourceWriter.Int(Vision.HiddenSize);
         private bool LayerNormLlm => Llm.Norm == "layernorm";
@@ -71,7 +73,7 @@ namespace MoeCompiler.Generators.Emit
         private string MoeFfnType => Modules + "MoeFeedForward<" + ExpertType + ">";
         private string VisionFfnType => Vision.Moe is null ? Modules + "GeluFeedForward" : Modules + "MoeFeedForward<" + Modules + "GeluFeedForward>";
         private string VisionLayerType => Modules + "VisionEncoderLayer<" + VisionFfnType + ">";
-        private string ProjectorType => _v.Projector.Moe is null ? Modules + "GeluFeedForward" : Modules + "MoeFeedForward<" + Modules + "GeluFeedForward>";
+        private string ProjectorType => Projector.Moe is null ? Modules + "GeluFeedForward" : Modules + "MoeFeedForward<" + Modules + "GeluFeedForward>";
         private bool HasMoeBlocks => _v.Moe is not null;
         private bool HasDenseBlocks => _v.Moe is null || _v.Moe.Layers.Count < Llm.Layers;
 
@@ -152,6 +154,40 @@ namespace MoeCompiler.Generators.Emit
             Const("string", "SecondExpert", s(moe?.SecondExpert ?? "none"), "moe.secondExpert");
             Const("bool", "ResidualMoe", SourceWriter.Bool(moe?.Residual ?? false), "moe.residual (PR-MoE)");
             _w.Line();
+            if (_v.HasVision) WriteVisionConstants();
+            else WriteTextOnlyConstants();
+            _w.Line();
+            Const("string", "TokenizerKind", s(_v.Tokenizer.Kind), "tokenizer.kind");
+            _w.Line("/// <summary>Spec key: tokenizer.bos (null: no BOS token).</summary>");
+            _w.Line("public static int? BosId => " + (_v.Tokenizer.Bos is int bos ? i(bos) : "null") + ";");
+            ConstSpan("EosIds", _v.Tokenizer.Eos, "tokenizer.eos");
+            Const("string", "PromptTemplate", s(_v.Template), "prompt.template");
+            Const("string", "CheckpointLayout", s(_v.Layout), "checkpoint.layout");
+            _w.Line();
+            _w.Line("// Parameter counts. Exact counts are sums over the weight manifest; activated counts leave out the");
+            _w.Line("// experts a token does not use (E - k per MoE layer); the paper formula is MoE-LLaVA appendix A.1.");
+            Const("long", "TotalParameters", SourceWriter.Long(_plan.Total), "(derived) every tensor of the manifest: " + SourceWriter.Grouped(_plan.Total));
+            Const("long", "ActivatedParameters", SourceWriter.Long(_plan.Activated), "(derived) used per token: " + SourceWriter.Grouped(_plan.Activated));
+            Const("long", "LlmParameters", SourceWriter.Long(_plan.Llm), "(derived) LLM only: " + SourceWriter.Grouped(_plan.Llm));
+            Const("long", "LlmActivatedParameters", SourceWriter.Long(_plan.LlmActivated), "(derived) LLM only, per token: " + SourceWriter.Grouped(_plan.LlmActivated));
+            if (_v.HasVision)
+            {
+                Const("long", "VisionParameters", SourceWriter.Long(_plan.Vision), "(derived) the layers of the tower that run: " + SourceWriter.Grouped(_plan.Vision));
+                Const("long", "VisionActivatedParameters", SourceWriter.Long(_plan.VisionActivated), "(derived) " + SourceWriter.Grouped(_plan.VisionActivated));
+                Const("long", "ProjectorParameters", SourceWriter.Long(_plan.Projector), "(derived) " + SourceWriter.Grouped(_plan.Projector));
+                Const("long", "ProjectorActivatedParameters", SourceWriter.Long(_plan.ProjectorActivated), "(derived) " + SourceWriter.Grouped(_plan.ProjectorActivated));
+            }
+
+            long paperTotal = WeightPlan.PaperFormula(_v, false), paperActivated = WeightPlan.PaperFormula(_v, true);
+            Const("long", "PaperTotalParameters", SourceWriter.Long(paperTotal), "(derived) paper formula, LLM: " + SourceWriter.Grouped(paperTotal));
+            Const("long", "PaperActivatedParameters", SourceWriter.Long(paperActivated), "(derived) paper formula with E := k: " + SourceWriter.Grouped(paperActivated));
+            _w.Close();
+        }
+
+        private void WriteVisionConstants()
+        {
+            string s(string x) => SourceWriter.Literal(x);
+            string i(int x) => SourceWriter.Int(x);
             Const("string", "VisionTower", s(Vision.Tower), "vision.tower");
             Const("int", "ImageSize", i(Vision.ImageSize), "vision.imageSize");
             Const("int", "PatchSize", i(Vision.PatchSize), "vision.patchSize");
@@ -169,31 +205,16 @@ namespace MoeCompiler.Generators.Emit
             Const("int", "ImageTokens", i(Vision.FeatureRows), "vision.imageSize, patchSize, tower and selectFeature: rows per image");
             Const("int", "ImageFeatureWidth", i(Vision.FeatureWidth), "vision.hiddenSize x the number of vision.scales");
             _w.Line();
-            Const("string", "ProjectorKind", s(_v.Projector.Kind), "projector.kind");
-            Const("int", "ProjectorExperts", i(_v.Projector.Moe?.Experts ?? 0), "projector.moe.experts (0 when dense)");
-            Const("int", "ProjectorTopK", i(_v.Projector.Moe?.TopK ?? 0), "projector.moe.topK (0 when dense)");
-            _w.Line();
-            Const("string", "TokenizerKind", s(_v.Tokenizer.Kind), "tokenizer.kind");
-            _w.Line("/// <summary>Spec key: tokenizer.bos (null: no BOS token).</summary>");
-            _w.Line("public static int? BosId => " + (_v.Tokenizer.Bos is int bos ? i(bos) : "null") + ";");
-            ConstSpan("EosIds", _v.Tokenizer.Eos, "tokenizer.eos");
-            Const("string", "PromptTemplate", s(_v.Template), "prompt.template");
-            Const("string", "CheckpointLayout", s(_v.Layout), "checkpoint.layout");
-            _w.Line();
-            _w.Line("// Parameter counts. Exact counts are sums over the weight manifest; activated counts leave out the");
-            _w.Line("// experts a token does not use (E - k per MoE layer); the paper formula is MoE-LLaVA appendix A.1.");
-            Const("long", "TotalParameters", SourceWriter.Long(_plan.Total), "(derived) every tensor of the manifest: " + SourceWriter.Grouped(_plan.Total));
-            Const("long", "ActivatedParameters", SourceWriter.Long(_plan.Activated), "(derived) used per token: " + SourceWriter.Grouped(_plan.Activated));
-            Const("long", "LlmParameters", SourceWriter.Long(_plan.Llm), "(derived) LLM only: " + SourceWriter.Grouped(_plan.Llm));
-            Const("long", "LlmActivatedParameters", SourceWriter.Long(_plan.LlmActivated), "(derived) LLM only, per token: " + SourceWriter.Grouped(_plan.LlmActivated));
-            Const("long", "VisionParameters", SourceWriter.Long(_plan.Vision), "(derived) the layers of the tower that run: " + SourceWriter.Grouped(_plan.Vision));
-            Const("long", "VisionActivatedParameters", SourceWriter.Long(_plan.VisionActivated), "(derived) " + SourceWriter.Grouped(_plan.VisionActivated));
-            Const("long", "ProjectorParameters", SourceWriter.Long(_plan.Projector), "(derived) " + SourceWriter.Grouped(_plan.Projector));
-            Const("long", "ProjectorActivatedParameters", SourceWriter.Long(_plan.ProjectorActivated), "(derived) " + SourceWriter.Grouped(_plan.ProjectorActivated));
-            long paperTotal = WeightPlan.PaperFormula(_v, false), paperActivated = WeightPlan.PaperFormula(_v, true);
-            Const("long", "PaperTotalParameters", SourceWriter.Long(paperTotal), "(derived) paper formula, LLM: " + SourceWriter.Grouped(paperTotal));
-            Const("long", "PaperActivatedParameters", SourceWriter.Long(paperActivated), "(derived) paper formula with E := k: " + SourceWriter.Grouped(paperActivated));
-            _w.Close();
+            Const("string", "ProjectorKind", s(Projector.Kind), "projector.kind");
+            Const("int", "ProjectorExperts", i(Projector.Moe?.Experts ?? 0), "projector.moe.experts (0 when dense)");
+            Const("int", "ProjectorTopK", i(Projector.Moe?.TopK ?? 0), "projector.moe.topK (0 when dense)");
+        }
+
+        /// <summary>A text-only variant has no vision keys; the two constants generic code asks every variant for say so.</summary>
+        private void WriteTextOnlyConstants()
+        {
+            Const("string", "VisionTower", SourceWriter.Literal("none"), "vision (null: a text-only variant, no tower and no projector)");
+            Const("int", "ImageTokens", "0", "vision (null): no image rows");
         }
 
         // ---------------------------------------------------------------- model
@@ -205,8 +226,10 @@ namespace MoeCompiler.Generators.Emit
             _w.Line("/// <summary>");
             _w.Line("/// " + SourceWriter.Xml(SourceWriter.Ascii(_v.DisplayName)) + ": " + SourceWriter.Xml(SourceWriter.Ascii(_v.Description)));
             _w.Line("/// Layers: " + LayerMap(_v) + " (M = MoE, D = dense). Compiled from " + _v.FileName + ".");
+            if (!_v.HasVision) _w.Line("/// Text-only: no vision tower and no projector, so it takes token ids only and offers no image encoding.");
             _w.Line("/// </summary>");
-            _w.Open("public sealed class " + name + " : " + Modules + "IVisionLanguageModel, global::System.IDisposable");
+            string model = _v.HasVision ? "IVisionLanguageModel" : "ILanguageModel";
+            _w.Open("public sealed class " + name + " : " + Modules + model + ", global::System.IDisposable");
             WriteStatics(cst);
             WriteFieldsAndConstructor(cst);
             WriteLoad();
@@ -214,7 +237,7 @@ namespace MoeCompiler.Generators.Emit
             WriteHelpers();
             if (HasMoeBlocks) WriteBlock(moe: true);
             if (HasDenseBlocks) WriteBlock(moe: false);
-            WriteVisionTower();
+            if (_v.HasVision) WriteVisionTower();
             _w.Close();
         }
 
@@ -230,20 +253,20 @@ namespace MoeCompiler.Generators.Emit
                     moe.SecondExpert == "sampled" ? "Sampled" : "Deterministic") + ";");
             }
 
-            if (Vision.Moe is SideMoeModel vm)
+            if (_v.Vision?.Moe is SideMoeModel vm)
             {
                 _w.Line("private static readonly " + Modules + "MoeOptions VisionMoeOptions = " + MoeOptions(vm.Experts, vm.TopK, "Mixtral", 1.0, 0, "Deterministic") + ";");
             }
 
-            if (_v.Projector.Moe is SideMoeModel pm)
+            if (_v.Projector?.Moe is SideMoeModel pm)
             {
                 _w.Line("private static readonly " + Modules + "MoeOptions ProjectorMoeOptions = " + MoeOptions(pm.Experts, pm.TopK, "Mixtral", 1.0, 0, "Deterministic") + ";");
             }
 
-            if (Vision.Scales.Count > 1)
+            if (_v.Vision?.Scales.Count > 1)
             {
                 var items = new List<string>();
-                foreach (int scale in Vision.Scales) items.Add(SourceWriter.Int(scale));
+                foreach (int scale in _v.Vision.Scales) items.Add(SourceWriter.Int(scale));
                 _w.Line("private static readonly int[] S2Scales = { " + string.Join(", ", items) + " };");
             }
 
@@ -274,6 +297,17 @@ namespace MoeCompiler.Generators.Emit
             _w.Line("BosId = " + cst + ".BosId,");
             _w.Line("PromptTemplate = " + cst + ".PromptTemplate,");
             _w.Line("VisionTower = " + cst + ".VisionTower,");
+            if (_v.HasVision) WriteImageDescription(cst);
+            else WriteTextOnlyDescription(cst);
+            _w.Line("TotalParameters = " + cst + ".TotalParameters,");
+            _w.Line("ActivatedParameters = " + cst + ".ActivatedParameters,");
+            _w.Unindent();
+            _w.Line("};");
+            _w.Line();
+        }
+
+        private void WriteImageDescription(string cst)
+        {
             _w.Line("ImageSize = " + cst + ".ImageSize,");
             _w.Line("ImageTokens = " + cst + ".ImageTokens,");
             if (Vision.Tower == "clip")
@@ -288,11 +322,16 @@ namespace MoeCompiler.Generators.Emit
             }
 
             _w.Line("VisionScales = " + cst + ".VisionScales.ToArray(),");
-            _w.Line("TotalParameters = " + cst + ".TotalParameters,");
-            _w.Line("ActivatedParameters = " + cst + ".ActivatedParameters,");
-            _w.Unindent();
-            _w.Line("};");
-            _w.Line();
+        }
+
+        /// <summary>No tower: no image size, preprocessing or scales.</summary>
+        private void WriteTextOnlyDescription(string cst)
+        {
+            _w.Line("ImageSize = 0,");
+            _w.Line("ImageTokens = " + cst + ".ImageTokens,");
+            _w.Line("ImageMean = global::System.Array.Empty<float>(),");
+            _w.Line("ImageStd = global::System.Array.Empty<float>(),");
+            _w.Line("VisionScales = global::System.Array.Empty<int>(),");
         }
 
         private static string MoeOptions(int experts, int topK, string routing, double evalCapacity, int minCapacity, string second) =>
@@ -322,23 +361,7 @@ namespace MoeCompiler.Generators.Emit
 
             _w.Line("FinalNorm = " + NormExpression(SourceWriter.Literal(_n.FinalNorm), LayerNormLlm, SourceWriter.Float(Llm.NormEps)) + ";");
             _w.Line("LmHead = Dense(weights, backend, " + SourceWriter.Literal(_n.LmHead) + ", bias: " + SourceWriter.Bool(Llm.LmHeadBias) + ");");
-            _w.Line("Vision = new VisionTower(weights, backend);");
-            if (_v.Projector.Moe is not null)
-            {
-                _w.Line("var projectorExperts = new " + Modules + "GeluFeedForward[" + SourceWriter.Int(_v.Projector.Moe.Experts) + "];");
-                _w.Open("for (int e = 0; e < projectorExperts.Length; e++)");
-                _w.Line("string expert = " + SourceWriter.Literal(_n.ProjectorExpertPrefix) + " + e.ToString(" + Invariant + ") + \".\";");
-                _w.Line("projectorExperts[e] = new " + Modules + "GeluFeedForward(Dense(weights, backend, expert + \"0\", bias: true), Dense(weights, backend, expert + \"2\", bias: true), " + Activation + ".GeluErf);");
-                _w.Close();
-                _w.Line("Projector = new " + ProjectorType + "(Dense(weights, backend, " + SourceWriter.Literal(_n.ProjectorRouter) + ", bias: false), projectorExperts, ProjectorMoeOptions, \"projector\", 0);");
-            }
-            else
-            {
-                string p = _n.ProjectorPrefix;
-                _w.Line("Projector = new " + Modules + "GeluFeedForward(Dense(weights, backend, " + SourceWriter.Literal(p + "0") + ", bias: true), Dense(weights, backend, " +
-                    SourceWriter.Literal(p + "2") + ", bias: true), " + Activation + ".GeluErf);");
-            }
-
+            if (_v.HasVision) WriteVisionConstruction();
             _w.Close();
             _w.Line();
             _w.Line("private " + _v.Name + "(" + Weights + " weights, " + Backend + " backend, global::System.IDisposable ownedWeights, global::System.IDisposable ownedCheckpoint)");
@@ -365,9 +388,35 @@ namespace MoeCompiler.Generators.Emit
             _w.Line("public " + Modules + "Linear LmHead { get; }");
             _w.Summary("Storage type of the LLM weights as bound (lm_head's); picks the default KV-cache precision.");
             _w.Line("public " + Rt + "Tensors.DType LlmWeightDType => LmHead.Weight.DType;");
+            if (_v.HasVision) WriteVisionProperties();
+            _w.Line();
+        }
+
+        private void WriteVisionConstruction()
+        {
+            _w.Line("Vision = new VisionTower(weights, backend);");
+            if (Projector.Moe is not null)
+            {
+                _w.Line("var projectorExperts = new " + Modules + "GeluFeedForward[" + SourceWriter.Int(Projector.Moe.Experts) + "];");
+                _w.Open("for (int e = 0; e < projectorExperts.Length; e++)");
+                _w.Line("string expert = " + SourceWriter.Literal(_n.ProjectorExpertPrefix) + " + e.ToString(" + Invariant + ") + \".\";");
+                _w.Line("projectorExperts[e] = new " + Modules + "GeluFeedForward(Dense(weights, backend, expert + \"0\", bias: true), Dense(weights, backend, expert + \"2\", bias: true), " + Activation + ".GeluErf);");
+                _w.Close();
+                _w.Line("Projector = new " + ProjectorType + "(Dense(weights, backend, " + SourceWriter.Literal(_n.ProjectorRouter) + ", bias: false), projectorExperts, ProjectorMoeOptions, \"projector\", 0);");
+            }
+            else
+            {
+                string p = _n.ProjectorPrefix;
+                _w.Line("Projector = new " + Modules + "GeluFeedForward(Dense(weights, backend, " + SourceWriter.Literal(p + "0") + ", bias: true), Dense(weights, backend, " +
+                    SourceWriter.Literal(p + "2") + ", bias: true), " + Activation + ".GeluErf);");
+            }
+        }
+
+        private void WriteVisionProperties()
+        {
             _w.Line("/// <summary>" + SourceWriter.Xml(_n.VisionPrefix) + "* (" + Vision.Tower + ", " + SourceWriter.Int(Vision.UsedLayers) + " of " + SourceWriter.Int(Vision.Layers) + " layers run)</summary>");
             _w.Line("public VisionTower Vision { get; }");
-            if (_v.Projector.Moe is SideMoeModel pmoe)
+            if (Projector.Moe is SideMoeModel pmoe)
             {
                 _w.Line("/// <summary>router " + _n.ProjectorRouter + ".weight [" + SourceWriter.Int(pmoe.Experts) + ", " + SourceWriter.Int(Vision.FeatureWidth) + "]; expert e: " +
                     _n.ProjectorExpertPrefix + "{e}.0 [" + H + ", " + SourceWriter.Int(Vision.FeatureWidth) + "], .2 [" + H + ", " + H + "] (Linear, erf GELU, Linear)</summary>");
@@ -378,7 +427,6 @@ namespace MoeCompiler.Generators.Emit
             }
 
             _w.Line("public " + ProjectorType + " Projector { get; }");
-            _w.Line();
         }
 
         private void WriteLoad()
@@ -423,31 +471,7 @@ namespace MoeCompiler.Generators.Emit
             _w.Summary("Token ids -> embeddings [T, " + H + "].");
             _w.Line("public " + Tensor + " EmbedTokens(" + Context + " context, global::System.ReadOnlySpan<int> ids) => Embedding.Forward(context, ids);");
             _w.Line();
-            int s = Vision.ImageSize;
-            _w.Summary("Preprocessed pixels [3, " + SourceWriter.Int(s) + ", " + SourceWriter.Int(s) + "] -> image features [" + SourceWriter.Int(Vision.FeatureRows) + ", " + H + "] in the LLM's embedding space.");
-            _w.Open("public " + Tensor + " EncodeImage(" + Context + " context, " + Tensor + " pixels)");
-            _w.Line("global::System.ArgumentNullException.ThrowIfNull(context);");
-            _w.Line("global::System.ArgumentNullException.ThrowIfNull(pixels);");
-            _w.Line("if (pixels.Rank != 3 || pixels.Dim(0) != 3 || pixels.Dim(1) != " + SourceWriter.Int(s) + " || pixels.Dim(2) != " + SourceWriter.Int(s) + ")");
-            _w.Line("    throw new global::System.ArgumentException(\"" + _v.Name + " expects pixels [3, " + SourceWriter.Int(s) + ", " + SourceWriter.Int(s) + "], got \" + " + Tensor + ".FormatShape(pixels.Shape), nameof(pixels));");
-            string rows = SourceWriter.Int(Vision.FeatureRows);
-            if (Vision.Scales.Count > 1)
-            {
-                _w.Line("// S2: the tower sees the image at every scale (tiles of " + SourceWriter.Int(s) + "), features concatenated on channels.");
-                _w.Line(Tensor + " features = " + Modules + "MultiScaleVision.EncodeS2(context, pixels, " + SourceWriter.Int(s) + ", " + SourceWriter.Int(Vision.PatchSize) +
-                    ", S2Scales, tile => Vision.Forward(context, tile)); // [" + rows + ", " + SourceWriter.Int(Vision.FeatureWidth) + "]");
-            }
-            else
-            {
-                _w.Line(Tensor + " features = Vision.Forward(context, pixels); // [" + rows + ", " + C + "]");
-            }
-
-            string moeNote = _v.Projector.Moe is SideMoeModel pm ? " top-" + SourceWriter.Int(pm.TopK) + " of " + SourceWriter.Int(pm.Experts) + " experts" : "";
-            _w.Line(Tensor + " projected = Projector.Forward(context, features); // [" + rows + ", " + H + "]" + moeNote);
-            _w.Line(Release + "features);");
-            _w.Line("return projected;");
-            _w.Close();
-            _w.Line();
+            if (_v.HasVision) WriteEncodeImage();
             _w.Line("/// <summary>");
             _w.Line("/// Embeddings [T, " + H + "] at positions context.StartPosition.. -> logits [T, " + v + "]. Appends T rows to the KV");
             _w.Line("/// cache of every layer and sets the cache length. The input tensor is not modified.");
@@ -478,6 +502,35 @@ namespace MoeCompiler.Generators.Emit
             _w.Line();
         }
 
+        private void WriteEncodeImage()
+        {
+            int s = Vision.ImageSize;
+            _w.Summary("Preprocessed pixels [3, " + SourceWriter.Int(s) + ", " + SourceWriter.Int(s) + "] -> image features [" + SourceWriter.Int(Vision.FeatureRows) + ", " + H + "] in the LLM's embedding space.");
+            _w.Open("public " + Tensor + " EncodeImage(" + Context + " context, " + Tensor + " pixels)");
+            _w.Line("global::System.ArgumentNullException.ThrowIfNull(context);");
+            _w.Line("global::System.ArgumentNullException.ThrowIfNull(pixels);");
+            _w.Line("if (pixels.Rank != 3 || pixels.Dim(0) != 3 || pixels.Dim(1) != " + SourceWriter.Int(s) + " || pixels.Dim(2) != " + SourceWriter.Int(s) + ")");
+            _w.Line("    throw new global::System.ArgumentException(\"" + _v.Name + " expects pixels [3, " + SourceWriter.Int(s) + ", " + SourceWriter.Int(s) + "], got \" + " + Tensor + ".FormatShape(pixels.Shape), nameof(pixels));");
+            string rows = SourceWriter.Int(Vision.FeatureRows);
+            if (Vision.Scales.Count > 1)
+            {
+                _w.Line("// S2: the tower sees the image at every scale (tiles of " + SourceWriter.Int(s) + "), features concatenated on channels.");
+                _w.Line(Tensor + " features = " + Modules + "MultiScaleVision.EncodeS2(context, pixels, " + SourceWriter.Int(s) + ", " + SourceWriter.Int(Vision.PatchSize) +
+                    ", S2Scales, tile => Vision.Forward(context, tile)); // [" + rows + ", " + SourceWriter.Int(Vision.FeatureWidth) + "]");
+            }
+            else
+            {
+                _w.Line(Tensor + " features = Vision.Forward(context, pixels); // [" + rows + ", " + C + "]");
+            }
+
+            string moeNote = Projector.Moe is SideMoeModel pm ? " top-" + SourceWriter.Int(pm.TopK) + " of " + SourceWriter.Int(pm.Experts) + " experts" : "";
+            _w.Line(Tensor + " projected = Projector.Forward(context, features); // [" + rows + ", " + H + "]" + moeNote);
+            _w.Line(Release + "features);");
+            _w.Line("return projected;");
+            _w.Close();
+            _w.Line();
+        }
+
         private void WriteHelpers()
         {
             _w.Line("private static " + Tensor + " Weight(" + Weights + " weights, string key) => weights[key];");
@@ -485,9 +538,13 @@ namespace MoeCompiler.Generators.Emit
             _w.Line("private static " + Modules + "Linear Dense(" + Weights + " weights, " + Backend + " backend, string name, bool bias) =>");
             _w.Line("    new " + Modules + "Linear(backend, Weight(weights, name + \".weight\"), bias ? Weight(weights, name + \".bias\") : null);");
             _w.Line();
-            _w.Line("private static " + Modules + "LayerNorm LayerNormAt(" + Weights + " weights, " + Backend + " backend, string name, float epsilon) =>");
-            _w.Line("    new " + Modules + "LayerNorm(backend, Weight(weights, name + \".weight\"), Weight(weights, name + \".bias\"), epsilon);");
-            _w.Line();
+            if (LayerNormLlm || _v.HasVision)
+            {
+                _w.Line("private static " + Modules + "LayerNorm LayerNormAt(" + Weights + " weights, " + Backend + " backend, string name, float epsilon) =>");
+                _w.Line("    new " + Modules + "LayerNorm(backend, Weight(weights, name + \".weight\"), Weight(weights, name + \".bias\"), epsilon);");
+                _w.Line();
+            }
+
             if (!LayerNormLlm)
             {
                 _w.Line("private static " + Modules + "RmsNorm RmsNormAt(" + Weights + " weights, " + Backend + " backend, string name, float epsilon) =>");

@@ -52,8 +52,11 @@ namespace MoeCompiler.Generators.Emit
             _v = variant;
             _n = new CheckpointNames(variant);
             PlanLlm();
-            PlanVision();
-            PlanProjector();
+            if (variant.Vision is VisionModel vision && variant.Projector is ProjectorModel projector)
+            {
+                PlanVision(vision);
+                PlanProjector(vision, projector);
+            }
         }
 
         public IReadOnlyList<PlannedTensor> Tensors => _tensors;
@@ -161,9 +164,8 @@ namespace MoeCompiler.Generators.Emit
             AddLinear(prefix + parts.Out, h, f, llm.MlpBias, role, "llm", expert, topK);
         }
 
-        private void PlanVision()
+        private void PlanVision(VisionModel vision)
         {
-            VisionModel vision = _v.Vision;
             int c = vision.HiddenSize;
             string vp = _n.VisionPrefix;
             if (vision.Tower == "clip")
@@ -208,11 +210,11 @@ namespace MoeCompiler.Generators.Emit
             }
         }
 
-        private void PlanProjector()
+        private void PlanProjector(VisionModel vision, ProjectorModel projector)
         {
-            int input = _v.Vision.FeatureWidth;
+            int input = vision.FeatureWidth;
             int h = _v.Llm.HiddenSize;
-            if (_v.Projector.Moe is SideMoeModel moe)
+            if (projector.Moe is SideMoeModel moe)
             {
                 AddLinear(_n.ProjectorRouter, moe.Experts, input, false, "Projector", "projector");
                 for (int e = 0; e < moe.Experts; e++)
@@ -235,12 +237,15 @@ namespace MoeCompiler.Generators.Emit
         public List<string> IgnoredKeys()
         {
             var keys = new List<string>();
-            VisionModel vision = _v.Vision;
             keys.Add("*.inv_freq");
-            keys.Add(_n.VisionPrefix + "post_layernorm.*");
-            keys.Add(_n.VisionPrefix + "embeddings.position_ids");
-            if (vision.Tower == "siglip") keys.Add(_n.VisionPrefix + "head.*");
-            for (int layer = vision.UsedLayers; layer < vision.Layers; layer++) keys.Add(_n.VisionLayerPrefix(layer) + "*");
+            if (_v.Vision is VisionModel vision)
+            {
+                keys.Add(_n.VisionPrefix + "post_layernorm.*");
+                keys.Add(_n.VisionPrefix + "embeddings.position_ids");
+                if (vision.Tower == "siglip") keys.Add(_n.VisionPrefix + "head.*");
+                for (int layer = vision.UsedLayers; layer < vision.Layers; layer++) keys.Add(_n.VisionLayerPrefix(layer) + "*");
+            }
+
             if (_v.Llm.Family == "phi" && !_v.Llm.LmHeadBias) keys.Add("lm_head.bias");
             return keys;
         }

@@ -70,7 +70,10 @@ namespace MoeCompiler.Generators.Model
 
     internal sealed record TokenizerModel(string Kind, int? Bos, EquatableArray<int> Eos);
 
-    /// <summary>One validated spec: everything the emitter needs, nothing Roslyn-specific.</summary>
+    /// <summary>
+    /// One validated spec: everything the emitter needs, nothing Roslyn-specific. A text-only variant has neither
+    /// <see cref="Vision"/> nor <see cref="Projector"/>; a vision variant has both.
+    /// </summary>
     internal sealed record VariantModel(
         string FileName,
         string Name,
@@ -78,12 +81,14 @@ namespace MoeCompiler.Generators.Model
         string Description,
         LlmModel Llm,
         MoeModel? Moe,
-        VisionModel Vision,
-        ProjectorModel Projector,
+        VisionModel? Vision,
+        ProjectorModel? Projector,
         TokenizerModel Tokenizer,
         string Template,
         string Layout)
     {
+        public bool HasVision => Vision is not null;
+
         public bool IsMoeLayer(int layer)
         {
             if (Moe is null) return false;

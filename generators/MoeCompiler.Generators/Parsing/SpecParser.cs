@@ -23,7 +23,7 @@ namespace MoeCompiler.Generators.Parsing
         public static readonly string[] SelectFeatures = { "patch", "cls_patch" };
         public static readonly string[] ProjectorKinds = { "mlp2x_gelu" };
         public static readonly string[] TokenizerKinds = { "arcade100k", "qwen", "gpt2", "phi2", "sentencepiece", "openchat" };
-        public static readonly string[] Templates = { "phi", "stablelm", "qwen", "openchat", "plain", "mistral_instruct_system" };
+        public static readonly string[] Templates = { "phi", "stablelm", "qwen", "openchat", "plain", "mistral_instruct_system", "mistral_instruct" };
         public static readonly string[] Layouts = { "moe-llava", "cumo" };
 
         /// <summary>Limits that keep generated code a sane size (one member per layer, one loop per expert).</summary>
@@ -94,8 +94,8 @@ namespace MoeCompiler.Generators.Parsing
                 layout = null;
             }
 
-            VisionModel? vision = ParseVision(spec, layout, diagnostics);
-            ProjectorModel? projector = ParseProjector(spec, layout, diagnostics);
+            VisionModel? vision = ParseVision(spec, layout, diagnostics, out bool textOnly);
+            ProjectorModel? projector = ParseProjector(spec, layout, textOnly, diagnostics, out bool noProjector);
             TokenizerModel? tokenizer = ParseTokenizer(spec, llm, diagnostics);
 
             string? template = null;
@@ -109,7 +109,7 @@ namespace MoeCompiler.Generators.Parsing
             if (llm is not null && moe is not null) CheckLlmMoeCombination(spec, moeJson!, llm, moe, diagnostics);
 
             if (diagnostics.HasErrors || name is null || displayName is null || description is null || llm is null || !moeOk ||
-                vision is null || projector is null || tokenizer is null || template is null || layout is null)
+                (vision is null && !textOnly) || (projector is null && !noProjector) || tokenizer is null || template is null || layout is null)
             {
                 return Result(filePath, name, null, diagnostics, namePosition);
             }
@@ -356,9 +356,11 @@ namespace MoeCompiler.Generators.Parsing
             }
         }
 
-        private static VisionModel? ParseVision(ObjectReader spec, string? layout, DiagnosticBag diagnostics)
+        /// <summary>The vision tower, or null with <paramref name="textOnly"/> set when the spec has none ("vision" null or absent).</summary>
+        private static VisionModel? ParseVision(ObjectReader spec, string? layout, DiagnosticBag diagnostics, out bool textOnly)
         {
-            JsonObject? json = spec.Object("vision", required: true, allowNull: false, out _);
+            JsonObject? json = spec.Object("vision", required: false, allowNull: true, out bool isNull);
+            textOnly = isNull || !spec.Has("vision");
             if (json is null) return null;
             var vision = new ObjectReader(json, "vision", diagnostics,
                 "tower", "imageSize", "patchSize", "hiddenSize", "layers", "heads", "mlpSize", "normEps", "selectLayer", "selectFeature", "moe", "scales");
@@ -448,10 +450,31 @@ namespace MoeCompiler.Generators.Parsing
             return false;
         }
 
-        private static ProjectorModel? ParseProjector(ObjectReader spec, string? layout, DiagnosticBag diagnostics)
+        /// <summary>
+        /// The projector, which exists exactly when the tower does: absent means the default mlp2x_gelu for a vision
+        /// variant and no projector for a text-only one; null is allowed only without a tower (MOE022 otherwise).
+        /// </summary>
+        private static ProjectorModel? ParseProjector(ObjectReader spec, string? layout, bool textOnly, DiagnosticBag diagnostics, out bool noProjector)
         {
-            JsonObject? json = spec.Object("projector", required: false, allowNull: false, out _);
-            if (json is null) return spec.Has("projector") ? null : new ProjectorModel("mlp2x_gelu", null);
+            JsonObject? json = spec.Object("projector", required: false, allowNull: true, out bool isNull);
+            noProjector = textOnly;
+            if (textOnly && json is not null)
+            {
+                diagnostics.Report(DiagnosticDescriptors.VisionProjectorMismatch, spec.PositionOf("projector"),
+                    "'projector' is given but the spec has no vision tower ('vision' is " + (spec.Has("vision") ? "null" : "absent") +
+                    "): a text-only variant has no projector; remove 'projector' or add a 'vision' tower");
+                return null;
+            }
+
+            if (!textOnly && isNull)
+            {
+                diagnostics.Report(DiagnosticDescriptors.VisionProjectorMismatch, spec.PositionOf("projector"),
+                    "'projector' is null but the spec has a vision tower: its image features need a projector; omit 'projector' for the default " +
+                    "{ \"kind\": \"mlp2x_gelu\" }, or write \"vision\": null as well for a text-only variant");
+                return null;
+            }
+
+            if (json is null) return spec.Has("projector") || textOnly ? null : new ProjectorModel("mlp2x_gelu", null);
             var projector = new ObjectReader(json, "projector", diagnostics, "kind", "moe");
             int errorsBefore = diagnostics.Items.Count;
             string? kind = projector.Choice("kind", "projector kind", ProjectorKinds, required: true);

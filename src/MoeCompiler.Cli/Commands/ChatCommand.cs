@@ -27,6 +27,7 @@ internal static class ChatCommand
             var entry = Variants.Resolve(parse.GetValue(variant)!);
             var writer = parse.InvocationConfiguration.Output;
             var options = generation.Bind(parse);
+            Variants.EnsureTakesImages(entry, parse.GetValue(image) is null ? 0 : 1);
             using var session = ModelSession.Open(entry, parse.GetValue(weights)!, parse.GetValue(device)!, parse.GetValue(dtype));
             var images = new List<string>();
             var history = new List<(string User, string Assistant)>();
@@ -38,7 +39,10 @@ internal static class ChatCommand
                     throw new UserInputException($"{first}: {problem}");
                 Attach(first, images, history, writer);
             }
-            writer.WriteLine($"Chatting with {entry.DisplayName}. /image PATH starts a conversation about a picture; /reset; /quit.");
+            bool vision = entry.ModelDescription.HasVision;
+            writer.WriteLine(vision
+                ? $"Chatting with {entry.DisplayName}. /image PATH starts a conversation about a picture; /reset; /quit."
+                : $"Chatting with {entry.DisplayName} (text-only). /reset; /quit.");
             var input = Input();
             while (!cancellation.IsCancellationRequested)
             {
@@ -54,6 +58,11 @@ internal static class ChatCommand
                     images.Clear();
                     history.Clear();
                     writer.WriteLine("(new conversation)");
+                    continue;
+                }
+                if (line.StartsWith("/image", StringComparison.Ordinal) && !vision)
+                {
+                    writer.WriteLine($"error: {entry.Name} is text-only: it takes no image");
                     continue;
                 }
                 if (line.StartsWith("/image", StringComparison.Ordinal))

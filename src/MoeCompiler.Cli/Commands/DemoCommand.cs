@@ -48,13 +48,15 @@ internal static class DemoCommand
             }
             else Say($"weights   {folder}");
 
-            string imagePath = parse.GetValue(image) ?? BundledPicture(folder);
+            Variants.EnsureTakesImages(entry, parse.GetValue(image) is null ? 0 : 1);
+            // A text-only variant gets the question alone.
+            string? imagePath = entry.ModelDescription.HasVision ? parse.GetValue(image) ?? BundledPicture(folder) : null;
             using var session = ModelSession.Open(entry, folder, "cpu", dtype: null);
             string question = parse.GetValue(prompt)!;
-            Say($"image     {imagePath}");
+            Say($"image     {imagePath ?? "none (text-only variant)"}");
             Say($"question  {question}");
             if (!output.Json) output.Writer.Write("answer    ");
-            var answer = session.Pipeline.Ask([imagePath], question,
+            var answer = session.Pipeline.Ask(imagePath is null ? [] : [imagePath], question,
                 new AskOptions { Generation = new GenerationOptions { MaxNewTokens = parse.GetValue(maxTokens) } },
                 output.Json ? null : text => { output.Writer.Write(text.ReplaceLineEndings(" ")); output.Writer.Flush(); }, cancellation);
             if (output.Json)

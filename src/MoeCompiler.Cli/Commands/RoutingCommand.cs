@@ -13,7 +13,7 @@ internal static class RoutingCommand
     {
         var variant = new Argument<string>("variant") { Description = "A MoE variant (see 'moe list')." };
         var weights = new Option<string>("--weights", "-w") { Description = "Checkpoint folder.", Required = true };
-        var image = new Option<string>("--image", "-i") { Description = "Image file.", Required = true };
+        var image = new Option<string?>("--image", "-i") { Description = "Image file (required unless the variant is text-only)." };
         var prompt = new Option<string>("--prompt", "-p") { Description = "The question.", DefaultValueFactory = _ => "Describe the image in detail." };
         var output = new Option<string>("--out", "-o") { Description = "Output path without extension: writes OUT.png and OUT.svg.", DefaultValueFactory = _ => "routing" };
         var site = new Option<string>("--site") { Description = "Which MoE site to draw: llm, vision or projector.", DefaultValueFactory = _ => RoutingSites.Llm };
@@ -36,10 +36,12 @@ internal static class RoutingCommand
             if (!parse.GetValue(force))
                 foreach (string path in new[] { png, svg })
                     if (File.Exists(path)) throw new UserInputException($"{path} exists; pass --force to replace it");
-            string imagePath = parse.GetValue(image)!;
-            if (!File.Exists(imagePath)) throw new UserInputException($"image not found: {imagePath}");
+            string? imagePath = parse.GetValue(image);
+            Variants.EnsureTakesImages(entry, imagePath is null ? 0 : 1);
+            if (imagePath is null && entry.ModelDescription.HasVision) throw new UserInputException($"{entry.Name} needs an image: give one with -i");
+            if (imagePath is not null && !File.Exists(imagePath)) throw new UserInputException($"image not found: {imagePath}");
             using var session = ModelSession.Open(entry, parse.GetValue(weights)!, parse.GetValue(device)!, parse.GetValue(dtype));
-            var answer = session.Pipeline.Ask([imagePath], parse.GetValue(prompt)!,
+            var answer = session.Pipeline.Ask(imagePath is null ? [] : [imagePath], parse.GetValue(prompt)!,
                 new AskOptions { Generation = new GenerationOptions { MaxNewTokens = parse.GetValue(maxTokens) } }, null, cancellation);
             string chosenSite = parse.GetValue(site)!;
             var layers = answer.Routing.Layers.Where(l => l.Site == chosenSite).ToList();

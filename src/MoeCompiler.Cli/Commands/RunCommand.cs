@@ -4,14 +4,15 @@ using Spectre.Console;
 
 namespace MoeCompiler.Cli.Commands;
 
-/// <summary>`moe run`: one image (or several) and a prompt through a variant; the answer streams as it is generated.</summary>
+/// <summary>`moe run`: one image (or several, or none) and a prompt through a variant; the answer streams as it is
+/// generated. A text-only variant takes the prompt alone.</summary>
 internal static class RunCommand
 {
     public static Command Create()
     {
         var variant = new Argument<string>("variant") { Description = "The variant (see 'moe list')." };
         var weights = new Option<string>("--weights", "-w") { Description = "Checkpoint folder (safetensors or pytorch_model*.bin).", Required = true };
-        var images = new Option<string[]>("--image", "-i") { Description = "Image file(s): PNG, JPEG, BMP, PPM. Repeat for several.", AllowMultipleArgumentsPerToken = true };
+        var images = new Option<string[]>("--image", "-i") { Description = "Image file(s): PNG, JPEG, BMP, PPM. Repeat for several; none for a text-only variant.", AllowMultipleArgumentsPerToken = true };
         var prompt = new Option<string>("--prompt", "-p") { Description = "The question.", Required = true };
         var json = CommonOptions.Json();
         var dtype = CommonOptions.WeightType();
@@ -24,6 +25,7 @@ internal static class RunCommand
             var entry = Variants.Resolve(parse.GetValue(variant)!);
             var output = new Output(parse.InvocationConfiguration.Output, parse.GetValue(json));
             var imagePaths = parse.GetValue(images) ?? [];
+            Variants.EnsureTakesImages(entry, imagePaths.Length);
             foreach (string path in imagePaths)
                 if (!File.Exists(path)) throw new UserInputException($"image not found: {path}");
             var options = new AskOptions { Generation = generation.Bind(parse) };

@@ -280,6 +280,10 @@ public static class ConfigImporter
             CheckBounds(("max_position_embeddings", maxPositions, MaxPositions));
             var moe = ReadLlmMoe(family, layers);
             var vision = ReadVision(cumo);
+            // Without mm_* keys the config is a plain LLM: a text-only spec. An instruction-tuned Mistral/Mixtral
+            // (named so in _name_or_path or its folder) chats in its [INST] format rather than the plain one.
+            if (vision is null && template == "plain" && (String("_name_or_path") + " " + path).Contains("instruct", StringComparison.OrdinalIgnoreCase))
+                template = "mistral_instruct";
             (int, int)? projectorMoe = null;
             if (cumo && (String("mm_projector_type") == "smoe_mlp" || Bool("mlp_smoe", false)))
             {
@@ -456,10 +460,14 @@ public static class ConfigImporter
                 w.WriteEndArray();
                 w.WriteEndObject();
             }
-            w.WriteStartObject("projector");
-            w.WriteString("kind", "mlp2x_gelu");
-            WriteSmallMoe(w, s.ProjectorMoe);
-            w.WriteEndObject();
+            if (s.Vision is null) w.WriteNull("projector"); // text-only: no tower, so no projector either
+            else
+            {
+                w.WriteStartObject("projector");
+                w.WriteString("kind", "mlp2x_gelu");
+                WriteSmallMoe(w, s.ProjectorMoe);
+                w.WriteEndObject();
+            }
             w.WriteStartObject("tokenizer");
             w.WriteString("kind", s.TokenizerKind);
             if (s.Bos is int bos) w.WriteNumber("bos", bos); else w.WriteNull("bos");

@@ -20,7 +20,8 @@ public static class PromptSplicer
 
     /// <param name="visionContext">Context for the vision tower and projector (no KV cache).</param>
     /// <param name="textContext">Context for the token embedding.</param>
-    public static SplicedSequence Splice(IVisionLanguageModel model, ForwardContext visionContext, ForwardContext textContext,
+    /// <exception cref="ModelInputException">Images or image placeholders for a text-only model.</exception>
+    public static SplicedSequence Splice(ILanguageModel model, ForwardContext visionContext, ForwardContext textContext,
         IReadOnlyList<int> ids, IReadOnlyList<Tensor> images, int imageTokenId = ImageTokenId)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -35,6 +36,9 @@ public static class PromptSplicer
             else if (ids[i] < 0 || ids[i] >= vocab)
                 throw new ArgumentException($"token id {ids[i]} at position {i} is outside the vocabulary [0, {vocab})", nameof(ids));
         }
+        var vision = model as IVisionLanguageModel;
+        if (vision is null && (placeholders > 0 || images.Count > 0))
+            throw new ModelInputException(TextOnlyMessage(model.Description));
         if (placeholders != images.Count)
             throw new ArgumentException($"the prompt has {placeholders} image placeholder(s) but {images.Count} image(s) were given", nameof(images));
 
@@ -54,7 +58,7 @@ public static class PromptSplicer
             if (i < ids.Count)
             {
                 long t0 = Stopwatch.GetTimestamp();
-                Tensor features = model.EncodeImage(visionContext, images[imageIndex++]);
+                Tensor features = vision!.EncodeImage(visionContext, images[imageIndex++]);
                 imageTime += Stopwatch.GetElapsedTime(t0);
                 parts.Add((features, true));
             }
@@ -95,4 +99,7 @@ public static class PromptSplicer
         }
         return new SplicedSequence(embeddings, isImage, imageRows, imageTime);
     }
+
+    /// <summary>What a text-only variant answers to an image.</summary>
+    public static string TextOnlyMessage(ModelDescription description) => $"{description.Name} is text-only: it takes no image";
 }

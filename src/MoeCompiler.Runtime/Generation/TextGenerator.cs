@@ -14,10 +14,10 @@ namespace MoeCompiler.Runtime.Generation;
 /// </summary>
 public sealed class TextGenerator
 {
-    private readonly IVisionLanguageModel _model;
+    private readonly ILanguageModel _model;
     private readonly IBackend _backend;
 
-    public TextGenerator(IVisionLanguageModel model, IBackend backend)
+    public TextGenerator(ILanguageModel model, IBackend backend)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(backend);
@@ -25,7 +25,7 @@ public sealed class TextGenerator
         _backend = backend;
     }
 
-    public IVisionLanguageModel Model => _model;
+    public ILanguageModel Model => _model;
 
     /// <summary>Runs the generation on the calling thread; <paramref name="onToken"/> sees each token as it is made.
     /// Cancellation throws <see cref="OperationCanceledException"/> between forward calls.</summary>

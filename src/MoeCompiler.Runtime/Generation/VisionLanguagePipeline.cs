@@ -40,18 +40,19 @@ public sealed record VisionLanguageAnswer
 /// <summary>
 /// The whole way from image files and a question to a streamed answer: prompt template, tokenisation with image
 /// placeholders, the tower's preprocessing, splicing, generation with the template's stop strings and the model's
-/// EOS ids, and routing statistics.
+/// EOS ids, and routing statistics. A text-only variant chats without images; giving it one is a
+/// <see cref="ModelInputException"/>.
 /// </summary>
 public sealed class VisionLanguagePipeline
 {
-    private readonly IVisionLanguageModel _model;
+    private readonly ILanguageModel _model;
     private readonly IBackend _backend;
     private readonly ITokenizer _tokenizer;
     private readonly TextGenerator _generator;
     private readonly VisionPreprocessing? _preprocessing;
 
     /// <param name="tokenizer">Null: the tokenizer shipped for the model's kind (<see cref="TokenizerLoader.ForKind(string)"/>).</param>
-    public VisionLanguagePipeline(IVisionLanguageModel model, IBackend backend, ITokenizer? tokenizer = null)
+    public VisionLanguagePipeline(ILanguageModel model, IBackend backend, ITokenizer? tokenizer = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(backend);
@@ -64,7 +65,7 @@ public sealed class VisionLanguagePipeline
     }
 
     public ITokenizer Tokenizer => _tokenizer;
-    public IVisionLanguageModel Model => _model;
+    public ILanguageModel Model => _model;
 
     /// <summary>OpenChat's end-of-turn token lives in its own tokenizer kind, though the spec says sentencepiece.</summary>
     public static string TokenizerKindFor(ModelDescription description) =>
@@ -83,7 +84,17 @@ public sealed class VisionLanguagePipeline
     public int[] TokenizePrompt(string prompt)
     {
         var d = _model.Description;
-        int[] ids = ImagePromptTokenizer.Tokenize(_tokenizer, prompt, addBos: d.BosId is not null);
+        // A text-only variant has no image placeholder: "<image>" typed into a question is just text to it.
+        int[] ids;
+        if (d.HasVision)
+        {
+            ids = ImagePromptTokenizer.Tokenize(_tokenizer, prompt, addBos: d.BosId is not null);
+        }
+        else
+        {
+            int[] text = _tokenizer.Encode(prompt);
+            ids = d.BosId is not null && _tokenizer.BosId is int bosId ? [bosId, .. text] : text;
+        }
         // A template that spells out the BOS ("<s>[INST] ...") must not end up with two.
         if (ids.Length >= 2 && d.BosId is int bos && ids[0] == bos && ids[1] == bos) ids = ids[1..];
         foreach (int id in ids)
@@ -101,7 +112,7 @@ public sealed class VisionLanguagePipeline
     /// <summary>Decodes and preprocesses one image file to pixels [3, S, S] on the backend.</summary>
     public Tensor LoadImage(string path)
     {
-        if (_preprocessing is null) throw new InvalidOperationException($"{_model.Description.Name} has no vision tower");
+        if (_preprocessing is null) throw new ModelInputException(PromptSplicer.TextOnlyMessage(_model.Description));
         float[] chw = _preprocessing.Apply(ImageDecoder.DecodeFile(path));
         var pixels = _backend.Allocate(DType.F32, 3, _preprocessing.ImageSize, _preprocessing.ImageSize);
         _backend.Upload(chw, pixels);
@@ -125,6 +136,7 @@ public sealed class VisionLanguagePipeline
         ArgumentNullException.ThrowIfNull(imagePaths);
         options ??= new AskOptions();
         var d = _model.Description;
+        if (imagePaths.Count > 0 && !d.HasVision) throw new ModelInputException(PromptSplicer.TextOnlyMessage(d));
 
         long t0 = Stopwatch.GetTimestamp();
         var images = new List<Tensor>(imagePaths.Count);

@@ -24,7 +24,7 @@ public sealed record ModelDescription
     public required string TokenizerKind { get; init; }     // arcade100k | qwen | gpt2 | sentencepiece
     public required int[] EosIds { get; init; }
     public int? BosId { get; init; }
-    public required string PromptTemplate { get; init; }    // phi | stablelm | qwen | openchat | plain | mistral_instruct_system
+    public required string PromptTemplate { get; init; }    // phi | stablelm | qwen | openchat | plain | mistral_instruct_system | mistral_instruct
     public required string VisionTower { get; init; }       // clip | siglip | none
     public required int ImageSize { get; init; }
     public required int ImageTokens { get; init; }
@@ -33,4 +33,7 @@ public sealed record ModelDescription
     public required int[] VisionScales { get; init; }
     public required long TotalParameters { get; init; }
     public required long ActivatedParameters { get; init; }
+
+    /// <summary>False for a text-only variant (<see cref="VisionTower"/> "none"): it takes no image.</summary>
+    public bool HasVision => VisionTower != "none";
 }

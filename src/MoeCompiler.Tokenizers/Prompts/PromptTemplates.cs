@@ -3,8 +3,10 @@ using System.Text;
 namespace MoeCompiler.Tokenizers;
 
 /// <summary>The conversation templates of MoE-LLaVA (phi, stablelm, qwen, openchat, plain) and CuMo
-/// (mistral_instruct_system), reproducing the reference's Conversation.get_prompt strings exactly.
-/// The first user turn starts with "&lt;image&gt;\n", as the reference's evaluation and CLI put it.</summary>
+/// (mistral_instruct_system), reproducing the reference's Conversation.get_prompt strings exactly, and
+/// mistral_instruct, the same LLaMA-2 style without a system prompt (LLaVA's conv_mistral_instruct, the format of
+/// Mistral/Mixtral-Instruct). The first user turn starts with "&lt;image&gt;\n", as the reference's evaluation and
+/// CLI put it, unless the prompt is for a text-only model.</summary>
 public static class PromptTemplates
 {
     public const string ImagePlaceholder = "<image>";
@@ -13,7 +15,7 @@ public static class PromptTemplates
         "A chat between a curious user and an artificial intelligence assistant. " +
         "The assistant gives helpful, detailed, and polite answers to the user's questions.";
 
-    public static IReadOnlyList<string> Names { get; } = ["phi", "stablelm", "qwen", "openchat", "plain", "mistral_instruct_system"];
+    public static IReadOnlyList<string> Names { get; } = ["phi", "stablelm", "qwen", "openchat", "plain", "mistral_instruct_system", "mistral_instruct"];
 
     public static string Build(string template, IReadOnlyList<(string User, string Assistant)> history, string question, string? system = null) =>
         Build(template, history, question, system, withImage: true);
@@ -51,10 +53,13 @@ public static class PromptTemplates
                 prompt.Append(users[^1]).Append('\n');
                 break;
             }
-            case "mistral_instruct_system":
+            case "mistral_instruct_system" or "mistral_instruct":
             {
                 // CuMo's SeparatorStyle.LLAMA_2 with sep "" and sep2 "</s>": "<s>" only before the first [INST].
-                string sys = system ?? DefaultSystem;
+                // mistral_instruct has no system prompt: Mistral's own chat format has no place for one.
+                if (template == "mistral_instruct" && !string.IsNullOrEmpty(system))
+                    throw new ArgumentException("the mistral_instruct template has no system prompt; put the instructions into the question", nameof(system));
+                string sys = template == "mistral_instruct" ? "" : system ?? DefaultSystem;
                 string first = (sys.Length > 0 ? "<<SYS>>\n" + sys + "\n<</SYS>>\n\n" : "") + users[0];
                 prompt.Append("<s>[INST] ").Append(first).Append(" [/INST]");
                 for (int i = 0; i < history.Count; i++)
@@ -72,7 +77,7 @@ public static class PromptTemplates
     {
         "phi" or "stablelm" or "qwen" => ["<|endoftext|>"],
         "openchat" => ["<|end_of_turn|>"],
-        "mistral_instruct_system" => ["</s>"],
+        "mistral_instruct_system" or "mistral_instruct" => ["</s>"],
         "plain" => ["\n"],
         _ => throw new ArgumentException($"unknown prompt template \"{template}\"; expected one of: {string.Join(", ", Names)}", nameof(template)),
     };

@@ -10,8 +10,8 @@ namespace MoeCompiler.Models
         public ModelCatalogEntry(string name, string displayName, string description, long totalParameters, long activatedParameters,
             long paperTotalParameters, long paperActivatedParameters, string layerMap, global::MoeCompiler.Runtime.Modules.ModelDescription modelDescription,
             global::MoeCompiler.Runtime.Checkpoints.WeightManifest manifest,
-            global::System.Func<global::MoeCompiler.Runtime.Checkpoints.IBoundWeights, global::MoeCompiler.Runtime.Backends.IBackend, global::MoeCompiler.Runtime.Modules.IVisionLanguageModel> create,
-            global::System.Func<string, global::MoeCompiler.Runtime.Backends.IBackend, global::MoeCompiler.Runtime.Checkpoints.BindOptions?, global::MoeCompiler.Runtime.Modules.IVisionLanguageModel> load)
+            global::System.Func<global::MoeCompiler.Runtime.Checkpoints.IBoundWeights, global::MoeCompiler.Runtime.Backends.IBackend, global::MoeCompiler.Runtime.Modules.ILanguageModel> create,
+            global::System.Func<string, global::MoeCompiler.Runtime.Backends.IBackend, global::MoeCompiler.Runtime.Checkpoints.BindOptions?, global::MoeCompiler.Runtime.Modules.ILanguageModel> load)
         {
             Name = name;
             DisplayName = displayName;
@@ -41,10 +41,10 @@ namespace MoeCompiler.Models
         public string LayerMap { get; }
         public global::MoeCompiler.Runtime.Modules.ModelDescription ModelDescription { get; }
         public global::MoeCompiler.Runtime.Checkpoints.WeightManifest Manifest { get; }
-        /// <summary>Builds the variant from tensors bound to its manifest.</summary>
-        public global::System.Func<global::MoeCompiler.Runtime.Checkpoints.IBoundWeights, global::MoeCompiler.Runtime.Backends.IBackend, global::MoeCompiler.Runtime.Modules.IVisionLanguageModel> Create { get; }
+        /// <summary>Builds the variant from tensors bound to its manifest (an IVisionLanguageModel unless the variant is text-only).</summary>
+        public global::System.Func<global::MoeCompiler.Runtime.Checkpoints.IBoundWeights, global::MoeCompiler.Runtime.Backends.IBackend, global::MoeCompiler.Runtime.Modules.ILanguageModel> Create { get; }
         /// <summary>Opens and binds a checkpoint folder and builds the variant (the model owns the mapping; dispose it).</summary>
-        public global::System.Func<string, global::MoeCompiler.Runtime.Backends.IBackend, global::MoeCompiler.Runtime.Checkpoints.BindOptions?, global::MoeCompiler.Runtime.Modules.IVisionLanguageModel> Load { get; }
+        public global::System.Func<string, global::MoeCompiler.Runtime.Backends.IBackend, global::MoeCompiler.Runtime.Checkpoints.BindOptions?, global::MoeCompiler.Runtime.Modules.ILanguageModel> Load { get; }
 
         public override string ToString() => Name;
     }
@@ -102,6 +102,12 @@ namespace MoeCompiler.Models
                 LlavaStableLm.ModelDescription, LlavaStableLm.Manifest,
                 static (weights, backend) => new LlavaStableLm(weights, backend),
                 static (folder, backend, options) => LlavaStableLm.Load(folder, backend, options)),
+            new ModelCatalogEntry("Mixtral8x7BInstruct", "Mixtral-8x7B-Instruct-v0.1",
+                "Mistral AI's Mixtral-8x7B-Instruct-v0.1, text-only: 32 layers, 8 experts, top-2 in every layer (Mixtral routing), grouped-query attention (32 heads, 8 kv heads).",
+                46702792704L, 12879925248L, 47509934080L, 13684707328L, "MMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMM",
+                Mixtral8x7BInstruct.ModelDescription, Mixtral8x7BInstruct.Manifest,
+                static (weights, backend) => new Mixtral8x7BInstruct(weights, backend),
+                static (folder, backend, options) => Mixtral8x7BInstruct.Load(folder, backend, options)),
             new ModelCatalogEntry("MoeLlavaOpenChat4e", "MoE-LLaVA-OpenChat-3.5-7B-4e (top-2, every other layer)",
                 "MoE-LLaVA on OpenChat-3.5 (Mistral-7B): grouped-query attention 32/8, RMSNorm, SwiGLU 14336; no released MoE checkpoint exists; 4 experts, top-2, MoE on layers 0, 2, ..., 30 (16 MoE layers); CLIP ViT-L/14-336 tower.",
                 16009616384L, 10372471808L, 16503427072L, 10865889280L, "MDMDMDMDMDMDMDMDMDMDMDMDMDMDMDMD",
@@ -168,6 +174,18 @@ namespace MoeCompiler.Models
                 TinyCuMoMixtral.ModelDescription, TinyCuMoMixtral.Manifest,
                 static (weights, backend) => new TinyCuMoMixtral(weights, backend),
                 static (folder, backend, options) => TinyCuMoMixtral.Load(folder, backend, options)),
+            new ModelCatalogEntry("TinyMixtralChat", "Tiny Mixtral chat, text-only (CLI tests)",
+                "A toy-size text-only Mixtral with Mistral's full 32000-token vocabulary, so the real SentencePiece tokenizer and the mistral_instruct template run end to end: top-2 of 4 experts in both layers.",
+                2091424L, 2072992L, 2093856L, 2075040L, "MM",
+                TinyMixtralChat.ModelDescription, TinyMixtralChat.Manifest,
+                static (weights, backend) => new TinyMixtralChat(weights, backend),
+                static (folder, backend, options) => TinyMixtralChat.Load(folder, backend, options)),
+            new ModelCatalogEntry("TinyMixtralText", "Tiny Mixtral text-only (test)",
+                "Mixtral structure at toy size without a vision tower: GQA, RMSNorm, top-2 of 4 experts in every layer with Mixtral routing; text-only.",
+                411200L, 263744L, 429120L, 280128L, "MMMM",
+                TinyMixtralText.ModelDescription, TinyMixtralText.Manifest,
+                static (weights, backend) => new TinyMixtralText(weights, backend),
+                static (folder, backend, options) => TinyMixtralText.Load(folder, backend, options)),
             new ModelCatalogEntry("TinyOpenChatMoe", "Tiny OpenChat (Mistral) MoE (test)",
                 "Mistral/OpenChat structure at toy size: grouped-query attention (4 heads, 2 kv heads), RMSNorm, SwiGLU, no biases; MoE on every layer, top-1 (a Table 6 style ablation).",
                 454016L, 232832L, 429120L, 205632L, "MMMM",
@@ -192,6 +210,12 @@ namespace MoeCompiler.Models
                 TinyQwenMoe.ModelDescription, TinyQwenMoe.Manifest,
                 static (weights, backend) => new TinyQwenMoe(weights, backend),
                 static (folder, backend, options) => TinyQwenMoe.Load(folder, backend, options)),
+            new ModelCatalogEntry("TinyQwenText", "Tiny Qwen-1 MoE text-only (test)",
+                "Qwen-1 structure at toy size without a vision tower: RMSNorm, fused c_attn with bias, DeepSpeed top-2 MoE every other layer; text-only.",
+                317248L, 243520L, 317248L, 242752L, "MDMD",
+                TinyQwenText.ModelDescription, TinyQwenText.Manifest,
+                static (weights, backend) => new TinyQwenText(weights, backend),
+                static (folder, backend, options) => TinyQwenText.Load(folder, backend, options)),
             new ModelCatalogEntry("TinyStableLmMoe", "Tiny StableLM-2 MoE (test)",
                 "StableLM-2 structure at toy size: LayerNorm with bias, 25% partial rotary, q/k/v bias, SwiGLU; MoE every other layer.",
                 360640L, 286912L, 317248L, 242752L, "MDMD",

@@ -20,10 +20,11 @@ public sealed class Golden
         InputIds = Ints(root.GetProperty("inputIds"));
         IsImageToken = root.GetProperty("isImageToken").EnumerateArray().Select(e => e.GetBoolean()).ToArray();
         GeneratedIds = Ints(root.GetProperty("generatedIds"));
-        PixelsShape = Ints(root.GetProperty("pixelsShape"));
+        // A text-only golden has no image: null shapes, no pixels or image-feature files.
+        PixelsShape = IntsOrEmpty(root.GetProperty("pixelsShape"));
         LogitsShape = Ints(root.GetProperty("logitsShape"));
         StepLogitsShape = Ints(root.GetProperty("stepLogitsShape"));
-        ImageFeaturesShape = Ints(root.GetProperty("imageFeaturesShape"));
+        ImageFeaturesShape = IntsOrEmpty(root.GetProperty("imageFeaturesShape"));
         CheckpointDType = root.GetProperty("checkpointDType").GetString()!;
         Routing = ReadRouting(root.GetProperty("routing"));
         var bf16 = root.GetProperty("bf16");
@@ -49,6 +50,9 @@ public sealed class Golden
     public int[] InputIds { get; }
     public bool[] IsImageToken { get; }
     public int[] GeneratedIds { get; }
+    /// <summary>No pixels, no image features, no image placeholder: the golden of a text-only spec.</summary>
+    public bool TextOnly => PixelsShape.Length == 0;
+    /// <summary>Empty for a text-only golden.</summary>
     public int[] PixelsShape { get; }
     public int[] LogitsShape { get; }
     public int[] StepLogitsShape { get; }
@@ -79,6 +83,8 @@ public sealed class Golden
     }
 
     private static int[] Ints(JsonElement e) => e.EnumerateArray().Select(x => x.GetInt32()).ToArray();
+
+    private static int[] IntsOrEmpty(JsonElement e) => e.ValueKind == JsonValueKind.Null ? [] : Ints(e);
 
     private static List<GoldenRouting> ReadRouting(JsonElement array) => array.EnumerateArray().Select(r => new GoldenRouting(
         r.GetProperty("site").GetString()!, r.GetProperty("layer").GetInt32(), r.GetProperty("call").GetString()!,

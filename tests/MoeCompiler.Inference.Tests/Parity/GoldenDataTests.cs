@@ -30,9 +30,25 @@ public class GoldenDataTests
     {
         var golden = Golden.Load(folder);
         Assert.Equal(golden.LogitsShape[0], golden.IsImageToken.Length);
-        Assert.Equal(golden.ImageFeaturesShape[0], golden.IsImageToken.Count(b => b));
-        Assert.Single(golden.InputIds, id => id == PromptSplicer.ImageTokenId);
-        Assert.Equal(golden.InputIds.Length - 1 + golden.ImageFeaturesShape[0], golden.IsImageToken.Length);
+        if (golden.TextOnly)
+        {
+            // No image anywhere: no placeholder, no image rows, no pixel or feature files.
+            Assert.Empty(golden.ImageFeaturesShape);
+            Assert.DoesNotContain(PromptSplicer.ImageTokenId, golden.InputIds);
+            Assert.DoesNotContain(true, golden.IsImageToken);
+            Assert.Equal(golden.InputIds.Length, golden.IsImageToken.Length);
+            Assert.False(File.Exists(Path.Combine(golden.Folder, "pixels.bin")));
+            Assert.False(File.Exists(Path.Combine(golden.Folder, "image_features.bin")));
+        }
+        else
+        {
+            Assert.Equal(golden.ImageFeaturesShape[0], golden.IsImageToken.Count(b => b));
+            Assert.Single(golden.InputIds, id => id == PromptSplicer.ImageTokenId);
+            Assert.Equal(golden.InputIds.Length - 1 + golden.ImageFeaturesShape[0], golden.IsImageToken.Length);
+        }
+
+        // Only the LLM routes in a text-only golden.
+        if (golden.TextOnly) Assert.All(golden.Routing, r => Assert.Equal("llm", r.Site));
 
         var prefill = golden.Routing.Where(r => r.Site == "llm" && r.Call == "prefill").ToList();
         Assert.NotEmpty(prefill);

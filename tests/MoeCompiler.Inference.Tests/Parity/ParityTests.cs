@@ -10,7 +10,8 @@ namespace MoeCompiler.Inference.Tests.Parity;
 /// float64 math): same committed checkpoint, same pixels and prompt ids.
 /// Tolerances: float32 weights, max |Δ| ≤ 1e-4 · max |reference| for image features, prefill logits and every
 /// decode step's logits; identical greedy tokens. bfloat16 weights (BindOptions.TargetDType = BF16) are compared
-/// with the reference run on the same bf16-rounded weights, within <see cref="Bf16Tolerance"/>.
+/// with the reference run on the same bf16-rounded weights, within <see cref="Bf16Tolerance"/>. Text-only variants
+/// (tiny-*-text) run the same checks without an image.
 /// </summary>
 public class ParityTests(Xunit.Abstractions.ITestOutputHelper output)
 {
@@ -45,6 +46,8 @@ public class ParityTests(Xunit.Abstractions.ITestOutputHelper output)
     [InlineData("tiny-phi-moe")]
     [InlineData("tiny-openchat-moe")]
     [InlineData("tiny-cumo-mixtral")]
+    [InlineData("tiny-mixtral-text")]
+    [InlineData("tiny-qwen-text")]
     public void Bf16KvCache_IsTheDefaultForBf16WeightsAndStaysCloseToAnExactCache(string folder)
     {
         var golden = Golden.Load(folder);
@@ -53,8 +56,7 @@ public class ParityTests(Xunit.Abstractions.ITestOutputHelper output)
         try
         {
             Assert.Equal(DType.BF16, model.LlmWeightDType);
-            var pixels = backend.Allocate(DType.F32, golden.PixelsShape);
-            backend.Upload(golden.Pixels(), pixels);
+            var images = Images(golden, backend);
             (int[] Ids, float[] Logits, DType Cache) Run(DType? kv)
             {
                 var steps = new List<float[]>();
@@ -62,7 +64,7 @@ public class ParityTests(Xunit.Abstractions.ITestOutputHelper output)
                 var result = new TextGenerator(model, backend).Generate(new GenerationRequest
                 {
                     PromptIds = golden.InputIds,
-                    Images = [pixels],
+                    Images = images,
                     Options = new GenerationOptions { MaxNewTokens = GeneratedTokens, StopOnEos = false, KvCacheDType = kv },
                     ObserveLogits = (_, row) => steps.Add(row.ToArray()),
                     ConfigureContext = c => { if (c.Cache is { } cache) used = cache.DType; },
@@ -92,7 +94,7 @@ public class ParityTests(Xunit.Abstractions.ITestOutputHelper output)
         var golden = Golden.Load(folder);
         var two = golden.TwoImages ?? throw new InvalidOperationException($"{folder} has no two-image golden");
         IBackend backend = CpuBackend.Shared;
-        var model = VariantLoader.Load(folder, golden.CheckpointPath, backend, DType.F32);
+        var model = (IVisionLanguageModel)VariantLoader.Load(folder, golden.CheckpointPath, backend, DType.F32);
         try
         {
             var first = backend.Allocate(DType.F32, golden.PixelsShape);
@@ -139,14 +141,13 @@ public class ParityTests(Xunit.Abstractions.ITestOutputHelper output)
         var model = VariantLoader.Load(folder, golden.CheckpointPath, backend, DType.F32);
         try
         {
-            var pixels = backend.Allocate(DType.F32, golden.PixelsShape);
-            backend.Upload(golden.Pixels(), pixels);
+            var images = Images(golden, backend);
             var d = model.Description;
             float[] Run(bool lastRowOnly, out int rows)
             {
                 var cache = new KvCache(backend, d.Layers, golden.LogitsShape[0], d.KvHeads * d.HeadDim);
                 var context = new ForwardContext(backend, cache) { LastRowLogitsOnly = lastRowOnly };
-                var spliced = PromptSplicer.Splice(model, new ForwardContext(backend), context, golden.InputIds, [pixels]);
+                var spliced = PromptSplicer.Splice(model, new ForwardContext(backend), context, golden.InputIds, images);
                 context.IsImageToken = spliced.IsImageToken;
                 var logits = model.Forward(context, spliced.Embeddings);
                 rows = logits.Dim(0);
@@ -181,23 +182,37 @@ public class ParityTests(Xunit.Abstractions.ITestOutputHelper output)
         }
     }
 
-    private void Compare(Golden golden, IVisionLanguageModel model, IBackend backend, string folder, bool bf16)
+    /// <summary>The golden's image on the backend: one for a vision golden, none for a text-only one.</summary>
+    private static IReadOnlyList<Tensor> Images(Golden golden, IBackend backend)
+    {
+        if (golden.TextOnly) return [];
+        var pixels = backend.Allocate(DType.F32, golden.PixelsShape);
+        backend.Upload(golden.Pixels(), pixels);
+        return [pixels];
+    }
+
+    private void Compare(Golden golden, ILanguageModel model, IBackend backend, string folder, bool bf16)
     {
         DType dtype = bf16 ? DType.BF16 : DType.F32;
         double tolerance = bf16 ? Bf16Tolerance : F32Tolerance;
-        var pixels = backend.Allocate(DType.F32, golden.PixelsShape);
-        backend.Upload(golden.Pixels(), pixels);
+        var images = Images(golden, backend);
+        // A text-only variant is not a vision model at all: its type has no EncodeImage.
+        Assert.Equal(golden.TextOnly, model is not IVisionLanguageModel);
+        Assert.Equal(golden.TextOnly, !model.Description.HasVision);
 
         // Image features: tower, S2, projector.
-        var features = model.EncodeImage(new ForwardContext(backend), pixels);
-        Assert.Equal(golden.ImageFeaturesShape, features.Shape.ToArray());
-        if (!bf16) Within(Download(backend, features), golden.ImageFeatures(), tolerance, $"{folder} image features");
+        if (model is IVisionLanguageModel vision)
+        {
+            var features = vision.EncodeImage(new ForwardContext(backend), images[0]);
+            Assert.Equal(golden.ImageFeaturesShape, features.Shape.ToArray());
+            if (!bf16) Within(Download(backend, features), golden.ImageFeatures(), tolerance, $"{folder} image features");
+        }
 
         // Prefill logits over the spliced sequence.
         var d = model.Description;
         var cache = new KvCache(backend, d.Layers, golden.LogitsShape[0], d.KvHeads * d.HeadDim);
         var context = new ForwardContext(backend, cache);
-        var spliced = PromptSplicer.Splice(model, new ForwardContext(backend), context, golden.InputIds, [pixels]);
+        var spliced = PromptSplicer.Splice(model, new ForwardContext(backend), context, golden.InputIds, images);
         Assert.Equal(golden.IsImageToken, spliced.IsImageToken);
         context.IsImageToken = spliced.IsImageToken;
         var logits = model.Forward(context, spliced.Embeddings);
@@ -210,7 +225,7 @@ public class ParityTests(Xunit.Abstractions.ITestOutputHelper output)
         var result = new TextGenerator(model, backend).Generate(new GenerationRequest
         {
             PromptIds = golden.InputIds,
-            Images = [pixels],
+            Images = images,
             // The reference keeps keys and values exact; the bf16 cache is compared on its own below.
             Options = new GenerationOptions { MaxNewTokens = GeneratedTokens, StopOnEos = false, KvCacheDType = DType.F32 },
             ObserveLogits = (_, row) => steps.Add(row.ToArray()),

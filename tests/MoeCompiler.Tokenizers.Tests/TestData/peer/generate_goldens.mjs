@@ -115,6 +115,9 @@ const templates = {
   openchat: { style: "TWO", system: SYSTEM, sep: " ", sep2: "<|end_of_turn|>", tokenizer: "openchat" },
   plain: { style: "PLAIN", system: "", sep: "\n", sep2: "\n", tokenizer: "phi2" },
   mistral_instruct_system: { style: "LLAMA_2", system: SYSTEM, sep: "", sep2: "</s>", tokenizer: "sentencepiece" },
+  // LLaVA's conv_mistral_instruct (Mistral/Mixtral-Instruct's format): LLAMA_2 with an empty system, which has no
+  // system prompt to override.
+  mistral_instruct: { style: "LLAMA_2", system: "", sep: "", sep2: "</s>", tokenizer: "sentencepiece", noSystem: true },
 };
 function getPrompt(t, system, messages) {
   if (t.style === "TWO") {
@@ -158,7 +161,7 @@ const promptRows = [];
 for (const [name, t] of Object.entries(templates)) {
   for (const [index, c] of conversations.entries()) {
     for (const system of [null, "You are terse."]) {
-      if (system !== null && index !== 1) continue;
+      if (system !== null && (index !== 1 || t.noSystem)) continue;
       const users = [...c.history.map((h) => h[0]), c.question];
       users[0] = "<image>\n" + users[0];
       const messages = [];
