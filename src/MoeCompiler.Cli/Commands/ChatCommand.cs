@@ -33,6 +33,7 @@ internal static class ChatCommand
             string? first = parse.GetValue(image);
             if (first is not null) Attach(first, images, history, writer);
             writer.WriteLine($"Chatting with {entry.DisplayName}. /image PATH starts a conversation about a picture; /reset; /quit.");
+            writer.WriteLine(Report.TokenizerLine(session));
             var input = Input();
             while (!cancellation.IsCancellationRequested)
             {
