@@ -22,7 +22,10 @@ Console.WriteLine($"{entry.DisplayName}: {entry.ActivatedParameters.ToString("N0
                   $"{entry.TotalParameters.ToString("N0", CultureInfo.InvariantCulture)} parameters active per token, layers {entry.LayerMap}");
 
 using var model = TinyPhiChat.Load(folder, CpuBackend.Shared);
-var pipeline = new VisionLanguagePipeline(model, CpuBackend.Shared);
+// The checkpoint folder's own tokenizer files when it has them (checked against the variant), else the bundled one.
+var tokenizer = CheckpointTokenizer.Load(folder, model.Description);
+Console.WriteLine($"tokenizer: {tokenizer.Source}");
+var pipeline = new VisionLanguagePipeline(model, CpuBackend.Shared, tokenizer.Tokenizer);
 var history = new List<(string User, string Assistant)>();
 var options = new GenerationOptions { MaxNewTokens = 32 };   // greedy by default; set Sampling for temperature / top-p
 

@@ -11,20 +11,23 @@ namespace MoeCompiler.Cli;
 /// <summary>A variant bound to a checkpoint folder on a backend, with its pipeline: what run, chat and routing share.</summary>
 internal sealed class ModelSession : IDisposable
 {
-    private ModelSession(ModelCatalogEntry variant, IBackend backend, ILanguageModel model, TimeSpan loadTime, int weightBytes)
+    private ModelSession(ModelCatalogEntry variant, IBackend backend, ILanguageModel model, TimeSpan loadTime, int weightBytes, CheckpointTokenizer tokenizer)
     {
+        Tokenizer = tokenizer;
         WeightBytes = weightBytes;
         Variant = variant;
         Backend = backend;
         Model = model;
         LoadTime = loadTime;
-        Pipeline = new VisionLanguagePipeline(model, backend);
+        Pipeline = new VisionLanguagePipeline(model, backend, tokenizer.Tokenizer);
     }
 
     public ModelCatalogEntry Variant { get; }
     public IBackend Backend { get; }
     public ILanguageModel Model { get; }
     public VisionLanguagePipeline Pipeline { get; }
+    /// <summary>The checkpoint folder's tokenizer files, or the bundled tokenizer when it has none.</summary>
+    public CheckpointTokenizer Tokenizer { get; }
     public TimeSpan LoadTime { get; }
     /// <summary>Bytes per weight element as bound (the checkpoint's dtype unless converted at load).</summary>
     public int WeightBytes { get; }
@@ -41,12 +44,13 @@ internal sealed class ModelSession : IDisposable
                 throw new UserInputException($"{configPath} does not match {variant.Name}:\n  " + string.Join("\n  ", mismatches) +
                     "\nUse 'moe import-config' to make a matching spec.");
         }
+        var tokenizer = PickTokenizer(variant, weights);
         var backend = CreateBackend(device);
         long start = Stopwatch.GetTimestamp();
         try
         {
             var model = variant.Load(weights, backend, new BindOptions { TargetDType = dtype });
-            return new ModelSession(variant, backend, model, Stopwatch.GetElapsedTime(start), dtype?.SizeInBytes() ?? ProbeWeightBytes(variant, weights));
+            return new ModelSession(variant, backend, model, Stopwatch.GetElapsedTime(start), dtype?.SizeInBytes() ?? ProbeWeightBytes(variant, weights), tokenizer);
         }
         catch
         {
@@ -54,6 +58,11 @@ internal sealed class ModelSession : IDisposable
             throw;
         }
     }
+
+    /// <summary>The tokenizer files of the checkpoint folder (weights given as one file: the bundled tokenizer),
+    /// checked against the variant before the weights are read.</summary>
+    private static CheckpointTokenizer PickTokenizer(ModelCatalogEntry variant, string weights) =>
+        CheckpointTokenizer.Load(Directory.Exists(weights) ? weights : null, variant.ModelDescription);
 
     private static int ProbeWeightBytes(ModelCatalogEntry variant, string weights)
     {

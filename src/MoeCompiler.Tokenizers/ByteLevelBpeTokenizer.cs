@@ -88,6 +88,14 @@ public sealed class ByteLevelBpeTokenizer : TokenizerBase
         }
     }
 
+    private protected override int? OrdinaryTokenId(string content)
+    {
+        byte[] wanted = Encoding.UTF8.GetBytes(content);
+        for (int id = 0; id < _tokenBytes.Length; id++)
+            if (_tokenBytes[id] is { } bytes && bytes.AsSpan().SequenceEqual(wanted)) return id;
+        return null;
+    }
+
     private protected override bool TryAppendOrdinaryBytes(int id, List<byte> bytes)
     {
         if ((uint)id >= (uint)_tokenBytes.Length || _tokenBytes[id] is not { } tokenBytes) return false;

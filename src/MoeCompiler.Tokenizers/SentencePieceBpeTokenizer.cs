@@ -161,6 +161,12 @@ public sealed class SentencePieceBpeTokenizer : TokenizerBase
         return builder.ToString();
     }
 
+    private protected override int? OrdinaryTokenId(string content)
+    {
+        int id = Array.IndexOf(_pieces, content);
+        return id >= 0 ? id : null;
+    }
+
     private protected override bool TryAppendOrdinaryBytes(int id, List<byte> bytes)
     {
         if ((uint)id >= (uint)_pieces.Length || _pieces[id] is not { } piece) return false;

@@ -11,7 +11,7 @@ public abstract class TokenizerBase : ITokenizer
     private readonly AddedTokenMatcher _allAdded;
     private readonly AddedTokenMatcher _nonSpecialAdded;
     private readonly Dictionary<int, AddedToken> _addedById;
-    private readonly int[] _eosIds;
+    private int[] _eosIds;
 
     private protected TokenizerBase(IReadOnlyList<AddedToken> addedTokens, int vocabSize, int? bosId, IReadOnlyList<int> eosIds, bool normalizeNfc)
     {
@@ -27,9 +27,32 @@ public abstract class TokenizerBase : ITokenizer
     }
 
     public int VocabSize { get; }
-    public int? BosId { get; }
+    public int? BosId { get; private set; }
     public IReadOnlyList<int> EosIds => _eosIds;
     public IReadOnlyList<AddedToken> AddedTokens { get; }
+
+    /// <summary>True when the reference appends EOS to each encoded text (a Llama-style tokenizer_config.json with
+    /// "add_eos_token": true); <see cref="ImagePromptTokenizer"/> then ends every prompt chunk with it.</summary>
+    public bool AddsEos { get; internal set; }
+
+    /// <summary>BOS and EOS as a model folder's tokenizer_config.json / special_tokens_map.json name them; set by
+    /// the loader before the tokenizer is handed out.</summary>
+    internal void SetSpecialIds(int? bosId, IReadOnlyList<int> eosIds)
+    {
+        BosId = bosId;
+        _eosIds = eosIds.ToArray();
+    }
+
+    /// <summary>The id of a token's exact string: an added token, or else an ordinary vocabulary entry (for
+    /// SentencePiece in piece form, "▁" for spaces; for byte-level BPE the token's text).</summary>
+    public int? TokenId(string content)
+    {
+        ArgumentNullException.ThrowIfNull(content);
+        return AddedTokenId(content) ?? OrdinaryTokenId(content);
+    }
+
+    /// <summary>A linear search, for the few lookups made while loading.</summary>
+    private protected abstract int? OrdinaryTokenId(string content);
 
     /// <summary>True when the text is put in Unicode NFC before encoding (Qwen, Arcade100k).</summary>
     public bool NormalizesNfc { get; }

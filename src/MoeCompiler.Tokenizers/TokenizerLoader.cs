@@ -4,6 +4,9 @@ using MoeCompiler.Tokenizers.Splitting;
 
 namespace MoeCompiler.Tokenizers;
 
+/// <summary>A tokenizer loaded from a model folder: the file it was built from and the configuration files read.</summary>
+public sealed record FolderTokenizer(ITokenizer Tokenizer, string TokenizerFile, IReadOnlyList<string> ConfigFiles);
+
 /// <summary>Loads the tokenizer of a base model from a Hugging Face model folder or by kind from the data
 /// files shipped with this library.</summary>
 public static class TokenizerLoader
@@ -37,53 +40,112 @@ public static class TokenizerLoader
         };
     }
 
-    /// <summary>Loads from a Hugging Face model folder, using whichever files it has, in this order:
-    /// tokenizer.json, *.tiktoken (qwen / arcade100k), tokenizer.model, vocab.json + merges.txt.
-    /// tokenizer_config.json / added_tokens.json add tokens and pick BOS/EOS as the reference does.</summary>
+    /// <summary>Loads from a Hugging Face model folder (see <see cref="LoadFolder"/>); a file path loads that file.</summary>
     public static ITokenizer FromFolder(string path)
     {
         if (System.IO.File.Exists(path)) return FromFile(path);
-        if (!Directory.Exists(path)) throw new TokenizerLoadException(path, "no such folder");
-        var config = FolderConfig.Read(path);
-
-        ITokenizer tokenizer = LoadFolderFiles(path, config);
-        if (tokenizer is TokenizerBase loaded && !IsTiktoken(path) && !config.HasOwnDecode)
-            loaded.CleansUpTokenizationSpaces = config.CleanUpSpaces ?? loaded is ByteLevelBpeTokenizer;
-        // MoE-LLaVA and CuMo load the slow tokenizer (use_fast=False), whose legacy flag decides whether text after
-        // a special token gets SentencePiece's "▁" prefix.
-        if (config.Legacy == false && tokenizer is SentencePieceBpeTokenizer sentencePiece)
-        {
-            if (sentencePiece.UnknownId < 0) throw new TokenizerLoadException(path, "tokenizer_config.json sets legacy=false, which needs an <unk> token, but the vocabulary has none");
-            return sentencePiece.WithLegacy(false);
-        }
-        return tokenizer;
+        return LoadFolder(path).Tokenizer;
     }
 
-    // transformers 4.37 (the references' version): PreTrainedTokenizer._decode cleans up spaces unless the config says
-    // otherwise, defaulting to true except LlamaTokenizer (false); Qwen's and Arcade100k's own _decode never do.
-    private static bool IsTiktoken(string folder) =>
-        !System.IO.File.Exists(Path.Combine(folder, "tokenizer.json")) && Directory.EnumerateFiles(folder, "*.tiktoken").Any();
+    /// <summary>True when the folder has a file <see cref="LoadFolder"/> can build a tokenizer from.</summary>
+    public static bool HasTokenizerFiles(string folder) => Directory.Exists(folder) && FindTokenizerFile(folder, tokenizerClass: null) is not null;
 
-    private static ITokenizer LoadFolderFiles(string path, FolderConfig config)
+    /// <summary>
+    /// Loads the tokenizer of a Hugging Face model folder as MoE-LLaVA and CuMo load it: AutoTokenizer.from_pretrained
+    /// with use_fast=False under transformers 4.37. That means the slow tokenizer's own file comes first, in this order:
+    /// tokenizer.model (LlamaTokenizer: Mistral, OpenChat), *.tiktoken (QWenTokenizer, Arcade100kTokenizer),
+    /// vocab.json + merges.txt (GPT2Tokenizer, CodeGenTokenizer: Phi-2), and tokenizer.json only when the folder has
+    /// none of them. Two exceptions follow transformers: a tokenizer_class ending in "Fast" makes AutoTokenizer build
+    /// the fast tokenizer from tokenizer.json whatever use_fast says, and a tokenizer_class naming one of the slow
+    /// classes above puts its file first. tokenizer_config.json, special_tokens_map.json and added_tokens.json add
+    /// tokens and choose BOS/EOS, add_bos_token/add_eos_token and the SentencePiece legacy mode
+    /// (<see cref="TokenizerFolderConfig"/>). Problems raise <see cref="TokenizerLoadException"/> naming the file.
+    /// </summary>
+    public static FolderTokenizer LoadFolder(string folder)
     {
-        string json = Path.Combine(path, "tokenizer.json");
-        if (System.IO.File.Exists(json))
-            return HfTokenizerJson.Load(json, config.Added, config.AddBos, config.BosToken, config.EosIds);
+        ArgumentNullException.ThrowIfNull(folder);
+        if (!Directory.Exists(folder)) throw new TokenizerLoadException(folder, "no such folder");
+        var config = TokenizerFolderConfig.Read(folder);
+        string file = FindTokenizerFile(folder, config.TokenizerClass)
+            ?? throw new TokenizerLoadException(folder, "no tokenizer files (tokenizer.model, *.tiktoken, vocab.json + merges.txt or tokenizer.json)");
+        string name = Path.GetFileName(file);
+        bool tiktoken = name.EndsWith(".tiktoken", StringComparison.OrdinalIgnoreCase);
+        bool fast = name == "tokenizer.json" && config.NamesFastClass;
 
-        string? tiktoken = Directory.EnumerateFiles(path, "*.tiktoken").OrderBy(f => f, StringComparer.Ordinal).FirstOrDefault();
-        if (tiktoken is not null) return FromFile(tiktoken);
-
-        string model = Path.Combine(path, "tokenizer.model");
-        if (System.IO.File.Exists(model)) return SentencePieceModelFile.Load(model, config.Added, config.EosIds, addBos: config.AddBos != false);
-
-        string vocab = Path.Combine(path, "vocab.json"), merges = Path.Combine(path, "merges.txt");
-        if (System.IO.File.Exists(vocab) && System.IO.File.Exists(merges))
+        TokenizerBase tokenizer = name switch
         {
-            var added = config.Added.ToList();
-            if (!added.Any(a => a.Content == "<|endoftext|>")) added.Add(new AddedToken("<|endoftext|>", 50256, true));
-            return Gpt2FromFiles(vocab, merges, added, config.EosIds);
+            "tokenizer.json" => HfTokenizerJson.Load(file, config.Added),
+            "tokenizer.model" => SentencePieceModelFile.Load(file, config.Added),
+            "vocab.json" => (TokenizerBase)Gpt2FromFiles(file, Path.Combine(folder, "merges.txt"), config.Added),
+            _ => (TokenizerBase)FromFile(file), // *.tiktoken: the special tokens are the class's own, not the config's
+        };
+
+        // The slow LlamaTokenizer's legacy flag decides whether text after a special token gets SentencePiece's "▁"
+        // prefix. A fast tokenizer loaded from tokenizer.json behaves as that file says and ignores the flag.
+        if (config.Legacy == false && !fast && tokenizer is SentencePieceBpeTokenizer sentencePiece)
+        {
+            if (sentencePiece.UnknownId < 0) throw new TokenizerLoadException(config.ConfigPath ?? file, "legacy=false needs an <unk> token, but the vocabulary has none");
+            tokenizer = sentencePiece.WithLegacy(false);
         }
-        throw new TokenizerLoadException(path, "no tokenizer files (tokenizer.json, *.tiktoken, tokenizer.model or vocab.json + merges.txt)");
+        if (!tiktoken) ApplySpecialTokens(tokenizer, config, file);
+        // transformers 4.37 (the references' version): PreTrainedTokenizer._decode cleans up spaces unless the config
+        // says otherwise, defaulting to true except LlamaTokenizer (false); Qwen's and Arcade100k's own _decode never do.
+        if (!tiktoken && !config.HasOwnDecode)
+            tokenizer.CleansUpTokenizationSpaces = config.CleanUpSpaces ?? tokenizer is ByteLevelBpeTokenizer;
+        return new FolderTokenizer(tokenizer, file, config.FilesRead);
+    }
+
+    /// <summary>The file <see cref="LoadFolder"/> builds the tokenizer from, or null (see there for the order).</summary>
+    private static string? FindTokenizerFile(string folder, string? tokenizerClass)
+    {
+        string json = Path.Combine(folder, "tokenizer.json");
+        string model = Path.Combine(folder, "tokenizer.model");
+        string vocab = Path.Combine(folder, "vocab.json");
+        string? tiktoken = Directory.EnumerateFiles(folder, "*.tiktoken").OrderBy(f => f, StringComparer.Ordinal).FirstOrDefault();
+        bool hasVocabAndMerges = System.IO.File.Exists(vocab) && System.IO.File.Exists(Path.Combine(folder, "merges.txt"));
+
+        string? preferred = tokenizerClass switch
+        {
+            null => null,
+            _ when tokenizerClass.EndsWith("Fast", StringComparison.Ordinal) => System.IO.File.Exists(json) ? json : null,
+            _ when tokenizerClass.Contains("QWen", StringComparison.OrdinalIgnoreCase) || tokenizerClass.Contains("Arcade100k", StringComparison.OrdinalIgnoreCase) => tiktoken,
+            _ when tokenizerClass.StartsWith("GPT2", StringComparison.Ordinal) || tokenizerClass.StartsWith("CodeGen", StringComparison.Ordinal) => hasVocabAndMerges ? vocab : null,
+            _ when tokenizerClass.StartsWith("Llama", StringComparison.Ordinal) => System.IO.File.Exists(model) ? model : null,
+            _ => null,
+        };
+        if (preferred is not null) return preferred;
+        if (System.IO.File.Exists(model)) return model;
+        if (tiktoken is not null) return tiktoken;
+        if (hasVocabAndMerges) return vocab;
+        return System.IO.File.Exists(json) ? json : null;
+    }
+
+    /// <summary>BOS, EOS and add_eos_token as the folder's config names them. Defaults are the slow classes':
+    /// LlamaTokenizer adds "&lt;s&gt;" and ends with "&lt;/s&gt;"; GPT2Tokenizer/CodeGenTokenizer add no BOS unless
+    /// add_bos_token is true and use "&lt;|endoftext|&gt;".</summary>
+    private static void ApplySpecialTokens(TokenizerBase tokenizer, TokenizerFolderConfig config, string tokenizerFile)
+    {
+        bool sentencePiece = tokenizer is SentencePieceBpeTokenizer;
+        if (!sentencePiece && config.AddPrefixSpace == true)
+            throw new TokenizerLoadException(config.ConfigPath!, "add_prefix_space=true is not supported (the reference would put a space before every text)");
+
+        int? Resolve(TokenizerFolderConfig.NamedToken? named, string defaultContent, string field)
+        {
+            string content = named?.Content ?? defaultContent;
+            return tokenizer.TokenId(content)
+                ?? throw new TokenizerLoadException(named?.SourceFile ?? tokenizerFile, $"{field} \"{content}\" is not a token of {tokenizerFile}");
+        }
+
+        bool addsBos = config.AddBos ?? sentencePiece;
+        int? bos = addsBos ? Resolve(config.BosToken, sentencePiece ? "<s>" : "<|endoftext|>", "bos_token") : null;
+        IReadOnlyList<int> eos = config.EosToken is not null ? [Resolve(config.EosToken, "", "eos_token")!.Value] : tokenizer.EosIds;
+        tokenizer.SetSpecialIds(bos, eos);
+        // Only LlamaTokenizer appends EOS; GPT-2/CodeGen's build_inputs_with_special_tokens ignores add_eos_token.
+        if (config.AddEos == true && sentencePiece)
+        {
+            if (eos.Count == 0) throw new TokenizerLoadException(config.ConfigPath!, "add_eos_token=true, but no eos_token is known");
+            tokenizer.AddsEos = true;
+        }
     }
 
     /// <summary>Loads one tokenizer file, its kind told by its name and extension.</summary>
@@ -124,74 +186,11 @@ public static class TokenizerLoader
             if (space < 0 || space == line.Length - 1) throw new TokenizerLoadException(mergesPath, $"line {i + 1} is not \"left right\"");
             merges.Add((line[..space], line[(space + 1)..]));
         }
+        // GPT2Tokenizer/CodeGenTokenizer make their "<|endoftext|>" (bos, eos and unk) a special added token.
+        if (!added.Any(a => a.Content == "<|endoftext|>") && vocab.TryGetValue("<|endoftext|>", out int vocabEndOfText))
+            added = [.. added, new AddedToken("<|endoftext|>", vocabEndOfText, true)];
         int? endOfText = added.FirstOrDefault(a => a.Content == "<|endoftext|>")?.Id;
         return BpeVocabulary.ByteLevel(vocabPath, vocab, merges, Gpt2Splitter.Instance, added, null,
             eos ?? (endOfText is int eot ? [eot] : []), nfc: false);
-    }
-
-    /// <summary>The parts of tokenizer_config.json / added_tokens.json that change tokenization.</summary>
-    private sealed class FolderConfig
-    {
-        public List<AddedToken> Added { get; } = [];
-        public bool? AddBos { get; private set; }
-        public bool? Legacy { get; private set; }
-        public bool? CleanUpSpaces { get; private set; }
-        public string? TokenizerClass { get; private set; }
-        /// <summary>QWenTokenizer and Arcade100kTokenizer override _decode and never clean up spaces.</summary>
-        public bool HasOwnDecode => TokenizerClass is { } c && (c.Contains("QWen", StringComparison.OrdinalIgnoreCase) || c.Contains("Arcade100k", StringComparison.OrdinalIgnoreCase));
-        public string? BosToken { get; private set; }
-        public string? EosToken { get; private set; }
-        public IReadOnlyList<int>? EosIds => EosToken is not null && Added.FirstOrDefault(a => a.Content == EosToken) is { } t ? [t.Id] : null;
-
-        public static FolderConfig Read(string folder)
-        {
-            var config = new FolderConfig();
-            string added = Path.Combine(folder, "added_tokens.json");
-            if (System.IO.File.Exists(added))
-            {
-                foreach (var (content, id) in ReadJson<Dictionary<string, int>>(added) ?? [])
-                    config.Added.Add(new AddedToken(content, id, true));
-            }
-            string configPath = Path.Combine(folder, "tokenizer_config.json");
-            if (!System.IO.File.Exists(configPath)) return config;
-            using JsonDocument doc = ReadJson<JsonDocument>(configPath)!;
-            JsonElement root = doc.RootElement;
-            if (root.TryGetProperty("added_tokens_decoder", out JsonElement decoder) && decoder.ValueKind == JsonValueKind.Object)
-            {
-                foreach (JsonProperty p in decoder.EnumerateObject())
-                {
-                    if (!int.TryParse(p.Name, System.Globalization.CultureInfo.InvariantCulture, out int id)) continue;
-                    string? content = p.Value.TryGetProperty("content", out JsonElement c) ? c.GetString() : null;
-                    bool special = !p.Value.TryGetProperty("special", out JsonElement s) || s.ValueKind != JsonValueKind.False;
-                    if (content is not null && !config.Added.Any(a => a.Id == id)) config.Added.Add(new AddedToken(content, id, special));
-                }
-            }
-            if (root.TryGetProperty("add_bos_token", out JsonElement addBos) && addBos.ValueKind is JsonValueKind.True or JsonValueKind.False)
-                config.AddBos = addBos.ValueKind == JsonValueKind.True;
-            if (root.TryGetProperty("legacy", out JsonElement legacy) && legacy.ValueKind is JsonValueKind.True or JsonValueKind.False)
-                config.Legacy = legacy.ValueKind == JsonValueKind.True;
-            if (root.TryGetProperty("clean_up_tokenization_spaces", out JsonElement cleanUp) && cleanUp.ValueKind is JsonValueKind.True or JsonValueKind.False)
-                config.CleanUpSpaces = cleanUp.ValueKind == JsonValueKind.True;
-            config.TokenizerClass = TokenString(root, "tokenizer_class");
-            config.BosToken = TokenString(root, "bos_token");
-            config.EosToken = TokenString(root, "eos_token");
-            return config;
-        }
-
-        private static string? TokenString(JsonElement root, string name) =>
-            !root.TryGetProperty(name, out JsonElement e) ? null
-            : e.ValueKind == JsonValueKind.String ? e.GetString()
-            : e.ValueKind == JsonValueKind.Object && e.TryGetProperty("content", out JsonElement c) ? c.GetString() : null;
-
-        private static T? ReadJson<T>(string path)
-        {
-            byte[] bytes = MoeCompiler.IO.RegularFile.ReadAllBytes(path, TokenizerFiles.MaxJsonBytes, (problem, inner) => new TokenizerLoadException(path, problem, inner));
-            try
-            {
-                return typeof(T) == typeof(JsonDocument) ? (T)(object)JsonDocument.Parse(MoeCompiler.IO.RegularFile.WithoutByteOrderMark(bytes)) : JsonSerializer.Deserialize<T>(MoeCompiler.IO.RegularFile.WithoutByteOrderMark(bytes).Span);
-            }
-            catch (JsonException e)
-            { throw new TokenizerLoadException(path, "cannot read: " + e.Message, e); }
-        }
     }
 }

@@ -156,6 +156,58 @@ public sealed class CommandTests(TinyWeightsFixture weights) : IClassFixture<Tin
         Assert.Equal(2, badOption.ExitCode);
     }
 
+    /// <summary>A copy of the tiny Phi weights with tokenizer files from the shipped vocabularies.</summary>
+    private string WeightsWithTokenizer(string name, params (string DataFile, string AsName)[] files)
+    {
+        string folder = weights.Path_(name);
+        Directory.CreateDirectory(folder);
+        File.Copy(Path.Combine(weights.PhiWeights, "model.safetensors"), Path.Combine(folder, "model.safetensors"));
+        foreach (var (dataFile, asName) in files)
+            File.Copy(Path.Combine(MoeCompiler.Tokenizers.TokenizerLoader.DefaultDataDirectory, dataFile), Path.Combine(folder, asName));
+        return folder;
+    }
+
+    [Fact]
+    public void RunUsesTheCheckpointsTokenizerFilesAndSaysWhich()
+    {
+        string prompt = "indented:" + new string(' ', 20) + "x";
+        var bundled = CliRunner.Run("run", "TinyPhiChat", "-w", weights.PhiWeights, "-i", weights.Picture, "-p", prompt, "--max-tokens", "2");
+        Assert.Equal(0, bundled.ExitCode);
+        Assert.Contains("tokenizer: bundled gpt2", bundled.Out);
+
+        // Phi-2's own tokenizer.json has whitespace-run tokens the bundled GPT-2 tokenizer lacks: fewer prompt tokens.
+        string folder = WeightsWithTokenizer("phi-with-tokenizer", ("phi2-tokenizer.json", "tokenizer.json"));
+        string file = Path.Combine(folder, "tokenizer.json");
+        var own = CliRunner.Run("run", "TinyPhiChat", "-w", folder, "-i", weights.Picture, "-p", prompt, "--max-tokens", "2", "--json");
+        Assert.Equal(0, own.ExitCode);
+        Assert.Equal(file, own.Json().GetProperty("tokenizer").GetString());
+        var bundledJson = CliRunner.Run("run", "TinyPhiChat", "-w", weights.PhiWeights, "-i", weights.Picture, "-p", prompt, "--max-tokens", "2", "--json");
+        Assert.Equal("bundled gpt2", bundledJson.Json().GetProperty("tokenizer").GetString());
+        int PromptTokens(CliRunner.Result r) => r.Json().GetProperty("timings").GetProperty("promptTokens").GetInt32();
+        Assert.True(PromptTokens(own) < PromptTokens(bundledJson), $"{PromptTokens(own)} vs {PromptTokens(bundledJson)}");
+
+        var human = CliRunner.Run("run", "TinyPhiChat", "-w", folder, "-i", weights.Picture, "-p", "Hi", "--max-tokens", "2");
+        Assert.Contains($"tokenizer: {file}", human.Out);
+    }
+
+    [Fact]
+    public void RunRefusesATokenizerThatDoesNotFitTheVariant()
+    {
+        // GPT-2's vocab.json + merges.txt has 50257 tokens; TinyPhiChat's spec says 50295 (Phi-2's added tokens).
+        string folder = WeightsWithTokenizer("phi-with-gpt2-vocab", ("gpt2-vocab.json", "vocab.json"), ("gpt2-merges.txt", "merges.txt"));
+        var result = CliRunner.Run("run", "TinyPhiChat", "-w", folder, "-i", weights.Picture, "-p", "x");
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains(Path.Combine(folder, "vocab.json"), result.Error);
+        Assert.Contains("has 50257 tokens, but TinyPhiChat's spec says 50295 (tokenizerSize)", result.Error);
+
+        string broken = WeightsWithTokenizer("phi-with-broken-config", ("phi2-tokenizer.json", "tokenizer.json"));
+        File.WriteAllText(Path.Combine(broken, "tokenizer_config.json"), "{\"add_bos_token\": \"maybe\"}");
+        var badConfig = CliRunner.Run("run", "TinyPhiChat", "-w", broken, "-i", weights.Picture, "-p", "x");
+        Assert.Equal(2, badConfig.ExitCode);
+        Assert.Contains(Path.Combine(broken, "tokenizer_config.json") + ": ", badConfig.Error);
+        Assert.Contains("add_bos_token is not true or false", badConfig.Error);
+    }
+
     [Fact]
     public void RoutingWritesPngAndSvgAndRefusesToOverwrite()
     {
@@ -269,5 +321,6 @@ public sealed class CommandTests(TinyWeightsFixture weights) : IClassFixture<Tin
         Assert.Contains("new conversation about picture.png", result.Out);
         Assert.Equal(2, result.Out.Split("assistant> ").Length - 1);
         Assert.Contains("unknown command /bogus", result.Out);
+        Assert.Contains("tokenizer: bundled gpt2", result.Out);
     }
 }

@@ -43,6 +43,7 @@ internal static class ChatCommand
             writer.WriteLine(vision
                 ? $"Chatting with {entry.DisplayName}. /image PATH starts a conversation about a picture; /reset; /quit."
                 : $"Chatting with {entry.DisplayName} (text-only). /reset; /quit.");
+            writer.WriteLine(Report.TokenizerLine(session));
             var input = Input();
             while (!cancellation.IsCancellationRequested)
             {

@@ -10,6 +10,7 @@ internal static class Report
     public static object Of(ModelSession session, VisionLanguageAnswer answer) => new
     {
         Variant = session.Variant.Name,
+        Tokenizer = session.Tokenizer.Source,
         answer.Text,
         answer.TokenIds,
         StopReason = answer.StopReason.ToString(),
@@ -33,11 +34,15 @@ internal static class Report
     {
         var t = answer.Timings;
         var console = output.Console;
+        console.MarkupLine($"[grey]{Markup.Escape(TokenizerLine(session))}[/]");
         console.MarkupLine($"[grey]stop: {answer.StopReason}; {t.PromptTokens} prompt tokens ({t.ImageTokens} image), {t.GeneratedTokens} generated[/]");
         console.MarkupLine($"[grey]load {Ms(session.LoadTime)} · image {Ms(answer.ImagePreprocessing)} + encode {Ms(t.ImageEncoding)} · prefill {Ms(t.Prefill)} · " +
             $"first token after {Ms(t.TimeToFirstToken)} · decode {CommonOptions.Format(t.DecodeTokensPerSecond, "0.0")} tokens/s[/]");
         WriteRouting(output, answer.Routing);
     }
+
+    /// <summary>"tokenizer: FOLDER/tokenizer.model (with tokenizer_config.json)" or "tokenizer: bundled KIND".</summary>
+    public static string TokenizerLine(ModelSession session) => "tokenizer: " + session.Tokenizer.Source;
 
     public static void WriteRouting(Output output, RoutingStatistics routing)
     {

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using MoeCompiler.Imaging;
 using MoeCompiler.Runtime.Backends;
+using MoeCompiler.Runtime.Checkpoints;
 using MoeCompiler.Runtime.Modules;
 using MoeCompiler.Runtime.Tensors;
 using MoeCompiler.Tokenizers;
@@ -51,7 +52,8 @@ public sealed class VisionLanguagePipeline
     private readonly TextGenerator _generator;
     private readonly VisionPreprocessing? _preprocessing;
 
-    /// <param name="tokenizer">Null: the tokenizer shipped for the model's kind (<see cref="TokenizerLoader.ForKind(string)"/>).</param>
+    /// <param name="tokenizer">Null: the tokenizer shipped for the model's kind (<see cref="CheckpointTokenizer.Bundled"/>).
+    /// To use a checkpoint folder's own tokenizer files, pass <see cref="CheckpointTokenizer.Load"/>'s tokenizer.</param>
     public VisionLanguagePipeline(ILanguageModel model, IBackend backend, ITokenizer? tokenizer = null)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -59,7 +61,7 @@ public sealed class VisionLanguagePipeline
         _model = model;
         _backend = backend;
         var d = model.Description;
-        _tokenizer = tokenizer ?? TokenizerLoader.ForKind(TokenizerKindFor(d));
+        _tokenizer = tokenizer ?? CheckpointTokenizer.Bundled(d).Tokenizer;
         _generator = new TextGenerator(model, backend);
         _preprocessing = d.VisionTower is "clip" or "siglip" ? new VisionPreprocessing(d.VisionTower, d.ImageSize, d.ImageMean, d.ImageStd) : null;
     }

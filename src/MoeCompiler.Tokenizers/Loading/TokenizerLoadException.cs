@@ -4,7 +4,15 @@ namespace MoeCompiler.Tokenizers;
 public sealed class TokenizerLoadException : Exception
 {
     public TokenizerLoadException(string filePath, string message, Exception? inner = null)
-        : base($"{filePath}: {message}", inner) => FilePath = filePath;
+        : base($"{filePath}: {message}", inner)
+    {
+        FilePath = filePath;
+        Problem = message;
+    }
 
+    /// <summary>The file at fault (or the folder, when no tokenizer file was found in it).</summary>
     public string FilePath { get; }
+
+    /// <summary>The message without the file name.</summary>
+    public string Problem { get; }
 }

@@ -102,4 +102,24 @@ public sealed class VisionLanguagePipelineTests : IDisposable
         cts.Cancel();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => pipeline.AskAsync(WritePng("a.png", 1), "?", null, null, cts.Token));
     }
+
+    [Fact]
+    public void ACheckpointsOwnTokenizerFilesChangeThePromptIds()
+    {
+        // A CuMo-style folder whose tokenizer_config.json asks for the non-legacy slow tokenizer: after the literal
+        // "<s>" the prompt continues with "[" (28792) instead of the bundled tokenizer's "▁[" (733).
+        string checkpoint = Path.Combine(_folder, "checkpoint");
+        Directory.CreateDirectory(checkpoint);
+        File.Copy(Path.Combine(TokenizerLoader.DefaultDataDirectory, "mistral-sentencepiece.model"), Path.Combine(checkpoint, "tokenizer.model"));
+        File.WriteAllText(Path.Combine(checkpoint, "tokenizer_config.json"), "{\"tokenizer_class\": \"LlamaTokenizer\", \"legacy\": false}");
+        var model = Model();
+        var chosen = MoeCompiler.Runtime.Checkpoints.CheckpointTokenizer.Load(checkpoint, model.Description);
+        var own = new VisionLanguagePipeline(model, Backend, chosen.Tokenizer);
+        var bundled = new VisionLanguagePipeline(model, Backend);
+        string prompt = own.BuildPrompt(1, "What is it?");
+        Assert.Same(chosen.Tokenizer, own.Tokenizer);
+        Assert.Equal([1, 28792], own.TokenizePrompt(prompt)[..2]);
+        Assert.Equal([1, 733], bundled.TokenizePrompt(prompt)[..2]);
+        Assert.Equal(Path.Combine(checkpoint, "tokenizer.model") + " (with tokenizer_config.json)", chosen.Source);
+    }
 }
