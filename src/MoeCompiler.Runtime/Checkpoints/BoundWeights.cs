@@ -13,8 +13,9 @@ public sealed class BoundWeights : IBoundWeights, IDisposable
     private bool _disposed;
 
     internal BoundWeights(Dictionary<string, Tensor> tensors, IReadOnlyList<string> ignoredKeys, List<MappedFileStorage> mappings,
-        long mappedBytes, long copiedBytes)
+        long mappedBytes, long copiedBytes, string? visionTowerSource = null)
     {
+        VisionTowerSource = visionTowerSource;
         _tensors = tensors;
         IgnoredKeys = ignoredKeys;
         _mappings = mappings;
@@ -46,6 +47,10 @@ public sealed class BoundWeights : IBoundWeights, IDisposable
 
     /// <summary>Checkpoint keys that matched the manifest's ignore patterns (present, harmless, not loaded).</summary>
     public IReadOnlyList<string> IgnoredKeys { get; }
+
+    /// <summary>The checkpoint the vision tower's weights came from (the model checkpoint, or the separate tower given
+    /// in <see cref="BindOptions.VisionTowerPath"/>); null for a variant without a tower or weights not bound from files.</summary>
+    public string? VisionTowerSource { get; }
 
     /// <summary>Bytes used in place from memory-mapped files.</summary>
     public long MappedBytes { get; }

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using MoeCompiler.IO;
 using MoeCompiler.Runtime.Tensors;
 
 namespace MoeCompiler.Runtime.Checkpoints;
@@ -20,6 +21,8 @@ public sealed class CheckpointFolder : IDisposable
 {
     public const string SafetensorsIndexName = "model.safetensors.index.json";
     public const string PyTorchIndexName = "pytorch_model.bin.index.json";
+    /// <summary>The largest index file read (the largest released index, Mixtral's, is about 100 KiB).</summary>
+    private const long MaxIndexBytes = 64L << 20;
 
     private readonly List<ICheckpointFile> _files;
     private readonly Dictionary<string, (ICheckpointFile File, CheckpointTensorInfo Info)> _byKey;
@@ -45,7 +48,8 @@ public sealed class CheckpointFolder : IDisposable
         ArgumentNullException.ThrowIfNull(path);
         string full = System.IO.Path.GetFullPath(path);
         if (Directory.Exists(full)) return OpenDirectory(full);
-        if (!File.Exists(full)) throw new CheckpointException(full, "no such file or folder");
+        if (!File.Exists(full) && new FileInfo(full).LinkTarget is null) throw new CheckpointException(full, "no such file or folder");
+        if (!RegularFile.TryResolve(full, out _, out string problem)) throw new CheckpointException(full, problem);
         string name = System.IO.Path.GetFileName(full);
         if (name.EndsWith(".index.json", StringComparison.OrdinalIgnoreCase))
             return OpenIndex(full, name.StartsWith("pytorch", StringComparison.OrdinalIgnoreCase) ? CheckpointFormat.PyTorch : CheckpointFormat.Safetensors);
@@ -94,8 +98,11 @@ public sealed class CheckpointFolder : IDisposable
 
     private static Dictionary<string, string> ReadIndex(string indexPath)
     {
+        if (!RegularFile.TryResolve(indexPath, out string resolved, out string problem)) throw new CheckpointException(indexPath, problem);
+        if (new FileInfo(resolved).Length > MaxIndexBytes)
+            throw new CheckpointException(indexPath, $"index is {new FileInfo(resolved).Length} bytes; an index of tensor names is far below {MaxIndexBytes >> 20} MiB");
         byte[] bytes;
-        try { bytes = File.ReadAllBytes(indexPath); }
+        try { bytes = File.ReadAllBytes(resolved); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new CheckpointException(indexPath, "cannot read the index: " + e.Message, e);

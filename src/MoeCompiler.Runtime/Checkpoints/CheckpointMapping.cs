@@ -5,13 +5,16 @@ namespace MoeCompiler.Runtime.Checkpoints;
 /// <summary>Maps checkpoint files, turning the operating system's complaints into <see cref="CheckpointException"/>s.</summary>
 internal static class CheckpointMapping
 {
-    /// <summary>Maps the whole file at <paramref name="path"/>; the caller owns the first reference.</summary>
+    /// <summary>Maps the whole file at <paramref name="path"/>, following symbolic links (a hub cache's snapshot
+    /// folder links to blobs); anything but a regular file is refused. The caller owns the first reference.</summary>
     public static MappedFileStorage Open(string path)
     {
+        if (!MoeCompiler.IO.RegularFile.TryResolve(path, out string resolved, out string problem))
+            throw new CheckpointException(path, problem);
         long length;
         try
         {
-            length = new FileInfo(path).Length;
+            length = new FileInfo(resolved).Length;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -20,7 +23,7 @@ internal static class CheckpointMapping
         if (length == 0) throw new CheckpointException(path, "the file is empty");
         try
         {
-            return MappedFileStorage.Open(path);
+            return MappedFileStorage.Open(resolved);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -9,6 +9,15 @@ public sealed class BindOptions
     /// <summary>When set, every tensor is converted to this dtype once at load (F32, F16 and BF16 convert among each other).</summary>
     public DType? TargetDType { get; set; }
     public IProgress<BindProgress>? Progress { get; set; }
+
+    /// <summary>
+    /// A checkpoint (folder or file) of the vision tower alone, in the layout of Hugging Face's CLIPVisionModel /
+    /// SiglipVisionModel or the full CLIPModel / SiglipModel (keys <c>vision_model.*</c>), such as
+    /// openai/clip-vit-large-patch14-336. When set, the tower's weights come from it and any copy inside the model
+    /// checkpoint is ignored, as the reference does (it builds the tower from the original weights). Null: the
+    /// tower comes from the model checkpoint.
+    /// </summary>
+    public string? VisionTowerPath { get; set; }
 }
 
 /// <summary>Progress of a bind: tensors and bytes done so far, and the tensor just bound.</summary>
@@ -17,25 +26,49 @@ public readonly record struct BindProgress(int TensorsDone, int TensorsTotal, lo
 /// <summary>Binds a variant's <see cref="WeightManifest"/> to a checkpoint, checking everything before touching data.</summary>
 public static class WeightBinder
 {
+    /// <summary>Where a vision tower's keys start in its own checkpoint and in a model checkpoint that embeds it.</summary>
+    public const string VisionModelPrefix = "vision_model.";
+
+    /// <summary>Keys of a full CLIPModel / SiglipModel checkpoint that a vision tower never uses.</summary>
+    private static readonly string[] SeparateTowerIgnoredKeys =
+    [
+        "text_model.*", "visual_projection.*", "text_projection.*", "logit_scale", "logit_bias", "vision_model.head.*",
+    ];
+
     public static BoundWeights Bind(WeightManifest manifest, CheckpointFolder folder, BindOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(manifest);
         ArgumentNullException.ThrowIfNull(folder);
         options ??= new BindOptions();
-        var problems = Check(manifest, folder, options.TargetDType, out var ignored);
-        if (problems.Count > 0) throw new CheckpointBindingException(folder.Path, manifest.Variant, problems);
+        using var tower = options.VisionTowerPath is { } towerPath ? OpenTower(manifest, towerPath) : null;
+        var problems = Check(manifest, folder, tower, options.TargetDType, out var ignored);
+        if (problems.Count > 0)
+        {
+            if (tower is null && LacksVisionTower(manifest, folder))
+                throw new CheckpointException(folder.Path,
+                    $"has no vision tower weights (none of the {manifest.Entries.Count(e => e.Role == WeightRole.Vision)} tensors under " +
+                    $"'{VisionKeyPrefix(manifest)}'): give the tower's own checkpoint (keys {VisionModelPrefix}*, e.g. the CLIP or SigLIP model " +
+                    "the variant was trained with) as --vision-tower, or BindOptions.VisionTowerPath");
+            throw new CheckpointBindingException(tower is null ? folder.Path : $"{folder.Path} with vision tower {tower.Path}", manifest.Variant, problems);
+        }
 
         var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         var mappings = new List<MappedFileStorage>();
         long mappedBytes = 0, copiedBytes = 0, bytesDone = 0;
-        long bytesTotal = manifest.Entries.Sum(e => e.ElementCount * (folder.TryGetInfo(e.Key, out var i) && i.DType is DType d ? d.SizeInBytes() : 0));
+        long BytesOf(WeightEntry e)
+        {
+            var (source, key) = SourceOf(e, folder, tower);
+            return e.ElementCount * (source.TryGetInfo(key, out var i) && i.DType is DType d ? d.SizeInBytes() : 0);
+        }
+        long bytesTotal = manifest.Entries.Sum(BytesOf);
         int done = 0;
         try
         {
             foreach (var entry in manifest.Entries)
             {
                 if (tensors.ContainsKey(entry.Key)) continue;
-                var tensor = folder.GetTensor(entry.Key);
+                var (source, sourceKey) = SourceOf(entry, folder, tower);
+                var tensor = source.GetTensor(sourceKey);
                 bool converted = false;
                 if (options.TargetDType is DType target && target != tensor.DType)
                 {
@@ -50,7 +83,7 @@ public static class WeightBinder
                 else copiedBytes += tensor.ByteLength;
                 tensors.Add(entry.Key, tensor);
                 done++;
-                bytesDone += entry.ElementCount * (folder.TryGetInfo(entry.Key, out var info) && info.DType is DType d ? d.SizeInBytes() : 0);
+                bytesDone += BytesOf(entry);
                 options.Progress?.Report(new BindProgress(done, manifest.Entries.Count, bytesDone, bytesTotal, entry.Key, converted));
             }
         }
@@ -59,7 +92,8 @@ public static class WeightBinder
             foreach (var m in mappings) m.ReleaseReference();
             throw;
         }
-        return new BoundWeights(tensors, ignored, mappings, mappedBytes, copiedBytes);
+        string? towerSource = !manifest.Entries.Any(e => e.Role == WeightRole.Vision) ? null : tower?.Path ?? folder.Path;
+        return new BoundWeights(tensors, ignored, mappings, mappedBytes, copiedBytes, towerSource);
     }
 
     /// <summary>
@@ -67,42 +101,121 @@ public static class WeightBinder
     /// found from the headers alone; <paramref name="ignored"/> receives checkpoint keys matching the manifest's ignore patterns.
     /// </summary>
     public static IReadOnlyList<BindingProblem> Check(WeightManifest manifest, CheckpointFolder folder, DType? targetDType,
-        out IReadOnlyList<string> ignored)
+        out IReadOnlyList<string> ignored) => Check(manifest, folder, null, targetDType, out ignored);
+
+    /// <summary>As <see cref="Check(WeightManifest, CheckpointFolder, DType?, out IReadOnlyList{string})"/>, with the
+    /// vision tower's tensors looked up in <paramref name="tower"/> (keys <c>vision_model.*</c>) when it is given.
+    /// The model checkpoint's own copy of the tower, if any, is then listed in <paramref name="ignored"/>.</summary>
+    public static IReadOnlyList<BindingProblem> Check(WeightManifest manifest, CheckpointFolder folder, CheckpointFolder? tower,
+        DType? targetDType, out IReadOnlyList<string> ignored)
     {
         var problems = new List<BindingProblem>();
         var expected = new HashSet<string>(StringComparer.Ordinal);
+        var expectedInTower = new HashSet<string>(StringComparer.Ordinal);
         foreach (var entry in manifest.Entries)
         {
             if (!expected.Add(entry.Key)) continue;
-            if (!folder.TryGetInfo(entry.Key, out var info))
+            var (source, key) = SourceOf(entry, folder, tower);
+            if (!ReferenceEquals(source, folder)) expectedInTower.Add(key);
+            string where = ReferenceEquals(source, folder) ? "" : $" in the vision tower {source.Path}";
+            if (!source.TryGetInfo(key, out var info))
             {
-                problems.Add(new(BindingProblemKind.Missing, entry.Key, $"expected {Tensor.FormatShape(entry.Shape)}"));
+                problems.Add(new(BindingProblemKind.Missing, key, $"expected {Tensor.FormatShape(entry.Shape)}{where}"));
                 continue;
             }
             if (!info.Shape.AsSpan().SequenceEqual(entry.Shape))
-                problems.Add(new(BindingProblemKind.WrongShape, entry.Key,
-                    $"expected {Tensor.FormatShape(entry.Shape)}, checkpoint has {info.ShapeText} in {Path.GetFileName(info.FilePath)}"));
-            if (info.DType is not DType source)
-                problems.Add(new(BindingProblemKind.WrongDType, entry.Key,
-                    $"checkpoint has {info.DTypeName}; supported: {CheckpointDTypes.SupportedList}"));
-            else if (targetDType is DType target && target != source && !DTypeConversion.CanConvert(source, target))
-                problems.Add(new(BindingProblemKind.WrongDType, entry.Key,
-                    $"checkpoint has {source.SafetensorsName()}, which cannot be converted to {target.SafetensorsName()} at load"));
+                problems.Add(new(BindingProblemKind.WrongShape, key,
+                    $"expected {Tensor.FormatShape(entry.Shape)}, checkpoint has {info.ShapeText} in {Path.GetFileName(info.FilePath)}{where}"));
+            if (info.DType is not DType sourceType)
+                problems.Add(new(BindingProblemKind.WrongDType, key,
+                    $"checkpoint has {info.DTypeName}; supported: {CheckpointDTypes.SupportedList}{where}"));
+            else if (targetDType is DType target && target != sourceType && !DTypeConversion.CanConvert(sourceType, target))
+                problems.Add(new(BindingProblemKind.WrongDType, key,
+                    $"checkpoint has {sourceType.SafetensorsName()}, which cannot be converted to {target.SafetensorsName()} at load{where}"));
         }
         var patterns = manifest.IgnoredKeys.Select(WildcardRegex).ToArray();
         var ignoredKeys = new List<string>();
+        // With a separate tower, the model checkpoint's copy of it (if any) is not used.
+        string replacedPrefix = tower is null ? "" : VisionKeyPrefix(manifest);
         foreach (var key in folder.Keys)
         {
-            if (expected.Contains(key)) continue;
-            if (patterns.Any(p => p.IsMatch(key))) ignoredKeys.Add(key);
+            bool replacedByTower = replacedPrefix.Length > 0 && key.StartsWith(replacedPrefix, StringComparison.Ordinal);
+            if (expected.Contains(key) && !replacedByTower) continue;
+            if (replacedByTower || patterns.Any(p => p.IsMatch(key)))
+                ignoredKeys.Add(key);
             else
             {
                 folder.TryGetInfo(key, out var info);
                 problems.Add(new(BindingProblemKind.Unexpected, key, $"{info.DTypeName} {info.ShapeText} in {Path.GetFileName(info.FilePath)}"));
             }
         }
+        if (tower is not null)
+        {
+            var towerPatterns = manifest.IgnoredKeys.Select(TowerKeyOrNull).OfType<string>().Concat(SeparateTowerIgnoredKeys)
+                .Select(WildcardRegex).ToArray();
+            foreach (var key in tower.Keys)
+            {
+                if (expectedInTower.Contains(key)) continue;
+                if (towerPatterns.Any(p => p.IsMatch(key))) ignoredKeys.Add(key);
+                else
+                {
+                    tower.TryGetInfo(key, out var info);
+                    problems.Add(new(BindingProblemKind.Unexpected, key,
+                        $"{info.DTypeName} {info.ShapeText} in {Path.GetFileName(info.FilePath)} in the vision tower {tower.Path}"));
+                }
+            }
+        }
         ignored = ignoredKeys;
         return problems;
+    }
+
+    /// <summary>True when the manifest has a vision tower and the checkpoint holds none of its tensors (a released
+    /// folder without the tower's copy: the tower must come from its own checkpoint).</summary>
+    public static bool LacksVisionTower(WeightManifest manifest, CheckpointFolder folder)
+    {
+        ArgumentNullException.ThrowIfNull(manifest);
+        ArgumentNullException.ThrowIfNull(folder);
+        bool any = false;
+        foreach (var entry in manifest.Entries)
+        {
+            if (entry.Role != WeightRole.Vision) continue;
+            any = true;
+            if (folder.TryGetInfo(entry.Key, out _)) return false;
+        }
+        return any;
+    }
+
+    /// <summary>Where the tower's keys start in the model checkpoint ("model.image_tower.image_tower.vision_model.");
+    /// empty when the variant has no tower.</summary>
+    public static string VisionKeyPrefix(WeightManifest manifest)
+    {
+        var first = manifest.Entries.FirstOrDefault(e => e.Role == WeightRole.Vision);
+        if (first is null) return "";
+        int at = first.Key.IndexOf(VisionModelPrefix, StringComparison.Ordinal);
+        return at < 0 ? "" : first.Key[..(at + VisionModelPrefix.Length)];
+    }
+
+    private static CheckpointFolder OpenTower(WeightManifest manifest, string towerPath)
+    {
+        var vision = manifest.Entries.Where(e => e.Role == WeightRole.Vision).ToArray();
+        if (vision.Length == 0)
+            throw new CheckpointException(towerPath, $"was given as a vision tower, but {manifest.Variant} has no vision tower");
+        // CuMo's tower has a mixture of experts in every MLP: the original CLIP weights cannot stand in for it.
+        var moe = vision.FirstOrDefault(e => TowerKeyOrNull(e.Key) is null || e.Key.Contains(".experts.", StringComparison.Ordinal));
+        if (moe is not null)
+            throw new CheckpointException(towerPath,
+                $"was given as a vision tower, but {manifest.Variant}'s tower is part of its own checkpoint ('{moe.Key}' has no counterpart in a CLIP or SigLIP model)");
+        return CheckpointFolder.Open(towerPath);
+    }
+
+    private static (CheckpointFolder Source, string Key) SourceOf(WeightEntry entry, CheckpointFolder folder, CheckpointFolder? tower) =>
+        tower is not null && entry.Role == WeightRole.Vision && TowerKeyOrNull(entry.Key) is string towerKey ? (tower, towerKey) : (folder, entry.Key);
+
+    /// <summary>"model.image_tower.image_tower.vision_model.X" → "vision_model.X"; null for keys outside a tower.</summary>
+    private static string? TowerKeyOrNull(string key)
+    {
+        int at = key.IndexOf(VisionModelPrefix, StringComparison.Ordinal);
+        return at < 0 ? null : key[at..];
     }
 
     /// <summary>'*' matches any run of characters (dots included); everything else is literal.</summary>

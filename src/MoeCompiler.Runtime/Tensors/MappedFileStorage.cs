@@ -43,12 +43,15 @@ public sealed unsafe class MappedFileStorage : TensorStorage
     public static MappedFileStorage Open(string path, long offset = 0, long? length = null)
     {
         ArgumentNullException.ThrowIfNull(path);
-        long fileLength = new FileInfo(path).Length;
+        // The length of a symbolic link is that of its target's name: measure (and map) the file it leads to.
+        if (!MoeCompiler.IO.RegularFile.TryResolve(path, out string resolved, out string problem))
+            throw new IOException($"{path}: {problem}");
+        long fileLength = new FileInfo(resolved).Length;
         long size = length ?? fileLength - offset;
         if (offset < 0 || size < 0 || offset > fileLength || size > fileLength - offset)
             throw new ArgumentOutOfRangeException(nameof(offset), $"{path}: region [{offset}, {offset + size}) is outside the file's {fileLength} bytes");
         if (fileLength == 0) return new MappedFileStorage(CreateEmpty(), 0, 0, path, ownsFile: true);
-        var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        var stream = new FileStream(resolved, FileMode.Open, FileAccess.Read, FileShare.Read);
         MemoryMappedFile file;
         try
         {
