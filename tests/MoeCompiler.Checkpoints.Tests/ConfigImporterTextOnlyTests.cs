@@ -31,7 +31,7 @@ public class ConfigImporterTextOnlyTests
     [Theory]
     [InlineData("""{ "model_type": "mixtral", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "intermediate_size": 96 }""", "mixtral", "plain")]
     [InlineData("""{ "model_type": "mistral", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 512, "intermediate_size": 96, "_name_or_path": "mistralai/Mistral-7B-Instruct-v0.2" }""", "mistral", "mistral_instruct")]
-    [InlineData("""{ "model_type": "qwen", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 512, "intermediate_size": 192 }""", "qwen", "qwen")]
+    [InlineData("""{ "model_type": "qwen", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 151936, "intermediate_size": 192 }""", "qwen", "qwen")]
     public void Configs_without_mm_keys_give_text_only_specs(string config, string family, string template)
     {
         var spec = Import(config);

@@ -169,8 +169,9 @@ public static class WeightBinder
         return problems;
     }
 
-    /// <summary>True when the manifest has a vision tower and the checkpoint holds none of its tensors (a released
-    /// folder without the tower's copy: the tower must come from its own checkpoint).</summary>
+    /// <summary>True when the manifest has a vision tower and the checkpoint holds every tensor but the tower's (a
+    /// released folder without the tower's copy: the tower must come from its own checkpoint). A checkpoint of another
+    /// layout or variant misses more than the tower and gets the key-by-key report instead.</summary>
     public static bool LacksVisionTower(WeightManifest manifest, CheckpointFolder folder)
     {
         ArgumentNullException.ThrowIfNull(manifest);
@@ -178,9 +179,14 @@ public static class WeightBinder
         bool any = false;
         foreach (var entry in manifest.Entries)
         {
-            if (entry.Role != WeightRole.Vision) continue;
+            bool present = folder.TryGetInfo(entry.Key, out _);
+            if (entry.Role != WeightRole.Vision)
+            {
+                if (!present) return false;
+                continue;
+            }
             any = true;
-            if (folder.TryGetInfo(entry.Key, out _)) return false;
+            if (present) return false;
         }
         return any;
     }

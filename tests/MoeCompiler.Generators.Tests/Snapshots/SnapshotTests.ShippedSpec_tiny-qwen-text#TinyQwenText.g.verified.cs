@@ -94,7 +94,7 @@ namespace MoeCompiler.Models
         /// <summary>Spec key: tokenizer.bos (null: no BOS token).</summary>
         public static int? BosId => null;
         /// <summary>Spec key: tokenizer.eos.</summary>
-        public static global::System.ReadOnlySpan<int> EosIds => new int[] { 151643 };
+        public static global::System.ReadOnlySpan<int> EosIds => new int[] { 499 };
         /// <summary>Spec key: prompt.template.</summary>
         public const string PromptTemplate = "qwen";
         /// <summary>Spec key: checkpoint.layout.</summary>
