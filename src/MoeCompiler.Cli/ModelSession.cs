@@ -8,69 +8,58 @@ using MoeCompiler.Runtime.Tensors;
 
 namespace MoeCompiler.Cli;
 
-/// <summary>A variant bound to a checkpoint folder on a backend, with its pipeline: what run, chat and routing share.</summary>
+/// <summary>Where the weights come from beyond the -w path: a hub-cache revision and a separate vision tower.</summary>
+internal sealed record CheckpointSource(string? Revision = null, string? VisionTower = null);
+
+/// <summary>A variant bound to a checkpoint folder on a backend (a <see cref="LoadedModel"/>), with the CLI's error
+/// wording: what run, chat, routing and bench share.</summary>
 internal sealed class ModelSession : IDisposable
 {
-    private ModelSession(ModelCatalogEntry variant, IBackend backend, ILanguageModel model, TimeSpan loadTime, int weightBytes, CheckpointTokenizer tokenizer)
+    private ModelSession(ModelCatalogEntry variant, LoadedModel loaded)
     {
-        Tokenizer = tokenizer;
-        WeightBytes = weightBytes;
         Variant = variant;
-        Backend = backend;
-        Model = model;
-        LoadTime = loadTime;
-        Pipeline = new VisionLanguagePipeline(model, backend, tokenizer.Tokenizer);
+        Loaded = loaded;
     }
 
     public ModelCatalogEntry Variant { get; }
-    public IBackend Backend { get; }
-    public ILanguageModel Model { get; }
-    public VisionLanguagePipeline Pipeline { get; }
-    /// <summary>The checkpoint folder's tokenizer files, or the bundled tokenizer when it has none.</summary>
-    public CheckpointTokenizer Tokenizer { get; }
-    public TimeSpan LoadTime { get; }
+    public LoadedModel Loaded { get; }
+    public IBackend Backend => Loaded.Backend;
+    public ILanguageModel Model => Loaded.Model;
+    public VisionLanguagePipeline Pipeline => Loaded.Pipeline;
+    /// <summary>Where the tokenizer came from: a file of the checkpoint folder or "bundled KIND".</summary>
+    public string TokenizerSource => Loaded.TokenizerSource;
+    /// <summary>The checkpoint folder or file bound (a hub-cache snapshot folder for a repository id).</summary>
+    public string CheckpointPath => Loaded.CheckpointPath;
+    /// <summary>Where the vision tower's weights came from; null for a text-only variant.</summary>
+    public string? VisionTowerSource => Loaded.VisionTowerSource;
+    public TimeSpan LoadTime => Loaded.LoadTime;
     /// <summary>Bytes per weight element as bound (the checkpoint's dtype unless converted at load).</summary>
-    public int WeightBytes { get; }
+    public int WeightBytes => Loaded.WeightBytes;
 
-    public static ModelSession Open(ModelCatalogEntry variant, string weights, string device, DType? dtype)
+    public static ModelSession Open(ModelCatalogEntry variant, string weights, string device, DType? dtype, CheckpointSource? source = null)
     {
-        if (!Directory.Exists(weights) && !File.Exists(weights))
-            throw new UserInputException($"weights not found: {weights} (a checkpoint folder: *.safetensors or pytorch_model*.bin, or create one with 'moe create-weights')");
-        string configPath = Directory.Exists(weights) ? Path.Combine(weights, "config.json") : "";
-        if (configPath.Length > 0 && File.Exists(configPath))
-        {
-            var mismatches = ConfigImporter.FindMismatches(weights, variant.ModelDescription);
-            if (mismatches.Count > 0)
-                throw new UserInputException($"{configPath} does not match {variant.Name}:\n  " + string.Join("\n  ", mismatches) +
-                    "\nUse 'moe import-config' to make a matching spec.");
-        }
-        var tokenizer = PickTokenizer(variant, weights);
+        source ??= new CheckpointSource();
+        if (!Directory.Exists(weights) && !File.Exists(weights) && !HubCache.IsRepoId(weights))
+            throw new UserInputException($"weights not found: {weights} (a checkpoint folder: *.safetensors or pytorch_model*.bin, a repository id ORG/NAME in the Hugging Face hub cache, or create one with 'moe create-weights')");
+        if (source.VisionTower is { } tower && !variant.ModelDescription.HasVision)
+            throw new UserInputException($"--vision-tower {tower}: {variant.Name} is text-only: it has no vision tower");
         var backend = CreateBackend(device);
-        long start = Stopwatch.GetTimestamp();
         try
         {
-            var model = variant.Load(weights, backend, new BindOptions { TargetDType = dtype });
-            return new ModelSession(variant, backend, model, Stopwatch.GetElapsedTime(start), dtype?.SizeInBytes() ?? ProbeWeightBytes(variant, weights), tokenizer);
+            var options = new ModelLoadOptions { Backend = backend, WeightDType = dtype, Revision = source.Revision, VisionTower = source.VisionTower };
+            var loaded = LoadedModel.Open(variant.ModelDescription, variant.Manifest, variant.Load, weights, options);
+            return new ModelSession(variant, loaded);
+        }
+        catch (CheckpointException e) when (e is not CheckpointBindingException && e is not CheckpointTokenizerException && e.Message.Contains("config.json does not match variant", StringComparison.Ordinal))
+        {
+            if (backend is not CpuBackend) backend.Dispose();
+            throw new UserInputException(e.Message + "\nUse 'moe import-config' to make a matching spec.");
         }
         catch
         {
             if (backend is not CpuBackend) backend.Dispose();
             throw;
         }
-    }
-
-    /// <summary>The tokenizer files of the checkpoint folder (weights given as one file: the bundled tokenizer),
-    /// checked against the variant before the weights are read.</summary>
-    private static CheckpointTokenizer PickTokenizer(ModelCatalogEntry variant, string weights) =>
-        CheckpointTokenizer.Load(Directory.Exists(weights) ? weights : null, variant.ModelDescription);
-
-    private static int ProbeWeightBytes(ModelCatalogEntry variant, string weights)
-    {
-        using var folder = CheckpointFolder.Open(weights);
-        foreach (var entry in variant.Manifest.Entries)
-            if (entry.Shape.Length == 2 && folder.TryGetInfo(entry.Key, out var info) && info.DType is DType d)
-                return d.SizeInBytes();
-        return 4;
     }
 
     public static IBackend CreateBackend(string device)
@@ -90,6 +79,8 @@ internal sealed class ModelSession : IDisposable
 
     public void Dispose()
     {
-        if (Backend is not CpuBackend) Backend.Dispose();
+        var backend = Backend;
+        Loaded.Dispose();
+        if (backend is not CpuBackend) backend.Dispose();
     }
 }

@@ -15,12 +15,14 @@ internal static class ChatCommand
     public static Command Create()
     {
         var variant = new Argument<string>("variant") { Description = "The variant (see 'moe list')." };
-        var weights = new Option<string>("--weights", "-w") { Description = "Checkpoint folder.", Required = true };
+        var weights = new Option<string>("--weights", "-w") { Description = CommonOptions.WeightsDescription, Required = true };
         var image = new Option<string?>("--image", "-i") { Description = "A picture to talk about from the start." };
         var dtype = CommonOptions.WeightType();
         var device = CommonOptions.Device();
+        var source = new CommonOptions.CheckpointSourceOptions();
         var generation = new GenerationOptionsBinder();
         var command = new Command("chat", "Chat with a variant about images (commands: /image PATH, /reset, /quit).") { variant, weights, image, dtype, device };
+        source.AddTo(command);
         generation.AddTo(command);
         command.SetAction((parse, cancellation) =>
         {
@@ -28,7 +30,7 @@ internal static class ChatCommand
             var writer = parse.InvocationConfiguration.Output;
             var options = generation.Bind(parse);
             Variants.EnsureTakesImages(entry, parse.GetValue(image) is null ? 0 : 1);
-            using var session = ModelSession.Open(entry, parse.GetValue(weights)!, parse.GetValue(device)!, parse.GetValue(dtype));
+            using var session = ModelSession.Open(entry, parse.GetValue(weights)!, parse.GetValue(device)!, parse.GetValue(dtype), source.Bind(parse));
             var images = new List<string>();
             var history = new List<(string User, string Assistant)>();
             string? first = parse.GetValue(image);
@@ -44,6 +46,7 @@ internal static class ChatCommand
                 ? $"Chatting with {entry.DisplayName}. /image PATH starts a conversation about a picture; /reset; /quit."
                 : $"Chatting with {entry.DisplayName} (text-only). /reset; /quit.");
             writer.WriteLine(Report.TokenizerLine(session));
+            if (Report.VisionTowerLine(session) is { } towerLine) writer.WriteLine(towerLine);
             var input = Input();
             while (!cancellation.IsCancellationRequested)
             {

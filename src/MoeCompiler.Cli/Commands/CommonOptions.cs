@@ -33,5 +33,31 @@ internal static class CommonOptions
         DefaultValueFactory = _ => "cpu",
     };
 
+    /// <summary>--revision and --vision-tower: where the weights come from beyond the -w path.</summary>
+    public sealed class CheckpointSourceOptions
+    {
+        public Option<string?> Revision { get; } = new("--revision")
+        {
+            Description = "Branch, tag or commit of a repository id given as -w, looked up in the Hugging Face hub cache (default: main).",
+        };
+
+        public Option<string?> VisionTower { get; } = new("--vision-tower")
+        {
+            Description = "The vision tower's own checkpoint (folder or ORG/NAME in the hub cache, e.g. openai/clip-vit-large-patch14-336), " +
+                "used instead of a copy inside the model checkpoint (default: that copy; without one, the tower config.json names, from the hub cache).",
+            HelpName = "DIR|ORG/NAME",
+        };
+
+        public void AddTo(Command command)
+        {
+            command.Options.Add(Revision);
+            command.Options.Add(VisionTower);
+        }
+
+        public CheckpointSource Bind(ParseResult parse) => new(parse.GetValue(Revision), parse.GetValue(VisionTower));
+    }
+
+    public const string WeightsDescription = "Checkpoint folder (safetensors or pytorch_model*.bin) or a repository id ORG/NAME in the Hugging Face hub cache.";
+
     public static string Format(double value, string format = "0.00") => value.ToString(format, CultureInfo.InvariantCulture);
 }

@@ -10,7 +10,9 @@ internal static class Report
     public static object Of(ModelSession session, VisionLanguageAnswer answer) => new
     {
         Variant = session.Variant.Name,
-        Tokenizer = session.Tokenizer.Source,
+        Weights = session.CheckpointPath,
+        VisionTower = session.VisionTowerSource,
+        Tokenizer = session.TokenizerSource,
         answer.Text,
         answer.TokenIds,
         StopReason = answer.StopReason.ToString(),
@@ -35,6 +37,7 @@ internal static class Report
         var t = answer.Timings;
         var console = output.Console;
         console.MarkupLine($"[grey]{Markup.Escape(TokenizerLine(session))}[/]");
+        if (VisionTowerLine(session) is { } tower) console.MarkupLine($"[grey]{Markup.Escape(tower)}[/]");
         console.MarkupLine($"[grey]stop: {answer.StopReason}; {t.PromptTokens} prompt tokens ({t.ImageTokens} image), {t.GeneratedTokens} generated[/]");
         console.MarkupLine($"[grey]load {Ms(session.LoadTime)} · image {Ms(answer.ImagePreprocessing)} + encode {Ms(t.ImageEncoding)} · prefill {Ms(t.Prefill)} · " +
             $"first token after {Ms(t.TimeToFirstToken)} · decode {CommonOptions.Format(t.DecodeTokensPerSecond, "0.0")} tokens/s[/]");
@@ -42,7 +45,11 @@ internal static class Report
     }
 
     /// <summary>"tokenizer: FOLDER/tokenizer.model (with tokenizer_config.json)" or "tokenizer: bundled KIND".</summary>
-    public static string TokenizerLine(ModelSession session) => "tokenizer: " + session.Tokenizer.Source;
+    public static string TokenizerLine(ModelSession session) => "tokenizer: " + session.TokenizerSource;
+
+    /// <summary>"vision tower: FOLDER" (the model checkpoint or a separate tower's folder); null for a text-only variant.</summary>
+    public static string? VisionTowerLine(ModelSession session) =>
+        session.VisionTowerSource is { } tower ? "vision tower: " + (tower == session.CheckpointPath ? "from the model checkpoint" : tower) : null;
 
     public static void WriteRouting(Output output, RoutingStatistics routing)
     {

@@ -12,7 +12,7 @@ internal static class RoutingCommand
     public static Command Create()
     {
         var variant = new Argument<string>("variant") { Description = "A MoE variant (see 'moe list')." };
-        var weights = new Option<string>("--weights", "-w") { Description = "Checkpoint folder.", Required = true };
+        var weights = new Option<string>("--weights", "-w") { Description = CommonOptions.WeightsDescription, Required = true };
         var image = new Option<string?>("--image", "-i") { Description = "Image file (required unless the variant is text-only)." };
         var prompt = new Option<string>("--prompt", "-p") { Description = "The question.", DefaultValueFactory = _ => "Describe the image in detail." };
         var output = new Option<string>("--out", "-o") { Description = "Output path without extension: writes OUT.png and OUT.svg.", DefaultValueFactory = _ => "routing" };
@@ -21,11 +21,13 @@ internal static class RoutingCommand
         var json = CommonOptions.Json();
         var dtype = CommonOptions.WeightType();
         var device = CommonOptions.Device();
+        var source = new CommonOptions.CheckpointSourceOptions();
         var maxTokens = new Option<int>("--max-tokens") { Description = "Tokens to generate (routing covers prompt and answer).", DefaultValueFactory = _ => 16 };
         var command = new Command("routing", "Draw how a run's tokens were spread over the experts of each MoE layer (PNG and SVG).")
         {
             variant, weights, image, prompt, output, site, force, json, dtype, device, maxTokens,
         };
+        source.AddTo(command);
         command.SetAction((parse, cancellation) =>
         {
             var entry = Variants.Resolve(parse.GetValue(variant)!);
@@ -40,7 +42,7 @@ internal static class RoutingCommand
             Variants.EnsureTakesImages(entry, imagePath is null ? 0 : 1);
             if (imagePath is null && entry.ModelDescription.HasVision) throw new UserInputException($"{entry.Name} needs an image: give one with -i");
             if (imagePath is not null && !File.Exists(imagePath)) throw new UserInputException($"image not found: {imagePath}");
-            using var session = ModelSession.Open(entry, parse.GetValue(weights)!, parse.GetValue(device)!, parse.GetValue(dtype));
+            using var session = ModelSession.Open(entry, parse.GetValue(weights)!, parse.GetValue(device)!, parse.GetValue(dtype), source.Bind(parse));
             var answer = session.Pipeline.Ask(imagePath is null ? [] : [imagePath], parse.GetValue(prompt)!,
                 new AskOptions { Generation = new GenerationOptions { MaxNewTokens = parse.GetValue(maxTokens) } }, null, cancellation);
             string chosenSite = parse.GetValue(site)!;

@@ -24,7 +24,8 @@ public sealed record ModelLoadOptions
     /// variant's kind, found in the hub cache.
     /// </summary>
     public string? VisionTower { get; init; }
-    /// <summary>The tokenizer to use; null: the checkpoint's tokenizer files if it has them, else the bundled ones.</summary>
+    /// <summary>The tokenizer to use; null: the checkpoint folder's tokenizer files if it has them (checked against
+    /// the variant, see <see cref="CheckpointTokenizer.Load"/>), else the bundled ones.</summary>
     public ITokenizer? Tokenizer { get; init; }
     public IProgress<BindProgress>? Progress { get; init; }
     /// <summary>Environment variables for the hub-cache look-up (tests); null: the process environment.</summary>
@@ -53,24 +54,28 @@ public sealed class LoadedModel : IDisposable
 {
     private bool _disposed;
 
-    private LoadedModel(IVisionLanguageModel model, IBackend backend, ITokenizer? tokenizer, string checkpoint,
+    private LoadedModel(ILanguageModel model, IBackend backend, ITokenizer tokenizer, string tokenizerSource, string checkpoint,
         string? visionTower, TimeSpan loadTime, int weightBytes)
     {
         Model = model;
         Backend = backend;
         Pipeline = new VisionLanguagePipeline(model, backend, tokenizer);
+        TokenizerSource = tokenizerSource;
         CheckpointPath = checkpoint;
         VisionTowerSource = visionTower;
         LoadTime = loadTime;
         WeightBytes = weightBytes;
     }
 
-    public IVisionLanguageModel Model { get; }
+    /// <summary>The generated variant; an <see cref="IVisionLanguageModel"/> unless the variant is text-only.</summary>
+    public ILanguageModel Model { get; }
     public ModelDescription Description => Model.Description;
     public IBackend Backend { get; }
     /// <summary>Prompt template, tokenizer, image preprocessing and generation as the reference chat does them.</summary>
     public VisionLanguagePipeline Pipeline { get; }
     public ITokenizer Tokenizer => Pipeline.Tokenizer;
+    /// <summary>Where the tokenizer came from, for reports: a file of the checkpoint folder, "bundled KIND", or "given".</summary>
+    public string TokenizerSource { get; }
     /// <summary>The checkpoint folder or file the weights were bound from (a hub-cache snapshot folder for a repository id).</summary>
     public string CheckpointPath { get; }
     /// <summary>Where the vision tower's weights came from: the model checkpoint or a separate tower; null without a tower.</summary>
@@ -94,7 +99,7 @@ public sealed class LoadedModel : IDisposable
     /// </summary>
     /// <param name="load">The variant's generated <c>Load</c> (also <c>ModelCatalogEntry.Load</c>).</param>
     public static LoadedModel Open(ModelDescription description, WeightManifest manifest,
-        Func<string, IBackend, BindOptions?, IVisionLanguageModel> load, string weights, ModelLoadOptions? options = null)
+        Func<string, IBackend, BindOptions?, ILanguageModel> load, string weights, ModelLoadOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(description);
         ArgumentNullException.ThrowIfNull(manifest);
@@ -103,6 +108,10 @@ public sealed class LoadedModel : IDisposable
         options ??= new ModelLoadOptions();
         string folder = HubCache.Resolve(weights, options.Revision, options.Environment);
         if (Directory.Exists(folder)) ConfigImporter.EnsureMatches(folder, description);
+        // The tokenizer is checked before any weight is read: a mismatch is found in milliseconds, not after a bind.
+        var (tokenizer, tokenizerSource) = options.Tokenizer is { } given
+            ? (given, "given")
+            : CheckpointTokenizer.Load(Directory.Exists(folder) ? folder : null, description) is var found ? (found.Tokenizer, found.Source) : default;
 
         string? tower = ChooseVisionTower(description, manifest, folder, options);
         var backend = options.Backend ?? CpuBackend.Shared;
@@ -112,7 +121,7 @@ public sealed class LoadedModel : IDisposable
         {
             int weightBytes = options.WeightDType?.SizeInBytes() ?? ProbeWeightBytes(manifest, folder);
             string? towerSource = description.VisionTower is "clip" or "siglip" ? tower ?? folder : null;
-            return new LoadedModel(model, backend, options.Tokenizer, folder, towerSource, Stopwatch.GetElapsedTime(start), weightBytes);
+            return new LoadedModel(model, backend, tokenizer, tokenizerSource, folder, towerSource, Stopwatch.GetElapsedTime(start), weightBytes);
         }
         catch
         {
@@ -194,6 +203,7 @@ public sealed class LoadedModel : IDisposable
     /// <summary>Uploads preprocessed pixels (channel-major, [3, S, S], as the tower's preprocessing makes them).</summary>
     public Tensor UploadPixels(ReadOnlySpan<float> chw)
     {
+        if (!Description.HasVision) throw new ModelInputException(PromptSplicer.TextOnlyMessage(Description));
         int size = Description.ImageSize;
         if (chw.Length != 3 * size * size)
             throw new ModelInputException($"{Description.Name} takes pixels [3, {size}, {size}] ({3 * size * size} values), not {chw.Length} values");
