@@ -1,7 +1,6 @@
 using System.Globalization;
 using MoeCompiler.Imaging;
 using MoeCompiler.Models;
-using MoeCompiler.Runtime.Backends;
 using MoeCompiler.Runtime.Checkpoints;
 using MoeCompiler.Runtime.Generation;
 
@@ -21,11 +20,10 @@ var entry = ModelCatalog.Variants.Single(v => v.Name == TinyPhiChatConstants.Nam
 Console.WriteLine($"{entry.DisplayName}: {entry.ActivatedParameters.ToString("N0", CultureInfo.InvariantCulture)} of " +
                   $"{entry.TotalParameters.ToString("N0", CultureInfo.InvariantCulture)} parameters active per token, layers {entry.LayerMap}");
 
-using var model = TinyPhiChat.Load(folder, CpuBackend.Shared);
-// The checkpoint folder's own tokenizer files when it has them (checked against the variant), else the bundled one.
-var tokenizer = CheckpointTokenizer.Load(folder, model.Description);
-Console.WriteLine($"tokenizer: {tokenizer.Source}");
-var pipeline = new VisionLanguagePipeline(model, CpuBackend.Shared, tokenizer.Tokenizer);
+// Open checks config.json and the folder's tokenizer files (when present) against the variant, binds the weights
+// (a folder, a file, or a repository id ORG/NAME from the Hugging Face hub cache) and builds the pipeline.
+using var model = TinyPhiChat.Open(folder);
+Console.WriteLine($"tokenizer: {model.TokenizerSource}; vision tower: {model.VisionTowerSource}");
 var history = new List<(string User, string Assistant)>();
 var options = new GenerationOptions { MaxNewTokens = 32 };   // greedy by default; set Sampling for temperature / top-p
 
@@ -37,7 +35,7 @@ while (true)
     if (string.IsNullOrWhiteSpace(question)) break;
 
     Console.Write("assistant> ");
-    var answer = pipeline.Ask([image], question, new AskOptions { Generation = options, History = history.ToArray() },
+    var answer = model.Ask([image], question, new AskOptions { Generation = options, History = history.ToArray() },
         onText: text => Console.Write(text));
     Console.WriteLine();
     Console.WriteLine($"  ({answer.Timings.GeneratedTokens} tokens, {answer.Timings.DecodeTokensPerSecond.ToString("0.0", CultureInfo.InvariantCulture)} tokens/s, stopped: {answer.StopReason})");

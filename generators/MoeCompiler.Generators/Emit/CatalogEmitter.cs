@@ -60,6 +60,10 @@ namespace MoeCompiler.Generators.Emit
             w.Summary("Opens and binds a checkpoint folder and builds the variant (the model owns the mapping; dispose it).");
             w.Line("public global::System.Func<string, " + Rt + "Backends.IBackend, " + Rt + "Checkpoints.BindOptions?, " + Rt + "Modules.ILanguageModel> Load { get; }");
             w.Line();
+            w.Summary("Opens a checkpoint folder, file or hub-cache repository id (ORG/NAME) with its tokenizer and pipeline (see LoadedModel.Open).");
+            w.Line("public " + Rt + "Generation.LoadedModel Open(string weights, " + Rt + "Generation.ModelLoadOptions? options = null) =>");
+            w.Line("    " + Rt + "Generation.LoadedModel.Open(ModelDescription, Manifest, Load, weights, options);");
+            w.Line();
             w.Line("public override string ToString() => Name;");
             w.Close();
             w.Line();

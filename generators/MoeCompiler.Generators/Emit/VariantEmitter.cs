@@ -454,6 +454,13 @@ namespace MoeCompiler.Generators.Emit
             _w.Close();
             _w.Close();
             _w.Line();
+            _w.Line("/// <summary>");
+            _w.Line("/// Opens a checkpoint folder, file or hub-cache repository id (ORG/NAME) with everything a run needs: config.json");
+            _w.Line("/// and tokenizer checked against this variant, the vision tower from the checkpoint or its own folder, the pipeline.");
+            _w.Line("/// </summary>");
+            _w.Line("public static " + Rt + "Generation.LoadedModel Open(string weights, " + Rt + "Generation.ModelLoadOptions? options = null) =>");
+            _w.Line("    " + Rt + "Generation.LoadedModel.Open(ModelDescription, Manifest, Load, weights, options);");
+            _w.Line();
             _w.Summary("A KV cache sized for this variant's layers and key/value width.");
             _w.Line("public static " + Modules + "KvCache CreateCache(" + Backend + " backend, int capacity) =>");
             _w.Line("    new " + Modules + "KvCache(backend, " + SourceWriter.Int(Llm.Layers) + ", capacity, " + SourceWriter.Int(Llm.KvHeads * Llm.HeadDim) + ");");

@@ -46,6 +46,10 @@ namespace MoeCompiler.Models
         /// <summary>Opens and binds a checkpoint folder and builds the variant (the model owns the mapping; dispose it).</summary>
         public global::System.Func<string, global::MoeCompiler.Runtime.Backends.IBackend, global::MoeCompiler.Runtime.Checkpoints.BindOptions?, global::MoeCompiler.Runtime.Modules.ILanguageModel> Load { get; }
 
+        /// <summary>Opens a checkpoint folder, file or hub-cache repository id (ORG/NAME) with its tokenizer and pipeline (see LoadedModel.Open).</summary>
+        public global::MoeCompiler.Runtime.Generation.LoadedModel Open(string weights, global::MoeCompiler.Runtime.Generation.ModelLoadOptions? options = null) =>
+            global::MoeCompiler.Runtime.Generation.LoadedModel.Open(ModelDescription, Manifest, Load, weights, options);
+
         public override string ToString() => Name;
     }
 

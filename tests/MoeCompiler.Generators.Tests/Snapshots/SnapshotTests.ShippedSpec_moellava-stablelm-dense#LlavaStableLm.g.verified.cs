@@ -342,6 +342,13 @@ namespace MoeCompiler.Models
             }
         }
 
+        /// <summary>
+        /// Opens a checkpoint folder, file or hub-cache repository id (ORG/NAME) with everything a run needs: config.json
+        /// and tokenizer checked against this variant, the vision tower from the checkpoint or its own folder, the pipeline.
+        /// </summary>
+        public static global::MoeCompiler.Runtime.Generation.LoadedModel Open(string weights, global::MoeCompiler.Runtime.Generation.ModelLoadOptions? options = null) =>
+            global::MoeCompiler.Runtime.Generation.LoadedModel.Open(ModelDescription, Manifest, Load, weights, options);
+
         /// <summary>A KV cache sized for this variant's layers and key/value width.</summary>
         public static global::MoeCompiler.Runtime.Modules.KvCache CreateCache(global::MoeCompiler.Runtime.Backends.IBackend backend, int capacity) =>
             new global::MoeCompiler.Runtime.Modules.KvCache(backend, 24, capacity, 2048);
