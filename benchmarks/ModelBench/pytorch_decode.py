@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Independent minimal PyTorch implementation of a MoE-LLaVA Qwen-1 variant for ModelBench.
 
-Written from docs in /work/shared/REFERENCE.md (Qwen-1 block, DeepSpeed TopKGate top-2 with capacity, CLIP
+Written from the public reference code (Qwen-1's modeling_qwen.py block, DeepSpeed TopKGate top-2 with capacity, CLIP
 ViT tower with select layer -2, mlp2x_gelu projector), not from this project's C#. It loads the benchmark's
 safetensors file through a numpy memmap (bf16 weights stay on disk pages, zero copy), runs the vision tower and
 one prefill over the spliced sequence with a KV cache (making the first token), prints one JSON line

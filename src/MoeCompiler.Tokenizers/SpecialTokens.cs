@@ -1,7 +1,7 @@
 namespace MoeCompiler.Tokenizers;
 
 /// <summary>Special-token tables of the tiktoken-format tokenizers (which ship no tokenizer.json) and
-/// OpenChat's additions to the Mistral vocabulary (REFERENCE.md §5; StableLM's tokenization_arcade100k.py).</summary>
+/// OpenChat's additions to the Mistral vocabulary (Qwen's tokenization_qwen.py, StableLM's tokenization_arcade100k.py, OpenChat's added_tokens.json on the Hugging Face hub; docs/tokenizers.md).</summary>
 public static class SpecialTokens
 {
     public const int QwenEndOfText = 151643;

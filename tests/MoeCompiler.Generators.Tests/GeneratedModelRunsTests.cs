@@ -110,7 +110,7 @@ public class GeneratedModelRunsTests
     [InlineData("TinyMixtralText")]
     [InlineData("TinyQwenText")]
     // Not TinyOpenChatMoe: it is top-1 with DeepSpeed capacity C = ceil(S/E * 2.0 * 1), so a 6-token pass can drop
-    // an assignment that a 1-token step never drops; the two legitimately differ (REFERENCE.md section 2).
+    // an assignment that a 1-token step never drops; the two legitimately differ (DeepSpeed's sharded_moe.py top1gating capacity; docs/architecture.md).
     public void DecodingThroughTheCacheEqualsOnePass(string variant)
     {
         using var weights = BoundWeights.FromTensors(RandomWeights(variant));

@@ -2,7 +2,7 @@ namespace MoeCompiler.Generators.Tests;
 
 /// <summary>
 /// An independent plain-loop (double precision) implementation of the tiny variants' forward passes, written from
-/// REFERENCE.md's description of the architectures and reading weights by checkpoint key. It shares no code with
+/// the public reference code's architectures (MoE-LLaVA, DeepSpeed MoE, CuMo, transformers; docs/architecture.md) and reading weights by checkpoint key. It shares no code with
 /// the runtime modules or the generator; the generated models must agree with it.
 /// </summary>
 internal sealed class NaiveReference

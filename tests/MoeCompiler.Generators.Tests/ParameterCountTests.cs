@@ -7,7 +7,7 @@ namespace MoeCompiler.Generators.Tests;
 
 /// <summary>
 /// The paper's formula (MoE-LLaVA appendix A.1) against Table 1 / Table 8, and the exact counts against the
-/// values REFERENCE.md §1 gives for the released checkpoints.
+/// values of the released checkpoints' config.json files (docs/spec-format.md, "Parameter counts").
 /// </summary>
 public class ParameterCountTests
 {

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Independent PyTorch reference for the MoeCompiler tiny variants, and the golden-file generator.
 
-Written from /work/shared/REFERENCE.md (facts of MoE-LLaVA, DeepSpeed 0.9.5 and CuMo), not from this project's
-C#. Run with Debian's interpreter (torch 1.13 CPU, numpy):
+Written from the public reference code (MoE-LLaVA's moellava/model, DeepSpeed 0.9.5's deepspeed/moe/sharded_moe.py,
+CuMo's llava/model, transformers' CLIP/SigLIP) and this repository's docs, not from this project's C#. Run with Debian's interpreter (torch 1.13 CPU, numpy):
 
     /usr/bin/python3 tests/reference/moe_reference.py            # the tiny specs of GOLDEN_SPECS
     /usr/bin/python3 tests/reference/moe_reference.py --check    # self-checks only, writes nothing

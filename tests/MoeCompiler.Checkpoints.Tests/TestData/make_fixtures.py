@@ -3,7 +3,7 @@
 
 Run from anywhere: /usr/bin/python3 make_fixtures.py. Output goes next to this script; the files are committed
 and the tests only read them. Tensors are tiny (hidden 8) but keys follow the real reference layouts
-(REFERENCE.md section 3): StableLM MoE-LLaVA, Qwen MoE-LLaVA (sharded .bin with index), Phi-2 MoE-LLaVA
+(docs/spec-format.md, "Checkpoint key layouts"; MoE-LLaVA's moellava/model and DeepSpeed's deepspeed/moe): StableLM MoE-LLaVA, Qwen MoE-LLaVA (sharded .bin with index), Phi-2 MoE-LLaVA
 (sharded safetensors with index, written by hand with numpy + struct because the safetensors package is absent).
 expected.json records every tensor's dtype, shape and values (as float32) for the tests to compare against.
 """
