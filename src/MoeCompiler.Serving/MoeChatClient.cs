@@ -97,7 +97,11 @@ public sealed class MoeChatClient : IChatClient
         try
         {
             await foreach (string text in pieces.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            {
+                // Pieces already buffered are not handed out after cancellation.
+                cancellationToken.ThrowIfCancellationRequested();
                 yield return new ChatResponseUpdate(ChatRole.Assistant, text) { ResponseId = id, ModelId = ModelId };
+            }
         }
         finally
         {
