@@ -237,6 +237,9 @@ internal sealed record ChatConversation(string? System, IReadOnlyList<(string Us
                     case TextContent t:
                         text.Add(t.Text);
                         break;
+                    case UsageContent or TextReasoningContent:
+                        // what an earlier response carried about itself, not part of the conversation
+                        break;
                     case DataContent d when d.HasTopLevelMediaType("image"):
                         if (role != ChatRole.User) throw new ModelInputException($"images go in user messages, not {role.Value} messages");
                         images.Add(new ChatImage(d.Data, null));
