@@ -223,7 +223,7 @@ public sealed class MoeServer : IAsyncDisposable
     private OpenAiError TooLarge() =>
         new(413, $"the request body is larger than this server's limit of {_options.MaxRequestBodyBytes} bytes", code: "request_too_large");
 
-    /// <summary>The OpenAI error for an exception, or null for a bug (which ASP.NET Core answers 500).</summary>
+    /// <summary>The OpenAI error for an exception; anything unexpected is a logged 500 with a generic message.</summary>
     private OpenAiError? Describe(Exception e) => e switch
     {
         OpenAiError error => error,
