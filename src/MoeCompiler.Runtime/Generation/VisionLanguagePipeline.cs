@@ -115,10 +115,7 @@ public sealed class VisionLanguagePipeline
     public Tensor LoadImage(string path)
     {
         if (_preprocessing is null) throw new ModelInputException(PromptSplicer.TextOnlyMessage(_model.Description));
-        float[] chw = _preprocessing.Apply(ImageDecoder.DecodeFile(path));
-        var pixels = _backend.Allocate(DType.F32, 3, _preprocessing.ImageSize, _preprocessing.ImageSize);
-        _backend.Upload(chw, pixels);
-        return pixels;
+        return Upload(_preprocessing.Apply(ImageDecoder.DecodeFile(path)));
     }
 
     /// <summary>Answers <paramref name="question"/> about the images; <paramref name="onText"/> receives the answer
@@ -149,6 +146,29 @@ public sealed class VisionLanguagePipeline
         }
         var preprocessing = Stopwatch.GetElapsedTime(t0);
 
+        var prepared = Prepare(images, question, options);
+        var result = _generator.Generate(prepared.Request,
+            onText is null ? null : token => { if (token.Text.Length > 0) onText(token.Text); }, cancellationToken);
+        return prepared.Answer(result, preprocessing);
+    }
+
+    /// <summary>
+    /// Everything <see cref="Ask(IReadOnlyList{string}, string, AskOptions?, Action{string}?, CancellationToken)"/>
+    /// does before generating, for callers that run the generation themselves (a server's scheduler): the template
+    /// with one placeholder per image, the prompt ids, the template's stop strings and the model's EOS ids added to
+    /// the options, a streaming text decoder and a routing recorder. Each call makes a new request: the decoder and
+    /// the recorder belong to it alone.
+    /// </summary>
+    /// <param name="images">Pixels from <see cref="LoadImage(string)"/> or <see cref="LoadImage(ReadOnlySpan{byte}, ImageDecodeOptions?)"/>.</param>
+    public PreparedGeneration Prepare(IReadOnlyList<Tensor> images, string question, AskOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        ArgumentNullException.ThrowIfNull(question);
+        options ??= new AskOptions();
+        var d = _model.Description;
+        if (images.Count > 0 && !d.HasVision) throw new ModelInputException(PromptSplicer.TextOnlyMessage(d));
+        options.Generation.Validate();
+
         string prompt = BuildPrompt(images.Count, question, options);
         int[] ids = TokenizePrompt(prompt);
 
@@ -164,7 +184,7 @@ public sealed class VisionLanguagePipeline
 
         var recorder = new RoutingRecorder();
         var decoder = new TokenizerTextDecoder(_tokenizer.CreateStreamingDecoder(skipSpecial: true));
-        var result = _generator.Generate(new GenerationRequest
+        var request = new GenerationRequest
         {
             PromptIds = ids,
             Images = images,
@@ -176,25 +196,71 @@ public sealed class VisionLanguagePipeline
                 // Only variants whose spec samples the second expert (DeepSpeed-compatible mode) draw from it.
                 context.Random = new Random(unchecked((int)generation.Sampling.Seed));
             },
-        }, onText is null ? null : token => { if (token.Text.Length > 0) onText(token.Text); }, cancellationToken);
-
-        return new VisionLanguageAnswer
-        {
-            Text = result.Text,
-            TokenIds = result.TokenIds,
-            StopReason = result.StopReason,
-            Prompt = prompt,
-            PromptIds = ids,
-            ImagePreprocessing = preprocessing,
-            Timings = result.Timings,
-            Routing = recorder.Statistics(),
-            RoutingRecords = options.KeepRoutingRecords ? recorder.Records : [],
         };
+        return new PreparedGeneration(request, prompt, ids, recorder, options.KeepRoutingRecords);
+    }
+
+    /// <summary>Decodes encoded image bytes (PNG, JPEG, BMP, PNM) and preprocesses them to pixels [3, S, S] on the backend.</summary>
+    /// <param name="options">Decoding limits (e.g. a server's pixel limit); null: the decoder's defaults.</param>
+    public Tensor LoadImage(ReadOnlySpan<byte> encoded, ImageDecodeOptions? options = null)
+    {
+        if (_preprocessing is null) throw new ModelInputException(PromptSplicer.TextOnlyMessage(_model.Description));
+        return Upload(_preprocessing.Apply(ImageDecoder.Decode(encoded, options)));
+    }
+
+    private Tensor Upload(float[] chw)
+    {
+        var pixels = _backend.Allocate(DType.F32, 3, _preprocessing!.ImageSize, _preprocessing.ImageSize);
+        _backend.Upload(chw, pixels);
+        return pixels;
     }
 
     private sealed class TokenizerTextDecoder(StreamingDecoder decoder) : ITokenTextDecoder
     {
         public string Push(int id) => decoder.Push(id);
         public string Flush() => decoder.Flush();
+    }
+}
+
+/// <summary>
+/// A generation request built by <see cref="VisionLanguagePipeline.Prepare"/>, with what turns its result into a
+/// <see cref="VisionLanguageAnswer"/>: the templated prompt, its ids and the routing recorder the request fills.
+/// </summary>
+public sealed class PreparedGeneration
+{
+    private readonly RoutingRecorder _routing;
+    private readonly bool _keepRecords;
+
+    internal PreparedGeneration(GenerationRequest request, string prompt, int[] promptIds, RoutingRecorder routing, bool keepRecords)
+    {
+        Request = request;
+        Prompt = prompt;
+        PromptIds = promptIds;
+        _routing = routing;
+        _keepRecords = keepRecords;
+    }
+
+    public GenerationRequest Request { get; }
+    public string Prompt { get; }
+    public int[] PromptIds { get; }
+
+    /// <summary>Per MoE layer, the share of tokens each expert received so far in this request.</summary>
+    public RoutingStatistics Routing() => _routing.Statistics();
+
+    public VisionLanguageAnswer Answer(GenerationResult result, TimeSpan imagePreprocessing = default)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        return new VisionLanguageAnswer
+        {
+            Text = result.Text,
+            TokenIds = result.TokenIds,
+            StopReason = result.StopReason,
+            Prompt = Prompt,
+            PromptIds = PromptIds,
+            ImagePreprocessing = imagePreprocessing,
+            Timings = result.Timings,
+            Routing = _routing.Statistics(),
+            RoutingRecords = _keepRecords ? _routing.Records : [],
+        };
     }
 }
