@@ -125,6 +125,33 @@ public sealed class SharedModelTests
         });
     }
 
+    /// <summary>The whole pipeline (template, tokenizer, streaming text, routing statistics) from four threads over
+    /// one pipeline: answers, streamed text and routing shares equal the sequential ones.</summary>
+    [Fact]
+    public void OnePipeline_AskedFromFourThreads_AnswersAsSequentially()
+    {
+        using var model = new TinyPhiChat(TestWeights.Random(TinyPhiChat.Manifest, seed: 9), Backend);
+        var pipeline = new VisionLanguagePipeline(model, Backend);
+        string[] questions = ["What is this?", "Name three colours.", "Why is the sky blue?", "Count to five."];
+        var options = new AskOptions { Generation = new GenerationOptions { MaxNewTokens = 10, StopOnEos = false } };
+        var expected = questions.Select(q => pipeline.Ask([], q, options)).ToArray();
+
+        var got = new (VisionLanguageAnswer Answer, string Streamed)[4];
+        RunConcurrently(4, t =>
+        {
+            var streamed = new System.Text.StringBuilder();
+            got[t] = (pipeline.Ask([], questions[t], options, piece => streamed.Append(piece)), "");
+            got[t].Streamed = streamed.ToString();
+        });
+        for (int t = 0; t < 4; t++)
+        {
+            Assert.Equal(expected[t].TokenIds, got[t].Answer.TokenIds);
+            Assert.Equal(expected[t].Text, got[t].Answer.Text);
+            Assert.Equal(expected[t].Text, got[t].Streamed);
+            Assert.Equal(expected[t].Routing.ToJson(), got[t].Answer.Routing.ToJson());
+        }
+    }
+
     /// <summary>Logits of every position and the routing decisions, flattened for comparison.</summary>
     private static (float[] Logits, int[] Routing) ForwardWithRouting(ILanguageModel model, int[] ids)
     {
