@@ -43,19 +43,21 @@ public static class BatchedDecodeBench
             {
                 for (int i = 0; i < streams; i++)
                 {
+                    var before = single.DecodeStatistics;
                     var run = Measure(single, [requests[i]]);
+                    var after = single.DecodeStatistics;
                     alone[i] = (run.Tokens[0], run.Rate);
-                    log.WriteLine($"  alone {i}: {run.Rate:F2} tokens/s");
+                    log.WriteLine($"  alone {i}: {run.Rate:F2} tokens/s; forward {(after.ForwardTime - before.ForwardTime).TotalMilliseconds / (after.Steps - before.Steps):F0} ms per decode step");
                 }
             }
             double aloneRate = alone.Average(a => a.Rate);
 
             using var scheduler = new GenerationScheduler(model, backend, schedulerOptions);
             var together = Measure(scheduler, requests);
-            var (steps, rows) = scheduler.DecodeStatistics;
+            var (steps, rows, forward) = scheduler.DecodeStatistics;
             bool equal = Enumerable.Range(0, streams).All(i => alone[i].Tokens.SequenceEqual(together.Tokens[i]));
             log.WriteLine($"  together: {together.Rate:F2} tokens/s aggregate over {together.Window.TotalSeconds:F1} s " +
-                          $"({rows / (double)Math.Max(1, steps):F2} sequences per decode step on average)");
+                          $"({rows / (double)Math.Max(1, steps):F2} sequences per decode step on average, forward {forward.TotalMilliseconds / Math.Max(1, steps):F0} ms per step)");
             log.WriteLine();
             log.WriteLine("| streams | one stream alone, decode tokens/s | all streams together, aggregate decode tokens/s | speed-up | tokens equal alone |");
             log.WriteLine("|---:|---:|---:|---:|---|");

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using MoeCompiler.Runtime.Backends;
 using MoeCompiler.Runtime.Modules;
 using MoeCompiler.Runtime.Tensors;
@@ -81,13 +82,14 @@ public sealed class GenerationScheduler : IDisposable
         get { lock (_gate) return (_active.Count, _queue.Count); }
     }
 
-    /// <summary>Decode steps run so far and the sequence rows they carried (rows / steps is the mean batch size).</summary>
-    public (long Steps, long Rows) DecodeStatistics
+    /// <summary>Decode steps run so far, the sequence rows they carried (rows / steps is the mean batch size) and the
+    /// time spent in their forward calls.</summary>
+    public (long Steps, long Rows, TimeSpan ForwardTime) DecodeStatistics
     {
-        get { lock (_gate) return (_decodeSteps, _decodeRows); }
+        get { lock (_gate) return (_decodeSteps, _decodeRows, Stopwatch.GetElapsedTime(0, _decodeForwardTicks)); }
     }
 
-    private long _decodeSteps, _decodeRows;
+    private long _decodeSteps, _decodeRows, _decodeForwardTicks;
     private int _unfinished;
 
     /// <summary>
@@ -109,11 +111,12 @@ public sealed class GenerationScheduler : IDisposable
                 throw new SchedulerFullException(
                     $"the generation queue is full ({_queue.Count} waiting, {_active.Count} of {_options.MaxConcurrentSequences} running)");
             Interlocked.Increment(ref _unfinished);
-            _queue.Enqueue(entry);
         }
         if (cancellationToken.CanBeCanceled)
             entry.Registration = cancellationToken.Register(static state => ((SemaphoreSlim)state!).Release(), _wake);
-        _wake.Release();
+        // Validation, image encoding and prompt embedding run on the thread pool, not on the stepping thread: a
+        // request with images must not stall the streams already decoding (their kernels interleave instead).
+        _ = Task.Run(() => Prepare(entry), CancellationToken.None);
         return entry.Completion.Task;
     }
 
@@ -153,7 +156,31 @@ public sealed class GenerationScheduler : IDisposable
         FailAll(new ObjectDisposedException(nameof(GenerationScheduler)));
     }
 
-    /// <summary>Validates the request, encodes its images and embeds its prompt; a failure fails only this request.</summary>
+    /// <summary>Validates the request, encodes its images and embeds its prompt, then queues it; a failure fails only
+    /// this request.</summary>
+    private void Prepare(Entry entry)
+    {
+        try
+        {
+            entry.Sequence = new GenerationSequence(_model, _backend, entry.Request, entry.OnToken, entry.CancellationToken);
+        }
+        catch (Exception e)
+        {
+            entry.Fail(e);
+            return;
+        }
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                entry.Fail(new ObjectDisposedException(nameof(GenerationScheduler)));
+                return;
+            }
+            _queue.Enqueue(entry);
+        }
+        _wake.Release();
+    }
+
     private void Admit(Entry entry)
     {
         if (entry.CancellationToken.IsCancellationRequested)
@@ -161,15 +188,7 @@ public sealed class GenerationScheduler : IDisposable
             entry.Cancel();
             return;
         }
-        try
-        {
-            entry.Sequence = new GenerationSequence(_model, _backend, entry.Request, entry.OnToken, entry.CancellationToken);
-            lock (_gate) _active.Add(entry);
-        }
-        catch (Exception e)
-        {
-            entry.Fail(e);
-        }
+        lock (_gate) _active.Add(entry);
     }
 
     private void RemoveCancelled()
@@ -220,6 +239,7 @@ public sealed class GenerationScheduler : IDisposable
         }
         var context = new ForwardContext(_backend) { Segments = segments, LastRowLogitsOnly = true, RowIndependentLinear = true };
         Tensor? logits = null;
+        long start = Stopwatch.GetTimestamp();
         try
         {
             var embeddings = _model.EmbedTokens(context, ids);
@@ -236,6 +256,7 @@ public sealed class GenerationScheduler : IDisposable
         {
             _decodeSteps++;
             _decodeRows += decoding.Count;
+            _decodeForwardTicks += Stopwatch.GetTimestamp() - start;
         }
         for (int i = 0; i < decoding.Count; i++)
         {

@@ -56,7 +56,7 @@ public sealed class GenerationSchedulerTests
             Assert.Equal(alone[i].StopReason, together[i].StopReason);
             Assert.Equal(alone[i].Timings.DecodeSteps, together[i].Timings.DecodeSteps);
         }
-        var (steps, rows) = scheduler.DecodeStatistics;
+        var (steps, rows, _) = scheduler.DecodeStatistics;
         Assert.True(rows > steps, $"no decode step carried more than one sequence ({rows} rows in {steps} steps)");
     }
 
@@ -134,6 +134,7 @@ public sealed class GenerationSchedulerTests
         var first = scheduler.GenerateAsync(Request([1, 2, 3], 4), t => { entered.Set(); release.Wait(); });
         Assert.True(entered.Wait(TimeSpan.FromMinutes(1)));
         var queued = scheduler.GenerateAsync(Request([4, 5], 4));
+        Assert.True(SpinWait.SpinUntil(() => scheduler.Load.Queued == 1, TimeSpan.FromMinutes(1)), "the second request was not queued");
         var full = Assert.Throws<SchedulerFullException>(() => { _ = scheduler.GenerateAsync(Request([6], 4)); });
         Assert.IsAssignableFrom<InvalidOperationException>(full);
         Assert.Contains("queue is full", full.Message);
