@@ -48,7 +48,7 @@ if (entry is null)
 
 try
 {
-    return Bench.Run(entry, options);
+    return options.Streams > 0 ? BatchedDecodeBench.Run(entry, options) : Bench.Run(entry, options);
 }
 catch (Exception e) when (e is IOException or CheckpointException or CheckpointBindingException or BenchException or UnauthorizedAccessException)
 {
@@ -81,6 +81,8 @@ namespace ModelBench
         public bool List { get; init; }
         public bool PrepareOnly { get; init; }
         public bool ShowHelp { get; init; }
+        /// <summary>With a value: the batched-decode mode (<see cref="BatchedDecodeBench"/>) with this many streams.</summary>
+        public int Streams { get; init; }
 
         public const string Usage = """
             usage: ModelBench [options]
@@ -101,6 +103,8 @@ namespace ModelBench
               --no-pytorch         skip the PyTorch comparison
               --bandwidth-mib N    buffer of the per-round bandwidth probe (default 256, 8x a 32 MiB L3: ~0.2 s a probe)
               --prepare            only write the random checkpoint (if absent) and exit
+              --streams N          batched decode instead: N concurrent greedy text streams through one
+                                   GenerationScheduler vs each alone (aggregate decode tokens/s; tokens must match)
             """;
 
         public static BenchOptions Parse(string[] args)
@@ -131,6 +135,7 @@ namespace ModelBench
                     "--bandwidth-mib" => o with { BandwidthMiB = Positive("--bandwidth-mib") },
                     "--list" => o with { List = true },
                     "--prepare" => o with { PrepareOnly = true },
+                    "--streams" => o with { Streams = Positive("--streams") },
                     "-h" or "--help" => o with { ShowHelp = true },
                     _ => throw new ArgumentException($"unknown option '{args[i]}'"),
                 };

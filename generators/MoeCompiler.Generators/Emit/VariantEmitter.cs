@@ -497,13 +497,16 @@ namespace MoeCompiler.Generators.Emit
                 _w.Line("x = Block" + SourceWriter.Int(layer) + ".Forward(context, x); // [T, " + H + "] layer " + SourceWriter.Int(layer) + ": " + kind);
             }
 
-            _w.Line("// Generation reads only the last position's logits: skip the final norm and lm_head for the other rows.");
-            _w.Line(Tensor + " last = context.LastRowLogitsOnly && rows > 1 ? x.SliceRows(rows - 1, 1) : x; // [T or 1, " + H + "]");
-            _w.Line(Tensor + " normed = FinalNorm.Forward(context, last); // [T or 1, " + H + "]");
+            _w.Line("// Generation reads only the last position's logits (of each sequence when batched): skip the final norm and");
+            _w.Line("// lm_head for the other rows.");
+            _w.Line(Tensor + " last = context.LogitRows(x); // [T, 1 or sequences, " + H + "]");
+            _w.Line(Tensor + " normed = FinalNorm.Forward(context, last); // [T, 1 or sequences, " + H + "]");
+            _w.Line("if (!global::System.Object.ReferenceEquals(last, x)) " + Release + "last);");
             _w.Line(Release + "x);");
-            _w.Line(Tensor + " logits = LmHead.Forward(context, normed); // [T or 1, " + v + "]");
+            _w.Line(Tensor + " logits = LmHead.Forward(context, normed); // [T, 1 or sequences, " + v + "]");
             _w.Line(Release + "normed);");
             _w.Line("if (context.Cache is not null) context.Cache.Length = context.StartPosition + rows;");
+            _w.Line("context.AdvanceSegmentCaches();");
             _w.Line("return logits;");
             _w.Close();
             _w.Line();

@@ -57,6 +57,16 @@ public interface IBackend : IDisposable
     /// <summary>y[M,N] = x[M,K] · weight[N,K]ᵀ (+ bias[N]). Weight dtype F32, BF16, F16 or I8.</summary>
     void Linear(Tensor x, Tensor weight, Tensor? bias, Tensor y);
 
+    /// <summary>
+    /// <see cref="Linear"/> where each row of y is bit-identical to what <see cref="Linear"/> gives for that row alone
+    /// (batched decode: a sequence's tokens must not depend on which others share its step). The default runs the rows
+    /// one at a time; a backend that can stream each weight once for all rows with the single-row arithmetic overrides it.
+    /// </summary>
+    void LinearRows(Tensor x, Tensor weight, Tensor? bias, Tensor y)
+    {
+        for (int i = 0; i < x.Rows; i++) Linear(x.SliceRows(i, 1), weight, bias, y.SliceRows(i, 1));
+    }
+
     /// <summary>y = a + b, elementwise, same shapes (y may alias a or b).</summary>
     void Add(Tensor a, Tensor b, Tensor y);
     /// <summary>y = a ⊙ b.</summary>

@@ -9,8 +9,9 @@ namespace MoeCompiler.Runtime.Generation;
 /// <summary>
 /// Drives a compiled variant: splices the prompt, runs one prefill over the whole sequence (filling the KV cache),
 /// then decodes one token per forward call until EOS, a stop string, the token limit or the context limit.
-/// Each call has its own KV cache and contexts; the model's modules keep scratch buffers, so run one generation
-/// at a time per model instance.
+/// Each call has its own KV cache and contexts and the model's modules keep no per-call state, so any number of
+/// generations may run over one model instance from different threads (see docs/architecture.md, "Threads");
+/// <see cref="GenerationScheduler"/> steps several together instead.
 /// </summary>
 public sealed class TextGenerator
 {
@@ -32,108 +33,15 @@ public sealed class TextGenerator
     public GenerationResult Generate(GenerationRequest request, Action<GeneratedToken>? onToken = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var options = request.Options;
-        options.Validate();
-        if (options.StopStrings.Count > 0 && request.Decoder is null)
-            throw new ArgumentException("stop strings need a text decoder in the request");
+        var sequence = new GenerationSequence(_model, _backend, request, onToken, cancellationToken);
         cancellationToken.ThrowIfCancellationRequested();
-        var description = _model.Description;
-
-        var visionContext = new ForwardContext(_backend);
-        request.ConfigureContext?.Invoke(visionContext);
-        var embeddingContext = new ForwardContext(_backend);
-        request.ConfigureContext?.Invoke(embeddingContext);
-
-        long t0 = Stopwatch.GetTimestamp();
-        var spliced = PromptSplicer.Splice(_model, visionContext, embeddingContext, request.PromptIds, request.Images, request.ImageTokenId);
-        int length = spliced.Length;
-        if (length > description.MaxPositions)
-            throw new ModelInputException($"the prompt needs {length} positions ({spliced.ImageTokens} for images) but {description.Name} supports {description.MaxPositions}");
-        cancellationToken.ThrowIfCancellationRequested();
-
-        int capacity = (int)Math.Min(description.MaxPositions, (long)length + options.MaxNewTokens);
-        var cacheDType = options.KvCacheDType ?? _backend.KvCacheDType(_model.LlmWeightDType);
-        var cache = new KvCache(_backend, description.Layers, capacity, description.KvHeads * description.HeadDim, cacheDType);
-        var context = new ForwardContext(_backend, cache) { StartPosition = 0, IsImageToken = spliced.IsImageToken, LastRowLogitsOnly = true };
-        request.ConfigureContext?.Invoke(context);
-        var logits = _model.Forward(context, spliced.Embeddings);
-        cache.Length = length;
-        float[] row = new float[description.VocabSize];
-        ReadLastRow(logits, row);
-        TensorLifetime.Release(logits);
-        var prefillTime = Stopwatch.GetElapsedTime(t0) - spliced.ImageEncoding;
-
-        var sampler = new Sampler(options.Sampling, Math.Min(description.TokenizerSize, description.VocabSize));
-        var stopIds = new HashSet<int>(options.StopTokenIds);
-        if (options.StopOnEos) stopIds.UnionWith(description.EosIds);
-        var matcher = options.StopStrings.Count > 0 ? new StopStringMatcher(options.StopStrings) : null;
-        var history = new List<int>(request.PromptIds.Count + options.MaxNewTokens);
-        foreach (int id in request.PromptIds) if (id >= 0) history.Add(id);
-        var generated = new List<int>();
-        var text = new System.Text.StringBuilder();
-        StopReason reason = StopReason.MaxTokens;
-        int decodeSteps = 0;
-        long decodeStart = Stopwatch.GetTimestamp();
-        int[] single = new int[1];
-
-        for (int step = 0; ; step++)
+        sequence.PrefillChunk(0);
+        while (!sequence.Finished)
         {
-            request.ObserveLogits?.Invoke(step, row);
-            int next = sampler.Next(row, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history));
-            if (stopIds.Contains(next)) { reason = StopReason.EndOfSequence; break; }
-            generated.Add(next);
-            history.Add(next);
-            string piece = request.Decoder?.Push(next) ?? "";
-            if (matcher is not null) piece = matcher.Push(piece);
-            text.Append(piece);
-            onToken?.Invoke(new GeneratedToken(generated.Count - 1, next, piece));
-            if (matcher is { Stopped: true }) { reason = StopReason.StopString; break; }
-            if (generated.Count >= options.MaxNewTokens) { reason = StopReason.MaxTokens; break; }
-            if (cache.Length >= capacity) { reason = StopReason.ContextFull; break; }
             cancellationToken.ThrowIfCancellationRequested();
-
-            single[0] = next;
-            var embedding = _model.EmbedTokens(context, single);
-            context.StartPosition = cache.Length;
-            context.IsImageToken = [false];
-            logits = _model.Forward(context, embedding);
-            TensorLifetime.Release(embedding);
-            cache.Length = context.StartPosition + 1;
-            ReadLastRow(logits, row);
-            TensorLifetime.Release(logits);
-            decodeSteps++;
+            sequence.DecodeAlone();
         }
-        var decodeTime = Stopwatch.GetElapsedTime(decodeStart);
-
-        if (reason != StopReason.StopString && request.Decoder is not null)
-        {
-            string tail = request.Decoder.Flush();
-            if (matcher is not null) tail = matcher.Push(tail) + (matcher.Stopped ? "" : matcher.Flush());
-            if (tail.Length > 0)
-            {
-                text.Append(tail);
-                onToken?.Invoke(new GeneratedToken(generated.Count, -1, tail));
-            }
-            if (matcher is { Stopped: true }) reason = StopReason.StopString;
-        }
-
-        return new GenerationResult
-        {
-            TokenIds = generated.ToArray(),
-            Text = text.ToString(),
-            StopReason = reason,
-            SequenceLength = length,
-            Timings = new GenerationTimings
-            {
-                ImageEncoding = spliced.ImageEncoding,
-                Prefill = prefillTime,
-                Decode = decodeTime,
-                PromptTokens = length,
-                ImageTokens = spliced.ImageTokens,
-                GeneratedTokens = generated.Count,
-                DecodeSteps = decodeSteps,
-            },
-        };
+        return sequence.Result();
     }
 
     /// <summary>Runs <see cref="Generate"/> on a worker thread.</summary>
@@ -170,13 +78,5 @@ public sealed class TextGenerator
             linked.Cancel();
             await worker.ConfigureAwait(false); // never throws: failures travel through the channel
         }
-    }
-
-    /// <summary>The logits of the last position, [T, vocab] → row.</summary>
-    private void ReadLastRow(Tensors.Tensor logits, float[] row)
-    {
-        if (logits.Rank != 2 || logits.Dim(1) != row.Length || logits.Dim(0) < 1)
-            throw new InvalidOperationException($"{_model.Description.Name} returned logits {Tensors.Tensor.FormatShape(logits.Shape)}, expected [rows, {row.Length}]");
-        _backend.Download(logits.SliceRows(logits.Dim(0) - 1, 1), row);
     }
 }

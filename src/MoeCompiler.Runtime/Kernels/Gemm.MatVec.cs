@@ -30,8 +30,23 @@ internal static unsafe partial class Gemm
                 DType.I8 => W.GroupSize == K || W.GroupSize % 16 == 0,
                 _ => false,
             };
+            // Several rows of packed bf16 (batched decode): unpack each weight row once per group of rows; every
+            // result equals the one-row Dot bit for bit.
+            bool packedRows = M > 1 && widenInRegisters && W.DType == DType.BF16 && !W.Packed.IsEmpty;
+            float* dots = stackalloc float[PackedBF16.DotRowsGroup];
             for (int j = start; j < end; j++)
             {
+                if (packedRows)
+                {
+                    float bj = Bias == null ? 0 : Bias[j];
+                    for (int i0 = 0; i0 < M; i0 += PackedBF16.DotRowsGroup)
+                    {
+                        int count = Math.Min(PackedBF16.DotRowsGroup, M - i0);
+                        W.Packed.DotRows(X + (long)i0 * K, K, count, j, dots);
+                        for (int r = 0; r < count; r++) Y[(long)(i0 + r) * N + j] = dots[r] + bj;
+                    }
+                    continue;
+                }
                 if (!widenInRegisters) W.DecodeRow(j, 0, K, decoded, Isa);
                 float b = Bias == null ? 0 : Bias[j];
                 for (int i = 0; i < M; i++)

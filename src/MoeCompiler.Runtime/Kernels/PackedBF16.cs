@@ -21,7 +21,7 @@ namespace MoeCompiler.Runtime.Kernels;
 /// For a row without exceptions <see cref="Dot"/> performs exactly the multiply-adds of the plain bf16 kernel in the
 /// same order (bitwise equal results); exceptions are added one by one after the vector sum.
 /// </remarks>
-internal readonly unsafe struct PackedBF16
+internal readonly unsafe partial struct PackedBF16
 {
     public const int Block = 64;
     public const int ExceptionCode = 15;

@@ -89,31 +89,34 @@ public sealed class CausalSelfAttention
         var q = Q.Forward(ctx, x);   // [T, heads·headDim]
         var k = K.Forward(ctx, x);   // [T, kvHeads·headDim]
         var v = V.Forward(ctx, x);
-        if (g.RotaryDims > 0)
-        {
-            backend.Rotary(q, g.Heads, g.HeadDim, g.RotaryDims, g.RopeTheta, start);
-            backend.Rotary(k, g.KvHeads, g.HeadDim, g.RotaryDims, g.RopeTheta, start);
-        }
-
         var attended = backend.Allocate(DType.F32, rows, g.QueryWidth);
-        if (ctx.Cache is { } cache)
+        if (ctx.Segments is { } segments)
         {
-            if (LayerIndex >= cache.Layers)
-                throw new InvalidOperationException($"layer {LayerIndex} has no KV cache (the cache holds {cache.Layers} layers)");
-            if (cache.KvWidth != g.KvWidth)
-                throw new InvalidOperationException($"KV cache rows are {cache.KvWidth} wide; layer {LayerIndex} needs {g.KvWidth}");
-            if (start + rows > cache.Capacity)
-                throw new InvalidOperationException(
-                    $"KV cache full: positions [{start}, {start + rows}) do not fit its capacity of {cache.Capacity} tokens");
-            var cacheKeys = cache.Keys(LayerIndex);
-            var cacheValues = cache.Values(LayerIndex);
-            backend.CopyRows(k, 0, cacheKeys, start, rows);
-            backend.CopyRows(v, 0, cacheValues, start, rows);
-            backend.Attention(q, cacheKeys.SliceRows(0, start + rows), cacheValues.SliceRows(0, start + rows), attended,
-                g.Heads, g.KvHeads, g.HeadDim, causal: true, queryStart: start);
+            // Batched decode: the projections ran on every sequence's rows at once; positions, cache and attention are
+            // each sequence's own.
+            if (ctx.Cache is not null) throw new InvalidOperationException("a batched call carries its caches in its segments, not ForwardContext.Cache");
+            int offset = 0;
+            foreach (var segment in segments)
+            {
+                if (offset + segment.Rows > rows)
+                    throw new InvalidOperationException($"the segments hold more rows than the call's {rows}");
+                AttendCached(backend, segment.Cache, segment.StartPosition, q.SliceRows(offset, segment.Rows),
+                    k.SliceRows(offset, segment.Rows), v.SliceRows(offset, segment.Rows), attended.SliceRows(offset, segment.Rows));
+                offset += segment.Rows;
+            }
+            if (offset != rows) throw new InvalidOperationException($"the segments hold {offset} rows; the call has {rows}");
+        }
+        else if (ctx.Cache is { } cache)
+        {
+            AttendCached(backend, cache, start, q, k, v, attended);
         }
         else
         {
+            if (g.RotaryDims > 0)
+            {
+                backend.Rotary(q, g.Heads, g.HeadDim, g.RotaryDims, g.RopeTheta, start);
+                backend.Rotary(k, g.KvHeads, g.HeadDim, g.RotaryDims, g.RopeTheta, start);
+            }
             backend.Attention(q, k, v, attended, g.Heads, g.KvHeads, g.HeadDim, causal: true, queryStart: 0);
         }
         ModuleTensors.Release(q);
@@ -123,6 +126,32 @@ public sealed class CausalSelfAttention
         var y = Output.Forward(ctx, attended);
         ModuleTensors.Release(attended);
         return y;
+    }
+
+    /// <summary>Rotates the rows' q and k at positions [start, start + rows), appends k and v to the cache and attends
+    /// causally over the cache prefix.</summary>
+    private void AttendCached(Backends.IBackend backend, KvCache cache, int start, Tensor q, Tensor k, Tensor v, Tensor attended)
+    {
+        var g = Geometry;
+        int rows = q.Rows;
+        if (LayerIndex >= cache.Layers)
+            throw new InvalidOperationException($"layer {LayerIndex} has no KV cache (the cache holds {cache.Layers} layers)");
+        if (cache.KvWidth != g.KvWidth)
+            throw new InvalidOperationException($"KV cache rows are {cache.KvWidth} wide; layer {LayerIndex} needs {g.KvWidth}");
+        if (start + rows > cache.Capacity)
+            throw new InvalidOperationException(
+                $"KV cache full: positions [{start}, {start + rows}) do not fit its capacity of {cache.Capacity} tokens");
+        if (g.RotaryDims > 0)
+        {
+            backend.Rotary(q, g.Heads, g.HeadDim, g.RotaryDims, g.RopeTheta, start);
+            backend.Rotary(k, g.KvHeads, g.HeadDim, g.RotaryDims, g.RopeTheta, start);
+        }
+        var cacheKeys = cache.Keys(LayerIndex);
+        var cacheValues = cache.Values(LayerIndex);
+        backend.CopyRows(k, 0, cacheKeys, start, rows);
+        backend.CopyRows(v, 0, cacheValues, start, rows);
+        backend.Attention(q, cacheKeys.SliceRows(0, start + rows), cacheValues.SliceRows(0, start + rows), attended,
+            g.Heads, g.KvHeads, g.HeadDim, causal: true, queryStart: start);
     }
 }
 

@@ -32,7 +32,7 @@ public sealed class Linear
     {
         ModuleTensors.RequireColumns(x, InFeatures, $"Linear {Weight.Name ?? ""}");
         var y = ctx.Backend.Allocate(DType.F32, x.Rows, OutFeatures);
-        ctx.Backend.Linear(x, Weight, Bias, y);
+        Run(ctx, x, y);
         return y;
     }
 
@@ -42,6 +42,12 @@ public sealed class Linear
         ModuleTensors.RequireColumns(x, InFeatures, $"Linear {Weight.Name ?? ""}");
         if (y.Rank != 2 || y.Rows != x.Rows || y.Columns != OutFeatures)
             throw new ArgumentException($"Linear output {y} should be [{x.Rows}, {OutFeatures}]");
-        ctx.Backend.Linear(x, Weight, Bias, y);
+        Run(ctx, x, y);
+    }
+
+    private void Run(ForwardContext ctx, Tensor x, Tensor y)
+    {
+        if (ctx.RowIndependentLinear && x.Rows > 1) ctx.Backend.LinearRows(x, Weight, Bias, y);
+        else ctx.Backend.Linear(x, Weight, Bias, y);
     }
 }

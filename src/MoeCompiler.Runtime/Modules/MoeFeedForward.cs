@@ -12,15 +12,9 @@ namespace MoeCompiler.Runtime.Modules;
 /// </summary>
 public sealed class MoeFeedForward<TExpert> : IFeedForward where TExpert : IFeedForward
 {
+    // No mutable fields: one layer object serves every sequence and thread at once (weights are shared, routing
+    // scratch is per call), see docs/architecture.md "Threads".
     private readonly TExpert[] _experts;
-    private float[] _logits = [];
-    private float[] _probabilities = [];
-    private float[] _weights = [];
-    private int[] _chosen = [];
-    private int[] _groupRows = [];
-    private float[] _groupWeights = [];
-    private readonly int[] _groupCounts;
-    private readonly int[] _groupStarts;
     private readonly int? _outFeatures;
 
     public MoeFeedForward(Linear router, TExpert[] experts, MoeOptions options, string site, int layerIndex,
@@ -55,8 +49,6 @@ public sealed class MoeFeedForward<TExpert> : IFeedForward where TExpert : IFeed
         LayerIndex = layerIndex;
         ResidualMlp = residualMlp;
         ResidualCoefficient = residualCoefficient;
-        _groupCounts = new int[options.Experts];
-        _groupStarts = new int[options.Experts];
     }
 
     public Linear Router { get; }
@@ -75,30 +67,58 @@ public sealed class MoeFeedForward<TExpert> : IFeedForward where TExpert : IFeed
         var backend = ctx.Backend;
         ModuleTensors.RequireColumns(x, Router.InFeatures, $"{Site} MoE layer {LayerIndex}");
         int tokens = x.Rows, width = x.Columns, outWidth = OutFeatures, experts = Options.Experts, k = Options.TopK;
-        EnsureCapacity(tokens);
+        // Per-call scratch: the layer is shared by every thread and sequence using the model.
+        var hostLogits = new float[tokens * experts];
+        var probabilities = new float[tokens * experts];
+        var chosenBuffer = new int[tokens * k];
+        var weightsBuffer = new float[tokens * k];
+        var groupRows = new int[tokens * k];
+        var groupWeights = new float[tokens * k];
+        var groupCounts = new int[experts];
+        var groupStarts = new int[experts];
 
         // Router in f32 on the f32 activations; routing on the host.
         var logits = Router.Forward(ctx, x);
-        backend.Download(logits, _logits.AsSpan(0, tokens * experts));
+        backend.Download(logits, hostLogits);
         ModuleTensors.Release(logits);
-        var chosen = _chosen.AsSpan(0, tokens * k);
-        var weights = _weights.AsSpan(0, tokens * k);
-        MoeRouter.Route(_logits.AsSpan(0, tokens * experts), tokens, Options, ctx.Random, chosen, weights,
-            _probabilities.AsSpan(0, tokens * experts));
-        RecordRouting(ctx, tokens, chosen, weights);
+        var chosen = chosenBuffer.AsSpan();
+        var weights = weightsBuffer.AsSpan();
+        if (Site == RoutingSites.Llm && ctx.Segments is { } segments)
+        {
+            // Batched decode: each sequence is routed as if it ran alone (DeepSpeed's capacity counts the tokens of
+            // one call, so routing the stacked rows together would let sequences drop each other's assignments).
+            int offset = 0;
+            foreach (var segment in segments)
+            {
+                int rows = segment.Rows;
+                if (offset + rows > tokens)
+                    throw new InvalidOperationException($"{Site} MoE layer {LayerIndex}: the segments hold more rows than the call's {tokens}");
+                MoeRouter.Route(hostLogits.AsSpan(offset * experts, rows * experts), rows, Options, segment.Random,
+                    chosen.Slice(offset * k, rows * k), weights.Slice(offset * k, rows * k), probabilities.AsSpan(offset * experts, rows * experts));
+                RecordRouting(segment.Routing, segment.StartPosition, segment.IsImageToken, rows,
+                    chosen.Slice(offset * k, rows * k), weights.Slice(offset * k, rows * k));
+                offset += rows;
+            }
+            if (offset != tokens)
+                throw new InvalidOperationException($"{Site} MoE layer {LayerIndex}: the segments hold {offset} rows; the call has {tokens}");
+        }
+        else
+        {
+            MoeRouter.Route(hostLogits, tokens, Options, ctx.Random, chosen, weights, probabilities);
+            RecordRouting(ctx.Routing, ctx.StartPosition, ctx.IsImageToken, tokens, chosen, weights);
+        }
 
-        // Group the kept assignments by expert (counting sort, token order within each expert).
-        Array.Clear(_groupCounts);
-        foreach (int e in chosen) if (e >= 0) _groupCounts[e]++;
-        int largestGroup = 0, offset = 0;
+        // Group the kept assignments of all rows by expert (counting sort, token order within each expert).
+        foreach (int e in chosen) if (e >= 0) groupCounts[e]++;
+        int largestGroup = 0, groupOffset = 0;
         for (int e = 0; e < experts; e++)
         {
-            _groupStarts[e] = offset;
-            offset += _groupCounts[e];
-            largestGroup = Math.Max(largestGroup, _groupCounts[e]);
+            groupStarts[e] = groupOffset;
+            groupOffset += groupCounts[e];
+            largestGroup = Math.Max(largestGroup, groupCounts[e]);
         }
         Span<int> fill = experts <= 256 ? stackalloc int[experts] : new int[experts];
-        _groupStarts.AsSpan().CopyTo(fill);
+        groupStarts.AsSpan().CopyTo(fill);
         for (int t = 0; t < tokens; t++)
         {
             for (int j = 0; j < k; j++)
@@ -106,8 +126,8 @@ public sealed class MoeFeedForward<TExpert> : IFeedForward where TExpert : IFeed
                 int e = chosen[t * k + j];
                 if (e < 0) continue;
                 int slot = fill[e]++;
-                _groupRows[slot] = t;
-                _groupWeights[slot] = weights[t * k + j];
+                groupRows[slot] = t;
+                groupWeights[slot] = weights[t * k + j];
             }
         }
 
@@ -116,10 +136,10 @@ public sealed class MoeFeedForward<TExpert> : IFeedForward where TExpert : IFeed
         Tensor? batch = null;
         for (int e = 0; e < experts; e++)
         {
-            int count = _groupCounts[e];
+            int count = groupCounts[e];
             if (count == 0) continue;
-            var rows = _groupRows.AsSpan(_groupStarts[e], count);
-            var rowWeights = _groupWeights.AsSpan(_groupStarts[e], count);
+            var rows = groupRows.AsSpan(groupStarts[e], count);
+            var rowWeights = groupWeights.AsSpan(groupStarts[e], count);
             Tensor input;
             if (count == tokens)
             {
@@ -176,35 +196,19 @@ public sealed class MoeFeedForward<TExpert> : IFeedForward where TExpert : IFeed
         return output;
     }
 
-    private void RecordRouting(ForwardContext ctx, int tokens, ReadOnlySpan<int> chosen, ReadOnlySpan<float> weights)
+    private void RecordRouting(RoutingRecorder? recorder, int startPosition, bool[]? isImageToken, int tokens,
+        ReadOnlySpan<int> chosen, ReadOnlySpan<float> weights)
     {
-        var recorder = ctx.Routing;
         if (recorder is null) return;
         bool[]? image = null;
-        if (Site == RoutingSites.Llm)
+        if (Site == RoutingSites.Llm && isImageToken is { } mask)
         {
-            if (ctx.IsImageToken is { } mask)
-            {
-                if (mask.Length != tokens)
-                    throw new InvalidOperationException(
-                        $"ForwardContext.IsImageToken has {mask.Length} entries for a call of {tokens} rows: set it for every call (null for text-only calls)");
-                image = mask;
-            }
+            if (mask.Length != tokens)
+                throw new InvalidOperationException(
+                    $"the image mask (ForwardContext.IsImageToken or a segment's) has {mask.Length} entries for {tokens} rows: set it for every call (null for text-only calls)");
+            image = mask;
         }
-        recorder.Record(Site, LayerIndex, ctx.StartPosition, tokens, Options.TopK, Options.Experts, chosen, weights,
+        recorder.Record(Site, LayerIndex, startPosition, tokens, Options.TopK, Options.Experts, chosen, weights,
             image, allImage: Site != RoutingSites.Llm);
-    }
-
-    private void EnsureCapacity(int tokens)
-    {
-        int experts = Options.Experts, k = Options.TopK;
-        if (_logits.Length >= tokens * experts) return;
-        int rows = Math.Max(tokens, 16);
-        _logits = new float[rows * experts];
-        _probabilities = new float[rows * experts];
-        _chosen = new int[rows * k];
-        _weights = new float[rows * k];
-        _groupRows = new int[rows * k];
-        _groupWeights = new float[rows * k];
     }
 }

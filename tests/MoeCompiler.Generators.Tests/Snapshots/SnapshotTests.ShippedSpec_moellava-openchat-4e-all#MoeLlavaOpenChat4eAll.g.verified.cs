@@ -445,13 +445,16 @@ namespace MoeCompiler.Models
             x = Block29.Forward(context, x); // [T, 4096] layer 29: attention + MoE
             x = Block30.Forward(context, x); // [T, 4096] layer 30: attention + MoE
             x = Block31.Forward(context, x); // [T, 4096] layer 31: attention + MoE
-            // Generation reads only the last position's logits: skip the final norm and lm_head for the other rows.
-            global::MoeCompiler.Runtime.Tensors.Tensor last = context.LastRowLogitsOnly && rows > 1 ? x.SliceRows(rows - 1, 1) : x; // [T or 1, 4096]
-            global::MoeCompiler.Runtime.Tensors.Tensor normed = FinalNorm.Forward(context, last); // [T or 1, 4096]
+            // Generation reads only the last position's logits (of each sequence when batched): skip the final norm and
+            // lm_head for the other rows.
+            global::MoeCompiler.Runtime.Tensors.Tensor last = context.LogitRows(x); // [T, 1 or sequences, 4096]
+            global::MoeCompiler.Runtime.Tensors.Tensor normed = FinalNorm.Forward(context, last); // [T, 1 or sequences, 4096]
+            if (!global::System.Object.ReferenceEquals(last, x)) global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(last);
             global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
-            global::MoeCompiler.Runtime.Tensors.Tensor logits = LmHead.Forward(context, normed); // [T or 1, 32002]
+            global::MoeCompiler.Runtime.Tensors.Tensor logits = LmHead.Forward(context, normed); // [T, 1 or sequences, 32002]
             global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(normed);
             if (context.Cache is not null) context.Cache.Length = context.StartPosition + rows;
+            context.AdvanceSegmentCaches();
             return logits;
         }
 

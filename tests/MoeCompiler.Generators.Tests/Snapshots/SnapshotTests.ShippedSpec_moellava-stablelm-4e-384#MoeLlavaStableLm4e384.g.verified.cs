@@ -413,13 +413,16 @@ namespace MoeCompiler.Models
             x = Block21.Forward(context, x); // [T, 2048] layer 21: attention + dense FFN
             x = Block22.Forward(context, x); // [T, 2048] layer 22: attention + MoE
             x = Block23.Forward(context, x); // [T, 2048] layer 23: attention + dense FFN
-            // Generation reads only the last position's logits: skip the final norm and lm_head for the other rows.
-            global::MoeCompiler.Runtime.Tensors.Tensor last = context.LastRowLogitsOnly && rows > 1 ? x.SliceRows(rows - 1, 1) : x; // [T or 1, 2048]
-            global::MoeCompiler.Runtime.Tensors.Tensor normed = FinalNorm.Forward(context, last); // [T or 1, 2048]
+            // Generation reads only the last position's logits (of each sequence when batched): skip the final norm and
+            // lm_head for the other rows.
+            global::MoeCompiler.Runtime.Tensors.Tensor last = context.LogitRows(x); // [T, 1 or sequences, 2048]
+            global::MoeCompiler.Runtime.Tensors.Tensor normed = FinalNorm.Forward(context, last); // [T, 1 or sequences, 2048]
+            if (!global::System.Object.ReferenceEquals(last, x)) global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(last);
             global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
-            global::MoeCompiler.Runtime.Tensors.Tensor logits = LmHead.Forward(context, normed); // [T or 1, 100352]
+            global::MoeCompiler.Runtime.Tensors.Tensor logits = LmHead.Forward(context, normed); // [T, 1 or sequences, 100352]
             global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(normed);
             if (context.Cache is not null) context.Cache.Length = context.StartPosition + rows;
+            context.AdvanceSegmentCaches();
             return logits;
         }
 

@@ -264,13 +264,16 @@ namespace MoeCompiler.Models
             context.Backend.Copy(embeddings, x);
             x = Block0.Forward(context, x); // [T, 32] layer 0: attention + MoE
             x = Block1.Forward(context, x); // [T, 32] layer 1: attention + MoE
-            // Generation reads only the last position's logits: skip the final norm and lm_head for the other rows.
-            global::MoeCompiler.Runtime.Tensors.Tensor last = context.LastRowLogitsOnly && rows > 1 ? x.SliceRows(rows - 1, 1) : x; // [T or 1, 32]
-            global::MoeCompiler.Runtime.Tensors.Tensor normed = FinalNorm.Forward(context, last); // [T or 1, 32]
+            // Generation reads only the last position's logits (of each sequence when batched): skip the final norm and
+            // lm_head for the other rows.
+            global::MoeCompiler.Runtime.Tensors.Tensor last = context.LogitRows(x); // [T, 1 or sequences, 32]
+            global::MoeCompiler.Runtime.Tensors.Tensor normed = FinalNorm.Forward(context, last); // [T, 1 or sequences, 32]
+            if (!global::System.Object.ReferenceEquals(last, x)) global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(last);
             global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
-            global::MoeCompiler.Runtime.Tensors.Tensor logits = LmHead.Forward(context, normed); // [T or 1, 32000]
+            global::MoeCompiler.Runtime.Tensors.Tensor logits = LmHead.Forward(context, normed); // [T, 1 or sequences, 32000]
             global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(normed);
             if (context.Cache is not null) context.Cache.Length = context.StartPosition + rows;
+            context.AdvanceSegmentCaches();
             return logits;
         }
 

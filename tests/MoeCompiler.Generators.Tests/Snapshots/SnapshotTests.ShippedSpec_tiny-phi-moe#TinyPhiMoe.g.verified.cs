@@ -333,13 +333,16 @@ namespace MoeCompiler.Models
             x = Block1.Forward(context, x); // [T, 80] layer 1: attention + dense FFN
             x = Block2.Forward(context, x); // [T, 80] layer 2: attention + MoE
             x = Block3.Forward(context, x); // [T, 80] layer 3: attention + dense FFN
-            // Generation reads only the last position's logits: skip the final norm and lm_head for the other rows.
-            global::MoeCompiler.Runtime.Tensors.Tensor last = context.LastRowLogitsOnly && rows > 1 ? x.SliceRows(rows - 1, 1) : x; // [T or 1, 80]
-            global::MoeCompiler.Runtime.Tensors.Tensor normed = FinalNorm.Forward(context, last); // [T or 1, 80]
+            // Generation reads only the last position's logits (of each sequence when batched): skip the final norm and
+            // lm_head for the other rows.
+            global::MoeCompiler.Runtime.Tensors.Tensor last = context.LogitRows(x); // [T, 1 or sequences, 80]
+            global::MoeCompiler.Runtime.Tensors.Tensor normed = FinalNorm.Forward(context, last); // [T, 1 or sequences, 80]
+            if (!global::System.Object.ReferenceEquals(last, x)) global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(last);
             global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(x);
-            global::MoeCompiler.Runtime.Tensors.Tensor logits = LmHead.Forward(context, normed); // [T or 1, 512]
+            global::MoeCompiler.Runtime.Tensors.Tensor logits = LmHead.Forward(context, normed); // [T, 1 or sequences, 512]
             global::MoeCompiler.Runtime.Modules.TensorLifetime.Release(normed);
             if (context.Cache is not null) context.Cache.Length = context.StartPosition + rows;
+            context.AdvanceSegmentCaches();
             return logits;
         }
 

@@ -1,0 +1,42 @@
+using MoeCompiler.Runtime.Kernels;
+using MoeCompiler.Runtime.Tensors;
+
+namespace MoeCompiler.Runtime.Backends;
+
+public sealed unsafe partial class CpuBackend
+{
+    /// <summary>
+    /// <see cref="Linear"/> with the one-row (matrix-vector) arithmetic for every row, each weight row streamed once
+    /// for all of them: row i of y is bit-identical to <see cref="Linear"/> on row i alone, for every weight dtype.
+    /// </summary>
+    public void LinearRows(Tensor x, Tensor weight, Tensor? bias, Tensor y)
+    {
+        RequireF32(x, nameof(x));
+        RequireF32(y, nameof(y));
+        RequireHost(weight);
+        if (weight.Rank != 2) throw new ArgumentException($"Linear weight {weight} must be [out, in]");
+        Int8Quantization.Validate(weight);
+        int m = x.Rows, k = x.Columns, n = weight.Dim(0);
+        if (weight.Dim(1) != k) throw new ArgumentException($"Linear: input {x} does not match weight {weight}");
+        if (y.Rows != m || y.Columns != n) throw new ArgumentException($"Linear: output {y} should be [{m}, {n}]");
+        // Rows that Linear itself runs as a matrix-vector product, and degenerate shapes, need nothing else.
+        if (m <= Gemm.MatVecMaxRows || n == 0 || k == 0)
+        {
+            Linear(x, weight, bias, y);
+            return;
+        }
+        RequireWritable(y);
+        RequireDisjoint(x, y, "Linear");
+        ReadOnlySpan<float> b = BiasOrEmpty(bias, n);
+        lock (_gate)
+        {
+            fixed (float* biasPointer = b)
+            {
+                Gemm.RunRowIndependent(_pool, _scratch.Ensure(Gemm.RowIndependentScratchFloats(k)), _isa, (float*)x.Data, m, k,
+                    weight.Storage is PackedWeightStorage packed && packed.Covers(weight) ? new WeightView(weight, packed.Packed) : new WeightView(weight),
+                    b.IsEmpty ? null : biasPointer, (float*)y.Data);
+            }
+        }
+        KeepAlive(x, weight, bias, y);
+    }
+}

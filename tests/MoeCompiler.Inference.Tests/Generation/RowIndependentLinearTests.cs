@@ -1,0 +1,91 @@
+using MoeCompiler.Runtime.Backends;
+using MoeCompiler.Runtime.Kernels;
+using MoeCompiler.Runtime.Tensors;
+
+namespace MoeCompiler.Inference.Tests.Generation;
+
+/// <summary>
+/// <see cref="IBackend.LinearRows"/>, what batched decode runs every linear layer with: each output row must be
+/// bit-identical to <see cref="IBackend.Linear"/> on that row alone, for f32 and bf16 (packed or not) weights and any
+/// row count, while <see cref="IBackend.Linear"/> itself switches to the blocked GEMM above four rows.
+/// </summary>
+public sealed class RowIndependentLinearTests
+{
+    public static TheoryData<DType, int, bool> Cases()
+    {
+        var data = new TheoryData<DType, int, bool>();
+        foreach (var dtype in new[] { DType.F32, DType.BF16 })
+            foreach (int rows in new[] { 2, 3, 4, 5, 7, 8, 13 })
+                data.Add(dtype, rows, rows % 2 == 1);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void EveryRow_EqualsTheRowAlone_Bitwise(DType dtype, int rows, bool withBias)
+    {
+        const int inFeatures = 544, outFeatures = 77; // 544: past the packed-bf16 block, not a multiple of the GEMM tiles
+        var rng = new Random(rows * 31 + (int)dtype);
+        var weightValues = Enumerable.Range(0, outFeatures * inFeatures).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray();
+        Tensor weight;
+        if (dtype == DType.BF16)
+        {
+            weight = Tensor.Allocate(DType.BF16, outFeatures, inFeatures);
+            var raw = weight.AsSpan<ushort>();
+            for (int i = 0; i < weightValues.Length; i++) raw[i] = NumberFormats.FloatToBF16(weightValues[i]);
+        }
+        else weight = Tensor.FromFloats(weightValues, outFeatures, inFeatures);
+        var bias = withBias ? Tensor.FromFloats(Enumerable.Range(0, outFeatures).Select(i => i * 0.01f).ToArray(), outFeatures) : null;
+        var x = Tensor.FromFloats(Enumerable.Range(0, rows * inFeatures).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray(), rows, inFeatures);
+
+        using var backend = new CpuBackend(threads: 2);
+        var prepared = backend.PrepareLinearWeight(weight);
+        if (dtype == DType.BF16 && backend.Isa == KernelIsa.Avx512)
+            Assert.IsType<PackedWeightStorage>(prepared.Storage); // the multi-row packed kernel is what runs
+        var batched = Tensor.Allocate(DType.F32, rows, outFeatures);
+        backend.LinearRows(x, prepared, bias, batched);
+        for (int r = 0; r < rows; r++)
+        {
+            var alone = Tensor.Allocate(DType.F32, 1, outFeatures);
+            backend.Linear(x.SliceRows(r, 1), prepared, bias, alone);
+            Assert.Equal(alone.AsFloats().ToArray(), batched.SliceRows(r, 1).AsFloats().ToArray());
+        }
+
+        // The default interface method (backends without their own) gives the same rows.
+        var viaDefault = Tensor.Allocate(DType.F32, rows, outFeatures);
+        ((IBackend)new DefaultRowsBackend(backend)).LinearRows(x, prepared, bias, viaDefault);
+        Assert.Equal(batched.AsFloats().ToArray(), viaDefault.AsFloats().ToArray());
+    }
+
+    /// <summary>Forwards Linear to the CPU backend and keeps IBackend's default LinearRows.</summary>
+    private sealed class DefaultRowsBackend(CpuBackend inner) : IBackend
+    {
+        public string Name => "default-rows";
+        public DType KvCacheDType(DType weightDType) => inner.KvCacheDType(weightDType);
+        public void Linear(Tensor x, Tensor weight, Tensor? bias, Tensor y) => inner.Linear(x, weight, bias, y);
+        // Everything else is unused here.
+        public Tensor Allocate(DType dtype, params int[] shape) => inner.Allocate(dtype, shape);
+        public Tensor PrepareWeight(Tensor weight) => inner.PrepareWeight(weight);
+        public void Upload(ReadOnlySpan<float> source, Tensor destination) => inner.Upload(source, destination);
+        public void Download(Tensor source, Span<float> destination) => inner.Download(source, destination);
+        public void Copy(Tensor source, Tensor destination) => inner.Copy(source, destination);
+        public void CopyRows(Tensor source, int sourceRow, Tensor destination, int destinationRow, int count) => inner.CopyRows(source, sourceRow, destination, destinationRow, count);
+        public void Add(Tensor a, Tensor b, Tensor y) => inner.Add(a, b, y);
+        public void Multiply(Tensor a, Tensor b, Tensor y) => inner.Multiply(a, b, y);
+        public void Scale(Tensor x, float scale, Tensor y) => inner.Scale(x, scale, y);
+        public void Activate(Tensor x, Activation activation, Tensor y) => inner.Activate(x, activation, y);
+        public void SwiGlu(Tensor gate, Tensor up, Tensor y) => inner.SwiGlu(gate, up, y);
+        public void LayerNorm(Tensor x, Tensor weight, Tensor? bias, float epsilon, Tensor y) => inner.LayerNorm(x, weight, bias, epsilon, y);
+        public void RmsNorm(Tensor x, Tensor weight, float epsilon, Tensor y) => inner.RmsNorm(x, weight, epsilon, y);
+        public void Rotary(Tensor x, int heads, int headDim, int rotaryDims, float theta, int startPosition) => inner.Rotary(x, heads, headDim, rotaryDims, theta, startPosition);
+        public void Softmax(Tensor x, Tensor y) => inner.Softmax(x, y);
+        public void Attention(Tensor q, Tensor k, Tensor v, Tensor y, int heads, int kvHeads, int headDim, bool causal, int queryStart) => inner.Attention(q, k, v, y, heads, kvHeads, headDim, causal, queryStart);
+        public void GatherRows(Tensor source, ReadOnlySpan<int> rows, Tensor destination) => inner.GatherRows(source, rows, destination);
+        public void ScatterAddRows(Tensor source, ReadOnlySpan<int> rows, ReadOnlySpan<float> weights, Tensor destination) => inner.ScatterAddRows(source, rows, weights, destination);
+        public void Embedding(Tensor table, ReadOnlySpan<int> ids, Tensor y) => inner.Embedding(table, ids, y);
+        public void PatchEmbed(Tensor image, Tensor weight, Tensor? bias, int patch, Tensor y) => inner.PatchEmbed(image, weight, bias, patch, y);
+        public void AvgPool2d(Tensor x, int height, int width, int kernel, Tensor y) => inner.AvgPool2d(x, height, width, kernel, y);
+        public void UpsampleBicubic(Tensor x, int outHeight, int outWidth, Tensor y) => inner.UpsampleBicubic(x, outHeight, outWidth, y);
+        public void Dispose() { }
+    }
+}
