@@ -18,37 +18,30 @@ public sealed class GenerationBackendFullException(string message) : Exception(m
 
 internal static class GenerationBackends
 {
-    /// <summary>
-    /// THE place the scheduler plugs in. Until <c>GenerationScheduler</c> is merged, generations run one at a time
-    /// over the shared model (<see cref="SerializedGenerationBackend"/>). With it:
-    /// <c>return new SchedulerBackend(new GenerationScheduler(model));</c> where SchedulerBackend forwards
-    /// GenerateAsync and maps <c>SchedulerFullException</c> to <see cref="GenerationBackendFullException"/>.
-    /// </summary>
-    public static IGenerationBackend For(LoadedModel model) => new SerializedGenerationBackend(model);
+    /// <summary>The backend of a chat client over <paramref name="model"/>: a batched-decode scheduler that steps the
+    /// generations of all callers together (docs/api.md, "Serving: GenerationScheduler").</summary>
+    public static IGenerationBackend For(LoadedModel model) => new SchedulerBackend(new GenerationScheduler(model));
 }
 
 /// <summary>
-/// STAND-IN until the batched scheduler lands: a <see cref="LoadedModel"/> serves one generation at a time
-/// (docs/api.md, Threads), so calls wait their turn on a semaphore and run one after another on a worker thread.
-/// A call cancelled while it waits never runs; one cancelled while it runs stops at the next token.
+/// <see cref="GenerationScheduler"/> behind the serving seam: its queue being full becomes
+/// <see cref="GenerationBackendFullException"/> (the server's 503). Tokens reach <c>onToken</c> on the scheduler's
+/// thread; the chat client only hands them on to a channel.
 /// </summary>
-internal sealed class SerializedGenerationBackend(LoadedModel model) : IGenerationBackend
+internal sealed class SchedulerBackend(GenerationScheduler scheduler) : IGenerationBackend
 {
-    private readonly SemaphoreSlim _turn = new(1, 1);
-
     public async Task<GenerationResult> GenerateAsync(GenerationRequest request, Action<GeneratedToken>? onToken = null, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        await _turn.WaitAsync(ct).ConfigureAwait(false);
         try
         {
-            return await Task.Run(() => model.Generate(request, onToken, ct), ct).ConfigureAwait(false);
+            return await scheduler.GenerateAsync(request, onToken, ct).ConfigureAwait(false);
         }
-        finally
+        catch (SchedulerFullException e)
         {
-            _turn.Release();
+            throw new GenerationBackendFullException(e.Message);
         }
     }
 
-    public void Dispose() => _turn.Dispose();
+    public void Dispose() => scheduler.Dispose();
 }
