@@ -46,7 +46,7 @@ internal sealed class ModelSession : IDisposable
         try
         {
             var model = variant.Load(weights, backend, new BindOptions { TargetDType = dtype });
-            return new ModelSession(variant, backend, model, Stopwatch.GetElapsedTime(start), dtype?.SizeInBytes() ?? ProbeWeightBytes(variant, weights));
+            return new ModelSession(variant, backend, model, Stopwatch.GetElapsedTime(start), dtype is DType d ? Commands.CommonOptions.ReportedBytes(d) : ProbeWeightBytes(variant, weights));
         }
         catch
         {
@@ -60,7 +60,7 @@ internal sealed class ModelSession : IDisposable
         using var folder = CheckpointFolder.Open(weights);
         foreach (var entry in variant.Manifest.Entries)
             if (entry.Shape.Length == 2 && folder.TryGetInfo(entry.Key, out var info) && info.DType is DType d)
-                return d.SizeInBytes();
+                return Commands.CommonOptions.ReportedBytes(d);
         return 4;
     }
 

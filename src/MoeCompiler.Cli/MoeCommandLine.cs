@@ -20,6 +20,7 @@ public static class MoeCommandLine
             ImportConfigCommand.Create(),
             UpcycleCommand.Create(),
             BenchCommand.Create(),
+            QuantizeCommand.Create(),
         };
         return root;
     }

@@ -6,8 +6,21 @@ namespace MoeCompiler.Runtime.Checkpoints;
 
 public sealed class BindOptions
 {
-    /// <summary>When set, every tensor is converted to this dtype once at load (F32, F16 and BF16 convert among each other).</summary>
+    /// <summary>When set to F32, F16 or BF16, every float tensor is converted to this dtype once at load (already
+    /// quantised tensors stay as they are). I8 or Q4 means quantise at load with the default
+    /// <see cref="QuantizationOptions"/> of that type, unless <see cref="Quantization"/> says otherwise.</summary>
     public DType? TargetDType { get; set; }
+
+    /// <summary>Quantise weights once at load (see <see cref="QuantizationOptions"/>); overrides an I8/Q4 <see cref="TargetDType"/>.</summary>
+    public QuantizationOptions? Quantization { get; set; }
+
+    /// <summary>The quantisation this bind applies, if any.</summary>
+    public QuantizationOptions? EffectiveQuantization =>
+        Quantization ?? (TargetDType is DType d && WeightQuantizer.TypeOf(d) is { } type ? new QuantizationOptions(type) : null);
+
+    /// <summary>The float conversion this bind applies to every unquantised tensor, if any.</summary>
+    public DType? EffectiveConversion => TargetDType is DType d && !d.IsQuantized() ? d : null;
+
     public IProgress<BindProgress>? Progress { get; set; }
 }
 
@@ -22,13 +35,15 @@ public static class WeightBinder
         ArgumentNullException.ThrowIfNull(manifest);
         ArgumentNullException.ThrowIfNull(folder);
         options ??= new BindOptions();
-        var problems = Check(manifest, folder, options.TargetDType, out var ignored);
+        var quantization = options.EffectiveQuantization;
+        var problems = Check(manifest, folder, options.EffectiveConversion, out var ignored);
+        if (quantization is not null) problems = [.. problems, .. CheckQuantization(manifest, folder, quantization)];
         if (problems.Count > 0) throw new CheckpointBindingException(folder.Path, manifest.Variant, problems);
 
         var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         var mappings = new List<MappedFileStorage>();
         long mappedBytes = 0, copiedBytes = 0, bytesDone = 0;
-        long bytesTotal = manifest.Entries.Sum(e => e.ElementCount * (folder.TryGetInfo(e.Key, out var i) && i.DType is DType d ? d.SizeInBytes() : 0));
+        long bytesTotal = manifest.Entries.Sum(e => folder.TryGetInfo(e.Key, out var i) && i.DType is DType d ? d.ByteCount(e.ElementCount) : 0);
         int done = 0;
         try
         {
@@ -37,7 +52,15 @@ public static class WeightBinder
                 if (tensors.ContainsKey(entry.Key)) continue;
                 var tensor = folder.GetTensor(entry.Key);
                 bool converted = false;
-                if (options.TargetDType is DType target && target != tensor.DType)
+                if (quantization?.TypeFor(entry) is { } type && !tensor.DType.IsQuantized())
+                {
+                    var source = tensor;
+                    tensor = WeightQuantizer.Quantize(source, type);
+                    // The quantised copy is what runs: the file's pages of the original need not stay resident.
+                    if (source.Storage is MappedFileStorage sourceMapping) sourceMapping.ReleaseResidentPages(source.ByteOffset, source.ByteLength);
+                    converted = true;
+                }
+                else if (options.EffectiveConversion is DType target && target != tensor.DType && !tensor.DType.IsQuantized())
                 {
                     tensor = DTypeConversion.Convert(tensor, target);
                     converted = true;
@@ -50,7 +73,7 @@ public static class WeightBinder
                 else copiedBytes += tensor.ByteLength;
                 tensors.Add(entry.Key, tensor);
                 done++;
-                bytesDone += entry.ElementCount * (folder.TryGetInfo(entry.Key, out var info) && info.DType is DType d ? d.SizeInBytes() : 0);
+                bytesDone += folder.TryGetInfo(entry.Key, out var info) && info.DType is DType d ? d.ByteCount(entry.ElementCount) : 0;
                 options.Progress?.Report(new BindProgress(done, manifest.Entries.Count, bytesDone, bytesTotal, entry.Key, converted));
             }
         }
@@ -85,7 +108,7 @@ public static class WeightBinder
             if (info.DType is not DType source)
                 problems.Add(new(BindingProblemKind.WrongDType, entry.Key,
                     $"checkpoint has {info.DTypeName}; supported: {CheckpointDTypes.SupportedList}"));
-            else if (targetDType is DType target && target != source && !DTypeConversion.CanConvert(source, target))
+            else if (targetDType is DType target && target != source && !source.IsQuantized() && !DTypeConversion.CanConvert(source, target))
                 problems.Add(new(BindingProblemKind.WrongDType, entry.Key,
                     $"checkpoint has {source.SafetensorsName()}, which cannot be converted to {target.SafetensorsName()} at load"));
         }
@@ -103,6 +126,19 @@ public static class WeightBinder
         }
         ignored = ignoredKeys;
         return problems;
+    }
+
+    /// <summary>Tensors stored quantised as another type than the one asked for (re-quantising would compound the error).</summary>
+    private static IEnumerable<BindingProblem> CheckQuantization(WeightManifest manifest, CheckpointFolder folder, QuantizationOptions quantization)
+    {
+        foreach (var entry in manifest.Entries.DistinctBy(e => e.Key))
+        {
+            if (!folder.TryGetInfo(entry.Key, out var info) || info.DType is not DType stored || !stored.IsQuantized()) continue;
+            var wanted = quantization.TypeFor(entry);
+            if (wanted is { } type && WeightQuantizer.DTypeOf(type) != stored)
+                yield return new(BindingProblemKind.WrongDType, entry.Key,
+                    $"checkpoint has it quantised as {WeightQuantizer.Name(WeightQuantizer.TypeOf(stored)!.Value)}, not {WeightQuantizer.Name(type)}; quantise the original checkpoint instead");
+        }
     }
 
     /// <summary>'*' matches any run of characters (dots included); everything else is literal.</summary>
