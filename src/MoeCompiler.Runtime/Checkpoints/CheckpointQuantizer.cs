@@ -65,7 +65,7 @@ public static class CheckpointQuantizer
                 items.Add(new StreamedTensor(entry.Key, WeightQuantizer.DTypeOf(t), entry.Shape, stream =>
                 {
                     var original = source.GetTensor(entry.Key);
-                    var q = WeightQuantizer.Quantize(original, t);
+                    var q = WeightBinder.QuantizeOrExplain(original, t, source, entry.Key);
                     if (original.Storage is MappedFileStorage mapped) mapped.ReleaseResidentPages(original.ByteOffset, original.ByteLength);
                     WriteBytes(stream, q);
                     pending[entry.Key] = q;

@@ -55,7 +55,7 @@ public static class WeightBinder
                 if (quantization?.TypeFor(entry) is { } type && !tensor.DType.IsQuantized())
                 {
                     var source = tensor;
-                    tensor = WeightQuantizer.Quantize(source, type);
+                    tensor = QuantizeOrExplain(source, type, folder, entry.Key);
                     // The quantised copy is what runs: the file's pages of the original need not stay resident.
                     if (source.Storage is MappedFileStorage sourceMapping) sourceMapping.ReleaseResidentPages(source.ByteOffset, source.ByteLength);
                     converted = true;
@@ -126,6 +126,20 @@ public static class WeightBinder
         }
         ignored = ignoredKeys;
         return problems;
+    }
+
+    /// <summary>Quantises one checkpoint tensor; a value it cannot quantise (NaN, ±∞) is the checkpoint's fault.</summary>
+    internal static Tensor QuantizeOrExplain(Tensor source, QuantizationType type, CheckpointFolder folder, string key)
+    {
+        try
+        {
+            return WeightQuantizer.Quantize(source, type);
+        }
+        catch (ArgumentException e)
+        {
+            string file = folder.TryGetInfo(key, out var info) ? info.FilePath : folder.Path;
+            throw new CheckpointException(file, $"cannot quantise tensor '{key}' to {WeightQuantizer.Name(type)}: {e.Message}", e);
+        }
     }
 
     /// <summary>Tensors stored quantised as another type than the one asked for (re-quantising would compound the error).</summary>

@@ -66,15 +66,23 @@ public static class WeightQuantizer
         var dtype = DTypeOf(type);
         var scales = new Tensor(new NativeStorage((long)rows * groups * 2, zero: false), 0, DType.BF16, [rows, groups], weight.Name + ".scales");
         var values = new Tensor(new NativeStorage(dtype.ByteCount(weight.Length), zero: false), 0, dtype, weight.Shape, weight.Name, scales, GroupSize);
-        Parallel.For(0, (rows + RowsPerTask - 1) / RowsPerTask, () => new float[columns], (task, _, row) =>
+        try
         {
-            for (int r = task * RowsPerTask, end = Math.Min(rows, r + RowsPerTask); r < end; r++)
+            Parallel.For(0, (rows + RowsPerTask - 1) / RowsPerTask, () => new float[columns], (task, _, row) =>
             {
-                NumberFormats.ReadRow(weight, r, row);
-                QuantizeRow(weight, r, row, type, values, scales);
-            }
-            return row;
-        }, _ => { });
+                for (int r = task * RowsPerTask, end = Math.Min(rows, r + RowsPerTask); r < end; r++)
+                {
+                    NumberFormats.ReadRow(weight, r, row);
+                    QuantizeRow(weight, r, row, type, values, scales);
+                }
+                return row;
+            }, _ => { });
+        }
+        catch (AggregateException e) when (e.InnerExceptions.All(i => i is ArgumentException))
+        {
+            // The first bad row by position, whichever task saw one first.
+            throw e.InnerExceptions.Cast<ArgumentException>().OrderBy(i => i.Data["row"] as int? ?? int.MaxValue).First();
+        }
         GC.KeepAlive(weight);
         return values;
     }
@@ -93,7 +101,10 @@ public static class WeightQuantizer
             {
                 float v = group[i];
                 if (!float.IsFinite(v))
-                    throw new ArgumentException($"tensor {weight.Name} has a non-finite value at row {r}, column {g * GroupSize + i}", nameof(weight));
+                    throw new ArgumentException($"tensor {weight.Name} has a non-finite value at row {r}, column {g * GroupSize + i}", nameof(weight))
+                    {
+                        Data = { ["row"] = r },
+                    };
                 if (Math.Abs(v) > Math.Abs(extreme)) extreme = v;
             }
             ushort scaleBits = NumberFormats.FloatToBF16(type == QuantizationType.Int8 ? Math.Abs(extreme) / 127f : extreme / -8f);
