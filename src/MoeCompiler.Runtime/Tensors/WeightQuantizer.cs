@@ -44,7 +44,7 @@ public static class WeightQuantizer
         switch (text?.Trim().ToLowerInvariant())
         {
             case "int8": case "i8": case "q8": case "q8_0": type = QuantizationType.Int8; return true;
-            case "q4": case "int4": case "q4_0": type = QuantizationType.Q4; return true;
+            case "q4": case "q4_0": type = QuantizationType.Q4; return true;
             default: type = default; return false;
         }
     }
