@@ -12,9 +12,8 @@ internal static unsafe partial class Gemm
 
     /// <summary>Σ_g scale_g · Σ_{c in g} x[c]·q[c] for an int8 row with groups of 32 (AVX2 or AVX-512).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float DotI8Groups32(KernelIsa isa, float* x, sbyte* q, WeightView w, int row)
+    private static float DotI8Groups32(KernelIsa isa, float* x, sbyte* q, int groups, RowScales scales)
     {
-        int groups = w.Columns / 32;
         if (isa == KernelIsa.Avx512)
         {
             Vector512<float> a0 = default, a1 = default;
@@ -26,13 +25,13 @@ internal static unsafe partial class Gemm
                 var t1 = Vector512.Load(x + 32) * WidenI8(Vector128.Load(q + 32));
                 t0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + 16), WidenI8(Vector128.Load(q + 16)), t0);
                 t1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + 48), WidenI8(Vector128.Load(q + 48)), t1);
-                a0 = Avx512F.FusedMultiplyAdd(t0, Vector512.Create(w.Scale(row, g)), a0);
-                a1 = Avx512F.FusedMultiplyAdd(t1, Vector512.Create(w.Scale(row, g + 1)), a1);
+                a0 = Avx512F.FusedMultiplyAdd(t0, Vector512.Create(scales[g]), a0);
+                a1 = Avx512F.FusedMultiplyAdd(t1, Vector512.Create(scales[g + 1]), a1);
             }
             if (g < groups)
             {
                 var t0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + 16), WidenI8(Vector128.Load(q + 16)), Vector512.Load(x) * WidenI8(Vector128.Load(q)));
-                a0 = Avx512F.FusedMultiplyAdd(t0, Vector512.Create(w.Scale(row, g)), a0);
+                a0 = Avx512F.FusedMultiplyAdd(t0, Vector512.Create(scales[g]), a0);
             }
             return Vector512.Sum(a0 + a1);
         }
@@ -45,7 +44,7 @@ internal static unsafe partial class Gemm
                 var t1 = Vector256.Load(x + 8) * WidenI8Avx2(q + 8);
                 t0 = Fma.MultiplyAdd(Vector256.Load(x + 16), WidenI8Avx2(q + 16), t0);
                 t1 = Fma.MultiplyAdd(Vector256.Load(x + 24), WidenI8Avx2(q + 24), t1);
-                var scale = Vector256.Create(w.Scale(row, g));
+                var scale = Vector256.Create(scales[g]);
                 a0 = Fma.MultiplyAdd(t0, scale, a0);
                 a1 = Fma.MultiplyAdd(t1, scale, a1);
             }
@@ -55,9 +54,9 @@ internal static unsafe partial class Gemm
 
     /// <summary>Σ_g scale_g · Σ_{c in g} x[c]·(q[c] − 8) for one q4 row (see <see cref="Widen.Q4ToF32"/> for the layout).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float DotQ4(KernelIsa isa, float* x, byte* packed, WeightView w, int row)
+    public static float DotQ4(KernelIsa isa, float* x, byte* packed, RowScales scales)
     {
-        int groups = w.Columns / 32;
+        int groups = scales.Groups;
         if (isa == KernelIsa.Avx512)
         {
             Vector512<float> a0 = default, a1 = default;
@@ -71,14 +70,14 @@ internal static unsafe partial class Gemm
                 var t1 = Vector512.Load(x + 32) * Widen.Q4Values512(l1);
                 t0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + 16), Widen.Q4Values512(h0), t0);
                 t1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + 48), Widen.Q4Values512(h1), t1);
-                a0 = Avx512F.FusedMultiplyAdd(t0, Vector512.Create(w.Scale(row, g)), a0);
-                a1 = Avx512F.FusedMultiplyAdd(t1, Vector512.Create(w.Scale(row, g + 1)), a1);
+                a0 = Avx512F.FusedMultiplyAdd(t0, Vector512.Create(scales[g]), a0);
+                a1 = Avx512F.FusedMultiplyAdd(t1, Vector512.Create(scales[g + 1]), a1);
             }
             if (g < groups)
             {
                 Widen.Q4Nibbles(packed, out var l0, out var h0);
                 var t0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + 16), Widen.Q4Values512(h0), Vector512.Load(x) * Widen.Q4Values512(l0));
-                a0 = Avx512F.FusedMultiplyAdd(t0, Vector512.Create(w.Scale(row, g)), a0);
+                a0 = Avx512F.FusedMultiplyAdd(t0, Vector512.Create(scales[g]), a0);
             }
             return Vector512.Sum(a0 + a1);
         }
@@ -95,7 +94,7 @@ internal static unsafe partial class Gemm
                 var t1 = Vector256.Load(x + 8) * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(l, 8)));
                 t0 = Fma.MultiplyAdd(Vector256.Load(x + 16), Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(h)), t0);
                 t1 = Fma.MultiplyAdd(Vector256.Load(x + 24), Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(h, 8))), t1);
-                var scale = Vector256.Create(w.Scale(row, g));
+                var scale = Vector256.Create(scales[g]);
                 a0 = Fma.MultiplyAdd(t0, scale, a0);
                 a1 = Fma.MultiplyAdd(t1, scale, a1);
             }
@@ -110,7 +109,7 @@ internal static unsafe partial class Gemm
                 group = MathF.FusedMultiplyAdd(x[j], (packed[j] & 0x0F) - 8, group);
                 group = MathF.FusedMultiplyAdd(x[j + 16], (packed[j] >> 4) - 8, group);
             }
-            sum = MathF.FusedMultiplyAdd(group, w.Scale(row, g), sum);
+            sum = MathF.FusedMultiplyAdd(group, scales[g], sum);
         }
         return sum;
     }

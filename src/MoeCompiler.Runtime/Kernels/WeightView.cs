@@ -33,6 +33,14 @@ internal readonly unsafe struct WeightView
 
     public int GroupsPerRow => Columns / GroupSize;
 
+    /// <summary>The scales of one row, for kernels that walk its groups.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public RowScales RowScales(int row)
+    {
+        long first = (long)row * GroupsPerRow;
+        return new RowScales(Scales != null ? Scales + first : null, ScalesBF16 != null ? ScalesBF16 + first : null, GroupsPerRow);
+    }
+
     /// <summary>Scale of group <paramref name="group"/> of <paramref name="row"/> (quantised weights).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Scale(int row, int group)
@@ -98,5 +106,19 @@ internal readonly unsafe struct WeightView
                     break;
                 }
         }
+    }
+}
+
+/// <summary>One row's group scales, f32 or bf16 (exactly one pointer is set).</summary>
+internal readonly unsafe struct RowScales(float* f32, ushort* bf16, int groups)
+{
+    public readonly float* F32 = f32;
+    public readonly ushort* BF16 = bf16;
+    public readonly int Groups = groups;
+
+    public float this[int group]
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => BF16 != null ? BitConverter.Int32BitsToSingle(BF16[group] << 16) : F32[group];
     }
 }
