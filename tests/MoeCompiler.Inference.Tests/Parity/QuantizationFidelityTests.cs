@@ -62,6 +62,42 @@ public class QuantizationFidelityTests(Xunit.Abstractions.ITestOutputHelper outp
         }
     }
 
+    /// <summary>
+    /// The same on full-size MoE-LLaVA-Qwen-1.8B-4e random weights (MOE_SLOW_TESTS=1; writes a 6.7 GB bf16 checkpoint
+    /// unless MOE_FIDELITY_CHECKPOINT names one of that variant, e.g. ModelBench's cached one). The reference is the f32
+    /// arithmetic on the bf16 weights as stored; int8 and q4 are quantised from the same values at load.
+    /// </summary>
+    [SlowFact]
+    public void FullSizeQwen4e_QuantisedForwardStaysCloseToTheBf16Weights()
+    {
+        var entry = ModelCatalog.Find("MoeLlavaQwen4e")!;
+        string? given = Environment.GetEnvironmentVariable("MOE_FIDELITY_CHECKPOINT");
+        string? temporary = given is null ? Path.Combine(Path.GetTempPath(), "moe-fidelity-" + Guid.NewGuid().ToString("N")) : null;
+        string folder = given ?? temporary!;
+        try
+        {
+            if (temporary is not null)
+            {
+                Directory.CreateDirectory(temporary);
+                RandomCheckpoint.Write(entry.Manifest, Path.Combine(temporary, "model.safetensors"), seed: 1, DType.BF16);
+            }
+            var reference = Run(entry, folder, null);
+            foreach (var dtype in new[] { DType.I8, DType.Q4 })
+            {
+                var run = Run(entry, folder, dtype);
+                var metrics = FidelityMetrics.Compare(reference.Logits, run.Logits, reference.Vocab, reference.Routing, run.Routing);
+                output.WriteLine($"MoeLlavaQwen4e {dtype}: {metrics}");
+                Console.WriteLine($"MoeLlavaQwen4e {dtype}: {metrics}");
+                Assert.True(metrics.Positions >= TextPositions);
+                Assert.True(metrics.MeanKl <= (dtype == DType.I8 ? 1e-3 : 2e-2), $"{dtype} mean KL {metrics.MeanKl:E3}");
+            }
+        }
+        finally
+        {
+            if (temporary is not null) Directory.Delete(temporary, recursive: true);
+        }
+    }
+
     private static (float[] Logits, IReadOnlyList<RoutingRecord> Routing, int Vocab) Run(ModelCatalogEntry entry, string checkpoint, DType? dtype)
     {
         IBackend backend = CpuBackend.Shared;
