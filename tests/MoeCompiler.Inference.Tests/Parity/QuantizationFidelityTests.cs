@@ -82,12 +82,18 @@ public class QuantizationFidelityTests(Xunit.Abstractions.ITestOutputHelper outp
                 RandomCheckpoint.Write(entry.Manifest, Path.Combine(temporary, "model.safetensors"), seed: 1, DType.BF16);
             }
             var reference = Run(entry, folder, null);
+            var results = new List<(DType DType, FidelityMetrics Metrics)>();
             foreach (var dtype in new[] { DType.I8, DType.Q4 })
             {
                 var run = Run(entry, folder, dtype);
                 var metrics = FidelityMetrics.Compare(reference.Logits, run.Logits, reference.Vocab, reference.Routing, run.Routing);
                 output.WriteLine($"MoeLlavaQwen4e {dtype}: {metrics}");
                 Console.WriteLine($"MoeLlavaQwen4e {dtype}: {metrics}");
+                results.Add((dtype, metrics));
+            }
+            // The KL targets. Measured 2026-12-05: both miss (int8 2.07e-3, q4 9.35e-2; docs/quantization.md): open.
+            foreach (var (dtype, metrics) in results)
+            {
                 Assert.True(metrics.Positions >= TextPositions);
                 Assert.True(metrics.MeanKl <= (dtype == DType.I8 ? 1e-3 : 2e-2), $"{dtype} mean KL {metrics.MeanKl:E3}");
             }
