@@ -40,6 +40,44 @@ public static class BenchCheckpoint
         return folder;
     }
 
+    /// <summary>The quantised copy of the bf16 checkpoint in <paramref name="bf16Folder"/> (a sibling folder named by the
+    /// type), written once by <see cref="CheckpointQuantizer"/> with its default policy and reused by later runs.</summary>
+    public static string EnsureQuantized(WeightManifest manifest, string bf16Folder, QuantizationType type, TextWriter log, out TimeSpan? writeTime)
+    {
+        string folder = bf16Folder.Replace("-bf16-", "-" + WeightQuantizer.Name(type) + "-", StringComparison.Ordinal);
+        writeTime = null;
+        if (File.Exists(Path.Combine(folder, FileName)) || File.Exists(Path.Combine(folder, CheckpointFolder.SafetensorsIndexName)))
+        {
+            log.WriteLine($"reusing {folder}");
+            return folder;
+        }
+        if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true); // an interrupted earlier write: this cache is ours
+        log.WriteLine($"quantising to {WeightQuantizer.Name(type)} into {folder} ...");
+        long start = Stopwatch.GetTimestamp();
+        using (var source = CheckpointFolder.Open(bf16Folder))
+        {
+            var result = CheckpointQuantizer.Write(manifest, source, folder, new QuantizationOptions(type), progress: new TenthsProgress(log));
+            log.WriteLine($"  {result.SourceBytes / 1e9:F2} GB → {result.WrittenBytes / 1e9:F2} GB in {result.Files.Count} file(s)");
+        }
+        writeTime = Stopwatch.GetElapsedTime(start);
+        log.WriteLine($"  quantised in {writeTime.Value.TotalSeconds:F1} s");
+        return folder;
+    }
+
+    /// <summary>One log line per tenth of the tensors, on the writing thread.</summary>
+    private sealed class TenthsProgress(TextWriter log) : IProgress<BindProgress>
+    {
+        private int _lastTenth = -1;
+
+        public void Report(BindProgress p)
+        {
+            int tenth = 10 * p.TensorsDone / Math.Max(1, p.TensorsTotal);
+            if (tenth == _lastTenth) return;
+            _lastTenth = tenth;
+            log.WriteLine($"  {tenth * 10}% ({p.TensorsDone}/{p.TensorsTotal} tensors)");
+        }
+    }
+
     /// <summary>A killed run leaves the writer's temporary <c>.model.safetensors.*.partial</c> behind; the cache folder
     /// is this benchmark's own, so any such file is stale.</summary>
     private static void RemoveStalePartials(string folder)

@@ -78,6 +78,9 @@ namespace ModelBench
         /// <summary>PyTorch configurations to run, in order (each a separate subprocess and column).</summary>
         public IReadOnlyList<string> TorchDTypes { get; init; } = ["bf16"];
         public int BandwidthMiB { get; init; } = 256;
+        /// <summary>Our weights: "bf16" (the random checkpoint as written) or "int8" / "q4" (a quantised copy of it,
+        /// written once by <see cref="CheckpointQuantizer"/> next to it and mapped like any checkpoint).</summary>
+        public string WeightType { get; init; } = "bf16";
         public bool List { get; init; }
         public bool PrepareOnly { get; init; }
         public bool ShowHelp { get; init; }
@@ -102,10 +105,18 @@ namespace ModelBench
                                    runs each and compares with the fastest decode (default bf16)
               --no-pytorch         skip the PyTorch comparison
               --bandwidth-mib N    buffer of the per-round bandwidth probe (default 256, 8x a 32 MiB L3: ~0.2 s a probe)
-              --prepare            only write the random checkpoint (if absent) and exit
+              --dtype T            our weights: bf16 (default), int8 or q4 (a quantised copy of the random checkpoint,
+                                   written once next to it by the same code as 'moe quantize', then mapped); PyTorch
+                                   keeps the bf16 file, so pass --no-pytorch unless its timings are wanted as well
+              --prepare            only write the random checkpoint (and the quantised copy for --dtype) and exit
               --streams N          batched decode instead: N concurrent greedy text streams through one
                                    GenerationScheduler vs each alone (aggregate decode tokens/s; tokens must match)
             """;
+
+        private static QuantizationType Parse(string text) => WeightQuantizer.TryParse(text, out var t) ? t : throw new ArgumentException(text);
+
+        /// <summary>The quantisation of our weights, or null for bf16.</summary>
+        public QuantizationType? Quantization => WeightType == "bf16" ? null : Parse(WeightType);
 
         public static BenchOptions Parse(string[] args)
         {
@@ -133,6 +144,7 @@ namespace ModelBench
                     "--torch-dtype" => o with { TorchDTypes = Value().Split(',').Select(d => d is "bf16" or "f32" ? d : throw new ArgumentException($"--torch-dtype takes bf16 and/or f32, got '{d}'")).Distinct().ToArray() },
                     "--no-pytorch" => o with { RunPyTorch = false },
                     "--bandwidth-mib" => o with { BandwidthMiB = Positive("--bandwidth-mib") },
+                    "--dtype" => o with { WeightType = Value() is var t && (t == "bf16" || WeightQuantizer.TryParse(t, out _)) ? (t == "bf16" ? t : WeightQuantizer.Name(Parse(t))) : throw new ArgumentException($"--dtype takes bf16, int8 or q4, got '{t}'") },
                     "--list" => o with { List = true },
                     "--prepare" => o with { PrepareOnly = true },
                     "--streams" => o with { Streams = Positive("--streams") },
@@ -163,7 +175,8 @@ namespace ModelBench
 
             if (options.PrepareOnly)
             {
-                BenchCheckpoint.Ensure(entry.Manifest, options.CacheDirectory, options.Seed, log, out _);
+                string prepared = BenchCheckpoint.Ensure(entry.Manifest, options.CacheDirectory, options.Seed, log, out _);
+                if (options.Quantization is { } type) BenchCheckpoint.EnsureQuantized(entry.Manifest, prepared, type, log, out _);
                 return 0;
             }
 
@@ -176,8 +189,16 @@ namespace ModelBench
             // 2. The random checkpoint, written once.
             string folder = BenchCheckpoint.Ensure(entry.Manifest, options.CacheDirectory, options.Seed, log, out var writeTime);
             string file = Path.Combine(folder, BenchCheckpoint.FileName);
-            long fileBytes = new FileInfo(file).Length;
-            var pageCacheRead = WarmPageCache(file);
+            // Ours maps the quantised copy when --dtype asks for one; PyTorch always reads the bf16 file.
+            string oursFolder = folder;
+            TimeSpan? quantizeTime = null;
+            if (options.Quantization is { } quantization)
+                oursFolder = BenchCheckpoint.EnsureQuantized(entry.Manifest, folder, quantization, log, out quantizeTime);
+            var oursFiles = Directory.GetFiles(oursFolder, "*.safetensors");
+            long fileBytes = oursFiles.Sum(f => new FileInfo(f).Length);
+            var pageCacheRead = TimeSpan.Zero;
+            foreach (string f in oursFiles) pageCacheRead += WarmPageCache(f);
+            if (oursFolder != folder && options.RunPyTorch) pageCacheRead += WarmPageCache(file);
             log.WriteLine($"  read through the page cache in {pageCacheRead.TotalSeconds:F1} s (timings below start with it warm)");
 
             // 3. Inputs: one synthetic image, preprocessed like a real one, and a fixed pseudo-random prompt.
@@ -214,7 +235,7 @@ namespace ModelBench
                 bool peakReset = ResidentMemory.ResetPeak();
                 using var backend = new CpuBackend(options.Threads);
                 long loadStart = Stopwatch.GetTimestamp();
-                var model = entry.Load(folder, backend, new BindOptions());
+                var model = entry.Load(oursFolder, backend, new BindOptions());
                 var loadTime = Stopwatch.GetElapsedTime(loadStart);
                 var packing = backend.Packing;
                 log.WriteLine($"  mapped and bound in {loadTime.TotalMilliseconds:F0} ms" + (packing.Weights > 0
@@ -279,7 +300,7 @@ namespace ModelBench
                     FileBytes = fileBytes, WriteTime = writeTime, PageCacheRead = pageCacheRead, Ours = ours, Torch = torchRuns,
                     SequenceLength = result.SequenceLength, ImageTokens = t.ImageTokens, VisionPositions = visionPositions,
                     TouchedBytes = touched, UsedExperts = usedExperts, Command = command, Backend = backend.Name,
-                    PeakWasReset = peakReset, Packing = backend.Packing,
+                    PeakWasReset = peakReset, Packing = backend.Packing, Quantization = options.Quantization, QuantizeTime = quantizeTime,
                 };
             }
             finally

@@ -29,6 +29,13 @@ public sealed class Report
     public required bool PeakWasReset { get; init; }
     /// <summary>The CPU backend's packed bf16 weights (none when packing is off or the CPU lacks AVX-512).</summary>
     public required MoeCompiler.Runtime.Backends.PackingTotals Packing { get; init; }
+    /// <summary>Our weights' quantisation (null: the bf16 file as written).</summary>
+    public MoeCompiler.Runtime.Tensors.QuantizationType? Quantization { get; init; }
+    public TimeSpan? QuantizeTime { get; init; }
+
+    /// <summary>Bytes per parameter of a quantised matrix: the values plus one bf16 scale per 32.</summary>
+    private static double QuantizedBytes(MoeCompiler.Runtime.Tensors.QuantizationType type) =>
+        (type == MoeCompiler.Runtime.Tensors.QuantizationType.Int8 ? 1.0 : 0.5) + 2.0 / 32;
 
     public string Markdown()
     {
@@ -46,7 +53,7 @@ public sealed class Report
 
         b.AppendLine(F($"Run {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC on {CpuName()} ({Environment.ProcessorCount} cores visible, {Options.Threads} threads used), {MemoryTotal()} RAM; `{Command}`"));
         b.AppendLine();
-        b.AppendLine(F($"- Variant `{Entry.Name}`: {Budget.TotalParameters / 1e9:F3}B parameters ({d.Layers} LLM layers, {d.MoeLayers.Length} MoE of {d.Experts} experts top-{d.TopK}), random bf16 weights in one {FileBytes / 1e9:F2} GB safetensors file") +
+        b.AppendLine(F($"- Variant `{Entry.Name}`: {Budget.TotalParameters / 1e9:F3}B parameters ({d.Layers} LLM layers, {d.MoeLayers.Length} MoE of {d.Experts} experts top-{d.TopK}), random {(Quantization is { } qt ? MoeCompiler.Runtime.Tensors.WeightQuantizer.Name(qt) : "bf16")} weights in {FileBytes / 1e9:F2} GB of safetensors") +
                      (WriteTime is { } w ? F($" written in {w.TotalSeconds:F0} s") : " (reused)") +
                      F($", mapped and bound{(Packing.Weights > 0 ? " (bf16 matrices packed)" : "")} in {Ours.Load.TotalSeconds:F1} s; page cache warmed first ({PageCacheRead.TotalSeconds:F1} s to read the file)"));
         b.AppendLine(F($"- Input: one {d.ImageSize}-pixel image ({ImageTokens} feature rows) + {Options.PromptTokens} text tokens = {SequenceLength} prefill rows; then {Options.DecodeSteps} greedy decode steps"));
@@ -55,6 +62,14 @@ public sealed class Report
         b.AppendLine(F($"- Decode streams {bytesPerToken / 1e9:F3} GB of weights per token (shared LLM weights + top-{d.TopK} experts + lm_head + one embedding row) → bandwidth limit = probe ÷ that: median {medianLimit:F2} tokens/s over the rounds, {strictLimit:F2} tokens/s at the best probe (KV cache reads not counted)"));
         // Ours reads the packed form of the bf16 matrices: per token, the same weights at the packing ratio.
         long oursBytesPerToken = Packing.Weights == 0 ? bytesPerToken : (long)(bytesPerToken * Packing.Ratio);
+        if (Quantization is { } type)
+        {
+            // Default policy (docs/quantization.md): LLM matrices at the type, lm_head and embedding int8; norms, routers
+            // and biases (a few MB) counted at 2 bytes as in the bf16 figure.
+            oursBytesPerToken = (long)((Budget.SharedLlmParameters + Budget.ActivatedExpertParameters) * QuantizedBytes(type)
+                + (Budget.LmHeadParameters + d.HiddenSize) * QuantizedBytes(MoeCompiler.Runtime.Tensors.QuantizationType.Int8));
+            b.AppendLine(F($"- Ours runs {MoeCompiler.Runtime.Tensors.WeightQuantizer.Name(type)} weights: a quantised copy of the same random checkpoint ({FileBytes / 1e9:F2} GB{(QuantizeTime is { } q ? F($", written in {q.TotalSeconds:F0} s") : ", reused")}), ≈ {oursBytesPerToken / 1e9:F3} GB per decode token. The limit above stays the bf16 one; the row \"of its own stream\" divides by the bytes ours reads; PyTorch (if run) reads the bf16 file"));
+        }
         if (Packing.Weights > 0)
             b.AppendLine(F($"- Ours streams its bf16 matrices in the CPU backend's lossless packed form ({Packing.Weights} Linear weights, {Packing.SourceBytes / 1e9:F2} GB of bf16 → {Packing.PackedBytes / 1e9:F2} GB = {Packing.Ratio * 100:F1}%, {Packing.Exceptions:N0} values kept as exceptions): ≈ {oursBytesPerToken / 1e9:F3} GB per decode token. The limit above stays the bf16 one, the same for both implementations, so ours can exceed 100% of it; the row \"of its own stream\" divides by the bytes ours reads"));
         b.AppendLine(F($"- Prefill useful work {prefillFlops / 1e12:F2} TFLOP (2 · activated LLM params · rows, lm_head on the last row); vision tower + projector ≈ {visionFlops / 1e12:F2} TFLOP"));
@@ -69,7 +84,7 @@ public sealed class Report
         b.AppendLine(F($"| prefill ({SequenceLength} rows) ") + All(r => F($"{r.Prefill.TotalSeconds:F2} s ({prefillFlops / r.Prefill.TotalSeconds / 1e9:F0} GFLOP/s = {prefillFlops / r.Prefill.TotalSeconds / FmaPeak * 100:F0}% of FMA peak)")));
         b.AppendLine("| time to first token (preprocess + vision + prefill) " + All(r => F($"{r.Ttft.TotalSeconds:F2} s")));
         b.AppendLine(F($"| **decode, median over the {roundCount} rounds of tokens/s ÷ that round's bandwidth limit** ") + AllDecode(i => F($"**{DecodeRounds.Median(Rounds.Select(r => TokensPerSecond(r, i) / r.LimitTokensPerSecond(bytesPerToken))) * 100:F0}%** (median {DecodeRounds.Median(Rounds.Select(r => TokensPerSecond(r, i))):F2} tokens/s)")));
-        if (Packing.Weights > 0)
+        if (Packing.Weights > 0 || Quantization is not null)
             b.AppendLine(F($"| decode, median over the rounds of tokens/s ÷ (probe ÷ the bytes it streams per token) | {DecodeRounds.Median(Rounds.Select(r => r.OursTokensPerSecond / r.LimitTokensPerSecond(oursBytesPerToken))) * 100:F0}% of its own stream ({oursBytesPerToken / 1e9:F2} GB/token) |") +
                          string.Concat(Torch.Select(_ => " (bf16 stream: row above) |")));
         b.AppendLine(F($"| decode, all {Options.DecodeSteps} steps ÷ their time, vs the best probe ({bestBandwidth / 1e9:F1} GB/s → {strictLimit:F2} tokens/s; strict) ") + All(r => F($"{r.DecodeTokensPerSecond:F2} tokens/s ({r.DecodeTokensPerSecond / strictLimit * 100:F0}%)")));

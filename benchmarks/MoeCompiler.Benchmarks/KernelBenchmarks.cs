@@ -73,6 +73,38 @@ internal static unsafe class KernelBenchmarks
             bf16.Storage.Dispose();
             i8.Storage.Dispose();
         }
+        Quantized(options, limits, backend, random);
+    }
+
+    /// <summary>The user-facing formats of docs/quantization.md (groups of 32, bf16 scales) against bf16 (packed, as a
+    /// bound model runs it): decode of 1 row, small expert batches, and a prefill-sized GEMM.</summary>
+    private static void Quantized(BenchOptions options, MachineLimits limits, CpuBackend backend, Random random)
+    {
+        Console.WriteLine();
+        Console.WriteLine("int8 / q4 (groups of 32, bf16 scales) vs packed bf16     rows   bf16 ms    int8 ms    q4 ms   int8/bf16  q4/bf16  (tokens/s ratios)");
+        foreach (var (k, n) in new[] { (2048, 5504), (5504, 2048), (2048, 151936) })
+        {
+            var f32 = RandomTensor(random, n, k);
+            var bf16 = backend.PrepareLinearWeight(ToBF16(f32));
+            var i8 = WeightQuantizer.Quantize(f32, QuantizationType.Int8);
+            var q4 = WeightQuantizer.Quantize(f32, QuantizationType.Q4);
+            f32.Storage.Dispose();
+            int[] rowCounts = n > 100_000 ? [1] : [1, 2, 4, 8, 16, 600];
+            foreach (int m in rowCounts)
+            {
+                var x = RandomTensor(random, m, k);
+                var y = Tensor.Allocate(DType.F32, m, n);
+                int reps = m >= 600 ? options.Repetitions : options.Repetitions * 3;
+                double tb = Timing.Best(reps, () => backend.Linear(x, bf16, null, y));
+                double ti = Timing.Best(reps, () => backend.Linear(x, i8, null, y));
+                double tq = Timing.Best(reps, () => backend.Linear(x, q4, null, y));
+                Console.WriteLine($"  {k,5} → {n,6}                                   {m,5}  {tb * 1e3,8:F2}  {ti * 1e3,8:F2}  {tq * 1e3,8:F2}   {tb / ti,7:F2}×  {tb / tq,6:F2}×");
+                x.Storage.Dispose();
+                y.Storage.Dispose();
+            }
+            i8.Storage.Dispose();
+            q4.Storage.Dispose();
+        }
     }
 
     public static Tensor RandomTensor(Random random, params int[] shape)

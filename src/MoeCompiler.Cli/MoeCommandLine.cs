@@ -21,6 +21,7 @@ public static class MoeCommandLine
             UpcycleCommand.Create(),
             BenchCommand.Create(),
             ServeCommand.Create(),
+            QuantizeCommand.Create(),
         };
         return root;
     }

@@ -193,7 +193,7 @@ public sealed unsafe class CudaBackend : IBackend
         DType target = weight.DType switch
         {
             DType.BF16 or DType.F16 => weight.DType,
-            DType.F32 or DType.I8 when weight.Rank >= 2 && _options.MatrixDType is { } m => m,
+            DType.F32 or DType.I8 or DType.Q4 when weight.Rank >= 2 && _options.MatrixDType is { } m => m,
             _ => DType.F32,
         };
         var storage = NewStorage(weight.Length * target.SizeInBytes());
@@ -685,7 +685,7 @@ public sealed unsafe class CudaBackend : IBackend
     {
         if (IsOurs(t)) return t;
         if (!t.IsHost) throw new ArgumentException($"tensor {t} lives on another device or backend");
-        return Derived(t, t.DType == DType.I8 ? (_options.MatrixDType ?? DType.F32) : t.DType, () => PrepareWeight(t));
+        return Derived(t, t.DType.IsQuantized() ? (_options.MatrixDType ?? DType.F32) : t.DType, () => PrepareWeight(t));
     }
 
     /// <summary>Activation inputs: our device tensors as they are; host tensors are uploaded for this call only.</summary>

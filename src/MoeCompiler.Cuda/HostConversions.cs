@@ -20,7 +20,7 @@ public static unsafe class HostConversions
     public static byte[] ConvertTo(Tensor tensor, DType target)
     {
         if (!tensor.IsHost) throw new ArgumentException($"tensor {tensor.Name} is not in host memory", nameof(tensor));
-        if (target == tensor.DType && target != DType.I8)
+        if (target == tensor.DType && !target.IsQuantized())
         {
             var copy = new ReadOnlySpan<byte>((void*)tensor.Data, checked((int)tensor.ByteLength)).ToArray();
             GC.KeepAlive(tensor); // its memory must outlive the copy

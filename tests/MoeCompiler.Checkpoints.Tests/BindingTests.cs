@@ -111,15 +111,24 @@ public class BindingTests
     }
 
     [Fact]
-    public void Int8_conversion_is_refused_up_front()
+    public void Int8_target_quantises_only_weights_whose_columns_form_groups()
     {
         using var temp = new TempFolder();
         string path = temp.File("m.safetensors");
-        SafetensorsWriter.Write(path, new Dictionary<string, Tensor> { ["w"] = Tensor.FromFloats(new float[] { 1, 2 }, 1, 2) });
+        SafetensorsWriter.Write(path, new Dictionary<string, Tensor>
+        {
+            ["w"] = Tensor.FromFloats(new float[] { 1, 2 }, 1, 2),
+            ["v.weight"] = Tensor.FromFloats(new float[64], 2, 32),
+        });
         using var folder = CheckpointFolder.Open(path);
-        var manifest = new WeightManifest("Q", new[] { new WeightEntry("w", new[] { 1, 2 }, WeightRole.Attention) }, Array.Empty<string>());
-        var ex = Assert.Throws<CheckpointBindingException>(() => WeightBinder.Bind(manifest, folder, new BindOptions { TargetDType = DType.I8 }));
-        Assert.Equal(BindingProblemKind.WrongDType, Assert.Single(ex.Problems).Kind);
+        var manifest = new WeightManifest("Q", new[]
+        {
+            new WeightEntry("w", new[] { 1, 2 }, WeightRole.Attention),
+            new WeightEntry("v.weight", new[] { 2, 32 }, WeightRole.Attention),
+        }, Array.Empty<string>());
+        using var bound = WeightBinder.Bind(manifest, folder, new BindOptions { TargetDType = DType.I8 });
+        Assert.Equal(DType.F32, bound["w"].DType);
+        Assert.Equal(DType.I8, bound["v.weight"].DType);
     }
 
     [Fact]

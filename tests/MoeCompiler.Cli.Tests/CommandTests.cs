@@ -150,7 +150,7 @@ public sealed class CommandTests(TinyWeightsFixture weights) : IClassFixture<Tin
 
         var badSyntax = CliRunner.Run("run", "TinyPhiChat", "-w", weights.PhiWeights, "-p", "x", "--dtype", "int4");
         Assert.Equal(2, badSyntax.ExitCode);
-        Assert.Contains("--dtype must be f32, bf16 or f16", badSyntax.Error);
+        Assert.Contains("--dtype must be f32, bf16, f16, int8 or q4", badSyntax.Error);
 
         var badOption = CliRunner.Run("run", "TinyPhiChat", "-w", weights.PhiWeights, "-p", "x", "--top-p", "1.5");
         Assert.Equal(2, badOption.ExitCode);

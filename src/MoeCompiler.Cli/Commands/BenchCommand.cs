@@ -34,7 +34,9 @@ internal static class BenchCommand
             if (folder is null)
             {
                 temporary = Path.Combine(Path.GetTempPath(), "moe-bench-" + Guid.NewGuid().ToString("N"));
-                CreateWeightsCommand.Write(entry.Manifest, temporary, seed: 1, parse.GetValue(dtype) ?? DType.F32);
+                // Quantised types are made at load from bf16 random weights.
+                var created = parse.GetValue(dtype) is DType d && d.IsQuantized() ? DType.BF16 : parse.GetValue(dtype) ?? DType.F32;
+                CreateWeightsCommand.Write(entry.Manifest, temporary, seed: 1, created);
                 folder = temporary;
             }
             try

@@ -10,8 +10,8 @@ internal static class CommonOptions
 
     public static Option<DType?> WeightType() => new("--dtype")
     {
-        Description = "Convert weights once at load: f32, bf16, f16 (default: use the checkpoint's dtype in place).",
-        HelpName = "f32|bf16|f16",
+        Description = "Convert weights once at load: f32, bf16, f16; or quantise them at load: int8, q4 (see docs/quantization.md; default: use the checkpoint's dtype in place).",
+        HelpName = "f32|bf16|f16|int8|q4",
         CustomParser = result =>
         {
             string text = result.Tokens.Count == 0 ? "" : result.Tokens[0].Value;
@@ -21,10 +21,18 @@ internal static class CommonOptions
                 case "bf16": case "bfloat16": return DType.BF16;
                 case "f16": case "float16": case "fp16": return DType.F16;
                 default:
-                    result.AddError($"--dtype must be f32, bf16 or f16, not '{text}'");
+                    if (WeightQuantizer.TryParse(text, out var quantized)) return WeightQuantizer.DTypeOf(quantized);
+                    result.AddError($"--dtype must be f32, bf16, f16, int8 or q4, not '{text}'");
                     return null;
             }
         },
+    };
+
+    /// <summary>Bytes per weight element for reports (a quantised type counts its values, not its scales).</summary>
+    public static int ReportedBytes(DType dtype) => dtype switch
+    {
+        DType.Q4 => 1,
+        _ => dtype.SizeInBytes(),
     };
 
     public static Option<string> Device() => new("--device")

@@ -31,6 +31,8 @@ internal static class CreateWeightsCommand
     /// <summary>Writes <c>model.safetensors</c> in <paramref name="folder"/>; never replaces an existing checkpoint.</summary>
     public static string Write(WeightManifest manifest, string folder, ulong seed, DType dtype)
     {
+        if (dtype.IsQuantized())
+            throw new UserInputException($"--dtype {dtype.SafetensorsName()}: create f32 or bf16 weights, then run 'moe quantize' on them");
         if (File.Exists(folder) || (!Directory.Exists(folder) && new FileInfo(folder).LinkTarget is not null))
             throw new UserInputException($"{folder}: is a file (or a link), not a folder; --out names the folder to create the checkpoint in");
         string file = Path.Combine(folder, "model.safetensors");

@@ -160,9 +160,9 @@ public sealed class CheckpointFolder : IDisposable
                 foreach (var (key, shard) in map)
                 {
                     string listed = key;
-                    // an int8 tensor's scales are folded into it and not listed as a key of their own
+                    // a quantised tensor's scales are folded into it and not listed as a key of their own
                     if (!byKey.ContainsKey(key) && key.EndsWith(SafetensorsFile.Int8ScalesSuffix, StringComparison.Ordinal)
-                        && byKey.TryGetValue(key[..^SafetensorsFile.Int8ScalesSuffix.Length], out var owner) && owner.Item2.DType == DType.I8)
+                        && byKey.TryGetValue(key[..^SafetensorsFile.Int8ScalesSuffix.Length], out var owner) && owner.Item2.DType is DType d && d.IsQuantized())
                         listed = owner.Item2.Key;
                     if (!byKey.TryGetValue(listed, out var found))
                         throw new CheckpointException(indexPath, $"lists '{key}' in {shard}, but that shard has no such tensor");

@@ -33,7 +33,7 @@ internal interface ICheckpointFile : IDisposable
 /// <summary>Element types as checkpoint formats name them, including those the runtime cannot use.</summary>
 internal static class CheckpointDTypes
 {
-    public const string SupportedList = "F32, F16, BF16, I8";
+    public const string SupportedList = "F32, F16, BF16, I8 (with scales), U8 q4 (in a quantised file)";
 
     private static readonly Dictionary<string, int> SafetensorsSizes = new(StringComparer.Ordinal)
     {

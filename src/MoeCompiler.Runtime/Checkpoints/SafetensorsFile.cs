@@ -10,7 +10,9 @@ namespace MoeCompiler.Runtime.Checkpoints;
 /// (length bounds, strict JSON, no duplicate keys, known dtypes, shapes that fit, offsets inside the data area,
 /// byte size = element size × elements, no overlapping tensors), so later reads cannot go out of bounds.
 /// Tensors are zero-copy views of the mapping unless their offset is misaligned for their element type.
-/// Int8 tensors carry their f32 scales in a companion tensor named <c>key + ".scales"</c>.
+/// Quantised tensors carry their scales (F32 or BF16) in a companion tensor named <c>key + ".scales"</c>: an I8 tensor is
+/// int8; a U8 tensor with scales in a file whose metadata has <see cref="QuantizationFormatKey"/> is q4, two values per
+/// byte, so its logical shape has twice the stored columns (docs/quantization.md).
 /// </summary>
 public sealed class SafetensorsFile : IDisposable, ICheckpointFile
 {
@@ -18,6 +20,11 @@ public sealed class SafetensorsFile : IDisposable, ICheckpointFile
     public const long MaxHeaderBytes = 100_000_000;
     public const string Int8ScalesSuffix = ".scales";
     private const string MetadataKey = "__metadata__";
+    /// <summary>Header metadata naming the version of the quantised layouts (docs/quantization.md).</summary>
+    public const string QuantizationFormatKey = "moe.quantization.format";
+    public const string QuantizationFormatVersion = "1";
+    /// <summary>Header metadata naming the type <c>moe quantize</c> chose (int8 or q4); informational.</summary>
+    public const string QuantizationTypeKey = "moe.quantization.type";
 
     private readonly MappedFileStorage _storage;
     private readonly Dictionary<string, Entry> _entries;
@@ -255,12 +262,26 @@ public sealed class SafetensorsFile : IDisposable, ICheckpointFile
 
     private void PairInt8Scales()
     {
+        bool quantizedFile = Metadata.TryGetValue(QuantizationFormatKey, out string? version);
+        if (quantizedFile && version != QuantizationFormatVersion)
+            throw new CheckpointException(FilePath,
+                $"quantised layout version '{version}' ({QuantizationFormatKey}) is not one this MoeCompiler reads (it reads {QuantizationFormatVersion}); re-run 'moe quantize' with this version");
         foreach (var (key, entry) in _entries.ToArray())
         {
-            if (entry.Info.DType != DType.I8) continue;
+            bool q4 = quantizedFile && entry.Info.DTypeName == "U8";
+            if (entry.Info.DType != DType.I8 && !q4) continue;
             string scalesKey = key + Int8ScalesSuffix;
             if (!_entries.ContainsKey(scalesKey)) continue;
-            _entries[key] = entry with { ScalesKey = scalesKey };
+            var info = entry.Info;
+            if (q4)
+            {
+                var shape = info.Shape.ToArray();
+                if (shape.Length != 2 || shape[1] > int.MaxValue / 2)
+                    throw new CheckpointException(FilePath, $"q4 tensor '{key}' must be stored as U8 [rows, columns / 2], not {info.ShapeText}");
+                shape[1] *= 2;
+                info = info with { DTypeName = "Q4", DType = DType.Q4, Shape = shape };
+            }
+            _entries[key] = entry with { Info = info, ScalesKey = scalesKey };
             _companions.Add(scalesKey);
         }
     }
@@ -274,34 +295,37 @@ public sealed class SafetensorsFile : IDisposable, ICheckpointFile
             throw new CheckpointException(FilePath, CheckpointDTypes.UnsupportedMessage(key, info.DTypeName));
         Tensor? scales = null;
         int groupSize = 0;
-        if (dtype == DType.I8)
+        if (dtype.IsQuantized())
         {
             if (e.ScalesKey is null)
-                throw new CheckpointException(FilePath, $"int8 tensor '{key}' has no f32 scales tensor '{key}{Int8ScalesSuffix}'");
+                throw new CheckpointException(FilePath, $"int8 tensor '{key}' has no scales tensor '{key}{Int8ScalesSuffix}'");
             scales = GetTensor(e.ScalesKey);
             groupSize = Int8GroupSize(FilePath, key, info.Shape, scales);
+            if (dtype == DType.Q4 && groupSize != WeightQuantizer.GroupSize)
+                throw new CheckpointException(FilePath,
+                    $"scales of q4 tensor '{key}' {Tensor.FormatShape(scales.Shape)} do not give one scale per {WeightQuantizer.GroupSize} columns of {info.ShapeText}");
         }
         return View(_storage, _dataStart + e.Begin, dtype, info.Shape, key, scales, groupSize);
     }
 
     internal static int Int8GroupSize(string path, string key, int[] shape, Tensor scales)
     {
-        if (scales.DType != DType.F32)
-            throw new CheckpointException(path, $"scales of int8 tensor '{key}' are {scales.DType}, not F32");
+        if (scales.DType is not (DType.F32 or DType.BF16))
+            throw new CheckpointException(path, $"scales of quantised tensor '{key}' are {scales.DType}, not F32 or BF16");
         int columns = shape.Length == 0 ? 1 : shape[^1];
         long rows = columns == 0 ? 0 : shape.Aggregate(1L, (a, d) => a * d) / columns;
         if (scales.Rank == 1 && scales.Dim(0) == rows) return 0;
         if (scales.Rank == 2 && scales.Dim(0) == rows && scales.Dim(1) > 0 && columns % scales.Dim(1) == 0)
             return columns / scales.Dim(1);
         throw new CheckpointException(path,
-            $"scales of int8 tensor '{key}' {Tensor.FormatShape(scales.Shape)} fit neither per-row nor per-group scaling of {Tensor.FormatShape(shape)}");
+            $"scales of quantised tensor '{key}' {Tensor.FormatShape(scales.Shape)} fit neither per-row nor per-group scaling of {Tensor.FormatShape(shape)}");
     }
 
     /// <summary>A view of the mapped bytes, or a one-time aligned copy when the offset is misaligned for the dtype.</summary>
     internal static Tensor View(TensorStorage storage, long byteOffset, DType dtype, int[] shape, string key,
         Tensor? scales, int groupSize)
     {
-        if ((storage.Pointer + (nint)byteOffset) % dtype.SizeInBytes() == 0)
+        if (dtype == DType.Q4 || (storage.Pointer + (nint)byteOffset) % dtype.SizeInBytes() == 0)
             return new Tensor(storage, byteOffset, dtype, shape, key, scales, groupSize);
         var probe = new Tensor(storage, byteOffset, dtype, shape, key, scales, groupSize);
         var copy = new NativeStorage(probe.ByteLength, zero: false);

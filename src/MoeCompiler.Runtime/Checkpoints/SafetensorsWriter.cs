@@ -10,7 +10,8 @@ namespace MoeCompiler.Runtime.Checkpoints;
 /// from the tensors' storage (no copy of the whole checkpoint in memory). An existing file is never replaced
 /// unless <c>overwrite</c> is set; the file is written under a temporary name and moved into place, so a
 /// failure leaves no half-written checkpoint and overwriting a file that is itself mapped is safe.
-/// Int8 tensors are written with their scales as a companion F32 tensor <c>key + ".scales"</c>.
+/// Quantised tensors are written with their scales as a companion tensor <c>key + ".scales"</c>; q4 values are stored as
+/// U8 [rows, columns / 2] and the header metadata then names the layout version (docs/quantization.md).
 /// </summary>
 public static class SafetensorsWriter
 {
@@ -54,6 +55,12 @@ public static class SafetensorsWriter
         if (!overwrite && File.Exists(fullPath))
             throw new CheckpointException(fullPath, "the file exists; refusing to overwrite it (pass overwrite: true to replace it)");
 
+        if (tensors.Any(t => t.DType.IsQuantized()))
+        {
+            var withFormat = new Dictionary<string, string>(metadata ?? new Dictionary<string, string>(), StringComparer.Ordinal);
+            withFormat[SafetensorsFile.QuantizationFormatKey] = SafetensorsFile.QuantizationFormatVersion;
+            metadata = withFormat;
+        }
         byte[] header = BuildHeader(tensors, metadata);
         string directory = Path.GetDirectoryName(fullPath) ?? ".";
         string temporary = Path.Combine(directory, "." + Path.GetFileName(fullPath) + "." + Guid.NewGuid().ToString("N") + ".partial");
@@ -113,7 +120,7 @@ public static class SafetensorsWriter
         {
             // an int8 tensor and its scales stay in one shard: the reader pairs them per file
             bool companion = item.Key.EndsWith(SafetensorsFile.Int8ScalesSuffix, StringComparison.Ordinal) && shards.Count > 0
-                             && shards[^1][^1].Value.DType == DType.I8 && shards[^1][^1].Key + SafetensorsFile.Int8ScalesSuffix == item.Key;
+                             && shards[^1][^1].Value.DType.IsQuantized() && shards[^1][^1].Key + SafetensorsFile.Int8ScalesSuffix == item.Key;
             if (shards.Count == 0 || (!companion && current > 0 && current + item.Value.ByteLength > maxShardBytes))
             {
                 shards.Add(new List<KeyValuePair<string, Tensor>>());
@@ -170,7 +177,7 @@ public static class SafetensorsWriter
         {
             ArgumentNullException.ThrowIfNull(tensor);
             Add(key, tensor);
-            if (tensor.DType == DType.I8) Add(key + SafetensorsFile.Int8ScalesSuffix, tensor.Scales!);
+            if (tensor.DType.IsQuantized()) Add(key + SafetensorsFile.Int8ScalesSuffix, tensor.Scales!);
         }
         return list;
     }
@@ -191,9 +198,11 @@ public static class SafetensorsWriter
             foreach (var tensor in tensors)
             {
                 json.WriteStartObject(tensor.Key);
-                json.WriteString("dtype", tensor.DType.SafetensorsName());
+                bool q4 = tensor.DType == DType.Q4;
+                json.WriteString("dtype", q4 ? "U8" : tensor.DType.SafetensorsName());
                 json.WriteStartArray("shape");
-                foreach (int d in tensor.Shape) json.WriteNumberValue(d);
+                for (int i = 0; i < tensor.Shape.Length; i++)
+                    json.WriteNumberValue(q4 && i == tensor.Shape.Length - 1 ? tensor.Shape[i] / 2 : tensor.Shape[i]);
                 json.WriteEndArray();
                 json.WriteStartArray("data_offsets");
                 json.WriteNumberValue(offset);
@@ -232,9 +241,9 @@ public sealed record StreamedTensor(string Key, DType DType, int[] Shape, Action
     {
         get
         {
-            long n = DType.SizeInBytes();
+            long n = 1;
             foreach (int d in Shape) n = checked(n * d);
-            return n;
+            return DType.ByteCount(n);
         }
     }
 }

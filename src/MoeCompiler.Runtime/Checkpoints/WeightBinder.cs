@@ -6,8 +6,21 @@ namespace MoeCompiler.Runtime.Checkpoints;
 
 public sealed class BindOptions
 {
-    /// <summary>When set, every tensor is converted to this dtype once at load (F32, F16 and BF16 convert among each other).</summary>
+    /// <summary>When set to F32, F16 or BF16, every float tensor is converted to this dtype once at load (already
+    /// quantised tensors stay as they are). I8 or Q4 means quantise at load with the default
+    /// <see cref="QuantizationOptions"/> of that type, unless <see cref="Quantization"/> says otherwise.</summary>
     public DType? TargetDType { get; set; }
+
+    /// <summary>Quantise weights once at load (see <see cref="QuantizationOptions"/>); overrides an I8/Q4 <see cref="TargetDType"/>.</summary>
+    public QuantizationOptions? Quantization { get; set; }
+
+    /// <summary>The quantisation this bind applies, if any.</summary>
+    public QuantizationOptions? EffectiveQuantization =>
+        Quantization ?? (TargetDType is DType d && WeightQuantizer.TypeOf(d) is { } type ? new QuantizationOptions(type) : null);
+
+    /// <summary>The float conversion this bind applies to every unquantised tensor, if any.</summary>
+    public DType? EffectiveConversion => TargetDType is DType d && !d.IsQuantized() ? d : null;
+
     public IProgress<BindProgress>? Progress { get; set; }
 
     /// <summary>
@@ -41,7 +54,9 @@ public static class WeightBinder
         ArgumentNullException.ThrowIfNull(folder);
         options ??= new BindOptions();
         using var tower = options.VisionTowerPath is { } towerPath ? OpenTower(manifest, towerPath) : null;
-        var problems = Check(manifest, folder, tower, options.TargetDType, out var ignored);
+        var quantization = options.EffectiveQuantization;
+        var problems = Check(manifest, folder, tower, options.EffectiveConversion, out var ignored);
+        if (quantization is not null) problems = [.. problems, .. CheckQuantization(manifest, folder, tower, quantization)];
         if (problems.Count > 0)
         {
             if (tower is null && LacksVisionTower(manifest, folder))
@@ -58,7 +73,7 @@ public static class WeightBinder
         long BytesOf(WeightEntry e)
         {
             var (source, key) = SourceOf(e, folder, tower);
-            return e.ElementCount * (source.TryGetInfo(key, out var i) && i.DType is DType d ? d.SizeInBytes() : 0);
+            return source.TryGetInfo(key, out var i) && i.DType is DType d ? d.ByteCount(e.ElementCount) : 0;
         }
         long bytesTotal = manifest.Entries.Sum(BytesOf);
         int done = 0;
@@ -70,7 +85,15 @@ public static class WeightBinder
                 var (source, sourceKey) = SourceOf(entry, folder, tower);
                 var tensor = source.GetTensor(sourceKey);
                 bool converted = false;
-                if (options.TargetDType is DType target && target != tensor.DType)
+                if (quantization?.TypeFor(entry) is { } type && !tensor.DType.IsQuantized())
+                {
+                    var original = tensor;
+                    tensor = QuantizeOrExplain(original, type, source, sourceKey);
+                    // The quantised copy is what runs: the file's pages of the original need not stay resident.
+                    if (original.Storage is MappedFileStorage sourceMapping) sourceMapping.ReleaseResidentPages(original.ByteOffset, original.ByteLength);
+                    converted = true;
+                }
+                else if (options.EffectiveConversion is DType target && target != tensor.DType && !tensor.DType.IsQuantized())
                 {
                     tensor = DTypeConversion.Convert(tensor, target);
                     converted = true;
@@ -129,7 +152,7 @@ public static class WeightBinder
             if (info.DType is not DType sourceType)
                 problems.Add(new(BindingProblemKind.WrongDType, key,
                     $"checkpoint has {info.DTypeName}; supported: {CheckpointDTypes.SupportedList}{where}"));
-            else if (targetDType is DType target && target != sourceType && !DTypeConversion.CanConvert(sourceType, target))
+            else if (targetDType is DType target && target != sourceType && !sourceType.IsQuantized() && !DTypeConversion.CanConvert(sourceType, target))
                 problems.Add(new(BindingProblemKind.WrongDType, key,
                     $"checkpoint has {sourceType.SafetensorsName()}, which cannot be converted to {target.SafetensorsName()} at load{where}"));
         }
@@ -222,6 +245,35 @@ public static class WeightBinder
     {
         int at = key.IndexOf(VisionModelPrefix, StringComparison.Ordinal);
         return at < 0 ? null : key[at..];
+    }
+
+    /// <summary>Quantises one checkpoint tensor; a value it cannot quantise (NaN, ±∞) is the checkpoint's fault.</summary>
+    internal static Tensor QuantizeOrExplain(Tensor source, QuantizationType type, CheckpointFolder folder, string key)
+    {
+        try
+        {
+            return WeightQuantizer.Quantize(source, type);
+        }
+        catch (ArgumentException e)
+        {
+            string file = folder.TryGetInfo(key, out var info) ? info.FilePath : folder.Path;
+            throw new CheckpointException(file, $"cannot quantise tensor '{key}' to {WeightQuantizer.Name(type)}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Tensors stored quantised as another type than the one asked for (re-quantising would compound the error).</summary>
+    private static IEnumerable<BindingProblem> CheckQuantization(WeightManifest manifest, CheckpointFolder folder, CheckpointFolder? tower,
+        QuantizationOptions quantization)
+    {
+        foreach (var entry in manifest.Entries.DistinctBy(e => e.Key))
+        {
+            var (source, key) = SourceOf(entry, folder, tower);
+            if (!source.TryGetInfo(key, out var info) || info.DType is not DType stored || !stored.IsQuantized()) continue;
+            var wanted = quantization.TypeFor(entry);
+            if (wanted is { } type && WeightQuantizer.DTypeOf(type) != stored)
+                yield return new(BindingProblemKind.WrongDType, entry.Key,
+                    $"checkpoint has it quantised as {WeightQuantizer.Name(WeightQuantizer.TypeOf(stored)!.Value)}, not {WeightQuantizer.Name(type)}; quantise the original checkpoint instead");
+        }
     }
 
     /// <summary>'*' matches any run of characters (dots included); everything else is literal.</summary>

@@ -119,7 +119,7 @@ public sealed class LoadedModel : IDisposable
         var model = load(folder, backend, new BindOptions { TargetDType = options.WeightDType, Progress = options.Progress, VisionTowerPath = tower });
         try
         {
-            int weightBytes = options.WeightDType?.SizeInBytes() ?? ProbeWeightBytes(manifest, folder);
+            int weightBytes = options.WeightDType is DType asked ? ReportedBytes(asked) : ProbeWeightBytes(manifest, folder);
             string? towerSource = description.VisionTower is "clip" or "siglip" ? tower ?? folder : null;
             return new LoadedModel(model, backend, tokenizer, tokenizerSource, folder, towerSource, Stopwatch.GetElapsedTime(start), weightBytes);
         }
@@ -178,9 +178,12 @@ public sealed class LoadedModel : IDisposable
         using var folder = CheckpointFolder.Open(weights);
         foreach (var entry in manifest.Entries)
             if (entry.Shape.Length == 2 && folder.TryGetInfo(entry.Key, out var info) && info.DType is DType d)
-                return d.SizeInBytes();
+                return ReportedBytes(d);
         return 4;
     }
+
+    /// <summary>Bytes per weight element for reports; q4 packs two values a byte and counts as 1.</summary>
+    private static int ReportedBytes(DType dtype) => dtype == DType.Q4 ? 1 : dtype.SizeInBytes();
 
     /// <summary>Answers a question about image files (see <see cref="VisionLanguagePipeline.Ask(IReadOnlyList{string}, string, AskOptions?, Action{string}?, CancellationToken)"/>).</summary>
     public VisionLanguageAnswer Ask(IReadOnlyList<string> imagePaths, string question, AskOptions? options = null,

@@ -23,11 +23,14 @@ internal static unsafe partial class Gemm
         {
             int start = index * MatVecRowsPerTask, end = Math.Min(N, start + MatVecRowsPerTask);
             float* decoded = Scratch[worker];
+            // Quantised weights are widened in registers again for every activation row: measured, that beats one
+            // decode into L1 followed by f32 dot products for 2–4 rows (docs/performance.md).
             bool widenInRegisters = W.DType switch
             {
                 DType.BF16 when !W.Packed.IsEmpty => Isa == KernelIsa.Avx512,
                 DType.F32 or DType.BF16 => true,
                 DType.I8 => W.GroupSize == K || W.GroupSize % 16 == 0,
+                DType.Q4 => true,
                 _ => false,
             };
             // Several rows of packed bf16 (batched decode): unpack each weight row once per group of rows; every
@@ -68,14 +71,15 @@ internal static unsafe partial class Gemm
         {
             case DType.F32: return DotF32(isa, x, (float*)w.Data + offset, k);
             case DType.BF16: return w.Packed.IsEmpty ? DotBF16(isa, x, (ushort*)w.Data + offset, k) : w.Packed.Dot(x, row);
+            case DType.Q4: return DotQ4(isa, x, w.Data + offset / 2, w.RowScales(row));
             default:
                 {
                     sbyte* q = (sbyte*)w.Data + offset;
-                    float* scales = w.Scales + (long)row * w.GroupsPerRow;
-                    if (w.GroupSize == k) return DotI8(isa, x, q, k) * scales[0];
+                    if (w.GroupSize == k) return DotI8(isa, x, q, k) * w.Scale(row, 0);
+                    if (w.GroupSize == WeightQuantizerGroup && isa != KernelIsa.Scalar) return DotI8Groups32(isa, x, q, w.Columns / 32, w.RowScales(row));
                     float sum = 0;
                     for (int g = 0; g < w.GroupsPerRow; g++)
-                        sum += DotI8(isa, x + g * w.GroupSize, q + g * w.GroupSize, w.GroupSize) * scales[g];
+                        sum += DotI8(isa, x + g * w.GroupSize, q + g * w.GroupSize, w.GroupSize) * w.Scale(row, g);
                     return sum;
                 }
         }

@@ -18,6 +18,14 @@ public static class NumberFormats
         return (ushort)((bits + roundingBias) >> 16);
     }
 
+    /// <summary>Columns per scale of the q4 format (docs/quantization.md).</summary>
+    public const int Q4Group = 32;
+
+    /// <summary>Scale <paramref name="index"/> of a quantised tensor's f32 or bf16 scales.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe float ScaleAt(Tensor scales, long index) =>
+        scales.DType == DType.BF16 ? BF16ToFloat(((ushort*)scales.Data)[index]) : ((float*)scales.Data)[index];
+
     /// <summary>Row <paramref name="row"/> of a 2-D view of <paramref name="tensor"/> (any dtype) as f32.</summary>
     public static unsafe void ReadRow(Tensor tensor, int row, Span<float> destination)
     {
@@ -43,18 +51,28 @@ public static class NumberFormats
                 {
                     sbyte* src = (sbyte*)tensor.Data + start;
                     var scales = tensor.Scales!;
-                    float* s = (float*)scales.Data;
-                    if (tensor.GroupSize == 0)
+                    int groupSize = tensor.GroupSize == 0 ? columns : tensor.GroupSize, groups = columns / groupSize;
+                    for (int i = 0; i < columns; i++) destination[i] = src[i] * ScaleAt(scales, (long)row * groups + i / groupSize);
+                    GC.KeepAlive(scales);
+                    break;
+                }
+            case DType.Q4:
+                {
+                    byte* src = (byte*)tensor.Data + start / 2;
+                    var scales = tensor.Scales!;
+                    int groups = columns / Q4Group;
+                    for (int g = 0; g < groups; g++)
                     {
-                        float scale = s[row];
-                        for (int i = 0; i < columns; i++) destination[i] = src[i] * scale;
+                        float scale = ScaleAt(scales, (long)row * groups + g);
+                        byte* packed = src + g * (Q4Group / 2);
+                        var target = destination.Slice(g * Q4Group, Q4Group);
+                        for (int j = 0; j < Q4Group / 2; j++)
+                        {
+                            target[j] = ((packed[j] & 0x0F) - 8) * scale;
+                            target[j + Q4Group / 2] = ((packed[j] >> 4) - 8) * scale;
+                        }
                     }
-                    else
-                    {
-                        int groupSize = tensor.GroupSize, groups = columns / groupSize;
-                        float* rowScales = s + (long)row * groups;
-                        for (int i = 0; i < columns; i++) destination[i] = src[i] * rowScales[i / groupSize];
-                    }
+                    GC.KeepAlive(scales);
                     break;
                 }
             default:

@@ -7,11 +7,13 @@ namespace MoeCompiler.Runtime.Kernels;
 internal readonly unsafe struct WeightView
 {
     public readonly byte* Data;
+    /// <summary>f32 scales of a quantised weight, or null when they are bf16 (<see cref="ScalesBF16"/>).</summary>
     public readonly float* Scales;
+    public readonly ushort* ScalesBF16;
     public readonly DType DType;
     public readonly int Rows;
     public readonly int Columns;
-    /// <summary>Columns per int8 scale; equals <see cref="Columns"/> for per-row scales.</summary>
+    /// <summary>Columns per scale of a quantised weight; equals <see cref="Columns"/> for per-row scales.</summary>
     public readonly int GroupSize;
     /// <summary>The backend's packed copy of a bf16 weight (<see cref="PackedBF16.IsEmpty"/> when there is none).</summary>
     public readonly PackedBF16 Packed;
@@ -23,11 +25,29 @@ internal readonly unsafe struct WeightView
         DType = weight.DType;
         Rows = weight.Rows;
         Columns = weight.Columns;
-        Scales = weight.DType == DType.I8 ? (float*)weight.Scales!.Data : null;
-        GroupSize = weight.DType == DType.I8 && weight.GroupSize > 0 ? weight.GroupSize : Columns;
+        bool quantized = weight.DType.IsQuantized();
+        Scales = quantized && weight.Scales!.DType == DType.F32 ? (float*)weight.Scales.Data : null;
+        ScalesBF16 = quantized && weight.Scales!.DType == DType.BF16 ? (ushort*)weight.Scales.Data : null;
+        GroupSize = quantized && weight.GroupSize > 0 ? weight.GroupSize : Columns;
     }
 
     public int GroupsPerRow => Columns / GroupSize;
+
+    /// <summary>The scales of one row, for kernels that walk its groups.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public RowScales RowScales(int row)
+    {
+        long first = (long)row * GroupsPerRow;
+        return new RowScales(Scales != null ? Scales + first : null, ScalesBF16 != null ? ScalesBF16 + first : null, GroupsPerRow);
+    }
+
+    /// <summary>Scale of group <paramref name="group"/> of <paramref name="row"/> (quantised weights).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public float Scale(int row, int group)
+    {
+        long index = (long)row * GroupsPerRow + group;
+        return Scales != null ? Scales[index] : NumberFormats.BF16ToFloat(ScalesBF16[index]);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float* F32Row(int row) => (float*)Data + (long)row * Columns;
@@ -57,18 +77,48 @@ internal readonly unsafe struct WeightView
             case DType.I8:
                 {
                     sbyte* source = (sbyte*)Data + offset;
-                    float* rowScales = Scales + (long)row * GroupsPerRow;
                     int i = 0;
                     while (i < count)
                     {
                         int column = start + i;
                         int group = column / GroupSize;
                         int end = Math.Min(count, (group + 1) * GroupSize - start);
-                        Widen.I8ToF32(isa, source + i, rowScales[group], destination + i, end - i);
+                        Widen.I8ToF32(isa, source + i, Scale(row, group), destination + i, end - i);
                         i = end;
                     }
                     break;
                 }
+            case DType.Q4:
+                {
+                    byte* rowData = Data + (long)row * Columns / 2;
+                    float* group = stackalloc float[NumberFormats.Q4Group];
+                    int column = start, end = start + count;
+                    while (column < end)
+                    {
+                        int g = column / NumberFormats.Q4Group, first = g * NumberFormats.Q4Group;
+                        bool whole = column == first && end >= first + NumberFormats.Q4Group;
+                        float* target = whole ? destination + (column - start) : group;
+                        Widen.Q4ToF32(isa, rowData + first / 2, Scale(row, g), target);
+                        int take = Math.Min(end, first + NumberFormats.Q4Group) - column;
+                        if (!whole) Buffer.MemoryCopy(group + (column - first), destination + (column - start), take * 4L, take * 4L);
+                        column += take;
+                    }
+                    break;
+                }
         }
+    }
+}
+
+/// <summary>One row's group scales, f32 or bf16 (exactly one pointer is set).</summary>
+internal readonly unsafe struct RowScales(float* f32, ushort* bf16, int groups)
+{
+    public readonly float* F32 = f32;
+    public readonly ushort* BF16 = bf16;
+    public readonly int Groups = groups;
+
+    public float this[int group]
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => BF16 != null ? BitConverter.Int32BitsToSingle(BF16[group] << 16) : F32[group];
     }
 }

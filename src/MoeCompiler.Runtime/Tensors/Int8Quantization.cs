@@ -45,13 +45,16 @@ public static class Int8Quantization
         return quantized;
     }
 
-    /// <summary>Throws unless <paramref name="weight"/> is int8 with f32 scales of a shape matching its group size.</summary>
+    /// <summary>Throws unless a quantised <paramref name="weight"/> (int8 or q4) has f32 or bf16 scales of a shape matching
+    /// its group size (q4: always groups of <see cref="WeightQuantizer.GroupSize"/>).</summary>
     public static void Validate(Tensor weight)
     {
-        if (weight.DType != DType.I8) return;
-        var scales = weight.Scales ?? throw new ArgumentException($"int8 tensor {weight} has no scales");
-        if (scales.DType != DType.F32) throw new ArgumentException($"scales of {weight} must be F32, not {scales.DType}");
+        if (!weight.DType.IsQuantized()) return;
+        var scales = weight.Scales ?? throw new ArgumentException($"quantised tensor {weight} has no scales");
+        if (scales.DType is not (DType.F32 or DType.BF16)) throw new ArgumentException($"scales of {weight} must be F32 or BF16, not {scales.DType}");
         int rows = weight.Rows, columns = weight.Columns;
+        if (weight.DType == DType.Q4 && weight.GroupSize != WeightQuantizer.GroupSize)
+            throw new ArgumentException($"q4 tensor {weight} must have groups of {WeightQuantizer.GroupSize}, not {weight.GroupSize}");
         long expected;
         if (weight.GroupSize == 0) expected = rows;
         else
@@ -61,6 +64,6 @@ public static class Int8Quantization
             expected = (long)rows * (columns / weight.GroupSize);
         }
         if (scales.Length != expected)
-            throw new ArgumentException($"int8 tensor {weight} needs {expected} scales, has {scales.Length}");
+            throw new ArgumentException($"quantised tensor {weight} needs {expected} scales, has {scales.Length}");
     }
 }

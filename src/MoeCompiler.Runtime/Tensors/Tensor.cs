@@ -5,7 +5,8 @@ namespace MoeCompiler.Runtime.Tensors;
 /// <summary>
 /// A dense, contiguous, row-major tensor: a dtype, a shape and a window onto a <see cref="TensorStorage"/>.
 /// Views (<see cref="Reshape"/>, <see cref="SliceRows"/>) share the storage and never copy.
-/// Int8 weights carry f32 <see cref="Scales"/>: shape [rows] (per row) or [rows, columns / GroupSize] (per group).
+/// Quantised weights (int8, q4) carry f32 or bf16 <see cref="Scales"/>: shape [rows] (per row, int8 only) or
+/// [rows, columns / GroupSize] (per group); docs/quantization.md has the layouts.
 /// </summary>
 public sealed unsafe class Tensor
 {
@@ -23,11 +24,13 @@ public sealed unsafe class Tensor
             length = checked(length * d);
         }
         Length = length;
-        ByteLength = checked(length * dtype.SizeInBytes());
+        if (dtype == DType.Q4 && (_shape.Length == 0 || _shape[^1] % 2 != 0))
+            throw new ArgumentException($"Q4 tensor {name ?? "?"} {FormatShape(_shape)} needs an even number of columns", nameof(shape));
+        ByteLength = dtype.ByteCount(length);
         if (byteOffset < 0 || byteOffset > storage.ByteLength || ByteLength > storage.ByteLength - byteOffset)
             throw new ArgumentOutOfRangeException(nameof(byteOffset),
                 $"tensor {name ?? "?"} {dtype} {FormatShape(_shape)} at offset {byteOffset} does not fit in a storage of {storage.ByteLength} bytes");
-        if (dtype == DType.I8 && scales is null) throw new ArgumentException("int8 tensors need scales", nameof(scales));
+        if (dtype.IsQuantized() && scales is null) throw new ArgumentException($"{dtype} tensors need scales", nameof(scales));
         Storage = storage;
         ByteOffset = byteOffset;
         DType = dtype;
@@ -79,7 +82,7 @@ public sealed unsafe class Tensor
     public Span<T> AsSpan<T>() where T : unmanaged
     {
         if (!IsHost) throw new InvalidOperationException($"tensor {Name} lives on a device; download it first");
-        if (sizeof(T) != DType.SizeInBytes())
+        if (DType == DType.Q4 || sizeof(T) != DType.SizeInBytes())
             throw new InvalidOperationException($"tensor {Name} is {DType}; cannot view it as {typeof(T).Name}");
         return new Span<T>((void*)Data, checked((int)Length));
     }
@@ -104,14 +107,14 @@ public sealed unsafe class Tensor
         var shape = _shape.ToArray();
         shape[0] = count;
         Tensor? scales = Scales?.Rank >= 1 && Scales.Dim(0) == _shape[0] ? Scales.SliceRows(start, count) : Scales;
-        return new Tensor(Storage, ByteOffset + start * rowElements * DType.SizeInBytes(), DType, shape, Name, scales, GroupSize);
+        return new Tensor(Storage, ByteOffset + DType.ByteCount(start * rowElements), DType, shape, Name, scales, GroupSize);
     }
 
     public static Tensor Allocate(DType dtype, params int[] shape)
     {
         long n = 1;
         foreach (int d in shape) n = checked(n * d);
-        return new Tensor(new NativeStorage(n * dtype.SizeInBytes()), 0, dtype, shape);
+        return new Tensor(new NativeStorage(dtype.ByteCount(n)), 0, dtype, shape);
     }
 
     /// <summary>A new f32 tensor holding a copy of <paramref name="data"/>.</summary>
@@ -143,16 +146,10 @@ public sealed unsafe class Tensor
                     break;
                 }
             case DType.I8:
+            case DType.Q4:
                 {
-                    var src = AsSpan<sbyte>();
-                    var scales = Scales!.AsFloats();
                     int cols = Columns;
-                    for (int i = 0; i < src.Length; i++)
-                    {
-                        int row = i / cols, col = i % cols;
-                        float s = GroupSize == 0 ? scales[row] : scales[row * (cols / GroupSize) + col / GroupSize];
-                        result[i] = src[i] * s;
-                    }
+                    for (int row = 0; row < Rows; row++) Kernels.NumberFormats.ReadRow(this, row, result.AsSpan(row * cols, cols));
                     break;
                 }
         }

@@ -1,0 +1,136 @@
+using MoeCompiler.Models;
+using MoeCompiler.Runtime.Backends;
+using MoeCompiler.Runtime.Checkpoints;
+using MoeCompiler.Runtime.Diagnostics;
+using MoeCompiler.Runtime.Generation;
+using MoeCompiler.Runtime.Modules;
+using MoeCompiler.Runtime.Tensors;
+
+namespace MoeCompiler.Inference.Tests.Parity;
+
+/// <summary>
+/// int8 and q4 weights (quantised at load, default policy) against the f32 forward, on every tiny variant: one prefill
+/// of a random image and 256 seeded random text tokens; top-1 agreement, mean KL, max relative logit error and routing
+/// agreement per MoE layer (docs/quantization.md has the numbers, bf16 alongside as a yardstick).
+/// The weights are <see cref="RandomCheckpoint"/>'s N(0, 0.02²) initialisation, as in the full-size random checkpoints
+/// of benchmarks/ModelBench. Random weights are not trained weights: their next-token distributions are nearly flat
+/// (mean KL stays tiny) and the top two logits are often closer than any rounding moves them, so bf16 rounding alone
+/// flips up to 0.7 % of top-1 tokens here. Asserted: the KL targets (int8 ≤ 1e-3, q4 ≤ 2e-2) and int8 top-1
+/// ≥ 99 % on the decisive positions (<see cref="FidelityMetrics.DecisiveMargin"/>); q4 misses the 95 % top-1
+/// target on random weights (recorded in the docs), so its top-1 and routing bounds here are regression guards below
+/// the measured values, not the target.
+/// </summary>
+public class QuantizationFidelityTests(Xunit.Abstractions.ITestOutputHelper output)
+{
+    public const int TextPositions = 256;
+
+    public static TheoryData<string> Variants() =>
+        new(ModelCatalog.Variants.Where(v => v.Name.StartsWith("Tiny", StringComparison.Ordinal)).Select(v => v.Name));
+
+    [Theory]
+    [MemberData(nameof(Variants))]
+    public void QuantisedForwardStaysCloseToF32(string variant)
+    {
+        var entry = ModelCatalog.Find(variant)!;
+        string folder = Path.Combine(Path.GetTempPath(), "moe-fidelity-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(folder);
+        try
+        {
+            string checkpoint = Path.Combine(folder, "model.safetensors");
+            RandomCheckpoint.Write(entry.Manifest, checkpoint, seed: 16);
+            var reference = Run(entry, checkpoint, null);
+            foreach (var dtype in new[] { DType.BF16, DType.I8, DType.Q4 })
+            {
+                var run = Run(entry, checkpoint, dtype);
+                var metrics = FidelityMetrics.Compare(reference.Logits, run.Logits, reference.Vocab, reference.Routing, run.Routing);
+                output.WriteLine($"{variant} {dtype}: {metrics}");
+                Assert.True(metrics.Positions >= TextPositions);
+                Assert.True(metrics.DecisivePositions >= TextPositions / 2, $"{variant}: only {metrics.DecisivePositions} decisive positions");
+                Assert.Equal(entry.ModelDescription.MoeLayers.Length, metrics.Routing.Count);
+                if (dtype == DType.BF16) continue; // the yardstick
+                bool int8 = dtype == DType.I8;
+                Assert.True(metrics.MeanKl <= (int8 ? 1e-3 : 2e-2), $"{variant} {dtype} mean KL {metrics.MeanKl:E3}");
+                Assert.True(metrics.DecisiveTop1Agreement >= (int8 ? 0.99 : 0.75), $"{variant} {dtype} decisive top-1 {metrics.DecisiveTop1Agreement:P2}");
+                Assert.True(metrics.Top1Agreement >= (int8 ? 0.95 : 0.55), $"{variant} {dtype} top-1 {metrics.Top1Agreement:P2}");
+                foreach (var (site, layer, agreement) in metrics.Routing)
+                    Assert.True(agreement >= (int8 ? 0.97 : 0.75), $"{variant} {dtype} {site} layer {layer} routing agreement {agreement:P1}");
+            }
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// The same on full-size MoE-LLaVA-Qwen-1.8B-4e random weights (MOE_SLOW_TESTS=1; writes a 6.7 GB bf16 checkpoint
+    /// unless MOE_FIDELITY_CHECKPOINT names one of that variant, e.g. ModelBench's cached one). The reference is the f32
+    /// arithmetic on the bf16 weights as stored; int8 and q4 are quantised from the same values at load.
+    /// </summary>
+    [SlowFact]
+    public void FullSizeQwen4e_QuantisedForwardStaysCloseToTheBf16Weights()
+    {
+        var entry = ModelCatalog.Find("MoeLlavaQwen4e")!;
+        string? given = Environment.GetEnvironmentVariable("MOE_FIDELITY_CHECKPOINT");
+        string? temporary = given is null ? Path.Combine(Path.GetTempPath(), "moe-fidelity-" + Guid.NewGuid().ToString("N")) : null;
+        string folder = given ?? temporary!;
+        try
+        {
+            if (temporary is not null)
+            {
+                Directory.CreateDirectory(temporary);
+                RandomCheckpoint.Write(entry.Manifest, Path.Combine(temporary, "model.safetensors"), seed: 1, DType.BF16);
+            }
+            var reference = Run(entry, folder, null);
+            var results = new List<(DType DType, FidelityMetrics Metrics)>();
+            foreach (var dtype in new[] { DType.I8, DType.Q4 })
+            {
+                var run = Run(entry, folder, dtype);
+                var metrics = FidelityMetrics.Compare(reference.Logits, run.Logits, reference.Vocab, reference.Routing, run.Routing);
+                output.WriteLine($"MoeLlavaQwen4e {dtype}: {metrics}");
+                Console.WriteLine($"MoeLlavaQwen4e {dtype}: {metrics}");
+                results.Add((dtype, metrics));
+            }
+            // The KL targets. Measured 2026-12-05: both miss (int8 2.07e-3, q4 9.35e-2; docs/quantization.md): open.
+            foreach (var (dtype, metrics) in results)
+            {
+                Assert.True(metrics.Positions >= TextPositions);
+                Assert.True(metrics.MeanKl <= (dtype == DType.I8 ? 1e-3 : 2e-2), $"{dtype} mean KL {metrics.MeanKl:E3}");
+            }
+        }
+        finally
+        {
+            if (temporary is not null) Directory.Delete(temporary, recursive: true);
+        }
+    }
+
+    private static (float[] Logits, IReadOnlyList<RoutingRecord> Routing, int Vocab) Run(ModelCatalogEntry entry, string checkpoint, DType? dtype)
+    {
+        IBackend backend = CpuBackend.Shared;
+        var model = entry.Load(checkpoint, backend, new BindOptions { TargetDType = dtype });
+        try
+        {
+            var d = model.Description;
+            var random = new Random(2026);
+            int[] ids = [.. Enumerable.Range(0, 3).Select(_ => random.Next(d.TokenizerSize)), PromptSplicer.ImageTokenId,
+                .. Enumerable.Range(0, TextPositions).Select(_ => random.Next(d.TokenizerSize))];
+            var pixelValues = new float[3 * d.ImageSize * d.ImageSize];
+            for (int i = 0; i < pixelValues.Length; i++) pixelValues[i] = (float)(random.NextDouble() * 2 - 1);
+            var pixels = backend.Allocate(DType.F32, 3, d.ImageSize, d.ImageSize);
+            backend.Upload(pixelValues, pixels);
+            var recorder = new RoutingRecorder();
+            var context = new ForwardContext(backend, new KvCache(backend, d.Layers, ids.Length + d.ImageTokens, d.KvHeads * d.HeadDim));
+            var spliced = PromptSplicer.Splice(model, new ForwardContext(backend), context, ids, [pixels]);
+            context.IsImageToken = spliced.IsImageToken;
+            context.Routing = recorder;
+            var logits = model.Forward(context, spliced.Embeddings);
+            var values = new float[logits.Length];
+            backend.Download(logits, values);
+            return (values, recorder.Records.Where(r => r.Site == RoutingSites.Llm).ToList(), logits.Columns);
+        }
+        finally
+        {
+            (model as IDisposable)?.Dispose();
+        }
+    }
+}
