@@ -25,6 +25,7 @@ others used more than 5% of the machine or the 1-minute load average was above 0
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -115,7 +116,7 @@ def main():
     peer_sh = os.path.join(PEERBENCH, "peer.sh")
     modelbench = os.path.join(MODELBENCH, "bin", "Release", "net10.0", "ModelBench.dll")
     help_text = subprocess.run(["dotnet", modelbench, "--help"], capture_output=True, text=True).stdout
-    has_dtype = "--dtype" in help_text
+    has_dtype = re.search(r"(^|\s)--dtype\b", help_text) is not None  # the quantization branch adds it
 
     results = []
     for dtype in dtypes:
