@@ -38,6 +38,9 @@ MODELBENCH = os.path.join(ROOT, "benchmarks", "ModelBench")
 
 # GGUF bytes of the qwen3moe stand-in per type (the writer prints the exact figure; these size the disk check).
 GGUF_GB = {"bf16": 6.92, "q8_0": 3.68, "q4_0": 1.95, "q4_k": 1.95}
+# Resident GiB each side needs at full size (ours: the packed bf16 matrices + the rest; llama.cpp: its mapped file,
+# which must stay in the page cache; libtorch: its bf16 weights + one layer's temporaries), for the memory check.
+RESIDENT_GIB = {"ours": 5.5, "llama-bf16": 6.5, "llama-q8_0": 3.5, "llama-q4_0": 1.9, "llama-q4_k": 1.9, "torch-bf16": 7.0}
 GROUPS = {
     "bf16": ["llama-bf16", "torch-bf16"],
     "int8": ["llama-q8_0"],
@@ -75,6 +78,14 @@ def children_cpu_seconds():
 def load1():
     with open("/proc/loadavg") as f:
         return float(f.read().split()[0])
+
+
+def mem_available_gib():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1048576
+    return 0.0
 
 
 def free_gb(path):
@@ -118,9 +129,19 @@ def main():
     help_text = subprocess.run(["dotnet", modelbench, "--help"], capture_output=True, text=True).stdout
     has_dtype = re.search(r"(^|\s)--dtype\b", help_text) is not None  # the quantization branch adds it
 
-    results = []
+    runs = []
     for dtype in dtypes:
         peers = [p for p in GROUPS[dtype] if not (a.no_torch and p.startswith("torch"))]
+        need = RESIDENT_GIB["ours"] + sum(RESIDENT_GIB[p] for p in peers) + 1
+        if need > mem_available_gib() and len(peers) > 1:
+            # Not all at once: one ModelBench run per peer (each still paired round by round with ours).
+            log(f"group {dtype}: needs ~{need:.0f} GiB with all its peers resident, {mem_available_gib():.0f} GiB available: one run per peer")
+            runs += [(dtype, [p]) for p in peers]
+        else:
+            runs.append((dtype, peers))
+
+    results = []
+    for dtype, peers in runs:
         ours_dtype = dtype if (dtype == "bf16" or has_dtype) else "bf16"
         # 2. This group's GGUF files.
         written = []
@@ -138,11 +159,12 @@ def main():
             run([peer_sh, "write-gguf", "--type", t, "--out", path], env=env)
             written.append(path)
         # 3. One ModelBench run with these peers in its rounds.
-        json_out = os.path.join(a.work, f"group-{dtype}.json")
+        tag = dtype + "-" + "-".join(peers)
+        json_out = os.path.join(a.work, f"group-{tag}.json")
         cmd = ["dotnet", modelbench, "--model", a.model, "--threads", str(a.threads), "--decode", str(a.decode),
                "--rounds", str(a.rounds), "--prompt-tokens", str(a.prompt_tokens), "--cache", a.cache, "--no-pytorch",
                "--peers", ",".join(peers), "--peer-command", peer_sh, "--gguf-dir", a.work,
-               "--json-out", json_out, "--out", os.path.join(a.work, f"group-{dtype}.md")]
+               "--json-out", json_out, "--out", os.path.join(a.work, f"group-{tag}.md")]
         if ours_dtype != "bf16":
             cmd += ["--dtype", ours_dtype]
         load_before, busy0, mine0, t0 = load1(), cpu_busy_seconds(), children_cpu_seconds(), time.monotonic()

@@ -82,13 +82,18 @@ public static class PeerProtocol
     }
 
     /// <summary>VmHWM of this process (KiB), 0 where /proc is missing.</summary>
-    public static long PeakKiB()
+    public static long PeakKiB() => Status("VmHWM:");
+
+    /// <summary>VmRSS of this process (KiB), 0 where /proc is missing.</summary>
+    public static long ResidentKiB() => Status("VmRSS:");
+
+    private static long Status(string field)
     {
         const string status = "/proc/self/status";
         if (!File.Exists(status)) return 0;
         foreach (string line in File.ReadLines(status))
-            if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
-                return long.Parse(line["VmHWM:".Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
+            if (line.StartsWith(field, StringComparison.Ordinal))
+                return long.Parse(line[field.Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
         return 0;
     }
 

@@ -11,7 +11,7 @@ const string usage = """
           a random-weight qwen3moe GGUF with the bytes per decode token of MoeLlavaQwen4e (--tiny: a toy of the
           same structure for the self-test); never overwrites FILE
       PeerBench serve llama --gguf FILE --prompt-rows N --decode N [--threads N] [--seed N] [--verbose]
-      PeerBench serve torch --text-tokens N --decode N [--threads N] [--seed N] [--tiny] [--no-vision]
+      PeerBench serve torch --text-tokens N --decode N [--threads N] [--seed N] [--tiny] [--no-vision] [--layers N]
           load, prefill, print {"event":"ready",...}; then "decode N" / "quit" on stdin (ModelBench's peer protocol)
     """;
 
@@ -30,7 +30,7 @@ try
         case "serve" when args.Length > 1 && args[1] == "llama":
             return LlamaPeer.Run(o.Required("--gguf"), o.Int("--prompt-rows", 608), o.Int("--decode", 32), o.Int("--threads", 2), o.Seed, o.Flag("--verbose"));
         case "serve" when args.Length > 1 && args[1] == "torch":
-            return TorchPeer.Run(o.Int("--text-tokens", 32), o.Int("--decode", 32), o.Int("--threads", 2), o.Seed, o.Flag("--tiny"), !o.Flag("--no-vision"));
+            return TorchPeer.Run(o.Int("--text-tokens", 32), o.Int("--decode", 32), o.Int("--threads", 2), o.Seed, o.Flag("--tiny"), !o.Flag("--no-vision"), o.Flag("--layers") ? o.Int("--layers", 24) : null);
         default:
             Console.Error.WriteLine("error: unknown command\n" + usage);
             return 2;

@@ -132,9 +132,10 @@ public sealed class TorchPeer : IDecodingPeer
 
     private Tensor Ones(long n) => Keep(ones(n, dtype: bfloat16));
 
-    public static int Run(int textTokens, int decode, int threads, ulong seed, bool tiny, bool withVision)
+    public static int Run(int textTokens, int decode, int threads, ulong seed, bool tiny, bool withVision, int? layers)
     {
         var s = tiny ? QwenMoeShape.Tiny : new QwenMoeShape();
+        if (layers is { } n) s = s with { Layers = n, VisionLayers = Math.Min(s.VisionLayers, n) };
         torch.set_num_threads(threads);
         torch.manual_seed((long)seed);
         using var noGrad = torch.no_grad();
@@ -143,6 +144,7 @@ public sealed class TorchPeer : IDecodingPeer
         long loadStart = Stopwatch.GetTimestamp();
         using var peer = new TorchPeer(s, promptRows + decode + 1);
         double loadSeconds = Stopwatch.GetElapsedTime(loadStart).TotalSeconds;
+        long loadedKiB = PeerProtocol.ResidentKiB();
         int[] text = PeerProtocol.Prompt(textTokens, s.Eos, s.Eos, seed);
 
         double visionSeconds = 0;
@@ -162,6 +164,7 @@ public sealed class TorchPeer : IDecodingPeer
         {
             ["info"] = $"libtorch {torch.__version__} via TorchSharp 0.107.0, bf16, {torch.get_num_threads()} threads",
             ["load_s"] = loadSeconds, ["vision_s"] = visionSeconds, ["prefill_s"] = prefillSeconds, ["prompt_rows"] = promptRows,
+            ["loaded_rss_kib"] = loadedKiB, ["prefilled_rss_kib"] = PeerProtocol.ResidentKiB(),
         };
         return PeerProtocol.Serve(peer, first, decode, ready, loadSeconds);
     }
@@ -176,6 +179,9 @@ public sealed class TorchPeer : IDecodingPeer
         x = F.layer_norm(x, [v], _preLnW, _preLnB, 1e-5);
         foreach (var L in _vision)
         {
+            // One scope per layer frees its temporaries when the layer ends, as Python's reference counting does
+            // for a PyTorch user; one scope for the whole tower kept every layer's temporaries (~250 MB each).
+            using var layerScope = torch.NewDisposeScope();
             var y = F.layer_norm(x, [v], L.Ln1W, L.Ln1B, 1e-5);
             var qkv = F.linear(y, L.Qkv, L.QkvB).view(-1, 3, _s.VisionHeads, v / _s.VisionHeads).permute(1, 2, 0, 3); // [3, H, T, d]
             var att = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2]); // [H, T, d]
@@ -183,7 +189,7 @@ public sealed class TorchPeer : IDecodingPeer
             y = F.layer_norm(x, [v], L.Ln2W, L.Ln2B, 1e-5);
             var f = F.linear(y, L.Fc1, L.Fc1B);
             f = f * sigmoid(1.702 * f); // quick_gelu
-            x = x + F.linear(f, L.Fc2, L.Fc2B);
+            x = (x + F.linear(f, L.Fc2, L.Fc2B)).MoveToOuterDisposeScope();
         }
         var patches = x[1..]; // drop CLS
         var p = F.gelu(F.linear(patches, _proj1, _proj1B));
@@ -226,6 +232,7 @@ public sealed class TorchPeer : IDecodingPeer
         var sin = _sin[start..(start + t)].unsqueeze(0);
         for (int l = 0; l < _layers.Length; l++)
         {
+            using var layerScope = torch.NewDisposeScope(); // this layer's temporaries die with it (see Vision)
             var L = _layers[l];
             var y = RmsNorm(x, L.Norm1);
             var qkv = F.linear(y, L.Attn, L.AttnBias).view(t, 3, heads, d).permute(1, 2, 0, 3); // [3, H, T, d]
@@ -239,7 +246,7 @@ public sealed class TorchPeer : IDecodingPeer
             var att = F.scaled_dot_product_attention(q, keys, values, is_casual: t > 1);
             x = x + F.linear(att.transpose(0, 1).reshape(t, h), L.AttnOut);
             y = RmsNorm(x, L.Norm2);
-            x = x + (L.Router is null ? Mlp(y, L, 0) : Moe(y, L));
+            x = (x + (L.Router is null ? Mlp(y, L, 0) : Moe(y, L))).MoveToOuterDisposeScope();
         }
         var last = RmsNorm(x[(t - 1)..], _finalNorm);
         return F.linear(last, _lmHead).to(float32)[0];
