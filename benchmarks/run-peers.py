@@ -122,7 +122,7 @@ def main():
 
     # 1. Build ours and the peers (the peers' packages restore only here).
     run(["dotnet", "build", os.path.join(MODELBENCH, "ModelBench.csproj"), "-c", "Release", "-nologo", "-v:q", "-clp:ErrorsOnly"])
-    peer_out = subprocess.run([os.path.join(PEERBENCH, "setup.sh")], check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    peer_out = subprocess.run([os.path.join(PEERBENCH, "setup.sh")], check=True, stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1]
     env = dict(os.environ, PEERBENCH_OUT=peer_out)
     peer_sh = os.path.join(PEERBENCH, "peer.sh")
     modelbench = os.path.join(MODELBENCH, "bin", "Release", "net10.0", "ModelBench.dll")

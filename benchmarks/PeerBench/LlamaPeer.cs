@@ -55,11 +55,14 @@ public sealed class LlamaPeer : IDecodingPeer
         int first = peer.Prefill(prompt);
         double prefillSeconds = Stopwatch.GetElapsedTime(prefillStart).TotalSeconds;
 
-        string avx = NativeLibraryConfig.LLama.LibraryHasLoaded ? "" : "";
+        // llama.cpp's own summary of the instruction sets its loaded build uses ("CPU : ... AVX512 = 1 | ...").
+        string features = System.Runtime.InteropServices.Marshal.PtrToStringUTF8(NativeApi.llama_print_system_info()) ?? "";
+        string avx = features.Contains("AVX512 = 1", StringComparison.Ordinal) ? ", AVX-512 build" : features.Contains("AVX2 = 1", StringComparison.Ordinal) ? ", AVX2 build" : "";
         var ready = new Dictionary<string, object>
         {
             ["info"] = $"llama.cpp via LLamaSharp 0.30.0, {Path.GetFileName(gguf)}, {threads} threads{avx}",
             ["load_s"] = loadSeconds, ["vision_s"] = 0.0, ["prefill_s"] = prefillSeconds, ["prompt_rows"] = promptRows,
+            ["system_info"] = features.Trim(),
         };
         return PeerProtocol.Serve(peer, first, decode, ready, loadSeconds);
     }
