@@ -232,7 +232,8 @@ def render(results, a, started):
                  "ttft": p["numbers"]["ttft_s"] / o["ttft_s"]}[quantity]
         caveat = "" if r["ours_dtype"] == dtype else f" (ours ran {r['ours_dtype']})"
         caveat += "" if r["quiet"] else " (NOISY machine)"
-        lines.append(f"- {dtype} {quantity} vs {label} ≥ {factor}×: {ratio:.2f}× {'met' if ratio >= factor else 'NOT met'}{caveat}")
+        verdict = ("met" if ratio >= factor else "NOT met") if r["quiet"] else "not judged"
+        lines.append(f"- {dtype} {quantity} vs {label} ≥ {factor}×: {ratio:.2f}× {verdict}{caveat}")
     lines.append("")
     lines.append("llama.cpp runs a `qwen3moe` stand-in (24 layers all MoE, 4 experts top-2, expert FFN 4128) with the same weight "
                  "bytes per decode token as MoeLlavaQwen4e (12 dense + 12 MoE layers of FFN 5504) and no vision tower: its "

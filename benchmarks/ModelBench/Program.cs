@@ -256,7 +256,7 @@ namespace ModelBench
                     var image = Tensor.FromFloats(chw, 3, description.ImageSize, description.ImageSize);
                     var generator = new TextGenerator(model, backend);
                     log.WriteLine($"generating: {options.PromptTokens} text tokens + {description.ImageTokens} image rows, then {options.DecodeSteps} decode steps " +
-                                  $"in {roundSteps.Length} rounds ({string.Join('+', roundSteps)}), each followed by PyTorch's and a bandwidth probe ...");
+                                  $"in {roundSteps.Length} rounds ({string.Join('+', roundSteps)}), each followed by a bandwidth probe and every peer's steps ...");
                     result = generator.Generate(new GenerationRequest
                     {
                         PromptIds = prompt,
