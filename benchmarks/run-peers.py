@@ -232,7 +232,8 @@ def render(results, a, started):
                  "ttft": p["numbers"]["ttft_s"] / o["ttft_s"]}[quantity]
         caveat = "" if r["ours_dtype"] == dtype else f" (ours ran {r['ours_dtype']})"
         caveat += "" if r["quiet"] else " (NOISY machine)"
-        verdict = ("met" if ratio >= factor else "NOT met") if r["quiet"] else "not judged"
+        judged = r["quiet"] and r["ours_dtype"] == dtype
+        verdict = ("met" if ratio >= factor else "NOT met") if judged else "not judged"
         lines.append(f"- {dtype} {quantity} vs {label} ≥ {factor}×: {ratio:.2f}× {verdict}{caveat}")
     lines.append("")
     lines.append("llama.cpp runs a `qwen3moe` stand-in (24 layers all MoE, 4 experts top-2, expert FFN 4128) with the same weight "
