@@ -8,7 +8,7 @@ namespace ModelBench;
 /// <summary>
 /// Paired decode measurement on a machine whose memory bandwidth moves with its neighbours: our generation calls
 /// <see cref="OnToken"/> after every token; after the last token of each round it pauses there, runs one read-bandwidth probe, then the
-/// same number of decode steps of every waiting PyTorch session, so each round's numbers see nearly the same machine. Our round time runs from the end of the previous pause (or from the first
+/// same number of decode steps of every waiting peer session (PyTorch, llama.cpp, libtorch), so each round's numbers see nearly the same machine. Our round time runs from the end of the previous pause (or from the first
 /// token, made by the prefill) to the start of this one: TextGenerator's own Timings.Decode would include the
 /// pauses, so it is not used.
 /// </summary>
@@ -18,7 +18,7 @@ namespace ModelBench;
 /// each pause first reads VmHWM (the peak of our work since the last reset) and, after the probe, restarts it at
 /// the current resident size; the run's peak is the largest of those readings and the one after generation.
 /// </remarks>
-public sealed class InterleavedDecode(int[] roundSteps, IReadOnlyList<PyTorchSession> torch, BenchOptions options, TextWriter log)
+public sealed class InterleavedDecode(int[] roundSteps, IReadOnlyList<PeerSession> torch, BenchOptions options, TextWriter log)
 {
     private readonly List<DecodeRound> _rounds = [];
     private long _segmentStart;
@@ -57,7 +57,7 @@ public sealed class InterleavedDecode(int[] roundSteps, IReadOnlyList<PyTorchSes
         _rounds.Add(round);
         log.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"  round {_rounds.Count}: {steps} steps, ours {round.OursTokensPerSecond:F2} tokens/s") +
-            string.Concat(torch.Select((s, i) => string.Create(CultureInfo.InvariantCulture, $", PyTorch {s.DType} {round.TorchTokensPerSecond(i):F2}"))) +
+            string.Concat(torch.Select((s, i) => string.Create(CultureInfo.InvariantCulture, $", {s.Label} {round.TorchTokensPerSecond(i):F2}"))) +
             string.Create(CultureInfo.InvariantCulture, $", probe {bandwidth / 1e9:F1} GB/s ({probeTime.TotalSeconds:F2} s)"));
         if (_rounds.Count < roundSteps.Length) _nextBoundary += roundSteps[_rounds.Count];
         long resume = Stopwatch.GetTimestamp();

@@ -77,6 +77,14 @@ namespace ModelBench
         public bool RunPyTorch { get; init; } = true;
         /// <summary>PyTorch configurations to run, in order (each a separate subprocess and column).</summary>
         public IReadOnlyList<string> TorchDTypes { get; init; } = ["bf16"];
+        /// <summary>PeerBench peers (benchmarks/PeerBench) to run beside ours, each a column: llama-bf16,
+        /// llama-q8_0, llama-q4_0, llama-q4_k, torch-bf16.</summary>
+        public IReadOnlyList<string> Peers { get; init; } = [];
+        public string? PeerCommand { get; init; }
+        public string? GgufDirectory { get; init; }
+        public string? JsonOut { get; init; }
+
+        public static readonly string[] KnownPeers = ["llama-bf16", "llama-q8_0", "llama-q4_0", "llama-q4_k", "torch-bf16"];
         public int BandwidthMiB { get; init; } = 256;
         /// <summary>Our weights: "bf16" (the random checkpoint as written) or "int8" / "q4" (a quantised copy of it,
         /// written once by <see cref="CheckpointQuantizer"/> next to it and mapped like any checkpoint).</summary>
@@ -104,6 +112,12 @@ namespace ModelBench
               --torch-dtype D[,D]  bf16 (weights used as stored) and/or f32 (upcast at load, 2x memory); a list
                                    runs each and compares with the fastest decode (default bf16)
               --no-pytorch         skip the PyTorch comparison
+              --peers P[,P]        PeerBench peers in the same rounds: llama-bf16, llama-q8_0, llama-q4_0, llama-q4_k
+                                   (llama.cpp on GGUF-DIR/qwen3moe-TYPE.gguf, text rows only), torch-bf16 (libtorch 2.10);
+                                   needs --peer-command and, for llama, --gguf-dir (benchmarks/run-peers.sh sets all three)
+              --peer-command PATH  benchmarks/PeerBench/peer.sh (after benchmarks/PeerBench/setup.sh)
+              --gguf-dir DIR       where the qwen3moe-TYPE.gguf files are
+              --json-out FILE      also write the numbers as JSON (what benchmarks/run-peers.sh tabulates)
               --bandwidth-mib N    buffer of the per-round bandwidth probe (default 256, 8x a 32 MiB L3: ~0.2 s a probe)
               --dtype T            our weights: bf16 (default), int8 or q4 (a quantised copy of the random checkpoint,
                                    written once next to it by the same code as 'moe quantize', then mapped); PyTorch
@@ -143,6 +157,10 @@ namespace ModelBench
                     "--python" => o with { Python = Value() },
                     "--torch-dtype" => o with { TorchDTypes = Value().Split(',').Select(d => d is "bf16" or "f32" ? d : throw new ArgumentException($"--torch-dtype takes bf16 and/or f32, got '{d}'")).Distinct().ToArray() },
                     "--no-pytorch" => o with { RunPyTorch = false },
+                    "--peers" => o with { Peers = Value().Split(',', StringSplitOptions.RemoveEmptyEntries).Select(p => KnownPeers.Contains(p) ? p : throw new ArgumentException($"--peers takes {string.Join(", ", KnownPeers)}; got '{p}'")).Distinct().ToArray() },
+                    "--peer-command" => o with { PeerCommand = Value() },
+                    "--gguf-dir" => o with { GgufDirectory = Value() },
+                    "--json-out" => o with { JsonOut = Value() },
                     "--bandwidth-mib" => o with { BandwidthMiB = Positive("--bandwidth-mib") },
                     "--dtype" => o with { WeightType = Value() is var t && (t == "bf16" || WeightQuantizer.TryParse(t, out _)) ? (t == "bf16" ? t : WeightQuantizer.Name(Parse(t))) : throw new ArgumentException($"--dtype takes bf16, int8 or q4, got '{t}'") },
                     "--list" => o with { List = true },
@@ -152,6 +170,10 @@ namespace ModelBench
                     _ => throw new ArgumentException($"unknown option '{args[i]}'"),
                 };
             }
+            if (o.Peers.Count > 0 && o.PeerCommand is null)
+                throw new ArgumentException("--peers needs --peer-command (benchmarks/PeerBench/peer.sh)");
+            if (o.Peers.Any(p => p.StartsWith("llama-", StringComparison.Ordinal)) && o.GgufDirectory is null)
+                throw new ArgumentException("llama peers need --gguf-dir");
             if (o.Rounds > o.DecodeSteps)
                 throw new ArgumentException($"--rounds {o.Rounds} is more than the {o.DecodeSteps} decode steps to split");
             return o;
@@ -212,7 +234,7 @@ namespace ModelBench
             var preprocessTime = Stopwatch.GetElapsedTime(ttftStart);
 
             Report report;
-            var sessions = new List<PyTorchSession>();
+            var sessions = new List<PeerSession>();
             try
             {
                 // 4. The independent PyTorch implementation on the same weights and inputs: each configuration
@@ -223,11 +245,22 @@ namespace ModelBench
                     foreach (string dtype in options.TorchDTypes)
                     {
                         log.WriteLine($"starting pytorch_decode.py ({dtype}): load, vision, prefill ...");
-                        var session = PyTorchSession.Start(options, dtype, entry, file, prompt, chw, preprocessTime);
+                        var session = PeerSession.StartPyTorch(options, dtype, entry, file, prompt, chw, preprocessTime);
                         sessions.Add(session);
                         var first = session.FirstToken;
                         log.WriteLine($"  TTFT {first.Ttft.TotalSeconds:F2} s (vision {first.Vision.TotalSeconds:F2} s, prefill {first.Prefill.TotalSeconds:F2} s), waiting ({session.Info})");
                     }
+                }
+                // 4b. The PeerBench peers (llama.cpp, libtorch), the same way: each prefills as many rows as we will
+                //     (our text tokens + the image's rows), alone, then waits for its rounds.
+                foreach (string peer in options.Peers)
+                {
+                    int promptRows = options.PromptTokens + description.ImageTokens;
+                    log.WriteLine($"starting peer {peer}: load, prefill of {promptRows} rows ...");
+                    var session = PeerSession.StartPeerBench(options, peer, promptRows, options.PromptTokens, TimeSpan.Zero);
+                    sessions.Add(session);
+                    var first = session.FirstToken;
+                    log.WriteLine($"  TTFT {first.Ttft.TotalSeconds:F2} s (vision {first.Vision.TotalSeconds:F2} s, prefill {first.Prefill.TotalSeconds:F2} s of {session.PromptRows} rows), waiting ({session.Info})");
                 }
 
                 // 5. Our run: map + bind, then prefill and greedy decode in rounds interleaved with PyTorch's and
@@ -249,7 +282,7 @@ namespace ModelBench
                     var image = Tensor.FromFloats(chw, 3, description.ImageSize, description.ImageSize);
                     var generator = new TextGenerator(model, backend);
                     log.WriteLine($"generating: {options.PromptTokens} text tokens + {description.ImageTokens} image rows, then {options.DecodeSteps} decode steps " +
-                                  $"in {roundSteps.Length} rounds ({string.Join('+', roundSteps)}), each followed by PyTorch's and a bandwidth probe ...");
+                                  $"in {roundSteps.Length} rounds ({string.Join('+', roundSteps)}), each followed by a bandwidth probe and every peer's steps ...");
                     result = generator.Generate(new GenerationRequest
                     {
                         PromptIds = prompt,
@@ -280,13 +313,13 @@ namespace ModelBench
                 log.WriteLine($"  decode wall time {t.Decode.TotalSeconds:F2} s = our rounds {oursDecode.TotalSeconds:F2} s + pauses {interleaved.Paused.TotalSeconds:F2} s " +
                               $"+ {(t.Decode - oursDecode - interleaved.Paused).TotalMilliseconds:F1} ms outside the rounds");
 
-                var torchRuns = new List<(RunNumbers Numbers, string Info)>();
+                var torchRuns = new List<PeerRun>();
                 foreach (var session in sessions)
                 {
                     var torch = session.Finish();
-                    log.WriteLine($"PyTorch {session.DType}: tokens: {string.Join(' ', torch.Tokens)}");
+                    log.WriteLine($"{session.Label}: tokens: {string.Join(' ', torch.Tokens)}");
                     log.WriteLine($"  decode {torch.DecodeTokensPerSecond:F2} tokens/s, peak RSS {torch.PeakKiB / 1048576.0:F2} GiB");
-                    torchRuns.Add((torch, session.Info));
+                    torchRuns.Add(new PeerRun(torch, session.Info, session.Label, session.SameWeights, session.PromptRows));
                 }
 
                 // 6. The table.
@@ -316,6 +349,13 @@ namespace ModelBench
                 if (dir is not null) Directory.CreateDirectory(dir);
                 File.WriteAllText(options.Out, table);
                 log.WriteLine($"table written to {options.Out}");
+            }
+            if (options.JsonOut is not null)
+            {
+                string? dir = Path.GetDirectoryName(Path.GetFullPath(options.JsonOut));
+                if (dir is not null) Directory.CreateDirectory(dir);
+                File.WriteAllText(options.JsonOut, report.Json());
+                log.WriteLine($"numbers written to {options.JsonOut}");
             }
             return 0;
         }
@@ -348,6 +388,9 @@ namespace ModelBench
             return Stopwatch.GetElapsedTime(start);
         }
     }
+
+    /// <summary>A peer's numbers and how to label them.</summary>
+    public sealed record PeerRun(RunNumbers Numbers, string Info, string Label, bool SameWeights, int PromptRows);
 
     public sealed record RunNumbers(TimeSpan Ttft, TimeSpan Vision, TimeSpan Prefill, TimeSpan Decode, int DecodeSteps,
         int[] Tokens, long PeakKiB, TimeSpan Load)

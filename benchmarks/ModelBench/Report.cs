@@ -18,7 +18,8 @@ public sealed class Report
     public required TimeSpan? WriteTime { get; init; }
     public required TimeSpan PageCacheRead { get; init; }
     public required RunNumbers Ours { get; init; }
-    public required IReadOnlyList<(RunNumbers Numbers, string Info)> Torch { get; init; }
+    /// <summary>The peers in column order: PyTorch configurations (our checkpoint), then PeerBench peers (their own weights).</summary>
+    public required IReadOnlyList<PeerRun> Torch { get; init; }
     public required int SequenceLength { get; init; }
     public required int ImageTokens { get; init; }
     public required int VisionPositions { get; init; }
@@ -57,7 +58,9 @@ public sealed class Report
                      (WriteTime is { } w ? F($" written in {w.TotalSeconds:F0} s") : " (reused)") +
                      F($", mapped and bound{(Packing.Weights > 0 ? " (bf16 matrices packed)" : "")} in {Ours.Load.TotalSeconds:F1} s; page cache warmed first ({PageCacheRead.TotalSeconds:F1} s to read the file)"));
         b.AppendLine(F($"- Input: one {d.ImageSize}-pixel image ({ImageTokens} feature rows) + {Options.PromptTokens} text tokens = {SequenceLength} prefill rows; then {Options.DecodeSteps} greedy decode steps"));
-        b.AppendLine(F($"- Decode in {roundCount} rounds ({string.Join('+', Rounds.Select(r => r.Steps))} steps): each round runs our steps, then one read-bandwidth probe (parallel sum over {Options.BandwidthMiB} MiB, best of 3 passes), then as many steps of each waiting PyTorch process; ours is timed without the pauses"));
+        b.AppendLine(F($"- Decode in {roundCount} rounds ({string.Join('+', Rounds.Select(r => r.Steps))} steps): each round runs our steps, then one read-bandwidth probe (parallel sum over {Options.BandwidthMiB} MiB, best of 3 passes), then as many steps of each waiting peer process; ours is timed without the pauses"));
+        if (Torch.Any(t => !t.SameWeights))
+            b.AppendLine("- PeerBench peers run their own random weights: llama.cpp a `qwen3moe` GGUF (24 layers, all MoE, 4 experts top-2, expert FFN 4128 = 0.75 × 5504: the same weight bytes per decode token as MoeLlavaQwen4e's 12 dense + 12 MoE layers; no vision tower, so it prefills the same number of text rows and its vision time is none); libtorch MoeLlavaQwen4e's own shapes with the CLIP tower. Their greedy tokens are not comparable with ours");
         b.AppendLine(F($"- Read bandwidth probed right after our steps in each round: {Rounds.Min(r => r.BytesPerSecond) / 1e9:F1} to {bestBandwidth / 1e9:F1} GB/s (median {DecodeRounds.Median(Rounds.Select(r => r.BytesPerSecond)) / 1e9:F1}); f32 FMA peak {FmaPeak / 1e9:F0} GFLOP/s ({MachineLimits.VectorWidth} register-only FMA chains, best of the probes before and after the runs)"));
         b.AppendLine(F($"- Decode streams {bytesPerToken / 1e9:F3} GB of weights per token (shared LLM weights + top-{d.TopK} experts + lm_head + one embedding row) → bandwidth limit = probe ÷ that: median {medianLimit:F2} tokens/s over the rounds, {strictLimit:F2} tokens/s at the best probe (KV cache reads not counted)"));
         // Ours reads the packed form of the bf16 matrices: per token, the same weights at the packing ratio.
@@ -75,12 +78,12 @@ public sealed class Report
         b.AppendLine(F($"- Prefill useful work {prefillFlops / 1e12:F2} TFLOP (2 · activated LLM params · rows, lm_head on the last row); vision tower + projector ≈ {visionFlops / 1e12:F2} TFLOP"));
         b.AppendLine();
         b.Append("| quantity | ModelBench (" + Backend + ") |");
-        foreach (var (_, info) in Torch) b.Append(" PyTorch (" + info + ") |");
+        foreach (var t in Torch) b.Append(" " + t.Label + " (" + t.Info + ") |");
         b.AppendLine();
         b.AppendLine("|---|---|" + string.Concat(Enumerable.Repeat("---|", Torch.Count)));
         string All(Func<RunNumbers, string> f) => "| " + f(Ours) + " |" + string.Concat(Torch.Select(t => " " + f(t.Numbers) + " |"));
         b.AppendLine("| load (map + bind" + (Packing.Weights > 0 ? "; ours packs the bf16 matrices" : "") + ") " + All(r => F($"{r.Load.TotalSeconds:F2} s")));
-        b.AppendLine("| vision tower + projector " + All(r => F($"{r.Vision.TotalSeconds:F2} s ({visionFlops / r.Vision.TotalSeconds / FmaPeak * 100:F0}% of FMA peak)")));
+        b.AppendLine("| vision tower + projector " + All(r => r.Vision <= TimeSpan.Zero ? "— (no vision tower)" : F($"{r.Vision.TotalSeconds:F2} s ({visionFlops / r.Vision.TotalSeconds / FmaPeak * 100:F0}% of FMA peak)")));
         b.AppendLine(F($"| prefill ({SequenceLength} rows) ") + All(r => F($"{r.Prefill.TotalSeconds:F2} s ({prefillFlops / r.Prefill.TotalSeconds / 1e9:F0} GFLOP/s = {prefillFlops / r.Prefill.TotalSeconds / FmaPeak * 100:F0}% of FMA peak)")));
         b.AppendLine("| time to first token (preprocess + vision + prefill) " + All(r => F($"{r.Ttft.TotalSeconds:F2} s")));
         b.AppendLine(F($"| **decode, median over the {roundCount} rounds of tokens/s ÷ that round's bandwidth limit** ") + AllDecode(i => F($"**{DecodeRounds.Median(Rounds.Select(r => TokensPerSecond(r, i) / r.LimitTokensPerSecond(bytesPerToken))) * 100:F0}%** (median {DecodeRounds.Median(Rounds.Select(r => TokensPerSecond(r, i))):F2} tokens/s)")));
@@ -93,19 +96,60 @@ public sealed class Report
         if (Torch.Count > 0)
         {
             string Blank(Func<RunNumbers, string> f) => string.Concat(Torch.Select(t => " " + f(t.Numbers) + " |"));
-            b.AppendLine(F($"| **ours ÷ PyTorch, decode tokens/s, median over the {roundCount} rounds** | |") + string.Concat(Torch.Select((_, i) => F($" **{MedianRatio(i):F2}×** |"))));
-            b.AppendLine(F($"| ours ÷ PyTorch, decode tokens/s, all {Options.DecodeSteps} steps | |") + Blank(r => F($"{Ours.DecodeTokensPerSecond / r.DecodeTokensPerSecond:F2}×")));
-            b.AppendLine("| PyTorch ÷ ours, time to first token | |" + Blank(r => F($"{r.Ttft.TotalSeconds / Ours.Ttft.TotalSeconds:F2}×")));
-            b.AppendLine("| greedy tokens equal to ours (from the first) | |" + Blank(r => F($"{Agreement(Ours.Tokens, r.Tokens)} of {Ours.Tokens.Length}")));
+            b.AppendLine(F($"| **ours ÷ peer, decode tokens/s, median over the {roundCount} rounds** | |") + string.Concat(Torch.Select((_, i) => F($" **{MedianRatio(i):F2}×** |"))));
+            b.AppendLine(F($"| ours ÷ peer, decode tokens/s, all {Options.DecodeSteps} steps | |") + Blank(r => F($"{Ours.DecodeTokensPerSecond / r.DecodeTokensPerSecond:F2}×")));
+            b.AppendLine("| peer ÷ ours, prefill time | |" + Blank(r => F($"{r.Prefill.TotalSeconds / Ours.Prefill.TotalSeconds:F2}×")));
+            b.AppendLine("| peer ÷ ours, time to first token | |" + Blank(r => F($"{r.Ttft.TotalSeconds / Ours.Ttft.TotalSeconds:F2}×")));
+            b.AppendLine("| greedy tokens equal to ours (from the first) | |" + string.Concat(Torch.Select(t => t.SameWeights ? F($" {Agreement(Ours.Tokens, t.Numbers.Tokens)} of {Ours.Tokens.Length} |") : " n/a (own weights) |")));
             int fastest = Enumerable.Range(0, Torch.Count).MinBy(MedianRatio);
             b.AppendLine();
-            b.AppendLine(F($"Decode: {MedianRatio(fastest):F2}× the fastest PyTorch configuration ({Torch[fastest].Info}) as the median of the per-round ratios, {Ours.DecodeTokensPerSecond / Torch[fastest].Numbers.DecodeTokensPerSecond:F2}× over all steps."));
+            b.AppendLine(F($"Decode: {MedianRatio(fastest):F2}× the fastest peer ({Torch[fastest].Label}: {Torch[fastest].Info}) as the median of the per-round ratios, {Ours.DecodeTokensPerSecond / Torch[fastest].Numbers.DecodeTokensPerSecond:F2}× over all steps."));
         }
         b.AppendLine();
         AppendRounds(b, bytesPerToken);
         b.AppendLine();
         b.AppendLine(F($"Weights touched: all shared, vision and projector weights, lm_head, {UsedExperts} of {d.MoeLayers.Length * d.Experts} (layer, expert) pairs that received a token, and the embedding rows looked up."));
         return b.ToString();
+    }
+
+    /// <summary>The run's numbers for benchmarks/run-peers.sh: ours and every peer, medians over the paired rounds.</summary>
+    public string Json()
+    {
+        object Numbers(RunNumbers r, int column) => new Dictionary<string, object>
+        {
+            ["decode_tps_median"] = DecodeRounds.Median(Rounds.Select(x => TokensPerSecond(x, column))),
+            ["decode_tps_all"] = r.DecodeTokensPerSecond,
+            ["prefill_s"] = r.Prefill.TotalSeconds,
+            ["vision_s"] = r.Vision.TotalSeconds,
+            ["ttft_s"] = r.Ttft.TotalSeconds,
+            ["load_s"] = r.Load.TotalSeconds,
+            ["peak_kib"] = r.PeakKiB,
+        };
+        var root = new Dictionary<string, object>
+        {
+            ["variant"] = Entry.Name,
+            ["threads"] = Options.Threads,
+            ["decode_steps"] = Options.DecodeSteps,
+            ["rounds"] = Rounds.Select(r => r.Steps).ToArray(),
+            ["prefill_rows"] = SequenceLength,
+            ["bandwidth_gbs_median"] = DecodeRounds.Median(Rounds.Select(r => r.BytesPerSecond)) / 1e9,
+            ["ours"] = new Dictionary<string, object>
+            {
+                ["label"] = "ModelBench (" + Backend + ")",
+                ["weights"] = Packing.Weights > 0 ? "bf16 (packed)" : "as stored",
+                ["numbers"] = Numbers(Ours, -1),
+            },
+            ["peers"] = Torch.Select((t, i) => new Dictionary<string, object>
+            {
+                ["label"] = t.Label,
+                ["info"] = t.Info,
+                ["same_weights"] = t.SameWeights,
+                ["prompt_rows"] = t.PromptRows,
+                ["numbers"] = Numbers(t.Numbers, i),
+                ["ours_over_peer_decode_median"] = MedianRatio(i),
+            }).ToArray(),
+        };
+        return System.Text.Json.JsonSerializer.Serialize(root, new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
     }
 
     /// <summary>Decode tokens/s in one round: ours for -1, else PyTorch configuration <paramref name="implementation"/>.</summary>
@@ -123,9 +167,9 @@ public sealed class Report
     private void AppendRounds(StringBuilder b, long bytesPerToken)
     {
         string F(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
-        var names = Enumerable.Range(0, Torch.Count).Select(i => Options.TorchDTypes[i]).ToArray();
+        var names = Torch.Select(t => t.Label).ToArray();
         b.Append("| round | steps | probe GB/s | limit tokens/s | ours tokens/s (% of limit) |");
-        foreach (string n in names) b.Append($" PyTorch {n} tokens/s (% of limit) | ours ÷ PyTorch {n} |");
+        foreach (string n in names) b.Append($" {n} tokens/s (% of limit) | ours ÷ {n} |");
         b.AppendLine();
         b.AppendLine("|---|---|---|---|---|" + string.Concat(Enumerable.Repeat("---|---|", names.Length)));
         string Speed(double tokensPerSecond, double limit) => F($"{tokensPerSecond:F2} ({tokensPerSecond / limit * 100:F0}%)");
