@@ -93,11 +93,16 @@ public sealed class TextGenerator
             cancellationToken.ThrowIfCancellationRequested();
 
             single[0] = next;
-            var embedding = _model.EmbedTokens(context, single);
             context.StartPosition = cache.Length;
             context.IsImageToken = [false];
-            logits = _model.Forward(context, embedding);
-            TensorLifetime.Release(embedding);
+            Tensors.Tensor? stepLogits = null;
+            _backend.RunDecodeStep(() =>
+            {
+                var embedding = _model.EmbedTokens(context, single);
+                stepLogits = _model.Forward(context, embedding);
+                TensorLifetime.Release(embedding);
+            });
+            logits = stepLogits!;
             cache.Length = context.StartPosition + 1;
             ReadLastRow(logits, row);
             TensorLifetime.Release(logits);

@@ -1,3 +1,4 @@
+using MoeCompiler.Runtime.Backends;
 using MoeCompiler.Runtime.Tensors;
 
 namespace MoeCompiler.Runtime.Modules;
@@ -22,6 +23,7 @@ public sealed class MoeFeedForward<TExpert> : IFeedForward where TExpert : IFeed
     private readonly int[] _groupCounts;
     private readonly int[] _groupStarts;
     private readonly int? _outFeatures;
+    private readonly MoeExpertWeights? _deviceExperts;
 
     public MoeFeedForward(Linear router, TExpert[] experts, MoeOptions options, string site, int layerIndex,
         IFeedForward? residualMlp = null, Linear? residualCoefficient = null)
@@ -57,6 +59,7 @@ public sealed class MoeFeedForward<TExpert> : IFeedForward where TExpert : IFeed
         ResidualCoefficient = residualCoefficient;
         _groupCounts = new int[options.Experts];
         _groupStarts = new int[options.Experts];
+        _deviceExperts = MoeExpertWeights.Describe(experts);
     }
 
     public Linear Router { get; }
@@ -75,6 +78,9 @@ public sealed class MoeFeedForward<TExpert> : IFeedForward where TExpert : IFeed
         var backend = ctx.Backend;
         ModuleTensors.RequireColumns(x, Router.InFeatures, $"{Site} MoE layer {LayerIndex}");
         int tokens = x.Rows, width = x.Columns, outWidth = OutFeatures, experts = Options.Experts, k = Options.TopK;
+        if (ResidualMlp is null && _deviceExperts is not null && backend is IDeviceMoeBackend device
+            && device.CanRunMoe(tokens, Options, _deviceExperts))
+            return ForwardOnDevice(ctx, device, x);
         EnsureCapacity(tokens);
 
         // Router in f32 on the f32 activations; routing on the host.
@@ -85,7 +91,7 @@ public sealed class MoeFeedForward<TExpert> : IFeedForward where TExpert : IFeed
         var weights = _weights.AsSpan(0, tokens * k);
         MoeRouter.Route(_logits.AsSpan(0, tokens * experts), tokens, Options, ctx.Random, chosen, weights,
             _probabilities.AsSpan(0, tokens * experts));
-        RecordRouting(ctx, tokens, chosen, weights);
+        RecordRouting(ctx.Routing, ctx.StartPosition, ctx.IsImageToken, tokens, chosen, weights);
 
         // Group the kept assignments by expert (counting sort, token order within each expert).
         Array.Clear(_groupCounts);
@@ -144,6 +150,40 @@ public sealed class MoeFeedForward<TExpert> : IFeedForward where TExpert : IFeed
         return MixResidual(ctx, x, y);
     }
 
+    /// <summary>
+    /// The whole layer on a backend that routes on the device (<see cref="IDeviceMoeBackend"/>): nothing here waits
+    /// for the GPU, so a decode step can be one CUDA graph. The routing record, when asked for, arrives at the next
+    /// synchronisation (the logits download), with the position and image mask of this call.
+    /// </summary>
+    private Tensor ForwardOnDevice(ForwardContext ctx, IDeviceMoeBackend device, Tensor x)
+    {
+        var backend = ctx.Backend;
+        int tokens = x.Rows, experts = Options.Experts;
+        var logits = Router.Forward(ctx, x);
+        float[] noise = [];
+        if (Options.Routing == MoeRoutingKind.DeepSpeed && Options.TopK == 2 && Options.SecondExpert == SecondExpertPolicy.Sampled)
+        {
+            var random = ctx.Random ?? throw new InvalidOperationException("the sampled second-expert policy needs ForwardContext.Random (seed it for reproducible runs)");
+            // The host router draws one Gumbel sample per token and expert, in this order.
+            noise = new float[tokens * experts];
+            for (int i = 0; i < noise.Length; i++) noise[i] = MoeRouter.GumbelNoise(random);
+        }
+        Action<int[], float[]>? onRouting = null;
+        if (ctx.Routing is { } recorder)
+        {
+            int start = ctx.StartPosition;
+            bool[]? mask = ctx.IsImageToken;
+            if (Site == RoutingSites.Llm && mask is not null && mask.Length != tokens)
+                throw new InvalidOperationException(
+                    $"ForwardContext.IsImageToken has {mask.Length} entries for a call of {tokens} rows: set it for every call (null for text-only calls)");
+            onRouting = (chosen, weights) => RecordRouting(recorder, start, mask, tokens, chosen, weights);
+        }
+        var y = backend.Allocate(DType.F32, tokens, OutFeatures);
+        device.RunMoe(x, logits, Options, _deviceExperts!, noise, y, onRouting);
+        ModuleTensors.Release(logits);
+        return y;
+    }
+
     /// <summary>PR-MoE: out = moe·softmax(coef x)[0] + mlp(x)·softmax(coef x)[1].</summary>
     private Tensor MixResidual(ForwardContext ctx, Tensor x, Tensor moe)
     {
@@ -176,14 +216,14 @@ public sealed class MoeFeedForward<TExpert> : IFeedForward where TExpert : IFeed
         return output;
     }
 
-    private void RecordRouting(ForwardContext ctx, int tokens, ReadOnlySpan<int> chosen, ReadOnlySpan<float> weights)
+    private void RecordRouting(RoutingRecorder? recorder, int startPosition, bool[]? isImageToken, int tokens,
+        ReadOnlySpan<int> chosen, ReadOnlySpan<float> weights)
     {
-        var recorder = ctx.Routing;
         if (recorder is null) return;
         bool[]? image = null;
         if (Site == RoutingSites.Llm)
         {
-            if (ctx.IsImageToken is { } mask)
+            if (isImageToken is { } mask)
             {
                 if (mask.Length != tokens)
                     throw new InvalidOperationException(
@@ -191,7 +231,7 @@ public sealed class MoeFeedForward<TExpert> : IFeedForward where TExpert : IFeed
                 image = mask;
             }
         }
-        recorder.Record(Site, LayerIndex, ctx.StartPosition, tokens, Options.TopK, Options.Experts, chosen, weights,
+        recorder.Record(Site, LayerIndex, startPosition, tokens, Options.TopK, Options.Experts, chosen, weights,
             image, allImage: Site != RoutingSites.Llm);
     }
 
