@@ -76,8 +76,11 @@ internal static class BenchCommand
                 {
                     output.WriteJson(new
                     {
-                        Variant = entry.Name, Device = session.Backend.Name, limits.ReadGBps, limits.FmaGflops, t.PromptTokens, DecodeSteps = t.DecodeSteps,
-                        t.DecodeTokensPerSecond, IdealDecodeTokensPerSecond = idealDecode, t.PrefillTokensPerSecond, PrefillGflops = prefillGflops,
+                        // Limits of a GPU missing from the spec-sheet table are null (unknown), not NaN.
+                        Variant = entry.Name, Device = session.Backend.Name, ReadGBps = Known(limits.ReadGBps), FmaGflops = Known(limits.FmaGflops),
+                        t.PromptTokens, DecodeSteps = t.DecodeSteps, t.DecodeTokensPerSecond, IdealDecodeTokensPerSecond = Known(idealDecode),
+                        t.PrefillTokensPerSecond, PrefillGflops = prefillGflops,
+                        DecodeFractionOfLimit = Known(t.DecodeTokensPerSecond / idealDecode), PrefillFractionOfPeak = Known(prefillGflops / limits.FmaGflops),
                     });
                     return Task.FromResult(ExitCodes.Success);
                 }
@@ -94,6 +97,8 @@ internal static class BenchCommand
         });
         return command;
     }
+
+    private static double? Known(double value) => double.IsFinite(value) ? value : null;
 
     /// <summary>The GPU's spec-sheet limits in the units of <see cref="MachineLimits"/> (GB/s, GFLOP/s); NaN when unknown.</summary>
     private static MachineLimits DeviceLimits(MoeCompiler.Cuda.CudaBackend gpu) =>
