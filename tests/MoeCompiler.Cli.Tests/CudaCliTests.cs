@@ -38,9 +38,9 @@ public sealed class CudaCliTests(TinyWeightsFixture weights) : IClassFixture<Tin
     }
 
     [CudaFact]
-    public void RunOnCudaStreamsAMoeVariant()
+    public void RunOnCudaStreamsTheAnswerAndSummarises()
     {
-        var result = CliRunner.Run("run", "TinyQwenMoe", "-w", weights.QwenWeights, "-i", weights.Picture, "-p", "hi", "--max-tokens", "3", "--device", "cuda");
+        var result = CliRunner.Run("run", "TinyPhiChat", "-w", weights.PhiWeights, "-i", weights.Picture, "-p", "Hi", "--max-tokens", "3", "--device", "cuda");
         Assert.True(result.ExitCode == 0, result.Error);
         Assert.Contains("expert load", result.Out);
         Assert.Contains("tokens/s", result.Out);

@@ -82,8 +82,7 @@ public sealed class CudaModelParityTests(ITestOutputHelper output)
 
     /// <summary>The same generation with decode steps as CUDA graphs and eagerly: bit-identical logits, same tokens and routing.</summary>
     [CudaTheory]
-    [InlineData("tiny-stablelm-moe")] // DeepSpeed top-2 with capacity
-    [InlineData("tiny-cumo-mixtral")] // Mixtral routing
+    [InlineData("tiny-stablelm-moe")] // DeepSpeed top-2 with capacity (Mixtral routing: DeviceMoeLayerMatchesHostRouting)
     public void GraphDecodeIsBitIdenticalToEagerDecode(string variant)
     {
         TinyVariants.Run eager, graphed;
