@@ -11,14 +11,18 @@ namespace MoeCompiler.Cuda.Tests;
 /// device, flash-decoding over a bf16 KV cache, each step one CUDA graph).
 /// Every step's logits within the bf16 tolerance 3e-2·|logits|max + 3e-2, the same greedy tokens, and the same
 /// experts for every token of every MoE layer and call, except near ties: a token whose choices differ must have
-/// routing weights within 2e-2 of the CPU's (the prefill's cuBLAS products round activations to bf16, which can tip
+/// routing weights within 5e-2 of the CPU's (the prefill's cuBLAS products round activations to bf16, which can tip
 /// a tie), and at most 1 % of the token routings (or 2) may differ.
 /// </summary>
 public sealed class CudaModelParityTests(ITestOutputHelper output)
 {
     private const int Tokens = 6;
-    /// <summary>How close two routing weights must be for a different choice to count as a near tie.</summary>
-    private const double NearTie = 2e-2;
+    /// <summary>
+    /// How close each routing weight must be to the CPU's, and so how close two weights must be for a different choice
+    /// to count as a near tie: the bf16 bound of the logits (CuMo's CLIP-MoE routes after 1–2 encoder layers of
+    /// bf16-rounded cuBLAS activations; measured drift up to 3.3e-2).
+    /// </summary>
+    private const double NearTie = 5e-2;
 
     [CudaTheory]
     [InlineData("tiny-stablelm-moe")]
