@@ -22,10 +22,22 @@ public sealed class CudaBackendOptions
 
     /// <summary>Where compiled kernels are cached; null uses <see cref="KernelCache.Shared"/>.</summary>
     public KernelCache? KernelCache { get; init; }
+
+    /// <summary>
+    /// Runs decode steps (<see cref="IBackend.RunDecodeStep"/>) as CUDA graphs: each step is captured and launched
+    /// as one graph. False runs them eagerly (same results, bit for bit).
+    /// </summary>
+    public bool UseGraphs { get; init; } = true;
 }
 
 /// <summary>A host synchronisation (download, stream sync) was requested while a CUDA graph was being captured.</summary>
-public sealed class GraphCaptureException(string message) : InvalidOperationException(message);
+public class GraphCaptureException(string message) : InvalidOperationException(message);
+
+/// <summary>
+/// A captured step needed one-time set-up that must not be recorded (e.g. the device table of an MoE layer's
+/// expert weights): the step runs eagerly once, and later steps are captured again.
+/// </summary>
+public sealed class GraphSetupNeededException(string message) : GraphCaptureException(message);
 
 /// <summary>
 /// <see cref="IBackend"/> on an NVIDIA GPU through the CUDA driver API: device tensors (<see cref="CudaStorage"/>,
@@ -34,7 +46,7 @@ public sealed class GraphCaptureException(string message) : InvalidOperationExce
 /// <see cref="GemvMaxRows"/> rows. Activations are F32. All work is ordered on one stream; only downloads
 /// synchronise. Not thread-safe: use one backend per thread of work (like a CUDA stream).
 /// </summary>
-public sealed unsafe class CudaBackend : IBackend
+public sealed unsafe class CudaBackend : IBackend, IDeviceMoeBackend
 {
     /// <summary>Linear with at most this many rows uses the GEMV kernels (decode); more rows use cuBLAS.</summary>
     public const int GemvMaxRows = 8;
@@ -61,6 +73,11 @@ public sealed unsafe class CudaBackend : IBackend
     private readonly Dictionary<string, nint> _functions = new(StringComparer.Ordinal);
     private readonly ConditionalWeakTable<TensorStorage, Dictionary<(long Offset, long Length, DType DType), Tensor>> _derived = new();
     private readonly nint _cublasWorkspace;
+    private readonly ConditionalWeakTable<Tensor[], ExpertTable> _expertTables = new();
+    /// <summary>Host work waiting for the stream (routing read-backs): run at the next <see cref="Synchronize"/>.</summary>
+    private readonly List<Action> _afterSynchronize = new();
+    private int _afterSynchronizeAtCapture;
+    private CudaGraphDecode? _decodeGraphs;
     private bool _capturing;
     private bool _disposed;
 
@@ -134,8 +151,11 @@ public sealed unsafe class CudaBackend : IBackend
 
     public string Name => $"cuda:{_options.DeviceOrdinal} ({DeviceName}, sm_{ComputeCapability})";
 
-    /// <summary>The CUDA attention kernel reads f32 keys and values only.</summary>
-    public DType KvCacheDType(DType weightDType) => DType.F32;
+    /// <summary>
+    /// As on the CPU: bf16 keys and values for 16-bit weights (rounded to nearest even as they are stored; the
+    /// attention kernels read them directly), f32 for f32 weights. Half the cache bytes every decode step reads.
+    /// </summary>
+    public DType KvCacheDType(DType weightDType) => weightDType == DType.F32 ? DType.F32 : DType.BF16;
     public string DeviceName { get; }
     public int ComputeCapability { get; }
     public int Multiprocessors { get; }
@@ -147,6 +167,8 @@ public sealed unsafe class CudaBackend : IBackend
     public nint Stream => _stream;
     internal CudaDriver Driver => _driver;
     public bool IsCapturing => _capturing;
+    /// <summary>The decode-step graph runner of <see cref="RunDecodeStep"/> (null until the first step, or with UseGraphs off).</summary>
+    public CudaGraphDecode? DecodeGraphs => _decodeGraphs;
 
     // ---------------------------------------------------------------- memory
 
@@ -176,7 +198,10 @@ public sealed unsafe class CudaBackend : IBackend
     private readonly struct Scratch(CachingAllocator allocator, nint pointer) : IDisposable
     {
         public nint Pointer { get; } = pointer;
-        public void Dispose() => allocator.Release(Pointer);
+        public void Dispose()
+        {
+            if (Pointer != 0) allocator.Release(Pointer); // default(Scratch): nothing was allocated
+        }
     }
 
     private Scratch NewScratch(long bytes)
@@ -249,6 +274,13 @@ public sealed unsafe class CudaBackend : IBackend
         ThrowIfCapturing("Synchronize");
         MakeCurrent();
         _driver.Check(_driver.cuStreamSynchronize(_stream), "cuStreamSynchronize (a kernel failed earlier, or this call)");
+        if (_afterSynchronize.Count > 0)
+        {
+            // Read-backs land in the pinned arena: run them before it is reused.
+            var pending = _afterSynchronize.ToArray();
+            _afterSynchronize.Clear();
+            foreach (var action in pending) action();
+        }
         _arena.Reset();
     }
 
@@ -290,6 +322,17 @@ public sealed unsafe class CudaBackend : IBackend
         if (count == 0) return;
         Tensor from = source.Rank == 1 ? source.Reshape(1, source.Columns) : source.Reshape(source.Rows, source.Columns);
         Tensor to = destination.Rank == 1 ? destination.Reshape(1, destination.Columns) : destination.Reshape(destination.Rows, destination.Columns);
+        if (source.DType == DType.F32 && destination.DType == DType.BF16)
+        {
+            // A bf16 KV cache: rows rounded to nearest even as they are stored, as the CPU backend does.
+            if (sourceRow < 0 || sourceRow + count > from.Rows || destinationRow < 0 || destinationRow + count > to.Rows)
+                throw new ArgumentOutOfRangeException(nameof(count), $"CopyRows: rows [{sourceRow}, +{count}) of {source} to [{destinationRow}, +{count}) of {destination}");
+            Tensor src = Input(from.SliceRows(sourceRow, count));
+            RequireOurs(destination, nameof(destination));
+            Tensor dst = to.SliceRows(destinationRow, count);
+            Launch1D("convert_f32_to_bf16", dst.Length, src, dst, dst.Length);
+            return;
+        }
         Copy(from.SliceRows(sourceRow, count), to.SliceRows(destinationRow, count));
     }
 
@@ -540,18 +583,36 @@ public sealed unsafe class CudaBackend : IBackend
             throw new ArgumentException($"Attention: k {k} / v {v} are not [Tk, {kvHeads}·{headDim}]");
         if (headDim > 1024) throw new ArgumentOutOfRangeException(nameof(headDim), "head dim above 1024 is not supported");
         int tq = q.Rows, tk = k.Rows;
-        Tensor qd = AsF32(Input(q)), kd = AsF32(Input(k)), vd = AsF32(Input(v));
+        Tensor qd = AsF32(Input(q)), kd = Input(k), vd = Input(v);
+        // Keys and values are read as they are when both are bf16 (a bf16 KV cache changes every step, so it must
+        // never go through the cached conversion of AsF32); anything else is read as f32.
+        bool bf16 = kd.DType == DType.BF16 && vd.DType == DType.BF16;
+        if (!bf16)
+        {
+            kd = AsF32(kd);
+            vd = AsF32(vd);
+        }
+        string suffix = bf16 ? "_bf16" : "_f32";
         RequireDeviceOutput(y);
         if (tq == 0) return;
         float scale = 1.0f / MathF.Sqrt(headDim);
-        int sharedLimit = 48 * 1024 - 256; // static shared memory (the reduction scratch) counts too
-        long rowsShared = (long)(tk + headDim) * 4;
         bool decode = tq <= 4;
-        if (!decode && rowsShared <= sharedLimit)
+        if (!decode)
         {
-            Launch("attention_rows_f32", (uint)tq, (uint)heads, 1, AttentionBlock, (uint)rowsShared,
-                qd, kd, vd, y, tk, heads, kvHeads, headDim, causal ? 1 : 0, queryStart, scale);
-            return;
+            if (TiledAttentionShape(headDim, SharedMemoryLimit) is { } tiles)
+            {
+                Launch("attention_tiled" + suffix, (uint)((tq + tiles.QueryTile - 1) / tiles.QueryTile), (uint)heads, 1, AttentionBlock,
+                    (uint)TiledAttentionSharedBytes(headDim, tiles.QueryTile, tiles.KeyTile),
+                    qd, kd, vd, y, tq, tk, heads, kvHeads, headDim, causal ? 1 : 0, queryStart, scale, tiles.QueryTile, tiles.KeyTile);
+                return;
+            }
+            long rowsShared = (long)(tk + headDim) * 4;
+            if (rowsShared <= 48 * 1024 - 256) // static shared memory (the reduction scratch) counts too
+            {
+                Launch("attention_rows" + suffix, (uint)tq, (uint)heads, 1, AttentionBlock, (uint)rowsShared,
+                    qd, kd, vd, y, tk, heads, kvHeads, headDim, causal ? 1 : 0, queryStart, scale);
+                return;
+            }
         }
         // Flash-decoding: split the keys into chunks across blocks, then combine.
         int splits = Math.Max(1, (tk + AttentionChunk - 1) / AttentionChunk);
@@ -559,13 +620,182 @@ public sealed unsafe class CudaBackend : IBackend
         using var partialMax = NewScratch(slots * 4);
         using var partialSum = NewScratch(slots * 4);
         using var partialOut = NewScratch(slots * headDim * 4);
-        Launch("attention_split_f32", (uint)splits, (uint)heads, (uint)tq, AttentionBlock, (uint)((headDim + AttentionChunk) * 4),
+        Launch("attention_split" + suffix, (uint)splits, (uint)heads, (uint)tq, AttentionBlock, (uint)((headDim + AttentionChunk) * 4),
             qd, kd, vd, KernelArg.Pointer(partialMax.Pointer), KernelArg.Pointer(partialSum.Pointer), KernelArg.Pointer(partialOut.Pointer),
             tk, heads, kvHeads, headDim, causal ? 1 : 0, queryStart, scale, AttentionChunk);
         uint combineBlock = (uint)Math.Min(1024, (headDim + 31) / 32 * 32);
         Launch("attention_combine_f32", (uint)heads, (uint)tq, 1, combineBlock, 0,
             KernelArg.Pointer(partialMax.Pointer), KernelArg.Pointer(partialSum.Pointer), KernelArg.Pointer(partialOut.Pointer),
             y, heads, headDim, splits);
+    }
+
+    /// <summary>Dynamic shared memory a block may use: the opt-in maximum when the device has one, else 48 KiB.</summary>
+    private int SharedMemoryLimit => Math.Max(48 * 1024, MaxSharedMemoryPerBlock) - 1024;
+
+    /// <summary>Shared bytes of attention_tiled (attention.cu): Q, K (padded rows), V, scores, output, and m, l, α.</summary>
+    internal static long TiledAttentionSharedBytes(int headDim, int queryTile, int keyTile) =>
+        4L * ((long)queryTile * headDim + (long)keyTile * (headDim + 1) + (long)keyTile * headDim + (long)queryTile * keyTile
+              + (long)queryTile * headDim + 3L * queryTile);
+
+    /// <summary>
+    /// The tile sizes of the tiled prefill kernel: 16 query rows per block and the largest key tile of 64, 32, 16
+    /// or 8 rows that fits the shared-memory limit; null when even the smallest does not (huge head dims).
+    /// </summary>
+    internal static (int QueryTile, int KeyTile)? TiledAttentionShape(int headDim, int sharedLimitBytes)
+    {
+        const int queryTile = 16;
+        foreach (int keyTile in (ReadOnlySpan<int>)[64, 32, 16, 8])
+            if (TiledAttentionSharedBytes(headDim, queryTile, keyTile) <= sharedLimitBytes) return (queryTile, keyTile);
+        return null;
+    }
+
+    // ---------------------------------------------------------------- MoE on the device
+
+    /// <summary>Per expert weight list: a device array of the experts' pointers, made once.</summary>
+    private sealed class ExpertTable(CudaStorage storage, DType dtype, bool aligned)
+    {
+        public CudaStorage Storage { get; } = storage;
+        public DType DType { get; } = dtype;
+        /// <summary>Every pointer is 16-byte aligned (the GEMV kernels' vector loads).</summary>
+        public bool Aligned { get; } = aligned;
+    }
+
+    /// <summary>
+    /// Decode-sized calls (at most <see cref="GemvMaxRows"/> rows) of either routing, except DeepSpeed top-1 with the
+    /// sampled policy when capacity could drop a token (its random token selection is drawn on the host), with
+    /// experts whose weights all live here in one 16-bit or f32 dtype.
+    /// </summary>
+    public bool CanRunMoe(int tokens, Runtime.Modules.MoeOptions options, MoeExpertWeights experts)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(experts);
+        if (tokens <= 0 || tokens > GemvMaxRows || experts.Experts != options.Experts) return false;
+        if (options.Routing == Runtime.Modules.MoeRoutingKind.DeepSpeed && options.TopK == 1
+            && options.SecondExpert == Runtime.Modules.SecondExpertPolicy.Sampled
+            && Runtime.Modules.MoeRouter.Capacity(tokens, options.Experts, 1, options.EvalCapacityFactor, options.MinCapacity) < tokens)
+            return false;
+        if ((experts.Kind == MoeExpertKind.GatedSilu) != (experts.Second is not null)) return false;
+        foreach (var list in new[] { experts.First, experts.Second, experts.Down })
+        {
+            if (list is null) continue;
+            if (list.Length != options.Experts) return false;
+            foreach (var w in list)
+                if (!IsOurs(w) || w.DType != list[0].DType || w.DType is not (DType.BF16 or DType.F16 or DType.F32) || w.Rank != 2) return false;
+        }
+        foreach (var list in new[] { experts.FirstBias, experts.DownBias })
+            if (list is not null && (list.Length != options.Experts || list.Any(b => !IsOurs(b) || b.DType != DType.F32))) return false;
+        return true;
+    }
+
+    public void RunMoe(Tensor x, Tensor routerLogits, Runtime.Modules.MoeOptions options, MoeExpertWeights experts,
+        ReadOnlySpan<float> secondChoiceNoise, Tensor y, Action<int[], float[]>? onRouting)
+    {
+        int tokens = x.Rows, count = options.Experts, k = options.TopK, slots = tokens * k;
+        if (!CanRunMoe(tokens, options, experts)) throw new ArgumentException($"RunMoe: this layer cannot run on the device (CanRunMoe is false for {tokens} rows)");
+        if (routerLogits.Rows != tokens || routerLogits.Columns != count) throw new ArgumentException($"RunMoe: router logits {routerLogits} should be [{tokens}, {count}]");
+        if (x.Columns != experts.InFeatures) throw new ArgumentException($"RunMoe: x {x} does not match experts taking {experts.InFeatures} features");
+        if (y.Rows != tokens || y.Columns != experts.OutFeatures) throw new ArgumentException($"RunMoe: y {y} should be [{tokens}, {experts.OutFeatures}]");
+        if (!secondChoiceNoise.IsEmpty && secondChoiceNoise.Length != tokens * count)
+            throw new ArgumentException($"RunMoe: {secondChoiceNoise.Length} noise values for {tokens} × {count}");
+        Tensor input = AsF32(Input(x)), logits = AsF32(Input(routerLogits));
+        RequireDeviceOutput(y);
+
+        var first = Table(experts.First);
+        var second = experts.Second is null ? null : Table(experts.Second);
+        var down = Table(experts.Down);
+        var firstBias = experts.FirstBias is null ? null : Table(experts.FirstBias);
+        var downBias = experts.DownBias is null ? null : Table(experts.DownBias);
+
+        // Routing: chosen, weights, slot_of [slots]; probabilities [tokens, experts]; counts, offsets [experts]; group_rows [slots].
+        long intsAndFloats = 4L * slots + (long)tokens * count + 2L * count;
+        using var routing = NewScratch(intsAndFloats * 4);
+        nint chosen = routing.Pointer, weights = chosen + slots * 4, slotOf = weights + slots * 4, groupRows = slotOf + slots * 4;
+        nint probabilities = groupRows + slots * 4, counts = probabilities + (nint)tokens * count * 4, offsets = counts + count * 4;
+        using var noise = secondChoiceNoise.IsEmpty ? default : UploadSmall(MemoryMarshal.AsBytes(secondChoiceNoise));
+        int capacity = options.Routing == Runtime.Modules.MoeRoutingKind.DeepSpeed
+            ? Runtime.Modules.MoeRouter.Capacity(tokens, count, k, options.EvalCapacityFactor, options.MinCapacity)
+            : slots;
+        Launch("moe_route_f32", 1, 1, 1, 1, 0, logits, KernelArg.Pointer(noise.Pointer), tokens, count, k,
+            options.Routing == Runtime.Modules.MoeRoutingKind.Mixtral ? 0 : 1, capacity,
+            KernelArg.Pointer(chosen), KernelArg.Pointer(weights), KernelArg.Pointer(probabilities), KernelArg.Pointer(counts),
+            KernelArg.Pointer(offsets), KernelArg.Pointer(groupRows), KernelArg.Pointer(slotOf));
+        if (onRouting is not null) ReadBackRouting(chosen, weights, slots, onRouting);
+
+        // Expert products over the grouped slots; unused slots of the fixed-size buffers are never read.
+        int hidden = experts.Hidden, outWidth = experts.OutFeatures;
+        var a = Allocate(DType.F32, slots, hidden);
+        GroupedGemv(input, groupRows, first, firstBias, counts, offsets, a, hidden, experts.InFeatures, count);
+        if (second is not null)
+        {
+            var b = Allocate(DType.F32, slots, hidden);
+            GroupedGemv(input, groupRows, second, null, counts, offsets, b, hidden, experts.InFeatures, count);
+            Launch1D("swiglu_f32", a.Length, a, b, a, a.Length);
+            b.Storage.Dispose();
+        }
+        else
+        {
+            Activate(a, experts.Activation, a);
+        }
+        var expertOut = Allocate(DType.F32, slots, outWidth);
+        GroupedGemv(a, 0, down, downBias, counts, offsets, expertOut, outWidth, hidden, count);
+        Launch1D("moe_combine_f32", (long)tokens * outWidth, expertOut, KernelArg.Pointer(slotOf), KernelArg.Pointer(weights), y, tokens, k, outWidth);
+        a.Storage.Dispose();
+        expertOut.Storage.Dispose();
+    }
+
+    private void GroupedGemv(Tensor x, nint rowOfSlot, ExpertTable weights, ExpertTable? bias, nint counts, nint offsets, Tensor y, int n, int k, int experts)
+    {
+        string kernel = weights.DType switch
+        {
+            DType.BF16 => "moe_gemv_bf16",
+            DType.F16 => "moe_gemv_f16",
+            _ => "moe_gemv_f32",
+        };
+        bool vector = weights.DType != DType.F32 && weights.Aligned && k % 8 == 0 && x.Data % 16 == 0;
+        uint blocks = (uint)((n * 32L + ElementwiseBlock - 1) / ElementwiseBlock);
+        Launch(kernel, blocks, (uint)experts, 1, ElementwiseBlock, 0, x, KernelArg.Pointer(rowOfSlot), KernelArg.Pointer(weights.Storage.Pointer),
+            KernelArg.Pointer(bias?.Storage.Pointer ?? 0), KernelArg.Pointer(counts), KernelArg.Pointer(offsets), y, n, k, vector ? 1 : 0);
+    }
+
+    /// <summary>The device pointer table of one expert weight list, made on first use (never inside a graph capture).</summary>
+    private ExpertTable Table(Tensor[] weights)
+    {
+        if (_expertTables.TryGetValue(weights, out var table)) return table;
+        if (_capturing)
+            throw new GraphSetupNeededException("the first use of an MoE layer's expert table uploads it, which is not recorded in a CUDA graph");
+        var pointers = new long[weights.Length];
+        bool aligned = true;
+        for (int e = 0; e < weights.Length; e++)
+        {
+            Tensor w = ResolveWeight(weights[e]);
+            pointers[e] = w.Data;
+            aligned &= w.Data % 16 == 0;
+        }
+        var storage = NewStorage(pointers.Length * 8L);
+        fixed (long* p = pointers) CopyHostToDevice((nint)p, storage.Pointer, pointers.Length * 8L);
+        // The table holds raw pointers: keep the weight tensors' storages alive for as long as the table.
+        table = new ExpertTable(storage, weights[0].DType, aligned);
+        _expertTables.AddOrUpdate(weights, table);
+        return table;
+    }
+
+    /// <summary>
+    /// Queues a copy of the routing into pinned memory (allowed inside a graph capture) and hands it to
+    /// <paramref name="onRouting"/> at the next synchronisation, so the host never waits for the router.
+    /// </summary>
+    private void ReadBackRouting(nint chosen, nint weights, int slots, Action<int[], float[]> onRouting)
+    {
+        nint staging = _arena.Take(slots * 8L);
+        _driver.Check(_driver.cuMemcpyDtoHAsync((void*)staging, chosen, (nuint)(slots * 4), _stream), "cuMemcpyDtoHAsync (routing)");
+        _driver.Check(_driver.cuMemcpyDtoHAsync((void*)(staging + slots * 4), weights, (nuint)(slots * 4), _stream), "cuMemcpyDtoHAsync (routing)");
+        _afterSynchronize.Add(() =>
+        {
+            var c = new int[slots];
+            var w = new float[slots];
+            new ReadOnlySpan<int>((void*)staging, slots).CopyTo(c);
+            new ReadOnlySpan<float>((void*)(staging + slots * 4), slots).CopyTo(w);
+            onRouting(c, w);
+        });
     }
 
     // ---------------------------------------------------------------- vision
@@ -623,12 +853,36 @@ public sealed unsafe class CudaBackend : IBackend
                 Function(kernel);
     }
 
+    /// <summary>
+    /// Runs a decode step as one CUDA graph (<see cref="CudaGraphDecode"/>) when <see cref="CudaBackendOptions.UseGraphs"/>
+    /// is on, eagerly otherwise or when the step cannot be captured (e.g. it downloads).
+    /// </summary>
+    public void RunDecodeStep(Action step)
+    {
+        ArgumentNullException.ThrowIfNull(step);
+        if (!_options.UseGraphs)
+        {
+            step();
+            return;
+        }
+        _decodeGraphs ??= new CudaGraphDecode(this);
+        _decodeGraphs.Run(step);
+    }
+
     internal void BeginCapture()
     {
         if (_capturing) throw new InvalidOperationException("a CUDA graph capture is already in progress");
         MakeCurrent();
         _driver.Check(_driver.cuStreamBeginCapture(_stream, CudaDriver.CaptureModeRelaxed), "cuStreamBeginCapture");
         _capturing = true;
+        _afterSynchronizeAtCapture = _afterSynchronize.Count;
+    }
+
+    /// <summary>Forgets the host work queued by a capture that was abandoned (its device work never runs).</summary>
+    internal void DiscardCapturedHostWork()
+    {
+        if (_afterSynchronize.Count > _afterSynchronizeAtCapture)
+            _afterSynchronize.RemoveRange(_afterSynchronizeAtCapture, _afterSynchronize.Count - _afterSynchronizeAtCapture);
     }
 
     /// <summary>Ends the capture and returns the graph (0 when the capture was invalidated).</summary>
@@ -824,6 +1078,8 @@ public sealed unsafe class CudaBackend : IBackend
     {
         if (_disposed) return;
         if (_capturing) EndCapture(throwOnError: false);
+        _decodeGraphs?.Dispose();
+        _afterSynchronize.Clear();
         MakeCurrent();
         _driver.cuStreamSynchronize(_stream);
         _disposed = true;

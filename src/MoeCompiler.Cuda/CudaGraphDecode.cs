@@ -28,6 +28,8 @@ public sealed unsafe class CudaGraphDecode : IDisposable
     public int Launches { get; private set; }
     public int Instantiations { get; private set; }
     public int Updates { get; private set; }
+    /// <summary>Steps that ran eagerly because they needed one-time set-up first (<see cref="GraphSetupNeededException"/>).</summary>
+    public int SetupSteps { get; private set; }
 
     /// <summary>Captures <paramref name="step"/>, launches it as a graph and returns true; false when it cannot be captured.</summary>
     public bool TryRun(Action step)
@@ -42,17 +44,21 @@ public sealed unsafe class CudaGraphDecode : IDisposable
         {
             step();
         }
+        catch (GraphSetupNeededException)
+        {
+            Abandon();
+            SetupSteps++;
+            return false; // one-time set-up: this step runs eagerly, the next is captured again
+        }
         catch (GraphCaptureException e)
         {
-            nint broken = _backend.EndCapture(throwOnError: false);
-            if (broken != 0) driver.cuGraphDestroy(broken);
+            Abandon();
             DisabledReason = e.Message;
             return false;
         }
         catch
         {
-            nint broken = _backend.EndCapture(throwOnError: false);
-            if (broken != 0) driver.cuGraphDestroy(broken);
+            Abandon();
             throw;
         }
         graph = _backend.EndCapture(throwOnError: true);
@@ -82,6 +88,13 @@ public sealed unsafe class CudaGraphDecode : IDisposable
         {
             driver.cuGraphDestroy(graph);
         }
+    }
+
+    private void Abandon()
+    {
+        nint broken = _backend.EndCapture(throwOnError: false);
+        if (broken != 0) _backend.Driver.cuGraphDestroy(broken);
+        _backend.DiscardCapturedHostWork();
     }
 
     /// <summary>Runs the step as a graph when possible, eagerly otherwise.</summary>

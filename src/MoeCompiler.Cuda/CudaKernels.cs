@@ -14,9 +14,14 @@ public static class CudaKernels
         ["rotary.cu"] = ["rotary_f32"],
         ["softmax.cu"] = ["softmax_rows_f32", "router_topk_f32"],
         ["gather.cu"] = ["embedding_f32", "embedding_bf16", "embedding_f16", "gather_rows_f32", "scatter_add_rows_f32"],
-        ["attention.cu"] = ["attention_rows_f32", "attention_split_f32", "attention_combine_f32"],
+        ["attention.cu"] =
+        [
+            "attention_rows_f32", "attention_rows_bf16", "attention_tiled_f32", "attention_tiled_bf16",
+            "attention_split_f32", "attention_split_bf16", "attention_combine_f32",
+        ],
         ["vision.cu"] = ["im2col_patches_f32", "avg_pool2d_f32", "upsample_bicubic_f32"],
-        ["gemv.cu"] = ["gemv_bf16", "gemv_f16", "gemv_f32"],
+        ["gemv.cu"] = ["gemv_bf16", "gemv_f16", "gemv_f32", "moe_gemv_bf16", "moe_gemv_f16", "moe_gemv_f32"],
+        ["moe.cu"] = ["moe_route_f32", "moe_combine_f32"],
     };
 
     private static readonly Dictionary<string, string> SourceByEntry =

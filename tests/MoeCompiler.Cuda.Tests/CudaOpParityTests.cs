@@ -1,4 +1,5 @@
 using MoeCompiler.Runtime.Backends;
+using MoeCompiler.Runtime.Modules;
 using MoeCompiler.Runtime.Tensors;
 using Xunit.Abstractions;
 using static MoeCompiler.Cuda.Tests.TestData;
@@ -184,22 +185,119 @@ public sealed class CudaOpParityTests : IDisposable
         Close(want.ToFloatArray(), Down(got), 1e-6, 1e-6, "ScatterAddRows (row 2 twice)");
     }
 
+    /// <summary>
+    /// Attention against the double-precision reference. With <paramref name="bf16Cache"/> the keys and values are
+    /// stored the way a bf16 KV cache stores them (CopyRows from f32 rows into a bf16 device tensor, rounded to nearest
+    /// even) and the reference gets the same rounded values.
+    /// </summary>
     [CudaTheory]
-    [InlineData(37, 37, 8, 2, 64, true, 0)]      // causal prefill, grouped-query: rows kernel
-    [InlineData(50, 50, 4, 4, 64, false, 0)]     // bidirectional vision attention
-    [InlineData(1, 1000, 8, 8, 128, true, 999)]  // batch-1 decode: flash-decoding split
-    [InlineData(3, 300, 4, 1, 64, true, 297)]    // speculative-style rows across a split boundary
-    [InlineData(12, 13000, 2, 1, 64, true, 12988)] // keys beyond shared memory: split path
-    public void AttentionMatches(int tq, int tk, int heads, int kvHeads, int headDim, bool causal, int queryStart)
+    [InlineData(37, 37, 8, 2, 64, true, 0, false)]      // causal prefill, grouped-query: tiled kernel, 3 query tiles
+    [InlineData(37, 37, 8, 2, 64, true, 0, true)]       // the same over a bf16 cache
+    [InlineData(50, 50, 4, 4, 64, false, 0, false)]     // bidirectional vision attention
+    [InlineData(20, 150, 2, 1, 80, true, 130, true)]    // a prompt chunk after 130 cached rows, head dim 80 (Phi-2), bf16 cache
+    [InlineData(17, 17, 2, 2, 128, true, 0, false)]     // head dim 128: smaller key tiles
+    [InlineData(6, 6, 1, 1, 1024, true, 0, false)]      // head dim 1024: the simple rows kernel where the tiles exceed shared memory
+    [InlineData(1, 1000, 8, 8, 128, true, 999, false)]  // batch-1 decode: flash-decoding split
+    [InlineData(1, 1000, 8, 2, 128, true, 999, true)]   // batch-1 decode over a bf16 cache
+    [InlineData(3, 300, 4, 1, 64, true, 297, false)]    // speculative-style rows across a split boundary
+    [InlineData(12, 13000, 2, 1, 64, true, 12988, false)] // a long cache: the tiled kernel walks 200 key tiles
+    public void AttentionMatches(int tq, int tk, int heads, int kvHeads, int headDim, bool causal, int queryStart, bool bf16Cache)
     {
         float[] q = Random(tq * heads * headDim, 15), k = Random(tk * kvHeads * headDim, 16), v = Random(tk * kvHeads * headDim, 17);
+        if (bf16Cache)
+        {
+            k = HostTensor(k, DType.BF16, k.Length).ToFloatArray();
+            v = HostTensor(v, DType.BF16, v.Length).ToFloatArray();
+        }
         var want = Tensor.Allocate(DType.F32, tq, heads * headDim);
         _reference.Attention(Tensor.FromFloats(q, tq, heads * headDim), Tensor.FromFloats(k, tk, kvHeads * headDim),
             Tensor.FromFloats(v, tk, kvHeads * headDim), want, heads, kvHeads, headDim, causal, queryStart);
         var got = _gpu.Allocate(DType.F32, tq, heads * headDim);
-        _gpu.Attention(Up(q, tq, heads * headDim), Up(k, tk, kvHeads * headDim), Up(v, tk, kvHeads * headDim), got,
-            heads, kvHeads, headDim, causal, queryStart);
+        Tensor keys = Up(k, tk, kvHeads * headDim), values = Up(v, tk, kvHeads * headDim);
+        if (bf16Cache)
+        {
+            var cachedKeys = _gpu.Allocate(DType.BF16, tk + 5, kvHeads * headDim);
+            var cachedValues = _gpu.Allocate(DType.BF16, tk + 5, kvHeads * headDim);
+            _gpu.CopyRows(keys, 0, cachedKeys, 0, tk);
+            _gpu.CopyRows(values, 0, cachedValues, 0, tk);
+            keys = cachedKeys.SliceRows(0, tk);
+            values = cachedValues.SliceRows(0, tk);
+        }
+        _gpu.Attention(Up(q, tq, heads * headDim), keys, values, got, heads, kvHeads, headDim, causal, queryStart);
         Close(want.ToFloatArray(), Down(got), 1e-5, 1e-4, $"Attention {tq}x{tk}");
+    }
+
+    /// <summary>CopyRows into a bf16 tensor rounds to nearest even exactly as the host conversion does.</summary>
+    [CudaFact]
+    public void CopyRowsIntoBf16RoundsToNearestEven()
+    {
+        float[] values = [1f, 1.00390625f, 1.01171875f, -3.3333333f, 65504f, 1e-30f, float.NaN, float.PositiveInfinity];
+        var expected = HostTensor(values, DType.BF16, 2, 4).ToFloatArray();
+        var source = Up(values, 2, 4);
+        var cache = _gpu.Allocate(DType.BF16, 3, 4);
+        _gpu.CopyRows(source, 0, cache, 1, 2);
+        var back = _gpu.Allocate(DType.F32, 2, 4);
+        _gpu.Copy(cache.SliceRows(1, 2), back);
+        var got = Down(back);
+        for (int i = 0; i < values.Length; i++)
+            Assert.True(BitConverter.SingleToInt32Bits(expected[i]) == BitConverter.SingleToInt32Bits(got[i]) || (float.IsNaN(expected[i]) && float.IsNaN(got[i])),
+                $"value {values[i]}: {got[i]}, expected {expected[i]}");
+        Assert.Throws<ArgumentOutOfRangeException>(() => _gpu.CopyRows(source, 0, cache, 2, 2));
+    }
+
+    /// <summary>
+    /// A whole MoE layer routed on the device (<see cref="IDeviceMoeBackend"/>: routing, capacity, grouping, grouped
+    /// expert GEMV, weighted combine) against the same module routed on the host over the reference backend: the same
+    /// experts and weights for every token (capacity drops included), outputs within f32 tolerance.
+    /// </summary>
+    [CudaTheory]
+    [InlineData("mixtral", 2, 5, 8, "swiglu")]
+    [InlineData("deepspeed", 2, 8, 4, "swiglu")]       // capacity 2 per expert: later tokens are dropped
+    [InlineData("deepspeed", 1, 6, 4, "qwen")]         // top-1 with capacity drops
+    [InlineData("deepspeed-sampled", 2, 3, 4, "gelu")] // Gumbel-noise second choice drawn on the host, MLP experts with biases
+    [InlineData("mixtral", 2, 1, 4, "gelu")]           // batch-1 decode
+    public void DeviceMoeLayerMatchesHostRouting(string routing, int k, int tokens, int experts, string expertKind)
+    {
+        const int width = 48, hidden = 40;
+        var options = new MoeOptions(experts, k, routing == "mixtral" ? MoeRoutingKind.Mixtral : MoeRoutingKind.DeepSpeed,
+            EvalCapacityFactor: 0.5, MinCapacity: 0, routing == "deepspeed-sampled" ? SecondExpertPolicy.Sampled : SecondExpertPolicy.Deterministic);
+        MoeFeedForward<IFeedForward> Build(IBackend b)
+        {
+            int seed = 200;
+            Tensor W(int rows, int cols) => HostTensor(Random(rows * cols, seed++, 0.3f), DType.BF16, rows, cols);
+            Tensor Bias(int n) => Tensor.FromFloats(Random(n, seed++, 0.1f), n);
+            var router = new Linear(b, HostTensor(Random(experts * width, seed++, 1f), DType.F32, experts, width), null);
+            var list = new IFeedForward[experts];
+            for (int e = 0; e < experts; e++)
+                list[e] = expertKind switch
+                {
+                    "swiglu" => new SwiGluFeedForward(new Linear(b, W(hidden, width), null), new Linear(b, W(hidden, width), null), new Linear(b, W(width, hidden), null)),
+                    "qwen" => new QwenFeedForward(new Linear(b, W(hidden, width), null), new Linear(b, W(hidden, width), null), new Linear(b, W(width, hidden), null)),
+                    _ => new GeluFeedForward(new Linear(b, W(hidden, width), Bias(hidden)), new Linear(b, W(width, hidden), Bias(width)), Activation.GeluTanh),
+                };
+            return new MoeFeedForward<IFeedForward>(router, list, options, RoutingSites.Llm, 0);
+        }
+        float[] input = Random(tokens * width, 77);
+        var hostLayer = Build(_reference);
+        var hostRecorder = new RoutingRecorder();
+        var hostContext = new ForwardContext(_reference) { Routing = hostRecorder, Random = new Random(9) };
+        var want = hostLayer.Forward(hostContext, Tensor.FromFloats(input, tokens, width)).ToFloatArray();
+
+        var deviceLayer = Build(_gpu);
+        Assert.True(_gpu.CanRunMoe(tokens, options, MoeExpertWeights.Describe(deviceLayer.Experts)!), "the layer should run on the device");
+        var deviceRecorder = new RoutingRecorder();
+        var deviceContext = new ForwardContext(_gpu) { Routing = deviceRecorder, Random = new Random(9) };
+        var y = deviceLayer.Forward(deviceContext, Up(input, tokens, width));
+        Assert.Empty(deviceRecorder.Records); // the routing arrives with the next synchronisation
+        var got = Down(y);
+
+        var (a, b) = (hostRecorder.Records.Single(), deviceRecorder.Records.Single());
+        Assert.Equal(a.ChosenExperts, b.ChosenExperts);
+        Close(a.Weights, b.Weights, 1e-6, 1e-5, "routing weights");
+        if (routing.StartsWith("deepspeed", StringComparison.Ordinal) && tokens * k > experts)
+            Assert.Contains(-1, a.ChosenExperts); // the case exercises capacity drops
+        Close(want, got, 1e-4, 1e-4, $"MoE layer output ({routing}, top-{k}, {expertKind})");
+        _output.WriteLine($"experts chosen [{string.Join(",", b.ChosenExperts)}]");
     }
 
     [CudaTheory]

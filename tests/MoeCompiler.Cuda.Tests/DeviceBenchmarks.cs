@@ -175,18 +175,7 @@ internal static class DeviceBenchmarks
         return i >= 0 && i + 1 < args.Length ? double.Parse(args[i + 1], CultureInfo.InvariantCulture) : null;
     }
 
-    /// <summary>Public spec-sheet HBM bandwidth in GB/s; 0 (unknown) makes the percentage meaningless.</summary>
-    private static double KnownPeakGbps(string device) =>
-        device.Contains("H200", StringComparison.OrdinalIgnoreCase) ? 4800
-        : device.Contains("H100", StringComparison.OrdinalIgnoreCase) && device.Contains("PCIe", StringComparison.OrdinalIgnoreCase) ? 2000
-        : device.Contains("H100", StringComparison.OrdinalIgnoreCase) ? 3350
-        : device.Contains("A100", StringComparison.OrdinalIgnoreCase) ? 2039
-        : double.NaN;
+    private static double KnownPeakGbps(string device) => DevicePeaks.HbmGBps(device);
 
-    /// <summary>Dense (no sparsity) bf16 tensor-core peak in TFLOPS.</summary>
-    private static double KnownPeakTflops(string device) =>
-        device.Contains("H100", StringComparison.OrdinalIgnoreCase) && device.Contains("PCIe", StringComparison.OrdinalIgnoreCase) ? 756
-        : device.Contains("H100", StringComparison.OrdinalIgnoreCase) || device.Contains("H200", StringComparison.OrdinalIgnoreCase) ? 989
-        : device.Contains("A100", StringComparison.OrdinalIgnoreCase) ? 312
-        : double.NaN;
+    private static double KnownPeakTflops(string device) => DevicePeaks.Bf16Tflops(device);
 }

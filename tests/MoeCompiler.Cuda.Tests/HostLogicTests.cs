@@ -362,3 +362,34 @@ public sealed class ConversionAndCatalogTests
         Assert.Equal(0x1234L, KernelArg.Pointer(0x1234).Bits);
     }
 }
+
+/// <summary>The tile sizes of the tiled prefill attention kernel against the shared-memory layout of attention.cu.</summary>
+public sealed class TiledAttentionShapeTests
+{
+    /// <summary>Q, K (rows padded by one), V, scores, output and three per-row values, in floats, as the kernel lays them out.</summary>
+    private static long LayoutBytes(int d, int q, int k) => 4L * (q * d + k * (d + 1) + k * d + q * k + q * d + 3 * q);
+
+    [Theory]
+    [InlineData(64, 48 * 1024 - 1024)]
+    [InlineData(80, 48 * 1024 - 1024)]
+    [InlineData(128, 48 * 1024 - 1024)]
+    [InlineData(128, 227 * 1024 - 1024)] // H100 / H200 opt-in shared memory
+    [InlineData(256, 99 * 1024 - 1024)]
+    public void ChoosesTheLargestKeyTileThatFits(int headDim, int limit)
+    {
+        var shape = CudaBackend.TiledAttentionShape(headDim, limit);
+        Assert.NotNull(shape);
+        var (q, k) = shape.Value;
+        Assert.Equal(16, q);
+        Assert.Equal(LayoutBytes(headDim, q, k), CudaBackend.TiledAttentionSharedBytes(headDim, q, k));
+        Assert.True(LayoutBytes(headDim, q, k) <= limit);
+        if (k < 64) Assert.True(LayoutBytes(headDim, q, 2 * k) > limit, $"a {2 * k}-key tile would fit too");
+    }
+
+    [Fact]
+    public void NoTilesWhenEvenTheSmallestDoesNotFit()
+    {
+        Assert.True(LayoutBytes(1024, 16, 8) > 48 * 1024);
+        Assert.Null(CudaBackend.TiledAttentionShape(1024, 48 * 1024 - 1024));
+    }
+}

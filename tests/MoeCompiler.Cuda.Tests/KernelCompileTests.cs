@@ -12,7 +12,7 @@ public sealed class KernelCompileTests(ITestOutputHelper output)
     [Fact]
     public void EverySourceFileIsEmbedded()
     {
-        string[] expected = ["attention.cu", "elementwise.cu", "gather.cu", "gemv.cu", "norms.cu", "rotary.cu", "softmax.cu", "vision.cu"];
+        string[] expected = ["attention.cu", "elementwise.cu", "gather.cu", "gemv.cu", "moe.cu", "norms.cu", "rotary.cu", "softmax.cu", "vision.cu"];
         Assert.Equal(expected, KernelSources.Names);
     }
 

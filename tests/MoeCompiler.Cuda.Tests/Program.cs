@@ -19,13 +19,16 @@ public static class Program
         {
             "device-tests" => DeviceTestRunner.Run(args.Length > 1 ? args[1] : null),
             "bench" => DeviceBenchmarks.Run(args.Skip(1).ToArray()),
+            // The `moe` tool itself (e.g. `moe bench MoeLlavaQwen4e --device cuda`), so the one published app also
+            // runs the command line on a device machine without a .NET SDK.
+            "moe" => MoeCompiler.Cli.MoeCommandLine.Run(args.Skip(1).ToArray()),
             _ => Usage(),
         };
     }
 
     private static int Usage()
     {
-        Console.Error.WriteLine("usage: MoeCompiler.Cuda.Tests device-tests [name-filter] | bench [--peak-gbps N] [--peak-tflops N]");
+        Console.Error.WriteLine("usage: MoeCompiler.Cuda.Tests device-tests [name-filter] | bench [--peak-gbps N] [--peak-tflops N] | moe <moe command line>");
         return 2;
     }
 }

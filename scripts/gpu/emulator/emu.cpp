@@ -242,8 +242,23 @@ CUresult cuMemAlloc_v2(void** p, size_t bytes)
     return *p ? 0 : 2;
 }
 CUresult cuMemFree_v2(void* p) { std::free(p); return 0; }
-CUresult cuMemAllocHost_v2(void** p, size_t bytes) { *p = std::aligned_alloc(4096, (bytes + 4095) / 4096 * 4096); return 0; }
-CUresult cuMemFreeHost(void* p) { std::free(p); return 0; }
+// Page-locked host blocks, remembered so that a captured copy to one can be told from one to pageable memory.
+std::map<char*, size_t> g_pinned;
+static bool IsPinned(const void* p, size_t n)
+{
+    auto it = g_pinned.upper_bound((char*)p);
+    if (it == g_pinned.begin()) return false;
+    --it;
+    return (char*)p >= it->first && (char*)p + n <= it->first + it->second;
+}
+CUresult cuMemAllocHost_v2(void** p, size_t bytes)
+{
+    LOCKED;
+    *p = std::aligned_alloc(4096, (bytes + 4095) / 4096 * 4096);
+    g_pinned[(char*)*p] = bytes;
+    return 0;
+}
+CUresult cuMemFreeHost(void* p) { LOCKED; g_pinned.erase((char*)p); std::free(p); return 0; }
 CUresult cuMemGetInfo_v2(size_t* free, size_t* total) { *total = size_t(16) << 30; *free = *total - g_allocated; return 0; }
 CUresult cuMemcpyHtoD_v2(void* d, const void* s, size_t n) { std::memcpy(d, s, n); return 0; }
 CUresult cuMemcpyDtoH_v2(void* d, const void* s, size_t n) { std::memcpy(d, s, n); return 0; }
@@ -256,8 +271,9 @@ CUresult cuMemcpyHtoDAsync_v2(void* d, const void* s, size_t n, void* stream)
 CUresult cuMemcpyDtoHAsync_v2(void* d, const void* s, size_t n, void* stream)
 {
     LOCKED;
-    if (Capturing(stream)) return 900;
-    std::memcpy(d, s, n);
+    // As in CUDA, a capture may contain a copy to page-locked memory (a memcpy node) but not to pageable memory.
+    if (Capturing(stream) && !IsPinned(d, n)) return 900;
+    Enqueue(stream, 1, [=] { std::memcpy(d, s, n); });
     return 0;
 }
 CUresult cuMemcpyDtoDAsync_v2(void* d, const void* s, size_t n, void* stream) { Enqueue(stream, 1, [=] { std::memmove(d, s, n); }); return 0; }

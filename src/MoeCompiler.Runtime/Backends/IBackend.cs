@@ -35,6 +35,13 @@ public interface IBackend : IDisposable
     /// </summary>
     DType KvCacheDType(DType weightDType);
 
+    /// <summary>
+    /// Runs one decode step (embedding of the new token through the logits). A GPU backend may record the step's
+    /// device work and launch it as one unit (CUDA graphs); the step must then only queue device work and change
+    /// no host state that a second run would change again. The default runs it.
+    /// </summary>
+    void RunDecodeStep(Action step) => step();
+
     /// <summary>A new activation or scratch tensor owned by this backend (contents unspecified).</summary>
     Tensor Allocate(DType dtype, params int[] shape);
 

@@ -24,6 +24,7 @@ internal sealed class GenerationSequence
     private readonly KvCache _cache;
     private readonly int _capacity;
     private readonly float[] _row;
+    private readonly int[] _single = new int[1];
     private readonly Sampler _sampler;
     private readonly HashSet<int> _stopIds;
     private readonly StopStringMatcher? _matcher;
@@ -126,12 +127,19 @@ internal sealed class GenerationSequence
     public void DecodeAlone()
     {
         RequireDecoding();
-        int[] single = [PendingToken];
-        var embedding = _model.EmbedTokens(Context, single);
+        // The same one-token array every step: a backend that captures the step (CUDA graphs) replays it with the
+        // array's new contents.
+        _single[0] = PendingToken;
         Context.StartPosition = _cache.Length;
         Context.IsImageToken = [false];
-        var logits = _model.Forward(Context, embedding);
-        TensorLifetime.Release(embedding);
+        Tensor? stepLogits = null;
+        _backend.RunDecodeStep(() =>
+        {
+            var embedding = _model.EmbedTokens(Context, _single);
+            stepLogits = _model.Forward(Context, embedding);
+            TensorLifetime.Release(embedding);
+        });
+        var logits = stepLogits!;
         _cache.Length = Context.StartPosition + 1;
         ReadRow(logits, logits.Rank == 2 ? logits.Dim(0) - 1 : 0);
         TensorLifetime.Release(logits);

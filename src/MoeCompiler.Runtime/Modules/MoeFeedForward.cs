@@ -1,3 +1,4 @@
+using MoeCompiler.Runtime.Backends;
 using MoeCompiler.Runtime.Tensors;
 
 namespace MoeCompiler.Runtime.Modules;
@@ -16,6 +17,7 @@ public sealed class MoeFeedForward<TExpert> : IFeedForward where TExpert : IFeed
     // scratch is per call), see docs/architecture.md "Threads".
     private readonly TExpert[] _experts;
     private readonly int? _outFeatures;
+    private readonly MoeExpertWeights? _deviceExperts;
 
     public MoeFeedForward(Linear router, TExpert[] experts, MoeOptions options, string site, int layerIndex,
         IFeedForward? residualMlp = null, Linear? residualCoefficient = null)
@@ -49,6 +51,7 @@ public sealed class MoeFeedForward<TExpert> : IFeedForward where TExpert : IFeed
         LayerIndex = layerIndex;
         ResidualMlp = residualMlp;
         ResidualCoefficient = residualCoefficient;
+        _deviceExperts = MoeExpertWeights.Describe(experts);
     }
 
     public Linear Router { get; }
@@ -67,6 +70,11 @@ public sealed class MoeFeedForward<TExpert> : IFeedForward where TExpert : IFeed
         var backend = ctx.Backend;
         ModuleTensors.RequireColumns(x, Router.InFeatures, $"{Site} MoE layer {LayerIndex}");
         int tokens = x.Rows, width = x.Columns, outWidth = OutFeatures, experts = Options.Experts, k = Options.TopK;
+        // A device that runs the whole MoE layer (routing included) keeps the step inside a CUDA graph; batched
+        // decode (segments) routes per sequence on the host instead.
+        if (ResidualMlp is null && ctx.Segments is null && _deviceExperts is not null && backend is IDeviceMoeBackend device
+            && device.CanRunMoe(tokens, Options, _deviceExperts))
+            return ForwardOnDevice(ctx, device, x);
         // Per-call scratch: the layer is shared by every thread and sequence using the model.
         var hostLogits = new float[tokens * experts];
         var probabilities = new float[tokens * experts];
@@ -162,6 +170,40 @@ public sealed class MoeFeedForward<TExpert> : IFeedForward where TExpert : IFeed
 
         if (ResidualMlp is null || ResidualCoefficient is null) return y;
         return MixResidual(ctx, x, y);
+    }
+
+    /// <summary>
+    /// The whole layer on a backend that routes on the device (<see cref="IDeviceMoeBackend"/>): nothing here waits
+    /// for the GPU, so a decode step can be one CUDA graph. The routing record, when asked for, arrives at the next
+    /// synchronisation (the logits download), with the position and image mask of this call.
+    /// </summary>
+    private Tensor ForwardOnDevice(ForwardContext ctx, IDeviceMoeBackend device, Tensor x)
+    {
+        var backend = ctx.Backend;
+        int tokens = x.Rows, experts = Options.Experts;
+        var logits = Router.Forward(ctx, x);
+        float[] noise = [];
+        if (Options.Routing == MoeRoutingKind.DeepSpeed && Options.TopK == 2 && Options.SecondExpert == SecondExpertPolicy.Sampled)
+        {
+            var random = ctx.Random ?? throw new InvalidOperationException("the sampled second-expert policy needs ForwardContext.Random (seed it for reproducible runs)");
+            // The host router draws one Gumbel sample per token and expert, in this order.
+            noise = new float[tokens * experts];
+            for (int i = 0; i < noise.Length; i++) noise[i] = MoeRouter.GumbelNoise(random);
+        }
+        Action<int[], float[]>? onRouting = null;
+        if (ctx.Routing is { } recorder)
+        {
+            int start = ctx.StartPosition;
+            bool[]? mask = ctx.IsImageToken;
+            if (Site == RoutingSites.Llm && mask is not null && mask.Length != tokens)
+                throw new InvalidOperationException(
+                    $"ForwardContext.IsImageToken has {mask.Length} entries for a call of {tokens} rows: set it for every call (null for text-only calls)");
+            onRouting = (chosen, weights) => RecordRouting(recorder, start, mask, tokens, chosen, weights);
+        }
+        var y = backend.Allocate(DType.F32, tokens, OutFeatures);
+        device.RunMoe(x, logits, Options, _deviceExperts!, noise, y, onRouting);
+        ModuleTensors.Release(logits);
+        return y;
     }
 
     /// <summary>PR-MoE: out = moe·softmax(coef x)[0] + mlp(x)·softmax(coef x)[1].</summary>
