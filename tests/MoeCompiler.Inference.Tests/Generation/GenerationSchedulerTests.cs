@@ -156,9 +156,17 @@ public sealed class GenerationSchedulerTests
         using var model = new TinyQwenMoe(TestWeights.Random(TinyQwenMoe.Manifest, seed: 26), Backend);
         var scheduler = new GenerationScheduler(model, Backend, new SchedulerOptions { MaxConcurrentSequences = 1 });
         using var entered = new ManualResetEventSlim();
-        var running = scheduler.GenerateAsync(Request([1, 2], 50), t => entered.Set());
+        using var disposing = new ManualResetEventSlim();
+        // The running request holds the scheduler's thread at its first token until Dispose is under way, so the
+        // waiting one cannot have been started (and finished) first on a slow machine.
+        var running = scheduler.GenerateAsync(Request([1, 2], 50), t =>
+        {
+            entered.Set();
+            disposing.Wait(TimeSpan.FromMinutes(1));
+        });
         var waiting = scheduler.GenerateAsync(Request([3, 4], 50));
         Assert.True(entered.Wait(TimeSpan.FromMinutes(1)));
+        disposing.Set();
         scheduler.Dispose();
         await Assert.ThrowsAsync<ObjectDisposedException>(() => waiting);
         Assert.True(running.IsCompleted);

@@ -112,15 +112,21 @@ public class QuantizationFidelityTests(Xunit.Abstractions.ITestOutputHelper outp
         {
             var d = model.Description;
             var random = new Random(2026);
-            int[] ids = [.. Enumerable.Range(0, 3).Select(_ => random.Next(d.TokenizerSize)), PromptSplicer.ImageTokenId,
+            // A text-only variant takes the same text without the image placeholder.
+            int[] ids = [.. Enumerable.Range(0, 3).Select(_ => random.Next(d.TokenizerSize)), .. (d.HasVision ? [PromptSplicer.ImageTokenId] : Array.Empty<int>()),
                 .. Enumerable.Range(0, TextPositions).Select(_ => random.Next(d.TokenizerSize))];
-            var pixelValues = new float[3 * d.ImageSize * d.ImageSize];
-            for (int i = 0; i < pixelValues.Length; i++) pixelValues[i] = (float)(random.NextDouble() * 2 - 1);
-            var pixels = backend.Allocate(DType.F32, 3, d.ImageSize, d.ImageSize);
-            backend.Upload(pixelValues, pixels);
+            var images = new List<Tensor>();
+            if (d.HasVision)
+            {
+                var pixelValues = new float[3 * d.ImageSize * d.ImageSize];
+                for (int i = 0; i < pixelValues.Length; i++) pixelValues[i] = (float)(random.NextDouble() * 2 - 1);
+                var pixels = backend.Allocate(DType.F32, 3, d.ImageSize, d.ImageSize);
+                backend.Upload(pixelValues, pixels);
+                images.Add(pixels);
+            }
             var recorder = new RoutingRecorder();
             var context = new ForwardContext(backend, new KvCache(backend, d.Layers, ids.Length + d.ImageTokens, d.KvHeads * d.HeadDim));
-            var spliced = PromptSplicer.Splice(model, new ForwardContext(backend), context, ids, [pixels]);
+            var spliced = PromptSplicer.Splice(model, new ForwardContext(backend), context, ids, images);
             context.IsImageToken = spliced.IsImageToken;
             context.Routing = recorder;
             var logits = model.Forward(context, spliced.Embeddings);
