@@ -28,13 +28,6 @@ internal static class CommonOptions
         },
     };
 
-    /// <summary>Bytes per weight element for reports (a quantised type counts its values, not its scales).</summary>
-    public static int ReportedBytes(DType dtype) => dtype switch
-    {
-        DType.Q4 => 1,
-        _ => dtype.SizeInBytes(),
-    };
-
     public static Option<string> Device() => new("--device")
     {
         Description = "cpu (default) or cuda.",
