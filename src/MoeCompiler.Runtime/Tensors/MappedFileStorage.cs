@@ -4,8 +4,11 @@ namespace MoeCompiler.Runtime.Tensors;
 
 /// <summary>
 /// A read-only view of a region of a memory-mapped file. The pointer is stable until disposal, so tensors can use
-/// checkpoint weights in place. The view is copy-on-write: a stray write changes only this process's pages, never
-/// the user's file; the runtime treats it as read-only. Several owners (a checkpoint folder and the bound weights
+/// checkpoint weights in place. The view is mapped read-only and shared (PROT_READ, MAP_SHARED): the user's file
+/// cannot be written through it (a stray write faults), and, unlike a copy-on-write (private, writable) mapping, it
+/// is not charged to the commit limit, so a checkpoint larger than RAM maps (Linux's heuristic overcommit refuses a
+/// single private writable mapping bigger than RAM + swap: a 32 GB bf16 checkpoint on a 24 GB machine failed with
+/// ENOMEM). Writes are refused earlier anyway: <see cref="IsReadOnly"/> is checked by every writer. Several owners (a checkpoint folder and the bound weights
 /// made from it) can share one mapping through <see cref="AddReference"/> / <see cref="ReleaseReference"/>: it is
 /// unmapped when the last of them lets go.
 /// </summary>
@@ -32,7 +35,7 @@ public sealed unsafe class MappedFileStorage : TensorStorage
         FilePath = filePath;
         _ownedFile = ownsFile ? file : null;
         // A zero-length view would map the whole file; map one byte instead and report zero.
-        _view = file.CreateViewAccessor(offset, Math.Max(length, 1), MemoryMappedFileAccess.CopyOnWrite);
+        _view = file.CreateViewAccessor(offset, Math.Max(length, 1), MemoryMappedFileAccess.Read);
         _byteLength = length;
         byte* pointer = null;
         _view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
@@ -55,7 +58,7 @@ public sealed unsafe class MappedFileStorage : TensorStorage
         MemoryMappedFile file;
         try
         {
-            file = MemoryMappedFile.CreateFromFile(stream, mapName: null, capacity: 0, MemoryMappedFileAccess.CopyOnWrite,
+            file = MemoryMappedFile.CreateFromFile(stream, mapName: null, capacity: 0, MemoryMappedFileAccess.Read,
                 HandleInheritability.None, leaveOpen: false);
         }
         catch
