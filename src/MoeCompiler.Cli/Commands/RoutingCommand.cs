@@ -2,7 +2,7 @@ using System.CommandLine;
 using MoeCompiler.Imaging;
 using MoeCompiler.Runtime.Generation;
 using MoeCompiler.Runtime.Modules;
-using MoeCompiler.Runtime.Routing;
+using MoeCompiler.Tooling;
 
 namespace MoeCompiler.Cli.Commands;
 
