@@ -12,7 +12,7 @@ cache="$root/.artifacts/consumer-packages"
 consumer="$root/examples/PackageConsumer"
 rm -rf "$feed" "$cache" "$consumer/bin" "$consumer/obj"
 mkdir -p "$feed"
-for p in generators/MoeCompiler.Generators src/MoeCompiler.Tokenizers src/MoeCompiler.Imaging src/MoeCompiler.Runtime; do
+for p in generators/MoeCompiler.Generators src/MoeCompiler.Tokenizers src/MoeCompiler.Imaging src/MoeCompiler.Runtime src/MoeCompiler.Tooling; do
   dotnet pack "$p" -c Release -o "$feed" -nologo -v:q -clp:ErrorsOnly
 done
 
@@ -26,5 +26,6 @@ require moecompiler.generators build/MoeCompiler.Generators.props
 require moecompiler.tokenizers buildTransitive/MoeCompiler.Tokenizers.targets
 require moecompiler.tokenizers tokenizers/gpt2-vocab.json
 require moecompiler.runtime lib/net10.0/MoeCompiler.Runtime.dll
+require moecompiler.tooling lib/net10.0/MoeCompiler.Tooling.dll
 dotnet build -c Release --no-restore -nologo -v:q -clp:ErrorsOnly
 dotnet run -c Release --no-build

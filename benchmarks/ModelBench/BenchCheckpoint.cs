@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using MoeCompiler.Runtime.Checkpoints;
 using MoeCompiler.Runtime.Tensors;
+using MoeCompiler.Tooling;
 
 namespace ModelBench;
 

@@ -11,6 +11,7 @@ using MoeCompiler.Runtime.Diagnostics;
 using MoeCompiler.Runtime.Generation;
 using MoeCompiler.Runtime.Modules;
 using MoeCompiler.Runtime.Tensors;
+using MoeCompiler.Tooling;
 using ModelBench;
 
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;

@@ -3,6 +3,7 @@ using MoeCompiler.Imaging;
 using MoeCompiler.Models;
 using MoeCompiler.Runtime.Checkpoints;
 using MoeCompiler.Runtime.Generation;
+using MoeCompiler.Tooling;
 
 // Chat about a picture with TinyPhiChat, a variant compiled from modelspecs/tiny-phi-chat.json into
 // MoeCompiler.Models. Usage:

@@ -5,6 +5,7 @@ using MoeCompiler.Models;
 using MoeCompiler.Runtime.Checkpoints;
 using MoeCompiler.Runtime.Modules;
 using MoeCompiler.Serving;
+using MoeCompiler.Tooling;
 
 // TinyPhiChat (compiled from modelspecs/tiny-phi-chat.json) behind Microsoft.Extensions.AI's IChatClient. Usage:
 //   dotnet run --project examples/ChatClientApp -- [checkpoint-folder] [image]

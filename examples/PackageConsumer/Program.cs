@@ -4,6 +4,7 @@ using MoeCompiler.Models;
 using MoeCompiler.Runtime.Backends;
 using MoeCompiler.Runtime.Checkpoints;
 using MoeCompiler.Runtime.Generation;
+using MoeCompiler.Tooling;
 
 // This project references MoeCompiler only as NuGet packages. PackagedPhiMoe below exists nowhere but in
 // modelspecs/packaged-phi-moe.json: the MoeCompiler.Generators analyzer package compiled it at this build.

@@ -4,7 +4,7 @@ using MoeCompiler.Models;
 using MoeCompiler.Runtime.Backends;
 using MoeCompiler.Runtime.Checkpoints;
 using MoeCompiler.Runtime.Generation;
-using MoeCompiler.Runtime.Routing;
+using MoeCompiler.Tooling;
 
 // Runs one image and prompt through a MoE variant and draws, for every MoE layer, how the text tokens and the
 // image tokens were spread over the experts (MoE-LLaVA Figures 4 and 5), as routing.png and routing.svg.

@@ -3,16 +3,15 @@ using MoeCompiler.Models;
 using MoeCompiler.Runtime.Backends;
 using MoeCompiler.Runtime.Checkpoints;
 using MoeCompiler.Runtime.Generation;
-using MoeCompiler.Runtime.Modules;
 using MoeCompiler.Runtime.Tensors;
 
 namespace MoeCompiler.Cli;
 
-/// <summary>Where the weights come from beyond the -w path: a hub-cache revision and a separate vision tower.</summary>
-internal sealed record CheckpointSource(string? Revision = null, string? VisionTower = null);
-
-/// <summary>A variant bound to a checkpoint folder on a backend (a <see cref="LoadedModel"/>), with the CLI's error
-/// wording: what run, chat, routing and bench share.</summary>
+/// <summary>
+/// Opens a <see cref="LoadedModel"/> for run, chat, routing, serve and bench with the CLI's error wording, on the
+/// backend named by --device, and disposes that backend with the model (LoadedModel never disposes a given backend).
+/// Everything else is the LoadedModel's own: use <see cref="Loaded"/>.
+/// </summary>
 internal sealed class ModelSession : IDisposable
 {
     private ModelSession(ModelCatalogEntry variant, LoadedModel loaded)
@@ -23,22 +22,12 @@ internal sealed class ModelSession : IDisposable
 
     public ModelCatalogEntry Variant { get; }
     public LoadedModel Loaded { get; }
-    public IBackend Backend => Loaded.Backend;
-    public ILanguageModel Model => Loaded.Model;
-    public VisionLanguagePipeline Pipeline => Loaded.Pipeline;
-    /// <summary>Where the tokenizer came from: a file of the checkpoint folder or "bundled KIND".</summary>
-    public string TokenizerSource => Loaded.TokenizerSource;
-    /// <summary>The checkpoint folder or file bound (a hub-cache snapshot folder for a repository id).</summary>
-    public string CheckpointPath => Loaded.CheckpointPath;
-    /// <summary>Where the vision tower's weights came from; null for a text-only variant.</summary>
-    public string? VisionTowerSource => Loaded.VisionTowerSource;
-    public TimeSpan LoadTime => Loaded.LoadTime;
-    /// <summary>Bytes per weight element as bound (the checkpoint's dtype unless converted at load).</summary>
-    public int WeightBytes => Loaded.WeightBytes;
 
-    public static ModelSession Open(ModelCatalogEntry variant, string weights, string device, DType? dtype, CheckpointSource? source = null)
+    /// <param name="source">--revision and --vision-tower (<see cref="CommonOptions.CheckpointSourceOptions"/>); the
+    /// backend and weight dtype are set here from <paramref name="device"/> and <paramref name="dtype"/>.</param>
+    public static ModelSession Open(ModelCatalogEntry variant, string weights, string device, DType? dtype, ModelLoadOptions? source = null)
     {
-        source ??= new CheckpointSource();
+        source ??= new ModelLoadOptions();
         if (!Directory.Exists(weights) && !File.Exists(weights) && !HubCache.IsRepoId(weights))
             throw new UserInputException($"weights not found: {weights} (a checkpoint folder: *.safetensors or pytorch_model*.bin, a repository id ORG/NAME in the Hugging Face hub cache, or create one with 'moe create-weights')");
         if (source.VisionTower is { } tower && !variant.ModelDescription.HasVision)
@@ -46,7 +35,7 @@ internal sealed class ModelSession : IDisposable
         var backend = CreateBackend(device);
         try
         {
-            var options = new ModelLoadOptions { Backend = backend, WeightDType = dtype, Revision = source.Revision, VisionTower = source.VisionTower };
+            var options = source with { Backend = backend, WeightDType = dtype };
             var loaded = LoadedModel.Open(variant.ModelDescription, variant.Manifest, variant.Load, weights, options);
             return new ModelSession(variant, loaded);
         }
@@ -79,7 +68,7 @@ internal sealed class ModelSession : IDisposable
 
     public void Dispose()
     {
-        var backend = Backend;
+        var backend = Loaded.Backend;
         Loaded.Dispose();
         if (backend is not CpuBackend) backend.Dispose();
     }

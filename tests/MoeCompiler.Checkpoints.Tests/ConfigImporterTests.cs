@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using MoeCompiler.Runtime.Checkpoints;
 using MoeCompiler.Runtime.Modules;
+using MoeCompiler.Tooling;
 
 namespace MoeCompiler.Checkpoints.Tests;
 
@@ -18,7 +19,7 @@ public class ConfigImporterTests
         // The import itself is refused (vocab_size 512 cannot hold arcade100k's EOS 100257, see below); the draft it
         // builds still shows that the architecture sections are read right.
         var path = Config("tiny-stablelm-moe.config.json");
-        var spec = JsonNode.Parse(ConfigImporter.Write(ConfigImporter.Read(File.ReadAllText(path), path)))!.AsObject();
+        var spec = JsonNode.Parse(ConfigImporter.Write(HuggingFaceConfig.Read(File.ReadAllText(path), path)))!.AsObject();
         var reference = JsonNode.Parse(File.ReadAllText(Config("tiny-stablelm-moe.spec.json")))!.AsObject();
         Assert.Equal("TinyStableLmMoe", spec["name"]!.GetValue<string>());
         var llm = spec["llm"]!.AsObject();
@@ -127,7 +128,7 @@ public class ConfigImporterTests
         Assert.StartsWith(path + ": config.json cannot be imported: the ", e.Message);
         Assert.EndsWith("does not fit its vocabulary: " + problem, e.Message);
         // The check that refuses the import leaves checking a folder against a compiled variant alone.
-        Assert.NotNull(ConfigImporter.Read(File.ReadAllText(path), path));
+        Assert.NotNull(HuggingFaceConfig.Read(File.ReadAllText(path), path));
     }
 
     [Fact]
@@ -192,16 +193,16 @@ public class ConfigImporterTests
     [Fact]
     public void Mismatches_between_config_and_variant_are_listed_before_loading()
     {
-        Assert.Empty(ConfigImporter.FindMismatches(Config("tiny-stablelm-moe.config.json"), TinyStableLm()));
-        var problems = ConfigImporter.FindMismatches(Config("tiny-stablelm-moe.config.json"), TinyStableLm(layers: 6, moeLayers: new[] { 0, 2, 4 }));
+        Assert.Empty(HuggingFaceConfig.FindMismatches(Config("tiny-stablelm-moe.config.json"), TinyStableLm()));
+        var problems = HuggingFaceConfig.FindMismatches(Config("tiny-stablelm-moe.config.json"), TinyStableLm(layers: 6, moeLayers: new[] { 0, 2, 4 }));
         Assert.Equal(2, problems.Count);
         Assert.Contains(problems, p => p.StartsWith("layers: config.json says 4, variant TinyStableLmMoe has 6"));
         Assert.Contains(problems, p => p.StartsWith("MoE layers: config.json says 0,2"));
-        var ex = Assert.Throws<CheckpointException>(() => ConfigImporter.EnsureMatches(Config("moe-llava-qwen-1.8b-4e.json"), TinyStableLm()));
+        var ex = Assert.Throws<CheckpointException>(() => HuggingFaceConfig.EnsureMatches(Config("moe-llava-qwen-1.8b-4e.json"), TinyStableLm()));
         Assert.Contains("LLM family: config.json says qwen", ex.Message);
         Assert.Contains("hidden size: config.json says 2048", ex.Message);
         using var empty = new TempFolder();
-        ConfigImporter.EnsureMatches(empty.Path, TinyStableLm()); // no config.json: nothing to compare
-        Assert.Contains("cannot read config.json", Assert.Throws<CheckpointException>(() => ConfigImporter.EnsureMatches(empty.Path, TinyStableLm(), requireConfig: true)).Message);
+        HuggingFaceConfig.EnsureMatches(empty.Path, TinyStableLm()); // no config.json: nothing to compare
+        Assert.Contains("cannot read config.json", Assert.Throws<CheckpointException>(() => HuggingFaceConfig.EnsureMatches(empty.Path, TinyStableLm(), requireConfig: true)).Message);
     }
 }

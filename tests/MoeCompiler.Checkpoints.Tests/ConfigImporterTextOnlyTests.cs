@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using MoeCompiler.Runtime.Checkpoints;
 using MoeCompiler.Runtime.Modules;
+using MoeCompiler.Tooling;
 
 namespace MoeCompiler.Checkpoints.Tests;
 
@@ -55,8 +56,8 @@ public class ConfigImporterTextOnlyTests
         using var folder = new TempFolder();
         File.WriteAllText(Path.Combine(folder.Path, "config.json"), File.ReadAllText(Fixtures.Path_("configs", "mixtral-8x7b-instruct-v0.1.json")));
         var textOnly = Mixtral(visionTower: "none");
-        Assert.Empty(ConfigImporter.FindMismatches(folder.Path, textOnly));
-        var problems = ConfigImporter.FindMismatches(folder.Path, Mixtral(visionTower: "clip"));
+        Assert.Empty(HuggingFaceConfig.FindMismatches(folder.Path, textOnly));
+        var problems = HuggingFaceConfig.FindMismatches(folder.Path, Mixtral(visionTower: "clip"));
         Assert.Equal("vision tower: config.json says none, variant M has clip", Assert.Single(problems));
     }
 

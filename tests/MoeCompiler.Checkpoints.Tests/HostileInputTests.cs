@@ -1,5 +1,6 @@
 using System.Text;
 using MoeCompiler.Runtime.Checkpoints;
+using MoeCompiler.Tooling;
 
 namespace MoeCompiler.Checkpoints.Tests;
 

@@ -1,6 +1,7 @@
 using System.Globalization;
 using MoeCompiler.Runtime.Checkpoints;
 using MoeCompiler.Runtime.Tensors;
+using MoeCompiler.Tooling;
 using Xunit.Abstractions;
 
 namespace MoeCompiler.Checkpoints.Tests;

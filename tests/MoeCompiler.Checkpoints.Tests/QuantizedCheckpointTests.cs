@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using MoeCompiler.Runtime.Checkpoints;
 using MoeCompiler.Runtime.Tensors;
+using MoeCompiler.Tooling;
 
 namespace MoeCompiler.Checkpoints.Tests;
 

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Text;
 using MoeCompiler.Runtime.Checkpoints;
 using MoeCompiler.Runtime.Tensors;
+using MoeCompiler.Tooling;
 
 namespace MoeCompiler.Checkpoints.Tests;
 

@@ -2,6 +2,7 @@ using System.Text.Json;
 using MoeCompiler.Imaging;
 using MoeCompiler.Models;
 using MoeCompiler.Runtime.Checkpoints;
+using MoeCompiler.Tooling;
 
 namespace MoeCompiler.Cli.Tests;
 

@@ -1,4 +1,5 @@
 using MoeCompiler.Runtime.Checkpoints;
+using MoeCompiler.Tooling;
 
 namespace MoeCompiler.Cli.Tests;
 

@@ -3,6 +3,7 @@ using MoeCompiler.Generators.Parsing;
 using MoeCompiler.Imaging;
 using MoeCompiler.Runtime.Checkpoints;
 using MoeCompiler.Tokenizers;
+using MoeCompiler.Tooling;
 
 namespace MoeCompiler.Fuzz.Tests;
 

@@ -6,6 +6,7 @@ using MoeCompiler.Imaging;
 using MoeCompiler.Imaging.Png;
 using MoeCompiler.Runtime.Checkpoints;
 using MoeCompiler.Runtime.Tensors;
+using MoeCompiler.Tooling;
 
 namespace MoeCompiler.Fuzz.Tests;
 

@@ -6,6 +6,7 @@ using System.Text.Json.Nodes;
 using MoeCompiler.Generators.Model;
 using MoeCompiler.Generators.Parsing;
 using MoeCompiler.Runtime.Checkpoints;
+using MoeCompiler.Tooling;
 
 namespace MoeCompiler.Generators.Tests;
 

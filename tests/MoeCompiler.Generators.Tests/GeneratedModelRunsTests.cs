@@ -2,6 +2,7 @@ using MoeCompiler.Runtime.Backends;
 using MoeCompiler.Runtime.Checkpoints;
 using MoeCompiler.Runtime.Modules;
 using MoeCompiler.Runtime.Tensors;
+using MoeCompiler.Tooling;
 
 namespace MoeCompiler.Generators.Tests;
 

@@ -50,17 +50,17 @@ internal static class BenchCommand
             try
             {
                 using var session = ModelSession.Open(entry, folder, deviceName, parse.GetValue(dtype));
-                var limits = session.Backend is MoeCompiler.Cuda.CudaBackend cuda ? DeviceLimits(cuda) : MachineLimits.Measure(Environment.ProcessorCount, quick: true);
+                var limits = session.Loaded.Backend is MoeCompiler.Cuda.CudaBackend cuda ? DeviceLimits(cuda) : MachineLimits.Measure(Environment.ProcessorCount, quick: true);
                 int p = Math.Max(1, parse.GetValue(promptTokens)), n = Math.Max(1, parse.GetValue(decodeTokens));
                 var ids = Enumerable.Range(0, p).Select(i => 1 + i * 7919 % Math.Max(2, entry.ModelDescription.TokenizerSize - 1)).ToArray();
-                var generator = new TextGenerator(session.Model, session.Backend);
+                var generator = new TextGenerator(session.Loaded.Model, session.Loaded.Backend);
                 var result = generator.Generate(new GenerationRequest
                 {
                     PromptIds = ids,
                     Options = new GenerationOptions { MaxNewTokens = n, StopOnEos = false },
                 }, cancellationToken: cancellation);
                 var t = result.Timings;
-                var budget = new WeightBudget(entry.Manifest, entry.ModelDescription, session.WeightBytes);
+                var budget = new WeightBudget(entry.Manifest, entry.ModelDescription, session.Loaded.WeightBytes);
                 double bytesPerToken = budget.DecodeBytesPerToken;
                 double idealDecode = limits.ReadGBps * 1e9 / bytesPerToken;
                 double prefillFlops = budget.PrefillFlops(t.PromptTokens);
@@ -79,14 +79,14 @@ internal static class BenchCommand
                     output.WriteJson(new
                     {
                         // Limits of a GPU missing from the spec-sheet table are null (unknown), not NaN.
-                        Variant = entry.Name, Device = session.Backend.Name, ReadGBps = Known(limits.ReadGBps), FmaGflops = Known(limits.FmaGflops),
+                        Variant = entry.Name, Device = session.Loaded.Backend.Name, ReadGBps = Known(limits.ReadGBps), FmaGflops = Known(limits.FmaGflops),
                         t.PromptTokens, DecodeSteps = t.DecodeSteps, t.DecodeTokensPerSecond, IdealDecodeTokensPerSecond = Known(idealDecode),
                         t.PrefillTokensPerSecond, PrefillGflops = prefillGflops,
                         DecodeFractionOfLimit = Known(t.DecodeTokensPerSecond / idealDecode), PrefillFractionOfPeak = Known(prefillGflops / limits.FmaGflops),
                     });
                     return Task.FromResult(ExitCodes.Success);
                 }
-                var table = new Table().Border(TableBorder.Rounded).Title(gpu ? $"{entry.Name} on {Markup.Escape(session.Backend.Name)}" : $"{entry.Name} on {Environment.ProcessorCount} cores")
+                var table = new Table().Border(TableBorder.Rounded).Title(gpu ? $"{entry.Name} on {Markup.Escape(session.Loaded.Backend.Name)}" : $"{entry.Name} on {Environment.ProcessorCount} cores")
                     .AddColumn("phase").AddColumn("measured").AddColumn("machine limit (same run)").AddColumn(new TableColumn("fraction").RightAligned());
                 foreach (var r in rows) table.AddRow(r.What, r.Measured, Markup.Escape(r.Limit), r.Ratio);
                 output.Console.Write(table);

@@ -82,7 +82,7 @@ internal static class ChatCommand
                 writer.Write("assistant> ");
                 try
                 {
-                    var answer = session.Pipeline.Ask(images, line, new AskOptions { Generation = options, History = history.ToArray() },
+                    var answer = session.Loaded.Pipeline.Ask(images, line, new AskOptions { Generation = options, History = history.ToArray() },
                         text => { writer.Write(text); writer.Flush(); }, cancellation);
                     writer.WriteLine();
                     history.Add((line, answer.Text.Trim()));

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using MoeCompiler.Runtime.Generation;
 using MoeCompiler.Runtime.Tensors;
 
 namespace MoeCompiler.Cli.Commands;
@@ -55,7 +56,7 @@ internal static class CommonOptions
             command.Options.Add(VisionTower);
         }
 
-        public CheckpointSource Bind(ParseResult parse) => new(parse.GetValue(Revision), parse.GetValue(VisionTower));
+        public ModelLoadOptions Bind(ParseResult parse) => new() { Revision = parse.GetValue(Revision), VisionTower = parse.GetValue(VisionTower) };
     }
 
     public const string WeightsDescription = "Checkpoint folder (safetensors or pytorch_model*.bin) or a repository id ORG/NAME in the Hugging Face hub cache.";

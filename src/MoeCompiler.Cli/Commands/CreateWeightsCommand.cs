@@ -1,6 +1,7 @@
 using System.CommandLine;
 using MoeCompiler.Runtime.Checkpoints;
 using MoeCompiler.Runtime.Tensors;
+using MoeCompiler.Tooling;
 
 namespace MoeCompiler.Cli.Commands;
 

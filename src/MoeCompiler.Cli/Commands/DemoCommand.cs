@@ -56,7 +56,7 @@ internal static class DemoCommand
             Say($"image     {imagePath ?? "none (text-only variant)"}");
             Say($"question  {question}");
             if (!output.Json) output.Writer.Write("answer    ");
-            var answer = session.Pipeline.Ask(imagePath is null ? [] : [imagePath], question,
+            var answer = session.Loaded.Pipeline.Ask(imagePath is null ? [] : [imagePath], question,
                 new AskOptions { Generation = new GenerationOptions { MaxNewTokens = parse.GetValue(maxTokens) } },
                 output.Json ? null : text => { output.Writer.Write(text.ReplaceLineEndings(" ")); output.Writer.Flush(); }, cancellation);
             if (output.Json)

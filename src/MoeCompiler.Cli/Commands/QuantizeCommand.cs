@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using MoeCompiler.Runtime.Checkpoints;
 using MoeCompiler.Runtime.Tensors;
+using MoeCompiler.Tooling;
 
 namespace MoeCompiler.Cli.Commands;
 

@@ -10,15 +10,15 @@ internal static class Report
     public static object Of(ModelSession session, VisionLanguageAnswer answer) => new
     {
         Variant = session.Variant.Name,
-        Weights = session.CheckpointPath,
-        VisionTower = session.VisionTowerSource,
-        Tokenizer = session.TokenizerSource,
+        Weights = session.Loaded.CheckpointPath,
+        VisionTower = session.Loaded.VisionTowerSource,
+        Tokenizer = session.Loaded.TokenizerSource,
         answer.Text,
         answer.TokenIds,
         StopReason = answer.StopReason.ToString(),
         Timings = new
         {
-            LoadSeconds = session.LoadTime.TotalSeconds,
+            LoadSeconds = session.Loaded.LoadTime.TotalSeconds,
             ImagePreprocessingSeconds = answer.ImagePreprocessing.TotalSeconds,
             ImageEncodingSeconds = answer.Timings.ImageEncoding.TotalSeconds,
             PrefillSeconds = answer.Timings.Prefill.TotalSeconds,
@@ -39,17 +39,17 @@ internal static class Report
         console.MarkupLine($"[grey]{Markup.Escape(TokenizerLine(session))}[/]");
         if (VisionTowerLine(session) is { } tower) console.MarkupLine($"[grey]{Markup.Escape(tower)}[/]");
         console.MarkupLine($"[grey]stop: {answer.StopReason}; {t.PromptTokens} prompt tokens ({t.ImageTokens} image), {t.GeneratedTokens} generated[/]");
-        console.MarkupLine($"[grey]load {Ms(session.LoadTime)} · image {Ms(answer.ImagePreprocessing)} + encode {Ms(t.ImageEncoding)} · prefill {Ms(t.Prefill)} · " +
+        console.MarkupLine($"[grey]load {Ms(session.Loaded.LoadTime)} · image {Ms(answer.ImagePreprocessing)} + encode {Ms(t.ImageEncoding)} · prefill {Ms(t.Prefill)} · " +
             $"first token after {Ms(t.TimeToFirstToken)} · decode {CommonOptions.Format(t.DecodeTokensPerSecond, "0.0")} tokens/s[/]");
         WriteRouting(output, answer.Routing);
     }
 
     /// <summary>"tokenizer: FOLDER/tokenizer.model (with tokenizer_config.json)" or "tokenizer: bundled KIND".</summary>
-    public static string TokenizerLine(ModelSession session) => "tokenizer: " + session.TokenizerSource;
+    public static string TokenizerLine(ModelSession session) => "tokenizer: " + session.Loaded.TokenizerSource;
 
     /// <summary>"vision tower: FOLDER" (the model checkpoint or a separate tower's folder); null for a text-only variant.</summary>
     public static string? VisionTowerLine(ModelSession session) =>
-        session.VisionTowerSource is { } tower ? "vision tower: " + (tower == session.CheckpointPath ? "from the model checkpoint" : tower) : null;
+        session.Loaded.VisionTowerSource is { } tower ? "vision tower: " + (tower == session.Loaded.CheckpointPath ? "from the model checkpoint" : tower) : null;
 
     public static void WriteRouting(Output output, RoutingStatistics routing)
     {

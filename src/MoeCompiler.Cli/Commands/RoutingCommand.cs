@@ -2,7 +2,7 @@ using System.CommandLine;
 using MoeCompiler.Imaging;
 using MoeCompiler.Runtime.Generation;
 using MoeCompiler.Runtime.Modules;
-using MoeCompiler.Runtime.Routing;
+using MoeCompiler.Tooling;
 
 namespace MoeCompiler.Cli.Commands;
 
@@ -43,7 +43,7 @@ internal static class RoutingCommand
             if (imagePath is null && entry.ModelDescription.HasVision) throw new UserInputException($"{entry.Name} needs an image: give one with -i");
             if (imagePath is not null && !File.Exists(imagePath)) throw new UserInputException($"image not found: {imagePath}");
             using var session = ModelSession.Open(entry, parse.GetValue(weights)!, parse.GetValue(device)!, parse.GetValue(dtype), source.Bind(parse));
-            var answer = session.Pipeline.Ask(imagePath is null ? [] : [imagePath], parse.GetValue(prompt)!,
+            var answer = session.Loaded.Pipeline.Ask(imagePath is null ? [] : [imagePath], parse.GetValue(prompt)!,
                 new AskOptions { Generation = new GenerationOptions { MaxNewTokens = parse.GetValue(maxTokens) } }, null, cancellation);
             string chosenSite = parse.GetValue(site)!;
             var layers = answer.Routing.Layers.Where(l => l.Site == chosenSite).ToList();

@@ -32,7 +32,7 @@ internal static class RunCommand
                 if (!File.Exists(path)) throw new UserInputException($"image not found: {path}");
             var options = new AskOptions { Generation = generation.Bind(parse) };
             using var session = ModelSession.Open(entry, parse.GetValue(weights)!, parse.GetValue(device)!, parse.GetValue(dtype), source.Bind(parse));
-            var answer = session.Pipeline.Ask(imagePaths, parse.GetValue(prompt)!, options,
+            var answer = session.Loaded.Pipeline.Ask(imagePaths, parse.GetValue(prompt)!, options,
                 output.Json ? null : text => { output.Writer.Write(text); output.Writer.Flush(); }, cancellation);
             if (output.Json) output.WriteJson(Report.Of(session, answer));
             else

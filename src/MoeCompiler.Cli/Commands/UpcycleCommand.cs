@@ -1,5 +1,6 @@
 using System.CommandLine;
 using MoeCompiler.Runtime.Checkpoints;
+using MoeCompiler.Tooling;
 
 namespace MoeCompiler.Cli.Commands;
 

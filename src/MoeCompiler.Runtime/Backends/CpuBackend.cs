@@ -189,10 +189,20 @@ public sealed unsafe partial class CpuBackend : IBackend
         RunElementwise(Elementwise.Op.Scale, x, x, y, scale);
     }
 
+    // The activation enum is the backend seam's (generated code names it); the kernels only know their own ops.
+    private static Elementwise.Op ElementwiseOp(Activation activation) => activation switch
+    {
+        Activation.GeluErf => Elementwise.Op.GeluErf,
+        Activation.GeluTanh => Elementwise.Op.GeluTanh,
+        Activation.QuickGelu => Elementwise.Op.QuickGelu,
+        Activation.Silu => Elementwise.Op.Silu,
+        _ => throw new ArgumentOutOfRangeException(nameof(activation)),
+    };
+
     public void Activate(Tensor x, Activation activation, Tensor y)
     {
         RequireSameF32(x, x, y);
-        RunElementwise(Elementwise.ForActivation(activation), x, x, y, 0);
+        RunElementwise(ElementwiseOp(activation), x, x, y, 0);
     }
 
     public void SwiGlu(Tensor gate, Tensor up, Tensor y)

@@ -107,7 +107,7 @@ public sealed class LoadedModel : IDisposable
         ArgumentNullException.ThrowIfNull(weights);
         options ??= new ModelLoadOptions();
         string folder = HubCache.Resolve(weights, options.Revision, options.Environment);
-        if (Directory.Exists(folder)) ConfigImporter.EnsureMatches(folder, description);
+        if (Directory.Exists(folder)) HuggingFaceConfig.EnsureMatches(folder, description);
         // The tokenizer is checked before any weight is read: a mismatch is found in milliseconds, not after a bind.
         var (tokenizer, tokenizerSource) = options.Tokenizer is { } given
             ? (given, "given")

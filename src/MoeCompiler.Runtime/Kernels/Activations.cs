@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using MoeCompiler.Runtime.Backends;
 
 namespace MoeCompiler.Runtime.Kernels;
 
@@ -41,13 +40,4 @@ public static class Activations
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Silu(float x) => x / (1f + MathF.Exp(-x));
-
-    public static float Apply(float x, Activation activation) => activation switch
-    {
-        Activation.GeluErf => GeluErf(x),
-        Activation.GeluTanh => GeluTanh(x),
-        Activation.QuickGelu => QuickGelu(x),
-        Activation.Silu => Silu(x),
-        _ => throw new ArgumentOutOfRangeException(nameof(activation)),
-    };
 }

@@ -1,6 +1,5 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
-using MoeCompiler.Runtime.Backends;
 
 namespace MoeCompiler.Runtime.Kernels;
 
@@ -12,15 +11,6 @@ namespace MoeCompiler.Runtime.Kernels;
 internal static unsafe class Elementwise
 {
     public enum Op { Add, Multiply, Scale, GeluErf, GeluTanh, QuickGelu, Silu, SwiGlu }
-
-    public static Op ForActivation(Activation activation) => activation switch
-    {
-        Activation.GeluErf => Op.GeluErf,
-        Activation.GeluTanh => Op.GeluTanh,
-        Activation.QuickGelu => Op.QuickGelu,
-        Activation.Silu => Op.Silu,
-        _ => throw new ArgumentOutOfRangeException(nameof(activation)),
-    };
 
     /// <summary>y = op(a, b) over n elements (b unused by unary ops; <paramref name="scale"/> for Scale).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -1,7 +1,8 @@
 namespace MoeCompiler.Runtime.Kernels;
 
-/// <summary>Top-k selection for routers: the k largest scores, largest first; ties go to the lower index
-/// (as <c>torch.topk</c> does on CPU for small rows). NaN scores are an error.</summary>
+/// <summary>The routers' top-k (<see cref="Modules.MoeRouter"/>, Mixtral/CuMo routing): the k largest scores, largest
+/// first; ties go to the lower index (as <c>torch.topk</c> does on CPU for small rows). A NaN score (a broken model)
+/// ranks below every number, so routing still picks k distinct experts and the run does not stop.</summary>
 public static class TopK
 {
     /// <summary>Writes the indices (and values) of the <paramref name="k"/> largest <paramref name="scores"/>.</summary>
@@ -37,6 +38,9 @@ public static class TopK
         if (indexCapacity < k) throw new ArgumentException($"indices holds {indexCapacity}, need {k}");
     }
 
+    // Strictly ahead: a larger number, or any number over a NaN; equal scores keep their order (lower index first).
+    private static bool Ranks(float s, float other) => s > other || (float.IsNaN(other) && !float.IsNaN(s));
+
     // Insertion into a sorted prefix: k is tiny for routers (1–8), so this beats a heap and is exact about ties.
     private static void SelectCore(ReadOnlySpan<float> scores, int k, Span<int> indices)
     {
@@ -44,10 +48,9 @@ public static class TopK
         for (int i = 0; i < scores.Length; i++)
         {
             float s = scores[i];
-            if (float.IsNaN(s)) throw new ArgumentException($"score {i} is NaN", nameof(scores));
-            if (filled == k && !(s > scores[indices[k - 1]])) continue;
+            if (filled == k && !Ranks(s, scores[indices[k - 1]])) continue;
             int position = filled < k ? filled++ : k - 1;
-            while (position > 0 && s > scores[indices[position - 1]])
+            while (position > 0 && Ranks(s, scores[indices[position - 1]]))
             {
                 indices[position] = indices[position - 1];
                 position--;

@@ -1,3 +1,5 @@
+using MoeCompiler.Runtime.Kernels;
+
 namespace MoeCompiler.Runtime.Modules;
 
 /// <summary>How router logits become expert choices and weights.</summary>
@@ -168,28 +170,12 @@ public static class MoeRouter
     {
         for (int t = 0; t < tokens; t++)
         {
-            var p = probabilities.Slice(t * experts, experts);
+            var picked = weights.Slice(t * k, k);
+            TopK.Select(probabilities.Slice(t * experts, experts), k, chosen.Slice(t * k, k), picked);
             float sum = 0f;
-            for (int j = 0; j < k; j++)
-            {
-                int best = -1;
-                for (int e = 0; e < experts; e++)
-                {
-                    if (AlreadyChosen(chosen.Slice(t * k, j), e)) continue;
-                    if (best < 0 || p[e] > p[best]) best = e;
-                }
-                chosen[t * k + j] = best;
-                weights[t * k + j] = p[best];
-                sum += p[best];
-            }
-            for (int j = 0; j < k; j++) weights[t * k + j] /= sum;
+            for (int j = 0; j < k; j++) sum += picked[j];
+            for (int j = 0; j < k; j++) picked[j] /= sum;
         }
-    }
-
-    private static bool AlreadyChosen(ReadOnlySpan<int> picked, int expert)
-    {
-        foreach (int e in picked) if (e == expert) return true;
-        return false;
     }
 
     private static void ApplyTop1Capacity(int tokens, int experts, int capacity, Random? random, Span<int> chosen)

@@ -2,6 +2,7 @@ using MoeCompiler.Models;
 using MoeCompiler.Runtime.Checkpoints;
 using MoeCompiler.Runtime.Generation;
 using MoeCompiler.Runtime.Tensors;
+using MoeCompiler.Tooling;
 
 namespace MoeCompiler.Inference.Tests.Generation;
 

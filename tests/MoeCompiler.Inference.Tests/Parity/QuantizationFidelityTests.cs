@@ -5,6 +5,7 @@ using MoeCompiler.Runtime.Diagnostics;
 using MoeCompiler.Runtime.Generation;
 using MoeCompiler.Runtime.Modules;
 using MoeCompiler.Runtime.Tensors;
+using MoeCompiler.Tooling;
 
 namespace MoeCompiler.Inference.Tests.Parity;
 

@@ -2,6 +2,7 @@ using MoeCompiler.Runtime.Backends;
 using MoeCompiler.Runtime.Kernels;
 using MoeCompiler.Runtime.Tensors;
 using MoeCompiler.Runtime.Threading;
+using MoeCompiler.TestSupport;
 using Xunit;
 using static MoeCompiler.Runtime.Tests.Kernels.KernelTestUtil;
 

@@ -36,6 +36,14 @@ public sealed class TopKTests
     public void RejectsBadArguments()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => TopK.Select([1f, 2f], 3, new int[3]));
-        Assert.Throws<ArgumentException>(() => TopK.Select([1f, float.NaN], 1, new int[1]));
+        Assert.Throws<ArgumentException>(() => TopK.Select([1f, 2f], 2, new int[1]));
+    }
+
+    [Fact]
+    public void NaNScoresRankBelowEveryNumber()
+    {
+        var indices = new int[3];
+        TopK.Select([float.NaN, -1f, float.NaN, 5f], 3, indices);
+        Assert.Equal([3, 1, 0], indices);
     }
 }

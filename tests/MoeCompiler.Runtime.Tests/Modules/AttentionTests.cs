@@ -1,5 +1,4 @@
 using MoeCompiler.Runtime.Backends;
-using MoeCompiler.Runtime.Families;
 using MoeCompiler.Runtime.Modules;
 using MoeCompiler.Runtime.Tensors;
 using static MoeCompiler.Runtime.Tests.Modules.Naive;
@@ -139,28 +138,5 @@ public sealed class AttentionTests
         var a = Attention(Linear(dx, rows, wq, bq, 8, 8), Linear(dx, rows, wk, bk, 8, 8), Linear(dx, rows, wv, bv, 8, 8),
             rows, rows, heads, heads, headDim, causal: false, queryStart: 0);
         AssertClose(Linear(a, rows, wo, bo, 8, 8), module.Forward(new ForwardContext(Backend), Tensor(x, rows, hidden)), Atol, Rtol);
-    }
-
-    [Fact]
-    public void PhiParallelResidualAddsAttentionAndMlpOfOneNorm()
-    {
-        int hidden = 8, rows = 3, f = 12;
-        var g = new AttentionGeometry(2, 2, 4, 2, 10000f);
-        var w = Weights.Random(61, hidden, g);
-        var r = new Random(62);
-        float[] lnw = RandomArray(r, hidden), lnb = RandomArray(r, hidden), fc1 = RandomArray(r, f * hidden), b1 = RandomArray(r, f),
-            fc2 = RandomArray(r, hidden * f), b2 = RandomArray(r, hidden);
-        var x = RandomArray(r, rows * hidden);
-        var norm = new LayerNorm(Backend, Tensor(lnw, hidden), Tensor(lnb, hidden), 1e-5f);
-        var mlp = new GeluFeedForward(new Linear(Backend, Tensor(fc1, f, hidden), Tensor(b1, f)),
-            new Linear(Backend, Tensor(fc2, hidden, f), Tensor(b2, hidden)), Activation.GeluTanh);
-        var input = Tensor(x, rows, hidden);
-        var y = PhiFamily.ParallelResidual(new ForwardContext(Backend), input, norm, w.Module(0), mlp);
-
-        var h = LayerNorm(D(x), hidden, lnw, lnb, 1e-5);
-        var attn = w.Reference(Array.ConvertAll(h, v => (float)v), rows);
-        var ff = Linear(Map(Linear(h, rows, fc1, b1, f, hidden), v => Act(v, Activation.GeluTanh)), rows, fc2, b2, hidden, f);
-        AssertClose(Add(Add(attn, ff), D(x)), y, 5e-5, 1e-4);
-        Assert.Equal(x, input.ToFloatArray());
     }
 }

@@ -1,5 +1,4 @@
 using MoeCompiler.Runtime.Backends;
-using MoeCompiler.Runtime.Families;
 using MoeCompiler.Runtime.Tests.Kernels;
 using MoeCompiler.Runtime.Modules;
 using MoeCompiler.Runtime.Tensors;
@@ -141,27 +140,6 @@ public sealed class BasicModuleTests
         Assert.Throws<ArgumentException>(() => new SwiGluFeedForward(a, b, down));
         Assert.Throws<ArgumentException>(() => new QwenFeedForward(a, b, down));
         Assert.Throws<ArgumentException>(() => new GeluFeedForward(b, down, Activation.GeluErf));
-    }
-
-    [Fact]
-    public void QwenFusedQkvSplitsRowsInQkvOrder()
-    {
-        var random = new Random(8);
-        int h = 4;
-        var fused = RandomArray(random, 3 * h * h);
-        var bias = RandomArray(random, 3 * h);
-        var (q, k, v) = QwenFamily.SplitFusedQkv(Backend, Tensor(fused, 3 * h, h), Tensor(bias, 3 * h));
-        var x = RandomArray(random, 2 * h);
-        var all = Linear(D(x), 2, fused, bias, 3 * h, h);
-        var parts = new[] { q, k, v };
-        for (int p = 0; p < 3; p++)
-        {
-            var expected = new double[2 * h];
-            for (int r = 0; r < 2; r++)
-                for (int c = 0; c < h; c++) expected[r * h + c] = all[r * 3 * h + p * h + c];
-            AssertClose(expected, parts[p].Forward(Ctx(), Tensor(x, 2, h)), Atol, Rtol, "qkv"[p].ToString());
-        }
-        Assert.Throws<ArgumentException>(() => QwenFamily.SplitFusedQkv(Backend, Tensor(new float[10], 5, 2), null));
     }
 
     [Fact]

@@ -96,24 +96,8 @@ public sealed class CompositionTests
     }
 }
 
-public sealed class FamilyHelperTests
+public sealed class AttentionGeometryTests
 {
-    private static readonly IBackend Backend = new CpuBackend(2);
-
-    [Fact]
-    public void MixtralExpertIsW2OfSiluW1TimesW3()
-    {
-        var r = new Random(211);
-        int h = 5, f = 7;
-        float[] w1 = RandomArray(r, f * h), w2 = RandomArray(r, h * f), w3 = RandomArray(r, f * h), x = RandomArray(r, 2 * h, 2);
-        var expert = Runtime.Families.MixtralFamily.Expert(Backend, Tensor(w1, f, h), Tensor(w2, h, f), Tensor(w3, f, h));
-        var a = Linear(D(x), 2, w1, null, f, h);
-        var b = Linear(D(x), 2, w3, null, f, h);
-        var inner = new double[a.Length];
-        for (int i = 0; i < a.Length; i++) inner[i] = Silu(a[i]) * b[i];
-        AssertClose(Linear(inner, 2, w2, null, h, f), expert.Forward(new ForwardContext(Backend), Tensor(x, 2, h)), 1e-5, 1e-4);
-    }
-
     [Theory]
     [InlineData(64, 0.25, 16)]
     [InlineData(80, 0.4, 32)]

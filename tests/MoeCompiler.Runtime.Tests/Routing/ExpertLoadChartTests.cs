@@ -1,6 +1,6 @@
 using System.Text.RegularExpressions;
 using MoeCompiler.Runtime.Modules;
-using MoeCompiler.Runtime.Routing;
+using MoeCompiler.Tooling;
 
 namespace MoeCompiler.Runtime.Tests.Routing;
 

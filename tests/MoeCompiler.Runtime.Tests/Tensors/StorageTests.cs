@@ -1,6 +1,7 @@
 using MoeCompiler.Runtime.Backends;
 using MoeCompiler.Runtime.Kernels;
 using MoeCompiler.Runtime.Tensors;
+using MoeCompiler.TestSupport;
 using Xunit;
 using static MoeCompiler.Runtime.Tests.Kernels.KernelTestUtil;
 

@@ -1,7 +1,9 @@
 using System.Globalization;
 using MoeCompiler.Runtime.Tensors;
 
-namespace MoeCompiler.Runtime.Checkpoints;
+using MoeCompiler.Runtime.Checkpoints;
+
+namespace MoeCompiler.Tooling;
 
 public sealed class UpcycleOptions
 {

@@ -1,7 +1,9 @@
 using System.Text;
 using MoeCompiler.Runtime.Tensors;
 
-namespace MoeCompiler.Runtime.Checkpoints;
+using MoeCompiler.Runtime.Checkpoints;
+
+namespace MoeCompiler.Tooling;
 
 /// <summary>
 /// Seeded random weights for a variant's manifest, written as a safetensors checkpoint: the weights the tools
@@ -70,7 +72,7 @@ public static class RandomCheckpoint
                     stream.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(chunk));
                     break;
                 case DType.BF16:
-                    Kernels.Narrow.F32ToBF16(chunk, halves);
+                    MoeCompiler.Runtime.Kernels.Narrow.F32ToBF16(chunk, halves);
                     stream.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(halves.AsSpan(0, chunk.Length)));
                     break;
                 case DType.F16:

@@ -3,7 +3,9 @@ using System.Text;
 using MoeCompiler.Imaging;
 using MoeCompiler.Runtime.Modules;
 
-namespace MoeCompiler.Runtime.Routing;
+using MoeCompiler.Runtime.Checkpoints;
+
+namespace MoeCompiler.Tooling;
 
 /// <summary>
 /// Draws the expert-load picture of the MoE-LLaVA paper (Figures 4 and 5): for every MoE layer one stacked bar

@@ -2,7 +2,9 @@ using System.Text;
 using System.Text.Json;
 using MoeCompiler.Runtime.Tensors;
 
-namespace MoeCompiler.Runtime.Checkpoints;
+using MoeCompiler.Runtime.Checkpoints;
+
+namespace MoeCompiler.Tooling;
 
 /// <summary>
 /// Writes tensors to a <c>.safetensors</c> file readable by the reference implementation: header JSON padded

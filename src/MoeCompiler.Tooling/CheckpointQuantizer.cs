@@ -1,7 +1,9 @@
 using System.Text.Json;
 using MoeCompiler.Runtime.Tensors;
 
-namespace MoeCompiler.Runtime.Checkpoints;
+using MoeCompiler.Runtime.Checkpoints;
+
+namespace MoeCompiler.Tooling;
 
 /// <summary>What <see cref="CheckpointQuantizer.Write"/> produced.</summary>
 public sealed record QuantizedCheckpoint(IReadOnlyList<string> Files, int QuantizedTensors, int KeptTensors, long SourceBytes, long WrittenBytes,

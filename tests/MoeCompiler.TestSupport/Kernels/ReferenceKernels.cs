@@ -1,7 +1,7 @@
 using MoeCompiler.Runtime.Backends;
 using MoeCompiler.Runtime.Tensors;
 
-namespace MoeCompiler.Runtime.Kernels;
+namespace MoeCompiler.TestSupport;
 
 /// <summary>
 /// The test oracle: every backend operation as plain scalar loops, accumulating in double, written for clarity
