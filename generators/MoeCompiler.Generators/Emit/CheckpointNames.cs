@@ -12,10 +12,10 @@ namespace MoeCompiler.Generators.Emit
 
         public CheckpointNames(VariantModel variant) => _variant = variant;
 
-        private string Family => _variant.Llm.Family;
-        private bool IsQwen => Family == "qwen";
-        private bool IsPhi => Family == "phi";
-        public bool MixtralMoe => Family == "mixtral";
+        private LlmFamily Family => _variant.Llm.Family;
+        private bool IsQwen => Family == LlmFamily.Qwen;
+        private bool IsPhi => Family == LlmFamily.Phi;
+        public bool MixtralMoe => Family == LlmFamily.Mixtral;
 
         public string LlmPrefix => IsQwen ? "transformer." : "model.";
         public string LayerPrefix(int layer) => IsQwen ? "transformer.h." + SourceWriter.Int(layer) + "." : "model.layers." + SourceWriter.Int(layer) + ".";
@@ -40,9 +40,10 @@ namespace MoeCompiler.Generators.Emit
         /// <summary>Names of the FFN linears relative to its prefix: (first, second, output) for the family's FFN.</summary>
         public (string A, string B, string Out) FfnParts => _variant.Llm.FfnKind switch
         {
-            "qwen-swiglu" => ("w1", "w2", "c_proj"),
-            "gelu-tanh" => ("fc1", "fc2", ""),
-            _ => ("gate_proj", "up_proj", "down_proj"),
+            FfnKind.QwenSwiGlu => ("w1", "w2", "c_proj"),
+            FfnKind.GeluTanh => ("fc1", "fc2", ""),
+            FfnKind.SwiGlu => ("gate_proj", "up_proj", "down_proj"),
+            _ => throw new System.ArgumentOutOfRangeException(nameof(FfnKind)),
         };
 
         /// <summary>Mixtral's expert names: w1 = gate, w3 = up, w2 = down.</summary>
@@ -53,7 +54,7 @@ namespace MoeCompiler.Generators.Emit
         public string ResidualMlp => "mlp.mlp.";
         public string ResidualCoefficient => "mlp.coefficient";
 
-        public string VisionPrefix => _variant.Layout == "cumo"
+        public string VisionPrefix => _variant.Layout == CheckpointLayout.CuMo
             ? "model.vision_tower.vision_model."
             : LlmPrefix + "image_tower.image_tower.vision_model.";
 
@@ -64,7 +65,7 @@ namespace MoeCompiler.Generators.Emit
         public string VisionRouter => "gate";
         public string VisionExpertPrefix => "experts.";
 
-        public string ProjectorPrefix => _variant.Layout == "cumo" ? "model.mm_projector." : LlmPrefix + "mm_projector.image_spatial_proj.";
+        public string ProjectorPrefix => _variant.Layout == CheckpointLayout.CuMo ? "model.mm_projector." : LlmPrefix + "mm_projector.image_spatial_proj.";
         public string ProjectorRouter => "model.mm_projector.gate";
         public string ProjectorExpertPrefix => "model.mm_projector.experts.";
     }

@@ -59,14 +59,15 @@ namespace MoeCompiler.Generators.Emit
         private ProjectorModel Projector => _v.Projector!;
         private string H => SourceWriter.Int(Llm.HiddenSize);
         private string C => SourceWriter.Int(Vision.HiddenSize);
-        private bool LayerNormLlm => Llm.Norm == "layernorm";
+        private bool LayerNormLlm => Llm.Norm == NormKind.LayerNorm;
         private string LlmNormType => Modules + (LayerNormLlm ? "LayerNorm" : "RmsNorm");
 
         private string DenseFfnType => Modules + (Llm.FfnKind switch
         {
-            "qwen-swiglu" => "QwenFeedForward",
-            "gelu-tanh" => "GeluFeedForward",
-            _ => "SwiGluFeedForward",
+            FfnKind.QwenSwiGlu => "QwenFeedForward",
+            FfnKind.GeluTanh => "GeluFeedForward",
+            FfnKind.SwiGlu => "SwiGluFeedForward",
+            _ => throw new System.ArgumentOutOfRangeException(nameof(FfnKind)),
         });
 
         private string ExpertType => DenseFfnType;
@@ -119,7 +120,7 @@ namespace MoeCompiler.Generators.Emit
             Const("string", "Description", s(_v.Description), "description");
             Const("string", "SpecFile", s(_v.FileName), "(the spec file's name)");
             _w.Line();
-            Const("string", "LlmFamily", s(Llm.Family), "llm.family");
+            Const("string", "LlmFamily", s(Llm.Family.SpecName()), "llm.family");
             Const("int", "VocabSize", i(Llm.VocabSize), "llm.vocabSize");
             Const("int", "TokenizerSize", i(Llm.TokenizerSize), "llm.tokenizerSize");
             Const("int", "HiddenSize", i(Llm.HiddenSize), "llm.hiddenSize");
@@ -128,8 +129,8 @@ namespace MoeCompiler.Generators.Emit
             Const("int", "KvHeads", i(Llm.KvHeads), "llm.kvHeads");
             Const("int", "HeadDim", i(Llm.HeadDim), "llm.headDim");
             Const("int", "FfnSize", i(Llm.FfnSize), "llm.ffnSize");
-            Const("string", "FfnKind", s(Llm.FfnKind), "llm.ffnKind");
-            Const("string", "Norm", s(Llm.Norm), "llm.norm");
+            Const("string", "FfnKind", s(Llm.FfnKind.SpecName()), "llm.ffnKind");
+            Const("string", "Norm", s(Llm.Norm.SpecName()), "llm.norm");
             Const("float", "NormEpsilon", SourceWriter.Float(Llm.NormEps), "llm.normEps");
             Const("float", "RopeTheta", SourceWriter.Float(Llm.RopeTheta), "llm.ropeTheta");
             Const("double", "RotaryFraction", SourceWriter.Double(Llm.RotaryFraction), "llm.rotaryFraction");
@@ -147,11 +148,11 @@ namespace MoeCompiler.Generators.Emit
             Const("string", "Placement", s(moe?.PlacementText ?? "none"), "moe.placement");
             ConstSpan("MoeLayers", moe is null ? new int[0] : (IReadOnlyList<int>)moe.Layers, "moe.placement, resolved to layer indices");
             Const("string", "LayerMap", s(LayerMap(_v)), "moe.placement: one letter per layer, M = MoE, D = dense");
-            Const("string", "Routing", s(moe?.Routing ?? "none"), "moe.routing");
+            Const("string", "Routing", s(moe?.Routing.SpecName() ?? "none"), "moe.routing");
             Const("double", "CapacityFactor", SourceWriter.Double(moe?.CapacityFactor ?? 0), "moe.capacityFactor");
             Const("double", "EvalCapacityFactor", SourceWriter.Double(moe?.EvalCapacityFactor ?? 0), "moe.evalCapacityFactor");
             Const("int", "MinCapacity", i(moe?.MinCapacity ?? 0), "moe.minCapacity");
-            Const("string", "SecondExpert", s(moe?.SecondExpert ?? "none"), "moe.secondExpert");
+            Const("string", "SecondExpert", s(moe?.SecondExpert.SpecName() ?? "none"), "moe.secondExpert");
             Const("bool", "ResidualMoe", SourceWriter.Bool(moe?.Residual ?? false), "moe.residual (PR-MoE)");
             _w.Line();
             if (_v.HasVision) WriteVisionConstants();
@@ -162,7 +163,7 @@ namespace MoeCompiler.Generators.Emit
             _w.Line("public static int? BosId => " + (_v.Tokenizer.Bos is int bos ? i(bos) : "null") + ";");
             ConstSpan("EosIds", _v.Tokenizer.Eos, "tokenizer.eos");
             Const("string", "PromptTemplate", s(_v.Template), "prompt.template");
-            Const("string", "CheckpointLayout", s(_v.Layout), "checkpoint.layout");
+            Const("string", "CheckpointLayout", s(_v.Layout.SpecName()), "checkpoint.layout");
             _w.Line();
             _w.Line("// Parameter counts. Exact counts are sums over the weight manifest; activated counts leave out the");
             _w.Line("// experts a token does not use (E - k per MoE layer); the paper formula is MoE-LLaVA appendix A.1.");
@@ -188,7 +189,7 @@ namespace MoeCompiler.Generators.Emit
         {
             string s(string x) => SourceWriter.Literal(x);
             string i(int x) => SourceWriter.Int(x);
-            Const("string", "VisionTower", s(Vision.Tower), "vision.tower");
+            Const("string", "VisionTower", s(Vision.Tower.SpecName()), "vision.tower");
             Const("int", "ImageSize", i(Vision.ImageSize), "vision.imageSize");
             Const("int", "PatchSize", i(Vision.PatchSize), "vision.patchSize");
             Const("int", "VisionHiddenSize", i(Vision.HiddenSize), "vision.hiddenSize");
@@ -197,7 +198,7 @@ namespace MoeCompiler.Generators.Emit
             Const("int", "VisionMlpSize", i(Vision.MlpSize), "vision.mlpSize");
             Const("float", "VisionNormEpsilon", SourceWriter.Float(Vision.NormEps), "vision.normEps");
             Const("int", "VisionSelectLayer", i(Vision.SelectLayer), "vision.selectLayer");
-            Const("string", "VisionSelectFeature", s(Vision.SelectFeature), "vision.selectFeature");
+            Const("string", "VisionSelectFeature", s(Vision.SelectFeature.SpecName()), "vision.selectFeature");
             Const("int", "VisionUsedLayers", i(Vision.UsedLayers), "vision.layers and vision.selectLayer: encoder layers that run");
             Const("int", "VisionExperts", i(Vision.Moe?.Experts ?? 0), "vision.moe.experts (0 when dense)");
             Const("int", "VisionTopK", i(Vision.Moe?.TopK ?? 0), "vision.moe.topK (0 when dense)");
@@ -249,8 +250,18 @@ namespace MoeCompiler.Generators.Emit
             if (_v.Moe is MoeModel moe)
             {
                 _w.Line("private static readonly " + Modules + "MoeOptions LlmMoeOptions = " + MoeOptions(moe.Experts, moe.TopK,
-                    moe.Routing == "mixtral" ? "Mixtral" : "DeepSpeed", moe.EvalCapacityFactor, moe.MinCapacity,
-                    moe.SecondExpert == "sampled" ? "Sampled" : "Deterministic") + ";");
+                    moe.Routing switch
+                    {
+                        RoutingKind.Mixtral => "Mixtral",
+                        RoutingKind.DeepSpeed => "DeepSpeed",
+                        _ => throw new System.ArgumentOutOfRangeException(nameof(moe.Routing)),
+                    }, moe.EvalCapacityFactor, moe.MinCapacity,
+                    moe.SecondExpert switch
+                    {
+                        SecondExpertPolicy.Sampled => "Sampled",
+                        SecondExpertPolicy.Deterministic => "Deterministic",
+                        _ => throw new System.ArgumentOutOfRangeException(nameof(moe.SecondExpert)),
+                    }) + ";");
             }
 
             if (_v.Vision?.Moe is SideMoeModel vm)
@@ -310,7 +321,7 @@ namespace MoeCompiler.Generators.Emit
         {
             _w.Line("ImageSize = " + cst + ".ImageSize,");
             _w.Line("ImageTokens = " + cst + ".ImageTokens,");
-            if (Vision.Tower == "clip")
+            if (Vision.Tower == VisionTowerKind.Clip)
             {
                 _w.Line("ImageMean = new float[] { 0.48145466f, 0.4578275f, 0.40821073f },");
                 _w.Line("ImageStd = new float[] { 0.26862954f, 0.26130258f, 0.27577711f },");
@@ -414,7 +425,7 @@ namespace MoeCompiler.Generators.Emit
 
         private void WriteVisionProperties()
         {
-            _w.Line("/// <summary>" + SourceWriter.Xml(_n.VisionPrefix) + "* (" + Vision.Tower + ", " + SourceWriter.Int(Vision.UsedLayers) + " of " + SourceWriter.Int(Vision.Layers) + " layers run)</summary>");
+            _w.Line("/// <summary>" + SourceWriter.Xml(_n.VisionPrefix) + "* (" + Vision.Tower.SpecName() + ", " + SourceWriter.Int(Vision.UsedLayers) + " of " + SourceWriter.Int(Vision.Layers) + " layers run)</summary>");
             _w.Line("public VisionTower Vision { get; }");
             if (Projector.Moe is SideMoeModel pmoe)
             {
@@ -564,9 +575,9 @@ namespace MoeCompiler.Generators.Emit
 
             var parts = _n.FfnParts;
             string b = SourceWriter.Bool(Llm.MlpBias);
-            _w.Summary("The family's FFN (" + Llm.FfnKind + ") under a key prefix: a dense layer's MLP or one expert.");
+            _w.Summary("The family's FFN (" + Llm.FfnKind.SpecName() + ") under a key prefix: a dense layer's MLP or one expert.");
             _w.Open("private static " + DenseFfnType + " FeedForwardAt(" + Weights + " weights, " + Backend + " backend, string prefix)");
-            if (Llm.FfnKind == "gelu-tanh")
+            if (Llm.FfnKind == FfnKind.GeluTanh)
             {
                 _w.Line("return new " + DenseFfnType + "(Dense(weights, backend, prefix + \"" + parts.A + "\", bias: " + b + "), Dense(weights, backend, prefix + \"" + parts.B + "\", bias: " + b + "), " + Activation + ".GeluTanh);");
             }
@@ -632,7 +643,7 @@ namespace MoeCompiler.Generators.Emit
             MoeModel? m = _v.Moe;
             _w.Line();
             _w.Summary(moe
-                ? "A decoder layer whose FFN is a mixture of " + SourceWriter.Int(m!.Experts) + " experts (top-" + SourceWriter.Int(m.TopK) + ", " + m.Routing + " routing)."
+                ? "A decoder layer whose FFN is a mixture of " + SourceWriter.Int(m!.Experts) + " experts (top-" + SourceWriter.Int(m.TopK) + ", " + m.Routing.SpecName() + " routing)."
                 : "A decoder layer with a dense FFN.");
             _w.Open("public sealed class " + type);
             _w.Open("internal " + type + "(" + Weights + " weights, " + Backend + " backend, string prefix, int layer)");
@@ -711,7 +722,7 @@ namespace MoeCompiler.Generators.Emit
 
             string f = SourceWriter.Int(Llm.FfnSize);
             var parts = moe && _n.MixtralMoe ? _n.MixtralExpertParts : _n.FfnParts;
-            string ffnShapes = Llm.FfnKind == "gelu-tanh"
+            string ffnShapes = Llm.FfnKind == FfnKind.GeluTanh
                 ? parts.A + " [" + f + ", " + H + "], " + parts.B + " [" + H + ", " + f + "]"
                 : parts.A + " [" + f + ", " + H + "], " + parts.B + " [" + f + ", " + H + "], " + parts.Out + " [" + H + ", " + f + "]";
             if (moe)
@@ -761,14 +772,14 @@ namespace MoeCompiler.Generators.Emit
         private void WriteVisionTower()
         {
             VisionModel vis = Vision;
-            bool clip = vis.Tower == "clip";
+            bool clip = vis.Tower == VisionTowerKind.Clip;
             string vp = _n.VisionPrefix;
             string eps = SourceWriter.Float(vis.NormEps);
             int headDim = vis.HiddenSize / vis.Heads;
             string rows = SourceWriter.Int(vis.TowerRows);
             string activation = Activation + (clip ? ".QuickGelu" : ".GeluTanh");
             _w.Line();
-            _w.Summary("The " + vis.Tower + " tower up to the selected hidden state (selectLayer " + SourceWriter.Int(vis.SelectLayer) + "): " +
+            _w.Summary("The " + vis.Tower.SpecName() + " tower up to the selected hidden state (selectLayer " + SourceWriter.Int(vis.SelectLayer) + "): " +
                 SourceWriter.Int(vis.UsedLayers) + " of " + SourceWriter.Int(vis.Layers) + " encoder layers" + (vis.Moe is null ? "" : ", each MLP a top-" + SourceWriter.Int(vis.Moe.TopK) + "-of-" + SourceWriter.Int(vis.Moe.Experts) + " MoE") + ".");
             _w.Open("public sealed class VisionTower");
             _w.Open("internal VisionTower(" + Weights + " weights, " + Backend + " backend)");
@@ -856,7 +867,7 @@ namespace MoeCompiler.Generators.Emit
                 _w.Line("x = next;");
             }
 
-            if (vis.SelectFeature == "patch")
+            if (vis.SelectFeature == SelectFeature.Patch)
             {
                 _w.Line(Tensor + " features = context.Backend.Allocate(" + DType + ".F32, " + feat + ", " + c + "); // [" + feat + ", " + c + "]");
                 _w.Line("context.Backend.CopyRows(x, 1, features, 0, " + feat + "); // \"patch\": drop row 0 (" + (clip ? "the CLS token" : "the first patch, as the reference does") + ")");

@@ -103,7 +103,7 @@ namespace MoeCompiler.Generators.Emit
             int h = llm.HiddenSize;
             int qDim = llm.Heads * llm.HeadDim;
             int kvDim = llm.KvHeads * llm.HeadDim;
-            bool layerNorm = llm.Norm == "layernorm";
+            bool layerNorm = llm.Norm == NormKind.LayerNorm;
             Add(_n.Embedding, "Embedding", "llm", llm.VocabSize, h);
             for (int layer = 0; layer < llm.Layers; layer++)
             {
@@ -152,7 +152,7 @@ namespace MoeCompiler.Generators.Emit
             LlmModel llm = _v.Llm;
             int h = llm.HiddenSize, f = llm.FfnSize;
             var parts = mixtralNames ? _n.MixtralExpertParts : _n.FfnParts;
-            if (llm.FfnKind == "gelu-tanh")
+            if (llm.FfnKind == FfnKind.GeluTanh)
             {
                 AddLinear(prefix + parts.A, f, h, llm.MlpBias, role, "llm", expert, topK);
                 AddLinear(prefix + parts.B, h, f, llm.MlpBias, role, "llm", expert, topK);
@@ -168,7 +168,7 @@ namespace MoeCompiler.Generators.Emit
         {
             int c = vision.HiddenSize;
             string vp = _n.VisionPrefix;
-            if (vision.Tower == "clip")
+            if (vision.Tower == VisionTowerKind.Clip)
             {
                 Add(vp + "embeddings.class_embedding", "Vision", "vision", c);
                 Add(vp + "embeddings.patch_embedding.weight", "Vision", "vision", c, 3, vision.PatchSize, vision.PatchSize);
@@ -242,11 +242,11 @@ namespace MoeCompiler.Generators.Emit
             {
                 keys.Add(_n.VisionPrefix + "post_layernorm.*");
                 keys.Add(_n.VisionPrefix + "embeddings.position_ids");
-                if (vision.Tower == "siglip") keys.Add(_n.VisionPrefix + "head.*");
+                if (vision.Tower == VisionTowerKind.Siglip) keys.Add(_n.VisionPrefix + "head.*");
                 for (int layer = vision.UsedLayers; layer < vision.Layers; layer++) keys.Add(_n.VisionLayerPrefix(layer) + "*");
             }
 
-            if (_v.Llm.Family == "phi" && !_v.Llm.LmHeadBias) keys.Add("lm_head.bias");
+            if (_v.Llm.Family == LlmFamily.Phi && !_v.Llm.LmHeadBias) keys.Add("lm_head.bias");
             return keys;
         }
 
@@ -258,7 +258,7 @@ namespace MoeCompiler.Generators.Emit
         {
             LlmModel llm = v.Llm;
             long V = llm.VocabSize, W = llm.HiddenSize, L = llm.Layers, F = llm.FfnSize;
-            long f = llm.FfnKind == "gelu-tanh" ? 2 : 3;
+            long f = llm.FfnKind == FfnKind.GeluTanh ? 2 : 3;
             long M = v.Moe?.Layers.Count ?? 0;
             long E = v.Moe is null ? 1 : activated ? v.Moe.TopK : v.Moe.Experts;
             return V * W + L * (4 * W * W + W * F * f + 2 * W) + W + W * V + M * (E - 1) * (W * F * f + 2 * W) + M * W * E;
