@@ -36,3 +36,38 @@ public class SpecVocabularyTests
         Assert.Equal(LlmFamily.Qwen, family);
     }
 }
+
+/// <summary>The family profiles are what the parser checks specs against.</summary>
+public class FamilyProfileTests
+{
+    [Theory]
+    [InlineData("qwen", "llm.ffnKind", "swiglu", "LLM family 'qwen' has a 'qwen-swiglu' FFN")]
+    [InlineData("phi", "llm.parallelResidual", "false", "Phi blocks have one shared norm and a parallel residual")]
+    public void TheParserEnforcesTheProfilesCombinations(string family, string key, string value, string expected)
+    {
+        Assert.Equal(family, SpecNames.Families.NameOf(Profiles.Families.Single(p => p.SpecName == family).Family));
+        string ffn = Profiles.Of(Profiles.Families.Single(p => p.SpecName == family).Ffn).SpecName;
+        string ffnValue = key == "llm.ffnKind" ? "\"" + value + "\"" : "\"" + ffn + "\"";
+        string parallel = key == "llm.parallelResidual" ? value : "true";
+        string spec = $$"""
+            { "name": "P", "llm": { "family": "{{family}}", "vocabSize": 64, "hiddenSize": 32, "layers": 2, "heads": 4,
+              "ffnSize": 48, "ffnKind": {{ffnValue}}, "norm": "layernorm", "normEps": 1e-5, "parallelResidual": {{parallel}} },
+              "vision": null, "tokenizer": { "kind": "gpt2", "bos": null, "eos": [1] }, "prompt": { "template": "plain" } }
+            """;
+        var result = MoeCompiler.Generators.Parsing.SpecParser.Parse("p.json", spec);
+        Assert.Contains(result.Diagnostics, d => d.ToDiagnostic().GetMessage().Contains(expected, StringComparison.Ordinal));
+        Assert.Null(result.Variant);
+    }
+
+    [Fact]
+    public void EveryFamilyProfileNamesItsExpectedFfnAndDistinctKeys()
+    {
+        foreach (FamilyProfile profile in Profiles.Families)
+        {
+            Assert.Contains(profile.Ffn, SpecNames.FfnKinds.Values);
+            Assert.EndsWith(".", profile.LayerPrefix, StringComparison.Ordinal);
+            Assert.EndsWith(".", profile.ExpertPrefix, StringComparison.Ordinal);
+            Assert.NotEqual(profile.InputNorm, profile.PostAttentionNorm);
+        }
+    }
+}

@@ -23,6 +23,9 @@ namespace MoeCompiler.Generators.Emit
         private const string Release = Modules + "TensorLifetime.Release(";
 
         private readonly VariantModel _v;
+        private readonly FamilyProfile _family;
+        private readonly FfnProfile _ffn;
+        private readonly NormProfile _norm;
         private readonly CheckpointNames _n;
         private readonly WeightPlan _plan;
         private readonly SourceWriter _w = new SourceWriter();
@@ -30,6 +33,9 @@ namespace MoeCompiler.Generators.Emit
         private VariantEmitter(VariantModel variant)
         {
             _v = variant;
+            _family = Profiles.Of(variant.Llm.Family);
+            _ffn = Profiles.Of(variant.Llm.FfnKind);
+            _norm = Profiles.Of(variant.Llm.Norm);
             _n = new CheckpointNames(variant);
             _plan = new WeightPlan(variant);
         }
@@ -59,16 +65,11 @@ namespace MoeCompiler.Generators.Emit
         private ProjectorModel Projector => _v.Projector!;
         private string H => SourceWriter.Int(Llm.HiddenSize);
         private string C => SourceWriter.Int(Vision.HiddenSize);
-        private bool LayerNormLlm => Llm.Norm == NormKind.LayerNorm;
-        private string LlmNormType => Modules + (LayerNormLlm ? "LayerNorm" : "RmsNorm");
+        private bool LayerNormLlm => _norm.HasBias;
+        private string LlmNormType => Modules + _norm.ModuleType;
+        private TowerProfile TowerProfile => Profiles.Of(Vision.Tower);
 
-        private string DenseFfnType => Modules + (Llm.FfnKind switch
-        {
-            FfnKind.QwenSwiGlu => "QwenFeedForward",
-            FfnKind.GeluTanh => "GeluFeedForward",
-            FfnKind.SwiGlu => "SwiGluFeedForward",
-            _ => throw new System.ArgumentOutOfRangeException(nameof(FfnKind)),
-        });
+        private string DenseFfnType => Modules + _ffn.ModuleType;
 
         private string ExpertType => DenseFfnType;
         private string MoeFfnType => Modules + "MoeFeedForward<" + ExpertType + ">";
@@ -321,16 +322,8 @@ namespace MoeCompiler.Generators.Emit
         {
             _w.Line("ImageSize = " + cst + ".ImageSize,");
             _w.Line("ImageTokens = " + cst + ".ImageTokens,");
-            if (Vision.Tower == VisionTowerKind.Clip)
-            {
-                _w.Line("ImageMean = new float[] { 0.48145466f, 0.4578275f, 0.40821073f },");
-                _w.Line("ImageStd = new float[] { 0.26862954f, 0.26130258f, 0.27577711f },");
-            }
-            else
-            {
-                _w.Line("ImageMean = new float[] { 0.5f, 0.5f, 0.5f },");
-                _w.Line("ImageStd = new float[] { 0.5f, 0.5f, 0.5f },");
-            }
+            _w.Line("ImageMean = new float[] { " + TowerProfile.ImageMean + " },");
+            _w.Line("ImageStd = new float[] { " + TowerProfile.ImageStd + " },");
 
             _w.Line("VisionScales = " + cst + ".VisionScales.ToArray(),");
         }
@@ -577,9 +570,9 @@ namespace MoeCompiler.Generators.Emit
             string b = SourceWriter.Bool(Llm.MlpBias);
             _w.Summary("The family's FFN (" + Llm.FfnKind.SpecName() + ") under a key prefix: a dense layer's MLP or one expert.");
             _w.Open("private static " + DenseFfnType + " FeedForwardAt(" + Weights + " weights, " + Backend + " backend, string prefix)");
-            if (Llm.FfnKind == FfnKind.GeluTanh)
+            if (_ffn.Activation is string ffnActivation)
             {
-                _w.Line("return new " + DenseFfnType + "(Dense(weights, backend, prefix + \"" + parts.A + "\", bias: " + b + "), Dense(weights, backend, prefix + \"" + parts.B + "\", bias: " + b + "), " + Activation + ".GeluTanh);");
+                _w.Line("return new " + DenseFfnType + "(Dense(weights, backend, prefix + \"" + parts.A + "\", bias: " + b + "), Dense(weights, backend, prefix + \"" + parts.B + "\", bias: " + b + "), " + Activation + "." + ffnActivation + ");");
             }
             else
             {
@@ -589,10 +582,10 @@ namespace MoeCompiler.Generators.Emit
 
             _w.Close();
             _w.Line();
-            if (HasMoeBlocks && _n.MixtralMoe)
+            if (HasMoeBlocks && _n.OwnExpertNames)
             {
-                var m = _n.MixtralExpertParts;
-                _w.Summary("A Mixtral expert: gate = w1, up = w3, down = w2.");
+                var m = _n.ExpertParts;
+                _w.Summary("A " + _family.DisplayName + " expert: gate = " + m.A + ", up = " + m.B + ", down = " + m.Out + ".");
                 _w.Open("private static " + DenseFfnType + " MixtralExpertAt(" + Weights + " weights, " + Backend + " backend, string prefix)");
                 _w.Line("return new " + DenseFfnType + "(Dense(weights, backend, prefix + \"" + m.A + "\", bias: " + b + "), Dense(weights, backend, prefix + \"" + m.B +
                     "\", bias: " + b + "), Dense(weights, backend, prefix + \"" + m.Out + "\", bias: " + b + "));");
@@ -674,7 +667,7 @@ namespace MoeCompiler.Generators.Emit
             if (!Llm.ParallelResidual) _w.Line("PostAttentionNorm = " + NormExpression("prefix + \"" + _n.PostAttentionNorm + "\"", LayerNormLlm, eps) + ";");
             if (moe)
             {
-                string factory = _n.MixtralMoe ? "MixtralExpertAt" : "FeedForwardAt";
+                string factory = _n.OwnExpertNames ? "MixtralExpertAt" : "FeedForwardAt";
                 _w.Line("var experts = new " + ExpertType + "[" + SourceWriter.Int(m!.Experts) + "];");
                 _w.Open("for (int e = 0; e < experts.Length; e++)");
                 _w.Line("experts[e] = " + factory + "(weights, backend, prefix + \"" + _n.ExpertPrefix + "\" + e.ToString(" + Invariant + ") + \".\");");
@@ -721,8 +714,8 @@ namespace MoeCompiler.Generators.Emit
             }
 
             string f = SourceWriter.Int(Llm.FfnSize);
-            var parts = moe && _n.MixtralMoe ? _n.MixtralExpertParts : _n.FfnParts;
-            string ffnShapes = Llm.FfnKind == FfnKind.GeluTanh
+            var parts = moe ? _n.ExpertParts : _n.FfnParts;
+            string ffnShapes = _ffn.Linears == 2
                 ? parts.A + " [" + f + ", " + H + "], " + parts.B + " [" + H + ", " + f + "]"
                 : parts.A + " [" + f + ", " + H + "], " + parts.B + " [" + f + ", " + H + "], " + parts.Out + " [" + H + ", " + f + "]";
             if (moe)
@@ -772,26 +765,27 @@ namespace MoeCompiler.Generators.Emit
         private void WriteVisionTower()
         {
             VisionModel vis = Vision;
-            bool clip = vis.Tower == VisionTowerKind.Clip;
+            TowerProfile tower = TowerProfile;
+            bool classToken = tower.ClassToken;
             string vp = _n.VisionPrefix;
             string eps = SourceWriter.Float(vis.NormEps);
             int headDim = vis.HiddenSize / vis.Heads;
             string rows = SourceWriter.Int(vis.TowerRows);
-            string activation = Activation + (clip ? ".QuickGelu" : ".GeluTanh");
+            string activation = Activation + "." + tower.Activation;
             _w.Line();
             _w.Summary("The " + vis.Tower.SpecName() + " tower up to the selected hidden state (selectLayer " + SourceWriter.Int(vis.SelectLayer) + "): " +
                 SourceWriter.Int(vis.UsedLayers) + " of " + SourceWriter.Int(vis.Layers) + " encoder layers" + (vis.Moe is null ? "" : ", each MLP a top-" + SourceWriter.Int(vis.Moe.TopK) + "-of-" + SourceWriter.Int(vis.Moe.Experts) + " MoE") + ".");
             _w.Open("public sealed class VisionTower");
             _w.Open("internal VisionTower(" + Weights + " weights, " + Backend + " backend)");
-            if (clip)
+            if (classToken)
             {
-                _w.Line("Embeddings = new " + Modules + "ClipVisionEmbeddings(backend, Weight(weights, " + SourceWriter.Literal(vp + "embeddings.patch_embedding.weight") + "),");
+                _w.Line("Embeddings = new " + Modules + tower.EmbeddingsModule + "(backend, Weight(weights, " + SourceWriter.Literal(vp + "embeddings.patch_embedding.weight") + "),");
                 _w.Line("    Weight(weights, " + SourceWriter.Literal(vp + "embeddings.class_embedding") + "), Weight(weights, " + SourceWriter.Literal(vp + "embeddings.position_embedding.weight") + "), " + SourceWriter.Int(vis.PatchSize) + ");");
                 _w.Line("PreNorm = LayerNormAt(weights, backend, " + SourceWriter.Literal(vp + "pre_layrnorm") + ", " + eps + ");");
             }
             else
             {
-                _w.Line("Embeddings = new " + Modules + "SiglipVisionEmbeddings(backend, Weight(weights, " + SourceWriter.Literal(vp + "embeddings.patch_embedding.weight") + "),");
+                _w.Line("Embeddings = new " + Modules + tower.EmbeddingsModule + "(backend, Weight(weights, " + SourceWriter.Literal(vp + "embeddings.patch_embedding.weight") + "),");
                 _w.Line("    Weight(weights, " + SourceWriter.Literal(vp + "embeddings.patch_embedding.bias") + "), Weight(weights, " + SourceWriter.Literal(vp + "embeddings.position_embedding.weight") + "), " + SourceWriter.Int(vis.PatchSize) + ");");
             }
 
@@ -804,11 +798,11 @@ namespace MoeCompiler.Generators.Emit
             _w.Line();
             string c = C;
             string pShape = "[" + c + ", 3, " + SourceWriter.Int(vis.PatchSize) + ", " + SourceWriter.Int(vis.PatchSize) + "]";
-            _w.Line(clip
+            _w.Line(classToken
                 ? "/// <summary>" + vp + "embeddings.{patch_embedding.weight " + pShape + ", class_embedding [" + c + "], position_embedding.weight [" + rows + ", " + c + "]}</summary>"
                 : "/// <summary>" + vp + "embeddings.{patch_embedding.weight " + pShape + ", patch_embedding.bias [" + c + "], position_embedding.weight [" + rows + ", " + c + "]}</summary>");
-            _w.Line("public " + Modules + (clip ? "ClipVisionEmbeddings" : "SiglipVisionEmbeddings") + " Embeddings { get; }");
-            if (clip)
+            _w.Line("public " + Modules + tower.EmbeddingsModule + " Embeddings { get; }");
+            if (classToken)
             {
                 _w.Line("/// <summary>" + vp + "pre_layrnorm.{weight,bias} [" + c + "]</summary>");
                 _w.Line("public " + Modules + "LayerNorm PreNorm { get; }");
@@ -850,9 +844,9 @@ namespace MoeCompiler.Generators.Emit
             string feat = SourceWriter.Int(vis.FeatureRows);
             _w.Summary("Pixels [3, " + SourceWriter.Int(s) + ", " + SourceWriter.Int(s) + "] -> selected features [" + feat + ", " + c + "].");
             _w.Open("public " + Tensor + " Forward(" + Context + " context, " + Tensor + " pixels)");
-            _w.Line(Tensor + " x = Embeddings.Forward(context, pixels); // [" + rows + ", " + c + "]" + (clip ? " CLS + " + SourceWriter.Int(vis.Patches) + " patches" : " " + SourceWriter.Int(vis.Patches) + " patches"));
+            _w.Line(Tensor + " x = Embeddings.Forward(context, pixels); // [" + rows + ", " + c + "]" + (classToken ? " CLS + " + SourceWriter.Int(vis.Patches) + " patches" : " " + SourceWriter.Int(vis.Patches) + " patches"));
             _w.Line(Tensor + " next;");
-            if (clip)
+            if (classToken)
             {
                 _w.Line("next = PreNorm.Forward(context, x); // [" + rows + ", " + c + "]");
                 _w.Line(Release + "x);");
@@ -870,7 +864,7 @@ namespace MoeCompiler.Generators.Emit
             if (vis.SelectFeature == SelectFeature.Patch)
             {
                 _w.Line(Tensor + " features = context.Backend.Allocate(" + DType + ".F32, " + feat + ", " + c + "); // [" + feat + ", " + c + "]");
-                _w.Line("context.Backend.CopyRows(x, 1, features, 0, " + feat + "); // \"patch\": drop row 0 (" + (clip ? "the CLS token" : "the first patch, as the reference does") + ")");
+                _w.Line("context.Backend.CopyRows(x, 1, features, 0, " + feat + "); // \"patch\": drop row 0 (" + tower.FirstRowNote + ")");
                 _w.Line(Release + "x);");
                 _w.Line("return features;");
             }

@@ -80,14 +80,15 @@ namespace MoeCompiler.Generators.Model
     /// <summary>The spec spelling of every kind, and <c>SpecName()</c> to turn a value back into it.</summary>
     internal static class SpecNames
     {
+        // Families, FFN kinds, norms and towers are spelled in their profiles (Profiles.cs), the one place a new one is added.
         public static readonly SpecVocabulary<LlmFamily> Families = new SpecVocabulary<LlmFamily>(
-            ("stablelm", LlmFamily.StableLm), ("qwen", LlmFamily.Qwen), ("phi", LlmFamily.Phi), ("mistral", LlmFamily.Mistral), ("mixtral", LlmFamily.Mixtral));
+            Array.ConvertAll(Profiles.Families, p => (p.SpecName, p.Family)));
 
         public static readonly SpecVocabulary<FfnKind> FfnKinds = new SpecVocabulary<FfnKind>(
-            ("swiglu", FfnKind.SwiGlu), ("qwen-swiglu", FfnKind.QwenSwiGlu), ("gelu-tanh", FfnKind.GeluTanh));
+            Array.ConvertAll(Profiles.FfnKinds, p => (p.SpecName, p.Kind)));
 
         public static readonly SpecVocabulary<NormKind> Norms = new SpecVocabulary<NormKind>(
-            ("layernorm", NormKind.LayerNorm), ("rmsnorm", NormKind.RmsNorm));
+            Array.ConvertAll(Profiles.Norms, p => (p.SpecName, p.Kind)));
 
         public static readonly SpecVocabulary<RoutingKind> Routings = new SpecVocabulary<RoutingKind>(
             ("deepspeed", RoutingKind.DeepSpeed), ("mixtral", RoutingKind.Mixtral));
@@ -100,7 +101,7 @@ namespace MoeCompiler.Generators.Model
             ("second-half", PlacementKind.SecondHalf), ("list", PlacementKind.List));
 
         public static readonly SpecVocabulary<VisionTowerKind> Towers = new SpecVocabulary<VisionTowerKind>(
-            ("clip", VisionTowerKind.Clip), ("siglip", VisionTowerKind.Siglip));
+            Array.ConvertAll(Profiles.Towers, p => (p.SpecName, p.Kind)));
 
         public static readonly SpecVocabulary<SelectFeature> SelectFeatures = new SpecVocabulary<SelectFeature>(
             ("patch", SelectFeature.Patch), ("cls_patch", SelectFeature.ClsPatch));

@@ -60,12 +60,7 @@ namespace MoeCompiler.Generators.Model
         /// <summary>Encoder layers that run: the ones up to and including the selected hidden state.</summary>
         public int UsedLayers => SelectLayer < 0 ? Layers + 1 + SelectLayer : SelectLayer;
         /// <summary>Rows the tower outputs (CLIP: CLS + patches).</summary>
-        public int TowerRows => Tower switch
-        {
-            VisionTowerKind.Clip => Patches + 1,
-            VisionTowerKind.Siglip => Patches,
-            _ => throw new System.ArgumentOutOfRangeException(nameof(Tower)),
-        };
+        public int TowerRows => Profiles.Of(Tower).ClassToken ? Patches + 1 : Patches;
         /// <summary>Rows kept as image features: "patch" drops row 0 (CLS for CLIP, the first patch for SigLIP).</summary>
         public int FeatureRows => SelectFeature switch
         {

@@ -173,32 +173,24 @@ namespace MoeCompiler.Generators.Parsing
                 }
             }
 
-            if (family is LlmFamily f && ffnKind is FfnKind actualFfn)
+            FamilyProfile? profile = family is LlmFamily known ? Profiles.Of(known) : null;
+            if (profile is not null && ffnKind is FfnKind actualFfn && actualFfn != profile.Ffn)
             {
-                FfnKind expected = f switch
-                {
-                    LlmFamily.Qwen => FfnKind.QwenSwiGlu,
-                    LlmFamily.Phi => FfnKind.GeluTanh,
-                    LlmFamily.StableLm or LlmFamily.Mistral or LlmFamily.Mixtral => FfnKind.SwiGlu,
-                    _ => throw new ArgumentOutOfRangeException(nameof(family)),
-                };
-                if (actualFfn != expected)
-                {
-                    diagnostics.Report(DiagnosticDescriptors.UnsupportedCombination, llm.PositionOf("ffnKind"),
-                        "LLM family '" + f.SpecName() + "' has a '" + expected.SpecName() + "' FFN (its checkpoint names follow it), not '" + actualFfn.SpecName() + "'");
-                }
+                diagnostics.Report(DiagnosticDescriptors.UnsupportedCombination, llm.PositionOf("ffnKind"),
+                    "LLM family '" + profile.SpecName + "' has a '" + profile.Ffn.SpecName() + "' FFN (its checkpoint names follow it), not '" + actualFfn.SpecName() + "'");
             }
 
-            if (family == LlmFamily.Qwen && heads is int qh && kvHeads is int qkv && qh != qkv)
+            if (profile is { FusedQkv: true } && heads is int qh && kvHeads is int qkv && qh != qkv)
             {
+                string fusedName = profile.FusedQkvName.Substring(profile.FusedQkvName.LastIndexOf('.') + 1);
                 diagnostics.Report(DiagnosticDescriptors.UnsupportedCombination, llm.PositionOf("kvHeads"),
-                    "Qwen's fused c_attn projection needs 'llm.kvHeads' equal to 'llm.heads'");
+                    profile.DisplayName + "'s fused " + fusedName + " projection needs 'llm.kvHeads' equal to 'llm.heads'");
             }
 
-            if (family == LlmFamily.Phi && parallel == false)
+            if (profile is { ParallelResidual: true } && parallel == false)
             {
                 diagnostics.Report(DiagnosticDescriptors.UnsupportedCombination, llm.PositionOf("parallelResidual"),
-                    "Phi blocks have one shared norm and a parallel residual; 'llm.parallelResidual' must be true");
+                    profile.DisplayName + " blocks have one shared norm and a parallel residual; 'llm.parallelResidual' must be true");
             }
 
             if (diagnostics.Items.Count != errorsBefore || family is null || vocab is null || tokenizerSize is null || hidden is null ||
@@ -219,7 +211,7 @@ namespace MoeCompiler.Generators.Parsing
             int errorsBefore = diagnostics.Items.Count;
             int? experts = moe.Int("experts", required: true, min: 1, max: MaxExperts);
             int? topK = moe.Int("topK", required: true);
-            RoutingKind defaultRouting = llm?.Family == LlmFamily.Mixtral ? RoutingKind.Mixtral : RoutingKind.DeepSpeed;
+            RoutingKind defaultRouting = llm is null ? RoutingKind.DeepSpeed : Profiles.Of(llm.Family).DefaultRouting;
             RoutingKind? routing = moe.Choice("routing", "routing", SpecNames.Routings, required: false, fallback: defaultRouting);
             double? capacity = moe.Number("capacityFactor", required: false, fallback: 1.5, positive: true);
             double? evalCapacity = moe.Number("evalCapacityFactor", required: false, fallback: 2.0, positive: true);
@@ -348,10 +340,11 @@ namespace MoeCompiler.Generators.Parsing
                     "DeepSpeed routing ('moe.routing' \"deepspeed\") supports top-1 and top-2 only; use \"mixtral\" routing for top-" + Str(moe.TopK));
             }
 
-            if (llm.Family == LlmFamily.Mixtral && moe.Residual)
+            FamilyProfile profile = Profiles.Of(llm.Family);
+            if (!profile.ResidualMoe && moe.Residual)
             {
                 diagnostics.Report(DiagnosticDescriptors.UnsupportedCombination, moeReader.PositionOf("residual"),
-                    "Mixtral checkpoints (block_sparse_moe) have no PR-MoE residual MLP; 'moe.residual' must be false for family 'mixtral'");
+                    profile.DisplayName + " checkpoints (" + profile.MoeModule + ") have no PR-MoE residual MLP; 'moe.residual' must be false for family '" + profile.SpecName + "'");
             }
         }
 
@@ -391,7 +384,7 @@ namespace MoeCompiler.Generators.Parsing
             }
 
             if (scales is not null && scales.Length > 1 && tower is not null && selectFeature is not null && imageSize is int s2 && patchSize is int p2 &&
-                (s2 % p2 != 0 || (tower == VisionTowerKind.Clip) != (selectFeature == SelectFeature.Patch)))
+                (s2 % p2 != 0 || Profiles.Of(tower.Value).ClassToken != (selectFeature == SelectFeature.Patch)))
             {
                 diagnostics.Report(DiagnosticDescriptors.UnsupportedCombination, vision.PositionOf("scales"),
                     "S2 scales need the tower's features to be the full patch grid: 'vision.imageSize' a multiple of 'vision.patchSize' and " +
