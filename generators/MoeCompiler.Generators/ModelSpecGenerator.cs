@@ -13,9 +13,13 @@ namespace MoeCompiler.Generators
     /// The model compiler's pipeline. Inputs are AdditionalFiles only (spec JSON files), so editing C# never
     /// re-runs it; every stage produces equatable values so unchanged specs are served from the cache.
     /// <code>
-    /// SpecFiles -> ParsedSpecs -> (+ VariantNames) -> CheckedSpecs -> variant sources
+    /// SpecFiles -> ParsedSpecs -> (+ VariantNames) -> CheckedSpecs -> Diagnostics    -> reported diagnostics
+    ///                                                 CheckedSpecs -> VariantModels  -> variant sources
     ///                                                 CheckedSpecs -> CatalogEntries -> ModelCatalog.g.cs
     /// </code>
+    /// Diagnostics (which carry file positions) and variant models (which carry none) are separate outputs, as in
+    /// dotnet/runtime's System.Text.Json generator: an edit that only moves text in a spec changes positions, so
+    /// diagnostics are re-reported, but the variant model is equal and its code is not emitted again.
     /// </summary>
     [Generator(LanguageNames.CSharp)]
     public sealed class ModelSpecGenerator : IIncrementalGenerator
@@ -28,6 +32,8 @@ namespace MoeCompiler.Generators
             public const string VariantNames = "VariantNames";
             public const string CheckedSpecs = "CheckedSpecs";
             public const string CatalogEntries = "CatalogEntries";
+            public const string Diagnostics = "Diagnostics";
+            public const string VariantModels = "VariantModels";
         }
 
         public void Initialize(IncrementalGeneratorInitializationContext context)
@@ -52,18 +58,25 @@ namespace MoeCompiler.Generators
                 .Select(static (pair, _) => CheckDuplicateNames(pair.Left, pair.Right))
                 .WithTrackingName(Steps.CheckedSpecs);
 
-            context.RegisterSourceOutput(checkedSpecs, static (output, result) =>
+            IncrementalValuesProvider<EquatableArray<DiagnosticInfo>> diagnostics = checkedSpecs
+                .Select(static (result, _) => result.Diagnostics)
+                .WithTrackingName(Steps.Diagnostics);
+
+            context.RegisterSourceOutput(diagnostics, static (output, items) =>
             {
-                foreach (DiagnosticInfo diagnostic in result.Diagnostics) output.ReportDiagnostic(diagnostic.ToDiagnostic());
-                if (result.Variant is VariantModel variant)
-                {
-                    output.AddSource(VariantEmitter.HintName(variant), SourceText.From(VariantEmitter.Emit(variant), System.Text.Encoding.UTF8));
-                }
+                foreach (DiagnosticInfo diagnostic in items) output.ReportDiagnostic(diagnostic.ToDiagnostic());
             });
 
-            IncrementalValueProvider<EquatableArray<CatalogEntryModel>> catalog = checkedSpecs
+            IncrementalValuesProvider<VariantModel> variants = checkedSpecs
                 .Where(static result => result.Variant is not null)
-                .Select(static (result, _) => VariantEmitter.CatalogEntry(result.Variant!))
+                .Select(static (result, _) => result.Variant!)
+                .WithTrackingName(Steps.VariantModels);
+
+            context.RegisterSourceOutput(variants, static (output, variant) =>
+                output.AddSource(VariantEmitter.HintName(variant), SourceText.From(VariantEmitter.Emit(variant), System.Text.Encoding.UTF8)));
+
+            IncrementalValueProvider<EquatableArray<CatalogEntryModel>> catalog = variants
+                .Select(static (variant, _) => VariantEmitter.CatalogEntry(variant))
                 .Collect()
                 .Select(static (all, _) => new EquatableArray<CatalogEntryModel>(all))
                 .WithTrackingName(Steps.CatalogEntries);
