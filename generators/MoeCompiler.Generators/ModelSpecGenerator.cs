@@ -34,6 +34,7 @@ namespace MoeCompiler.Generators
             public const string CatalogEntries = "CatalogEntries";
             public const string Diagnostics = "Diagnostics";
             public const string VariantModels = "VariantModels";
+            public const string Namespace = "Namespace";
         }
 
         public void Initialize(IncrementalGeneratorInitializationContext context)
@@ -72,8 +73,25 @@ namespace MoeCompiler.Generators
                 .Select(static (result, _) => result.Variant!)
                 .WithTrackingName(Steps.VariantModels);
 
-            context.RegisterSourceOutput(variants, static (output, variant) =>
-                output.AddSource(VariantEmitter.HintName(variant), SourceText.From(VariantEmitter.Emit(variant), System.Text.Encoding.UTF8)));
+            // The namespace of the generated code: MSBuild property MoeCompilerNamespace (made visible by build/MoeCompiler.Generators.props).
+            IncrementalValueProvider<string?> namespaceProperty = context.AnalyzerConfigOptionsProvider
+                .Select(static (options, _) => options.GlobalOptions.TryGetValue("build_property." + NamespaceProperty, out string? value) &&
+                    !string.IsNullOrWhiteSpace(value) ? value.Trim() : null)
+                .WithTrackingName(Steps.Namespace);
+
+            context.RegisterSourceOutput(namespaceProperty, static (output, value) =>
+            {
+                if (value is not null && !IsValidNamespace(value))
+                {
+                    output.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.InvalidNamespace, Location.None, value, DefaultNamespace));
+                }
+            });
+
+            IncrementalValueProvider<string> generatedNamespace = namespaceProperty
+                .Select(static (value, _) => value is not null && IsValidNamespace(value) ? value : DefaultNamespace);
+
+            context.RegisterSourceOutput(variants.Combine(generatedNamespace), static (output, pair) =>
+                output.AddSource(VariantEmitter.HintName(pair.Left), SourceText.From(VariantEmitter.Emit(pair.Left, pair.Right), System.Text.Encoding.UTF8)));
 
             IncrementalValueProvider<EquatableArray<CatalogEntryModel>> catalog = variants
                 .Select(static (variant, _) => VariantEmitter.CatalogEntry(variant))
@@ -81,8 +99,29 @@ namespace MoeCompiler.Generators
                 .Select(static (all, _) => new EquatableArray<CatalogEntryModel>(all))
                 .WithTrackingName(Steps.CatalogEntries);
 
-            context.RegisterSourceOutput(catalog, static (output, entries) =>
-                output.AddSource(CatalogEmitter.HintName, SourceText.From(CatalogEmitter.Emit(entries), System.Text.Encoding.UTF8)));
+            context.RegisterSourceOutput(catalog.Combine(generatedNamespace), static (output, pair) =>
+                output.AddSource(CatalogEmitter.HintName, SourceText.From(CatalogEmitter.Emit(pair.Left, pair.Right), System.Text.Encoding.UTF8)));
+        }
+
+        /// <summary>The MSBuild property that names the generated namespace.</summary>
+        public const string NamespaceProperty = "MoeCompilerNamespace";
+
+        /// <summary>Where variants go unless the project says otherwise.</summary>
+        public const string DefaultNamespace = "MoeCompiler.Models";
+
+        /// <summary>Dotted C# identifiers, none a keyword ("global::" and aliases are not namespace names).</summary>
+        public static bool IsValidNamespace(string name)
+        {
+            foreach (string part in name.Split('.'))
+            {
+                if (!Microsoft.CodeAnalysis.CSharp.SyntaxFacts.IsValidIdentifier(part) ||
+                    Microsoft.CodeAnalysis.CSharp.SyntaxFacts.GetKeywordKind(part) != Microsoft.CodeAnalysis.CSharp.SyntaxKind.None)
+                {
+                    return false;
+                }
+            }
+
+            return true;
         }
 
         /// <summary>Spec files: *.json except JSON Schemas (*.schema.json).</summary>
