@@ -77,11 +77,15 @@ namespace MoeCompiler.Generators
         public static readonly DiagnosticDescriptor VisionProjectorMismatch = Error("MOE022", "Vision tower and projector do not match",
             "{0}");
 
+        public static readonly DiagnosticDescriptor InvalidNamespace = Error("MOE023", "Invalid generated namespace",
+            "The MSBuild property MoeCompilerNamespace is '{0}', which is not a C# namespace name; the variants are generated into '{1}'");
+
         private static readonly Dictionary<string, DiagnosticDescriptor> s_byId = Index(
             MalformedJson, UnknownKey, MissingKey, WrongType, DuplicateKey, ValueOutOfRange, WidthNotDivisibleByHeads,
             HeadsNotDivisibleByKvHeads, BadRotaryDims, TopKOutOfRange, MoeLayerOutOfRange, DuplicateMoeLayer,
             EmptyPlacement, DuplicateVariantName, InvalidIdentifier, UnknownValue, UnsupportedCombination,
-            ImageSmallerThanPatch, SelectLayerOutOfRange, TokenIdOutsideVocabulary, TokenIdBeyondTokenizer, VisionProjectorMismatch);
+            ImageSmallerThanPatch, SelectLayerOutOfRange, TokenIdOutsideVocabulary, TokenIdBeyondTokenizer, VisionProjectorMismatch,
+            InvalidNamespace);
 
         public static DiagnosticDescriptor ById(string id) => s_byId[id];
 

@@ -13,9 +13,13 @@ namespace MoeCompiler.Generators
     /// The model compiler's pipeline. Inputs are AdditionalFiles only (spec JSON files), so editing C# never
     /// re-runs it; every stage produces equatable values so unchanged specs are served from the cache.
     /// <code>
-    /// SpecFiles -> ParsedSpecs -> (+ VariantNames) -> CheckedSpecs -> variant sources
+    /// SpecFiles -> ParsedSpecs -> (+ VariantNames) -> CheckedSpecs -> Diagnostics    -> reported diagnostics
+    ///                                                 CheckedSpecs -> VariantModels  -> variant sources
     ///                                                 CheckedSpecs -> CatalogEntries -> ModelCatalog.g.cs
     /// </code>
+    /// Diagnostics (which carry file positions) and variant models (which carry none) are separate outputs, as in
+    /// dotnet/runtime's System.Text.Json generator: an edit that only moves text in a spec changes positions, so
+    /// diagnostics are re-reported, but the variant model is equal and its code is not emitted again.
     /// </summary>
     [Generator(LanguageNames.CSharp)]
     public sealed class ModelSpecGenerator : IIncrementalGenerator
@@ -28,6 +32,9 @@ namespace MoeCompiler.Generators
             public const string VariantNames = "VariantNames";
             public const string CheckedSpecs = "CheckedSpecs";
             public const string CatalogEntries = "CatalogEntries";
+            public const string Diagnostics = "Diagnostics";
+            public const string VariantModels = "VariantModels";
+            public const string Namespace = "Namespace";
         }
 
         public void Initialize(IncrementalGeneratorInitializationContext context)
@@ -52,24 +59,69 @@ namespace MoeCompiler.Generators
                 .Select(static (pair, _) => CheckDuplicateNames(pair.Left, pair.Right))
                 .WithTrackingName(Steps.CheckedSpecs);
 
-            context.RegisterSourceOutput(checkedSpecs, static (output, result) =>
+            IncrementalValuesProvider<EquatableArray<DiagnosticInfo>> diagnostics = checkedSpecs
+                .Select(static (result, _) => result.Diagnostics)
+                .WithTrackingName(Steps.Diagnostics);
+
+            context.RegisterSourceOutput(diagnostics, static (output, items) =>
             {
-                foreach (DiagnosticInfo diagnostic in result.Diagnostics) output.ReportDiagnostic(diagnostic.ToDiagnostic());
-                if (result.Variant is VariantModel variant)
+                foreach (DiagnosticInfo diagnostic in items) output.ReportDiagnostic(diagnostic.ToDiagnostic());
+            });
+
+            IncrementalValuesProvider<VariantModel> variants = checkedSpecs
+                .Where(static result => result.Variant is not null)
+                .Select(static (result, _) => result.Variant!)
+                .WithTrackingName(Steps.VariantModels);
+
+            // The namespace of the generated code: MSBuild property MoeCompilerNamespace (made visible by build/MoeCompiler.Generators.props).
+            IncrementalValueProvider<string?> namespaceProperty = context.AnalyzerConfigOptionsProvider
+                .Select(static (options, _) => options.GlobalOptions.TryGetValue("build_property." + NamespaceProperty, out string? value) &&
+                    !string.IsNullOrWhiteSpace(value) ? value.Trim() : null)
+                .WithTrackingName(Steps.Namespace);
+
+            context.RegisterSourceOutput(namespaceProperty, static (output, value) =>
+            {
+                if (value is not null && !IsValidNamespace(value))
                 {
-                    output.AddSource(VariantEmitter.HintName(variant), SourceText.From(VariantEmitter.Emit(variant), System.Text.Encoding.UTF8));
+                    output.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.InvalidNamespace, Location.None, value, DefaultNamespace));
                 }
             });
 
-            IncrementalValueProvider<EquatableArray<CatalogEntryModel>> catalog = checkedSpecs
-                .Where(static result => result.Variant is not null)
-                .Select(static (result, _) => VariantEmitter.CatalogEntry(result.Variant!))
+            IncrementalValueProvider<string> generatedNamespace = namespaceProperty
+                .Select(static (value, _) => value is not null && IsValidNamespace(value) ? value : DefaultNamespace);
+
+            context.RegisterSourceOutput(variants.Combine(generatedNamespace), static (output, pair) =>
+                output.AddSource(VariantEmitter.HintName(pair.Left), SourceText.From(VariantEmitter.Emit(pair.Left, pair.Right), System.Text.Encoding.UTF8)));
+
+            IncrementalValueProvider<EquatableArray<CatalogEntryModel>> catalog = variants
+                .Select(static (variant, _) => VariantEmitter.CatalogEntry(variant))
                 .Collect()
                 .Select(static (all, _) => new EquatableArray<CatalogEntryModel>(all))
                 .WithTrackingName(Steps.CatalogEntries);
 
-            context.RegisterSourceOutput(catalog, static (output, entries) =>
-                output.AddSource(CatalogEmitter.HintName, SourceText.From(CatalogEmitter.Emit(entries), System.Text.Encoding.UTF8)));
+            context.RegisterSourceOutput(catalog.Combine(generatedNamespace), static (output, pair) =>
+                output.AddSource(CatalogEmitter.HintName, SourceText.From(CatalogEmitter.Emit(pair.Left, pair.Right), System.Text.Encoding.UTF8)));
+        }
+
+        /// <summary>The MSBuild property that names the generated namespace.</summary>
+        public const string NamespaceProperty = "MoeCompilerNamespace";
+
+        /// <summary>Where variants go unless the project says otherwise.</summary>
+        public const string DefaultNamespace = "MoeCompiler.Models";
+
+        /// <summary>Dotted C# identifiers, none a keyword ("global::" and aliases are not namespace names).</summary>
+        public static bool IsValidNamespace(string name)
+        {
+            foreach (string part in name.Split('.'))
+            {
+                if (!Microsoft.CodeAnalysis.CSharp.SyntaxFacts.IsValidIdentifier(part) ||
+                    Microsoft.CodeAnalysis.CSharp.SyntaxFacts.GetKeywordKind(part) != Microsoft.CodeAnalysis.CSharp.SyntaxKind.None)
+                {
+                    return false;
+                }
+            }
+
+            return true;
         }
 
         /// <summary>Spec files: *.json except JSON Schemas (*.schema.json).</summary>

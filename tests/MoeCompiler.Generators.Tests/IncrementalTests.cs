@@ -57,6 +57,40 @@ public class IncrementalTests
     }
 
     [Fact]
+    public void MovingTextInASpecReReportsDiagnosticsButDoesNotReEmitCode()
+    {
+        var (driver, compilation, texts) = FirstRun();
+        var qwen = texts.Single(t => t.Path.EndsWith("tiny-qwen-moe.json", StringComparison.Ordinal));
+        // Blank lines before the content: every position moves, no value changes.
+        string text = "\n\n" + qwen.GetText()!.ToString().Replace("{\n", "{\n\n", StringComparison.Ordinal);
+        driver = driver.ReplaceAdditionalText(qwen, new InMemoryAdditionalText(qwen.Path, text));
+        var result = driver.RunGenerators(compilation).GetRunResult().Results.Single();
+
+        // The parse result holds positions, so it changed ...
+        Assert.Equal(1, Reasons(result, Steps.ParsedSpecs).Count(r => r == IncrementalStepRunReason.Modified));
+        Assert.Equal(1, Reasons(result, Steps.CheckedSpecs).Count(r => r == IncrementalStepRunReason.Modified));
+        // ... but the variant model holds none: equal to the last run's, so its source is not produced again.
+        Assert.All(Reasons(result, Steps.VariantModels), r => Assert.Contains(r, new[] { IncrementalStepRunReason.Unchanged, IncrementalStepRunReason.Cached }));
+        Assert.All(Reasons(result, Steps.CatalogEntries), r => Assert.Contains(r, new[] { IncrementalStepRunReason.Unchanged, IncrementalStepRunReason.Cached }));
+        Assert.DoesNotContain(IncrementalStepRunReason.New, OutputReasons(result));
+        Assert.DoesNotContain(IncrementalStepRunReason.Modified, OutputReasons(result));
+    }
+
+    [Fact]
+    public void ABrokenSpecReportsItsDiagnosticsThroughTheirOwnOutput()
+    {
+        var (driver, compilation, texts) = FirstRun();
+        var qwen = texts.Single(t => t.Path.EndsWith("tiny-qwen-moe.json", StringComparison.Ordinal));
+        string text = qwen.GetText()!.ToString().Replace("\"family\": \"qwen\"", "\"family\": \"qwenn\"", StringComparison.Ordinal);
+        Assert.NotEqual(qwen.GetText()!.ToString(), text);
+        driver = driver.ReplaceAdditionalText(qwen, new InMemoryAdditionalText(qwen.Path, text));
+        var run = driver.RunGenerators(compilation).GetRunResult();
+        Assert.Contains(run.Diagnostics, d => d.Id == "MOE016");
+        Assert.Equal(Specs.Length, run.Results.Single().GeneratedSources.Length); // two variants and the catalog
+        Assert.Equal(1, Reasons(run.Results.Single(), Steps.Diagnostics).Count(r => r == IncrementalStepRunReason.Modified));
+    }
+
+    [Fact]
     public void EditingOneSpecRegeneratesOnlyThatVariant()
     {
         var (driver, compilation, texts) = FirstRun();

@@ -1,3 +1,4 @@
+using MoeCompiler.Generators.Model;
 using MoeCompiler.Generators.Parsing;
 
 namespace MoeCompiler.Generators.Tests;
@@ -26,9 +27,9 @@ public class SpecParserTests
         Assert.Equal((64, 4, 8, 8, 10000.0, 4096), (v.Llm.TokenizerSize, v.Llm.KvHeads, v.Llm.HeadDim, v.Llm.RotaryDims, v.Llm.RopeTheta, v.Llm.MaxPositions));
         Assert.False(v.Llm.QkvBias || v.Llm.ParallelResidual || v.Llm.LmHeadBias);
         Assert.Null(v.Moe);
-        Assert.Equal((-2, "patch", 1), (v.Vision!.SelectLayer, v.Vision.SelectFeature, v.Vision.UsedLayers));
+        Assert.Equal((-2, SelectFeature.Patch, 1), (v.Vision!.SelectLayer, v.Vision.SelectFeature, v.Vision.UsedLayers));
         Assert.Equal(new[] { 1 }, v.Vision.Scales);
-        Assert.Equal(("mlp2x_gelu", "moe-llava"), (v.Projector!.Kind, v.Layout));
+        Assert.Equal(("mlp2x_gelu", CheckpointLayout.MoeLlava), (v.Projector!.Kind, v.Layout));
         Assert.Null(v.Tokenizer.Bos);
     }
 
@@ -77,7 +78,7 @@ public class SpecParserTests
     public void SuggestionsPickTheNearestKnownWord()
     {
         Assert.Equal("hiddenSize", ObjectReader.Suggest("hidensize", new[] { "heads", "hiddenSize", "layers" }));
-        Assert.Equal("mixtral", ObjectReader.Suggest("mixtrall", SpecParser.Families));
+        Assert.Equal("mixtral", ObjectReader.Suggest("mixtrall", SpecNames.Families.Names));
         Assert.Null(ObjectReader.Suggest("flashAttention", new[] { "heads", "hiddenSize", "layers" }));
     }
 

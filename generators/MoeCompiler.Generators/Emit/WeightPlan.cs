@@ -103,7 +103,7 @@ namespace MoeCompiler.Generators.Emit
             int h = llm.HiddenSize;
             int qDim = llm.Heads * llm.HeadDim;
             int kvDim = llm.KvHeads * llm.HeadDim;
-            bool layerNorm = llm.Norm == "layernorm";
+            bool layerNorm = Profiles.Of(llm.Norm).HasBias;
             Add(_n.Embedding, "Embedding", "llm", llm.VocabSize, h);
             for (int layer = 0; layer < llm.Layers; layer++)
             {
@@ -128,18 +128,18 @@ namespace MoeCompiler.Generators.Emit
                     AddLinear(p + _n.Router, moe.Experts, h, false, "Router", "llm");
                     for (int e = 0; e < moe.Experts; e++)
                     {
-                        AddFeedForward(p + _n.ExpertPrefix + SourceWriter.Int(e) + ".", "Expert", e, moe.TopK, _n.MixtralMoe);
+                        AddFeedForward(p + _n.ExpertPrefix + SourceWriter.Int(e) + ".", "Expert", e, moe.TopK, expertNames: true);
                     }
 
                     if (moe.Residual)
                     {
-                        AddFeedForward(p + _n.ResidualMlp, "FeedForward", -1, 0, mixtralNames: false);
+                        AddFeedForward(p + _n.ResidualMlp, "FeedForward", -1, 0, expertNames: false);
                         AddLinear(p + _n.ResidualCoefficient, 2, h, true, "Router", "llm");
                     }
                 }
                 else
                 {
-                    AddFeedForward(p + _n.DenseMlp, "FeedForward", -1, 0, mixtralNames: false);
+                    AddFeedForward(p + _n.DenseMlp, "FeedForward", -1, 0, expertNames: false);
                 }
             }
 
@@ -147,12 +147,12 @@ namespace MoeCompiler.Generators.Emit
             AddLinear(_n.LmHead, llm.VocabSize, h, llm.LmHeadBias, "LmHead", "llm");
         }
 
-        private void AddFeedForward(string prefix, string role, int expert, int topK, bool mixtralNames)
+        private void AddFeedForward(string prefix, string role, int expert, int topK, bool expertNames)
         {
             LlmModel llm = _v.Llm;
             int h = llm.HiddenSize, f = llm.FfnSize;
-            var parts = mixtralNames ? _n.MixtralExpertParts : _n.FfnParts;
-            if (llm.FfnKind == "gelu-tanh")
+            var parts = expertNames ? _n.ExpertParts : _n.FfnParts;
+            if (Profiles.Of(llm.FfnKind).Linears == 2)
             {
                 AddLinear(prefix + parts.A, f, h, llm.MlpBias, role, "llm", expert, topK);
                 AddLinear(prefix + parts.B, h, f, llm.MlpBias, role, "llm", expert, topK);
@@ -168,7 +168,7 @@ namespace MoeCompiler.Generators.Emit
         {
             int c = vision.HiddenSize;
             string vp = _n.VisionPrefix;
-            if (vision.Tower == "clip")
+            if (Profiles.Of(vision.Tower).ClassToken)
             {
                 Add(vp + "embeddings.class_embedding", "Vision", "vision", c);
                 Add(vp + "embeddings.patch_embedding.weight", "Vision", "vision", c, 3, vision.PatchSize, vision.PatchSize);
@@ -242,11 +242,11 @@ namespace MoeCompiler.Generators.Emit
             {
                 keys.Add(_n.VisionPrefix + "post_layernorm.*");
                 keys.Add(_n.VisionPrefix + "embeddings.position_ids");
-                if (vision.Tower == "siglip") keys.Add(_n.VisionPrefix + "head.*");
+                if (Profiles.Of(vision.Tower).IgnoredKeys is string towerIgnored) keys.Add(_n.VisionPrefix + towerIgnored);
                 for (int layer = vision.UsedLayers; layer < vision.Layers; layer++) keys.Add(_n.VisionLayerPrefix(layer) + "*");
             }
 
-            if (_v.Llm.Family == "phi" && !_v.Llm.LmHeadBias) keys.Add("lm_head.bias");
+            if (Profiles.Of(_v.Llm.Family).MayIgnoreLmHeadBias && !_v.Llm.LmHeadBias) keys.Add("lm_head.bias");
             return keys;
         }
 
@@ -258,7 +258,7 @@ namespace MoeCompiler.Generators.Emit
         {
             LlmModel llm = v.Llm;
             long V = llm.VocabSize, W = llm.HiddenSize, L = llm.Layers, F = llm.FfnSize;
-            long f = llm.FfnKind == "gelu-tanh" ? 2 : 3;
+            long f = Profiles.Of(llm.FfnKind).Linears;
             long M = v.Moe?.Layers.Count ?? 0;
             long E = v.Moe is null ? 1 : activated ? v.Moe.TopK : v.Moe.Experts;
             return V * W + L * (4 * W * W + W * F * f + 2 * W) + W + W * V + M * (E - 1) * (W * F * f + 2 * W) + M * W * E;

@@ -2,7 +2,7 @@ namespace MoeCompiler.Generators.Model
 {
     /// <summary>The LLM half of a spec, validated. Names follow the spec keys.</summary>
     internal sealed record LlmModel(
-        string Family,
+        LlmFamily Family,
         int VocabSize,
         int TokenizerSize,
         int HiddenSize,
@@ -11,8 +11,8 @@ namespace MoeCompiler.Generators.Model
         int KvHeads,
         int HeadDim,
         int FfnSize,
-        string FfnKind,
-        string Norm,
+        FfnKind FfnKind,
+        NormKind Norm,
         double NormEps,
         double RopeTheta,
         double RotaryFraction,
@@ -28,21 +28,21 @@ namespace MoeCompiler.Generators.Model
     internal sealed record MoeModel(
         int Experts,
         int TopK,
-        string PlacementKind,
+        PlacementKind PlacementKind,
         string PlacementText,
         EquatableArray<int> Layers,
-        string Routing,
+        RoutingKind Routing,
         double CapacityFactor,
         double EvalCapacityFactor,
         int MinCapacity,
-        string SecondExpert,
+        SecondExpertPolicy SecondExpert,
         bool Residual);
 
     /// <summary>A CuMo-style sparse MLP (vision tower or projector): softmax top-k, no capacity.</summary>
     internal sealed record SideMoeModel(int Experts, int TopK);
 
     internal sealed record VisionModel(
-        string Tower,
+        VisionTowerKind Tower,
         int ImageSize,
         int PatchSize,
         int HiddenSize,
@@ -51,7 +51,7 @@ namespace MoeCompiler.Generators.Model
         int MlpSize,
         double NormEps,
         int SelectLayer,
-        string SelectFeature,
+        SelectFeature SelectFeature,
         SideMoeModel? Moe,
         EquatableArray<int> Scales)
     {
@@ -60,9 +60,14 @@ namespace MoeCompiler.Generators.Model
         /// <summary>Encoder layers that run: the ones up to and including the selected hidden state.</summary>
         public int UsedLayers => SelectLayer < 0 ? Layers + 1 + SelectLayer : SelectLayer;
         /// <summary>Rows the tower outputs (CLIP: CLS + patches).</summary>
-        public int TowerRows => Tower == "clip" ? Patches + 1 : Patches;
+        public int TowerRows => Profiles.Of(Tower).ClassToken ? Patches + 1 : Patches;
         /// <summary>Rows kept as image features: "patch" drops row 0 (CLS for CLIP, the first patch for SigLIP).</summary>
-        public int FeatureRows => SelectFeature == "patch" ? TowerRows - 1 : TowerRows;
+        public int FeatureRows => SelectFeature switch
+        {
+            SelectFeature.Patch => TowerRows - 1,
+            SelectFeature.ClsPatch => TowerRows,
+            _ => throw new System.ArgumentOutOfRangeException(nameof(SelectFeature)),
+        };
         public int FeatureWidth => HiddenSize * Scales.Count;
     }
 
@@ -85,7 +90,7 @@ namespace MoeCompiler.Generators.Model
         ProjectorModel? Projector,
         TokenizerModel Tokenizer,
         string Template,
-        string Layout)
+        CheckpointLayout Layout)
     {
         public bool HasVision => Vision is not null;
 

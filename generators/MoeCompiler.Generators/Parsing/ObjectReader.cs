@@ -105,6 +105,14 @@ namespace MoeCompiler.Generators.Parsing
             return null;
         }
 
+        /// <summary>A string of <paramref name="vocabulary"/>, parsed once into its enum value (MOE016 for an unknown string).</summary>
+        public T? Choice<T>(string key, string what, SpecVocabulary<T> vocabulary, bool required, T? fallback = null) where T : struct, Enum
+        {
+            if (!Has(key) && !required) return fallback;
+            string? name = Choice(key, what, vocabulary.Names, required);
+            return name is not null && vocabulary.TryParse(name, out T value) ? value : (T?)null;
+        }
+
         public int? Int(string key, bool required, int? fallback = null, int? min = null, string? minReason = null, int? max = null)
         {
             JsonNode? node = Node(key, required);

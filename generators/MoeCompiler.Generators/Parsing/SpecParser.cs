@@ -13,18 +13,9 @@ namespace MoeCompiler.Generators.Parsing
     /// </summary>
     internal static class SpecParser
     {
-        public static readonly string[] Families = { "stablelm", "qwen", "phi", "mistral", "mixtral" };
-        public static readonly string[] FfnKinds = { "swiglu", "qwen-swiglu", "gelu-tanh" };
-        public static readonly string[] Norms = { "layernorm", "rmsnorm" };
-        public static readonly string[] Routings = { "deepspeed", "mixtral" };
-        public static readonly string[] SecondExpertPolicies = { "deterministic", "sampled" };
-        public static readonly string[] PlacementKinds = { "interval", "all", "first-half", "second-half", "list" };
-        public static readonly string[] Towers = { "clip", "siglip" };
-        public static readonly string[] SelectFeatures = { "patch", "cls_patch" };
         public static readonly string[] ProjectorKinds = { "mlp2x_gelu" };
         public static readonly string[] TokenizerKinds = { "arcade100k", "qwen", "gpt2", "phi2", "sentencepiece", "openchat" };
         public static readonly string[] Templates = { "phi", "stablelm", "qwen", "openchat", "plain", "mistral_instruct_system", "mistral_instruct" };
-        public static readonly string[] Layouts = { "moe-llava", "cumo" };
 
         /// <summary>Limits that keep generated code a sane size (one member per layer, one loop per expert).</summary>
         private const int MaxLayers = 512;
@@ -83,11 +74,11 @@ namespace MoeCompiler.Generators.Parsing
                 llm, diagnostics, out moeOk);
             else if (spec.Has("moe") && !moeIsNull) moeOk = false;
 
-            string? layout = "moe-llava";
+            CheckpointLayout? layout = CheckpointLayout.MoeLlava;
             JsonObject? checkpointJson = spec.Object("checkpoint", required: false, allowNull: false, out _);
             if (checkpointJson is not null)
             {
-                layout = new ObjectReader(checkpointJson, "checkpoint", diagnostics, "layout").Choice("layout", "checkpoint layout", Layouts, required: true);
+                layout = new ObjectReader(checkpointJson, "checkpoint", diagnostics, "layout").Choice("layout", "checkpoint layout", SpecNames.Layouts, required: true);
             }
             else if (spec.Has("checkpoint"))
             {
@@ -114,7 +105,7 @@ namespace MoeCompiler.Generators.Parsing
                 return Result(filePath, name, null, diagnostics, namePosition);
             }
 
-            var variant = new VariantModel(fileName, name, displayName, description, llm, moe, vision, projector, tokenizer, template, layout);
+            var variant = new VariantModel(fileName, name, displayName, description, llm, moe, vision, projector, tokenizer, template, layout.Value);
             return Result(filePath, name, variant, diagnostics, namePosition);
         }
 
@@ -127,7 +118,7 @@ namespace MoeCompiler.Generators.Parsing
                 "norm", "normEps", "ropeTheta", "rotaryFraction", "qkvBias", "attnOutBias", "mlpBias", "lmHeadBias",
                 "parallelResidual", "maxPositions");
             int errorsBefore = diagnostics.Items.Count;
-            string? family = llm.Choice("family", "LLM family", Families, required: true);
+            LlmFamily? family = llm.Choice("family", "LLM family", SpecNames.Families, required: true);
             int? vocab = llm.Int("vocabSize", required: true, min: 1);
             int? tokenizerSize = llm.Int("tokenizerSize", required: false, fallback: vocab, min: 1);
             int? hidden = llm.Int("hiddenSize", required: true, min: 1);
@@ -136,8 +127,8 @@ namespace MoeCompiler.Generators.Parsing
             int? kvHeads = llm.Int("kvHeads", required: false, fallback: heads, min: 1);
             int? headDim = llm.Int("headDim", required: false, min: 1);
             int? ffn = llm.Int("ffnSize", required: true, min: 1);
-            string? ffnKind = llm.Choice("ffnKind", "FFN kind", FfnKinds, required: true);
-            string? norm = llm.Choice("norm", "norm kind", Norms, required: true);
+            FfnKind? ffnKind = llm.Choice("ffnKind", "FFN kind", SpecNames.FfnKinds, required: true);
+            NormKind? norm = llm.Choice("norm", "norm kind", SpecNames.Norms, required: true);
             double? normEps = llm.Number("normEps", required: true, positive: true);
             double? ropeTheta = llm.Number("ropeTheta", required: false, fallback: 10000, positive: true);
             double? rotaryFraction = llm.Number("rotaryFraction", required: false, fallback: 1.0, positive: true);
@@ -182,26 +173,24 @@ namespace MoeCompiler.Generators.Parsing
                 }
             }
 
-            if (family is not null && ffnKind is not null)
+            FamilyProfile? profile = family is LlmFamily known ? Profiles.Of(known) : null;
+            if (profile is not null && ffnKind is FfnKind actualFfn && actualFfn != profile.Ffn)
             {
-                string expected = family == "qwen" ? "qwen-swiglu" : family == "phi" ? "gelu-tanh" : "swiglu";
-                if (ffnKind != expected)
-                {
-                    diagnostics.Report(DiagnosticDescriptors.UnsupportedCombination, llm.PositionOf("ffnKind"),
-                        "LLM family '" + family + "' has a '" + expected + "' FFN (its checkpoint names follow it), not '" + ffnKind + "'");
-                }
+                diagnostics.Report(DiagnosticDescriptors.UnsupportedCombination, llm.PositionOf("ffnKind"),
+                    "LLM family '" + profile.SpecName + "' has a '" + profile.Ffn.SpecName() + "' FFN (its checkpoint names follow it), not '" + actualFfn.SpecName() + "'");
             }
 
-            if (family == "qwen" && heads is int qh && kvHeads is int qkv && qh != qkv)
+            if (profile is { FusedQkv: true } && heads is int qh && kvHeads is int qkv && qh != qkv)
             {
+                string fusedName = profile.FusedQkvName.Substring(profile.FusedQkvName.LastIndexOf('.') + 1);
                 diagnostics.Report(DiagnosticDescriptors.UnsupportedCombination, llm.PositionOf("kvHeads"),
-                    "Qwen's fused c_attn projection needs 'llm.kvHeads' equal to 'llm.heads'");
+                    profile.DisplayName + "'s fused " + fusedName + " projection needs 'llm.kvHeads' equal to 'llm.heads'");
             }
 
-            if (family == "phi" && parallel == false)
+            if (profile is { ParallelResidual: true } && parallel == false)
             {
                 diagnostics.Report(DiagnosticDescriptors.UnsupportedCombination, llm.PositionOf("parallelResidual"),
-                    "Phi blocks have one shared norm and a parallel residual; 'llm.parallelResidual' must be true");
+                    profile.DisplayName + " blocks have one shared norm and a parallel residual; 'llm.parallelResidual' must be true");
             }
 
             if (diagnostics.Items.Count != errorsBefore || family is null || vocab is null || tokenizerSize is null || hidden is null ||
@@ -212,8 +201,8 @@ namespace MoeCompiler.Generators.Parsing
                 return null;
             }
 
-            return new LlmModel(family, vocab.Value, tokenizerSize.Value, hidden.Value, layers.Value, heads.Value, kvHeads.Value,
-                headDim.Value, ffn.Value, ffnKind, norm, normEps.Value, ropeTheta.Value, rotaryFraction.Value, rotaryDims,
+            return new LlmModel(family.Value, vocab.Value, tokenizerSize.Value, hidden.Value, layers.Value, heads.Value, kvHeads.Value,
+                headDim.Value, ffn.Value, ffnKind.Value, norm.Value, normEps.Value, ropeTheta.Value, rotaryFraction.Value, rotaryDims,
                 qkvBias.Value, attnOutBias.Value, mlpBias.Value, lmHeadBias.Value, parallel.Value, maxPositions.Value);
         }
 
@@ -222,16 +211,16 @@ namespace MoeCompiler.Generators.Parsing
             int errorsBefore = diagnostics.Items.Count;
             int? experts = moe.Int("experts", required: true, min: 1, max: MaxExperts);
             int? topK = moe.Int("topK", required: true);
-            string defaultRouting = llm?.Family == "mixtral" ? "mixtral" : "deepspeed";
-            string? routing = moe.Choice("routing", "routing", Routings, required: false, fallback: defaultRouting);
+            RoutingKind defaultRouting = llm is null ? RoutingKind.DeepSpeed : Profiles.Of(llm.Family).DefaultRouting;
+            RoutingKind? routing = moe.Choice("routing", "routing", SpecNames.Routings, required: false, fallback: defaultRouting);
             double? capacity = moe.Number("capacityFactor", required: false, fallback: 1.5, positive: true);
             double? evalCapacity = moe.Number("evalCapacityFactor", required: false, fallback: 2.0, positive: true);
             int? minCapacity = moe.Int("minCapacity", required: false, fallback: 0, min: 0);
-            string? secondExpert = moe.Choice("secondExpert", "second-expert policy", SecondExpertPolicies, required: false, fallback: "deterministic");
+            SecondExpertPolicy? secondExpert = moe.Choice("secondExpert", "second-expert policy", SpecNames.SecondExpertPolicies, required: false, fallback: SecondExpertPolicy.Deterministic);
             bool? residual = moe.Bool("residual", required: false, fallback: false);
             CheckTopK(moe, "topK", experts, topK, diagnostics);
 
-            string? placementKind = null;
+            PlacementKind? placementKind = null;
             string placementText = "";
             List<int>? layers = null;
             JsonObject? placementJson = moe.Object("placement", required: true, allowNull: false, out _);
@@ -248,30 +237,30 @@ namespace MoeCompiler.Generators.Parsing
                 return null;
             }
 
-            return new MoeModel(experts.Value, topK.Value, placementKind, placementText, new EquatableArray<int>(layers.ToArray()), routing,
-                capacity.Value, evalCapacity.Value, minCapacity.Value, secondExpert, residual.Value);
+            return new MoeModel(experts.Value, topK.Value, placementKind.Value, placementText, new EquatableArray<int>(layers.ToArray()), routing.Value,
+                capacity.Value, evalCapacity.Value, minCapacity.Value, secondExpert.Value, residual.Value);
         }
 
-        private static List<int>? ParsePlacement(JsonObject json, LlmModel? llm, DiagnosticBag diagnostics, out string? kind, out string text)
+        private static List<int>? ParsePlacement(JsonObject json, LlmModel? llm, DiagnosticBag diagnostics, out PlacementKind? kind, out string text)
         {
             text = "";
             // The keys allowed depend on the kind, so read the kind first with a permissive reader.
             var probe = new ObjectReader(json, "moe.placement", new DiagnosticBag(diagnostics.FilePath), "kind", "start", "step", "layers");
-            kind = probe.Choice("kind", "MoE placement", PlacementKinds, required: false);
+            kind = probe.Choice("kind", "MoE placement", SpecNames.PlacementKinds, required: false);
             string[] keys = kind switch
             {
-                "interval" => new[] { "kind", "start", "step" },
-                "list" => new[] { "kind", "layers" },
+                PlacementKind.Interval => new[] { "kind", "start", "step" },
+                PlacementKind.List => new[] { "kind", "layers" },
                 _ => new[] { "kind" },
             };
             var placement = new ObjectReader(json, "moe.placement", diagnostics, keys);
-            kind = placement.Choice("kind", "MoE placement", PlacementKinds, required: true);
-            if (kind is null) return null;
+            kind = placement.Choice("kind", "MoE placement", SpecNames.PlacementKinds, required: true);
+            if (kind is not PlacementKind placementKind) return null;
             int errorsBefore = diagnostics.Items.Count;
             var result = new List<int>();
-            switch (kind)
+            switch (placementKind)
             {
-                case "interval":
+                case PlacementKind.Interval:
                     {
                         int? start = placement.Int("start", required: false, fallback: 0, min: 0);
                         int? step = placement.Int("step", required: false, fallback: 2, min: 1);
@@ -288,7 +277,7 @@ namespace MoeCompiler.Generators.Parsing
                         break;
                     }
 
-                case "list":
+                case PlacementKind.List:
                     {
                         var items = placement.IntArray("layers", required: true);
                         if (items is null) return null;
@@ -320,12 +309,14 @@ namespace MoeCompiler.Generators.Parsing
                         break;
                     }
 
-                default:
+                case PlacementKind.All:
+                case PlacementKind.FirstHalf:
+                case PlacementKind.SecondHalf:
                     {
-                        text = kind;
+                        text = placementKind.SpecName();
                         if (llm is null) return null;
-                        int from = kind == "second-half" ? llm.Layers / 2 : 0;
-                        int to = kind == "first-half" ? llm.Layers / 2 : llm.Layers;
+                        int from = placementKind == PlacementKind.SecondHalf ? llm.Layers / 2 : 0;
+                        int to = placementKind == PlacementKind.FirstHalf ? llm.Layers / 2 : llm.Layers;
                         for (int i = from; i < to; i++) result.Add(i);
                         break;
                     }
@@ -343,21 +334,22 @@ namespace MoeCompiler.Generators.Parsing
         {
             var moeReader = new ObjectReader(moeJson, "moe", new DiagnosticBag(diagnostics.FilePath),
                 "experts", "topK", "placement", "routing", "capacityFactor", "evalCapacityFactor", "minCapacity", "secondExpert", "residual");
-            if (moe.Routing == "deepspeed" && moe.TopK > 2)
+            if (moe.Routing == RoutingKind.DeepSpeed && moe.TopK > 2)
             {
                 diagnostics.Report(DiagnosticDescriptors.UnsupportedCombination, moeReader.PositionOf("topK"),
                     "DeepSpeed routing ('moe.routing' \"deepspeed\") supports top-1 and top-2 only; use \"mixtral\" routing for top-" + Str(moe.TopK));
             }
 
-            if (llm.Family == "mixtral" && moe.Residual)
+            FamilyProfile profile = Profiles.Of(llm.Family);
+            if (!profile.ResidualMoe && moe.Residual)
             {
                 diagnostics.Report(DiagnosticDescriptors.UnsupportedCombination, moeReader.PositionOf("residual"),
-                    "Mixtral checkpoints (block_sparse_moe) have no PR-MoE residual MLP; 'moe.residual' must be false for family 'mixtral'");
+                    profile.DisplayName + " checkpoints (" + profile.MoeModule + ") have no PR-MoE residual MLP; 'moe.residual' must be false for family '" + profile.SpecName + "'");
             }
         }
 
         /// <summary>The vision tower, or null with <paramref name="textOnly"/> set when the spec has none ("vision" null or absent).</summary>
-        private static VisionModel? ParseVision(ObjectReader spec, string? layout, DiagnosticBag diagnostics, out bool textOnly)
+        private static VisionModel? ParseVision(ObjectReader spec, CheckpointLayout? layout, DiagnosticBag diagnostics, out bool textOnly)
         {
             JsonObject? json = spec.Object("vision", required: false, allowNull: true, out bool isNull);
             textOnly = isNull || !spec.Has("vision");
@@ -365,7 +357,7 @@ namespace MoeCompiler.Generators.Parsing
             var vision = new ObjectReader(json, "vision", diagnostics,
                 "tower", "imageSize", "patchSize", "hiddenSize", "layers", "heads", "mlpSize", "normEps", "selectLayer", "selectFeature", "moe", "scales");
             int errorsBefore = diagnostics.Items.Count;
-            string? tower = vision.Choice("tower", "vision tower", Towers, required: true);
+            VisionTowerKind? tower = vision.Choice("tower", "vision tower", SpecNames.Towers, required: true);
             int? imageSize = vision.Int("imageSize", required: true, min: 1);
             int? patchSize = vision.Int("patchSize", required: true, min: 1);
             int? hidden = vision.Int("hiddenSize", required: true, min: 1);
@@ -374,7 +366,7 @@ namespace MoeCompiler.Generators.Parsing
             int? mlp = vision.Int("mlpSize", required: true, min: 1);
             double? normEps = vision.Number("normEps", required: true, positive: true);
             int? selectLayer = vision.Int("selectLayer", required: false, fallback: -2);
-            string? selectFeature = vision.Choice("selectFeature", "vision select feature", SelectFeatures, required: false, fallback: "patch");
+            SelectFeature? selectFeature = vision.Choice("selectFeature", "vision select feature", SpecNames.SelectFeatures, required: false, fallback: SelectFeature.Patch);
             SideMoeModel? moe = ParseSideMoe(vision, "moe", layout, diagnostics);
             var scaleItems = vision.IntArray("scales", required: false);
             int[]? scales = vision.Has("scales") ? null : new[] { 1 };
@@ -392,7 +384,7 @@ namespace MoeCompiler.Generators.Parsing
             }
 
             if (scales is not null && scales.Length > 1 && tower is not null && selectFeature is not null && imageSize is int s2 && patchSize is int p2 &&
-                (s2 % p2 != 0 || (tower == "clip") != (selectFeature == "patch")))
+                (s2 % p2 != 0 || Profiles.Of(tower.Value).ClassToken != (selectFeature == SelectFeature.Patch)))
             {
                 diagnostics.Report(DiagnosticDescriptors.UnsupportedCombination, vision.PositionOf("scales"),
                     "S2 scales need the tower's features to be the full patch grid: 'vision.imageSize' a multiple of 'vision.patchSize' and " +
@@ -420,15 +412,15 @@ namespace MoeCompiler.Generators.Parsing
                 return null;
             }
 
-            return new VisionModel(tower, imageSize.Value, patchSize.Value, hidden.Value, layers.Value, heads.Value, mlp.Value, normEps.Value,
-                selectLayer.Value, selectFeature, moe, new EquatableArray<int>(scales));
+            return new VisionModel(tower.Value, imageSize.Value, patchSize.Value, hidden.Value, layers.Value, heads.Value, mlp.Value, normEps.Value,
+                selectLayer.Value, selectFeature.Value, moe, new EquatableArray<int>(scales));
         }
 
-        private static SideMoeModel? ParseSideMoe(ObjectReader parent, string key, string? layout, DiagnosticBag diagnostics)
+        private static SideMoeModel? ParseSideMoe(ObjectReader parent, string key, CheckpointLayout? layout, DiagnosticBag diagnostics)
         {
             JsonObject? json = parent.Object(key, required: false, allowNull: true, out _);
             if (json is null) return null;
-            if (layout == "moe-llava")
+            if (layout == CheckpointLayout.MoeLlava)
             {
                 diagnostics.Report(DiagnosticDescriptors.UnsupportedCombination, parent.PositionOf(key),
                     "'" + parent.KeyPath(key) + "' needs the CuMo checkpoint layout (\"checkpoint\": { \"layout\": \"cumo\" }); MoE-LLaVA checkpoints have a dense " +
@@ -454,7 +446,7 @@ namespace MoeCompiler.Generators.Parsing
         /// The projector, which exists exactly when the tower does: absent means the default mlp2x_gelu for a vision
         /// variant and no projector for a text-only one; null is allowed only without a tower (MOE022 otherwise).
         /// </summary>
-        private static ProjectorModel? ParseProjector(ObjectReader spec, string? layout, bool textOnly, DiagnosticBag diagnostics, out bool noProjector)
+        private static ProjectorModel? ParseProjector(ObjectReader spec, CheckpointLayout? layout, bool textOnly, DiagnosticBag diagnostics, out bool noProjector)
         {
             JsonObject? json = spec.Object("projector", required: false, allowNull: true, out bool isNull);
             noProjector = textOnly;

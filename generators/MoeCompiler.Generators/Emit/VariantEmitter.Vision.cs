@@ -1,0 +1,200 @@
+using System.Collections.Generic;
+using MoeCompiler.Generators.Model;
+
+namespace MoeCompiler.Generators.Emit
+{
+    /// <summary>The vision side: image description, tower and projector construction, EncodeImage and the VisionTower class.</summary>
+    internal sealed partial class VariantEmitter
+    {
+        private void WriteImageDescription(string cst)
+        {
+            _w.Line("ImageSize = " + cst + ".ImageSize,");
+            _w.Line("ImageTokens = " + cst + ".ImageTokens,");
+            _w.Line("ImageMean = new float[] { " + TowerProfile.ImageMean + " },");
+            _w.Line("ImageStd = new float[] { " + TowerProfile.ImageStd + " },");
+
+            _w.Line("VisionScales = " + cst + ".VisionScales.ToArray(),");
+        }
+
+        private void WriteVisionConstruction()
+        {
+            _w.Line("Vision = new VisionTower(weights, backend);");
+            if (Projector.Moe is not null)
+            {
+                _w.Line("var projectorExperts = new " + Modules + "GeluFeedForward[" + SourceWriter.Int(Projector.Moe.Experts) + "];");
+                _w.Open("for (int e = 0; e < projectorExperts.Length; e++)");
+                _w.Line("string expert = " + SourceWriter.Literal(_n.ProjectorExpertPrefix) + " + e.ToString(" + Invariant + ") + \".\";");
+                _w.Line("projectorExperts[e] = new " + Modules + "GeluFeedForward(Dense(weights, backend, expert + \"0\", bias: true), Dense(weights, backend, expert + \"2\", bias: true), " + Activation + ".GeluErf);");
+                _w.Close();
+                _w.Line("Projector = new " + ProjectorType + "(Dense(weights, backend, " + SourceWriter.Literal(_n.ProjectorRouter) + ", bias: false), projectorExperts, ProjectorMoeOptions, \"projector\", 0);");
+            }
+            else
+            {
+                string p = _n.ProjectorPrefix;
+                _w.Line("Projector = new " + Modules + "GeluFeedForward(Dense(weights, backend, " + SourceWriter.Literal(p + "0") + ", bias: true), Dense(weights, backend, " +
+                    SourceWriter.Literal(p + "2") + ", bias: true), " + Activation + ".GeluErf);");
+            }
+        }
+
+        private void WriteVisionProperties()
+        {
+            _w.Line("/// <summary>" + SourceWriter.Xml(_n.VisionPrefix) + "* (" + Vision.Tower.SpecName() + ", " + SourceWriter.Int(Vision.UsedLayers) + " of " + SourceWriter.Int(Vision.Layers) + " layers run)</summary>");
+            _w.Line("public VisionTower Vision { get; }");
+            if (Projector.Moe is SideMoeModel pmoe)
+            {
+                _w.Line("/// <summary>router " + _n.ProjectorRouter + ".weight [" + SourceWriter.Int(pmoe.Experts) + ", " + SourceWriter.Int(Vision.FeatureWidth) + "]; expert e: " +
+                    _n.ProjectorExpertPrefix + "{e}.0 [" + H + ", " + SourceWriter.Int(Vision.FeatureWidth) + "], .2 [" + H + ", " + H + "] (Linear, erf GELU, Linear)</summary>");
+            }
+            else
+            {
+                _w.Line("/// <summary>" + SourceWriter.Xml(_n.ProjectorPrefix) + "0 [" + H + ", " + SourceWriter.Int(Vision.FeatureWidth) + "], .2 [" + H + ", " + H + "] (Linear, erf GELU, Linear)</summary>");
+            }
+
+            _w.Line("public " + ProjectorType + " Projector { get; }");
+        }
+
+        private void WriteEncodeImage()
+        {
+            int s = Vision.ImageSize;
+            _w.Summary("Preprocessed pixels [3, " + SourceWriter.Int(s) + ", " + SourceWriter.Int(s) + "] -> image features [" + SourceWriter.Int(Vision.FeatureRows) + ", " + H + "] in the LLM's embedding space.");
+            _w.Open("public " + Tensor + " EncodeImage(" + Context + " context, " + Tensor + " pixels)");
+            _w.Line("global::System.ArgumentNullException.ThrowIfNull(context);");
+            _w.Line("global::System.ArgumentNullException.ThrowIfNull(pixels);");
+            _w.Line("if (pixels.Rank != 3 || pixels.Dim(0) != 3 || pixels.Dim(1) != " + SourceWriter.Int(s) + " || pixels.Dim(2) != " + SourceWriter.Int(s) + ")");
+            _w.Line("    throw new global::System.ArgumentException(\"" + _v.Name + " expects pixels [3, " + SourceWriter.Int(s) + ", " + SourceWriter.Int(s) + "], got \" + " + Tensor + ".FormatShape(pixels.Shape), nameof(pixels));");
+            string rows = SourceWriter.Int(Vision.FeatureRows);
+            if (Vision.Scales.Count > 1)
+            {
+                _w.Line("// S2: the tower sees the image at every scale (tiles of " + SourceWriter.Int(s) + "), features concatenated on channels.");
+                _w.Line(Tensor + " features = " + Modules + "MultiScaleVision.EncodeS2(context, pixels, " + SourceWriter.Int(s) + ", " + SourceWriter.Int(Vision.PatchSize) +
+                    ", S2Scales, tile => Vision.Forward(context, tile)); // [" + rows + ", " + SourceWriter.Int(Vision.FeatureWidth) + "]");
+            }
+            else
+            {
+                _w.Line(Tensor + " features = Vision.Forward(context, pixels); // [" + rows + ", " + C + "]");
+            }
+
+            string moeNote = Projector.Moe is SideMoeModel pm ? " top-" + SourceWriter.Int(pm.TopK) + " of " + SourceWriter.Int(pm.Experts) + " experts" : "";
+            _w.Line(Tensor + " projected = Projector.Forward(context, features); // [" + rows + ", " + H + "]" + moeNote);
+            _w.Line(Release + "features);");
+            _w.Line("return projected;");
+            _w.Close();
+            _w.Line();
+        }
+
+        private void WriteVisionTower()
+        {
+            VisionModel vis = Vision;
+            TowerProfile tower = TowerProfile;
+            bool classToken = tower.ClassToken;
+            string vp = _n.VisionPrefix;
+            string eps = SourceWriter.Float(vis.NormEps);
+            int headDim = vis.HiddenSize / vis.Heads;
+            string rows = SourceWriter.Int(vis.TowerRows);
+            string activation = Activation + "." + tower.Activation;
+            _w.Line();
+            _w.Summary("The " + vis.Tower.SpecName() + " tower up to the selected hidden state (selectLayer " + SourceWriter.Int(vis.SelectLayer) + "): " +
+                SourceWriter.Int(vis.UsedLayers) + " of " + SourceWriter.Int(vis.Layers) + " encoder layers" + (vis.Moe is null ? "" : ", each MLP a top-" + SourceWriter.Int(vis.Moe.TopK) + "-of-" + SourceWriter.Int(vis.Moe.Experts) + " MoE") + ".");
+            _w.Open("public sealed class VisionTower");
+            _w.Open("internal VisionTower(" + Weights + " weights, " + Backend + " backend)");
+            if (classToken)
+            {
+                _w.Line("Embeddings = new " + Modules + tower.EmbeddingsModule + "(backend, Weight(weights, " + SourceWriter.Literal(vp + "embeddings.patch_embedding.weight") + "),");
+                _w.Line("    Weight(weights, " + SourceWriter.Literal(vp + "embeddings.class_embedding") + "), Weight(weights, " + SourceWriter.Literal(vp + "embeddings.position_embedding.weight") + "), " + SourceWriter.Int(vis.PatchSize) + ");");
+                _w.Line("PreNorm = LayerNormAt(weights, backend, " + SourceWriter.Literal(vp + "pre_layrnorm") + ", " + eps + ");");
+            }
+            else
+            {
+                _w.Line("Embeddings = new " + Modules + tower.EmbeddingsModule + "(backend, Weight(weights, " + SourceWriter.Literal(vp + "embeddings.patch_embedding.weight") + "),");
+                _w.Line("    Weight(weights, " + SourceWriter.Literal(vp + "embeddings.patch_embedding.bias") + "), Weight(weights, " + SourceWriter.Literal(vp + "embeddings.position_embedding.weight") + "), " + SourceWriter.Int(vis.PatchSize) + ");");
+            }
+
+            for (int layer = 0; layer < vis.UsedLayers; layer++)
+            {
+                _w.Line("Layer" + SourceWriter.Int(layer) + " = CreateLayer(weights, backend, " + SourceWriter.Literal(_n.VisionLayerPrefix(layer)) + ", " + SourceWriter.Int(layer) + ");");
+            }
+
+            _w.Close();
+            _w.Line();
+            string c = C;
+            string pShape = "[" + c + ", 3, " + SourceWriter.Int(vis.PatchSize) + ", " + SourceWriter.Int(vis.PatchSize) + "]";
+            _w.Line(classToken
+                ? "/// <summary>" + vp + "embeddings.{patch_embedding.weight " + pShape + ", class_embedding [" + c + "], position_embedding.weight [" + rows + ", " + c + "]}</summary>"
+                : "/// <summary>" + vp + "embeddings.{patch_embedding.weight " + pShape + ", patch_embedding.bias [" + c + "], position_embedding.weight [" + rows + ", " + c + "]}</summary>");
+            _w.Line("public " + Modules + tower.EmbeddingsModule + " Embeddings { get; }");
+            if (classToken)
+            {
+                _w.Line("/// <summary>" + vp + "pre_layrnorm.{weight,bias} [" + c + "]</summary>");
+                _w.Line("public " + Modules + "LayerNorm PreNorm { get; }");
+            }
+
+            string mlp = SourceWriter.Int(vis.MlpSize);
+            string layerDoc = vis.Moe is SideMoeModel lm
+                ? "layer_norm1/2 [" + c + "], self_attn.{q,k,v,out}_proj [" + c + ", " + c + "], router gate.weight [" + SourceWriter.Int(lm.Experts) + ", " + c + "], experts.{e}.fc1 [" + mlp + ", " + c + "], experts.{e}.fc2 [" + c + ", " + mlp + "]"
+                : "layer_norm1/2 [" + c + "], self_attn.{q,k,v,out}_proj [" + c + ", " + c + "], mlp.fc1 [" + mlp + ", " + c + "], mlp.fc2 [" + c + ", " + mlp + "]";
+            for (int layer = 0; layer < vis.UsedLayers; layer++)
+            {
+                _w.Line("/// <summary>" + _n.VisionLayerPrefix(layer) + "{" + layerDoc + "}, all with biases but the router</summary>");
+                _w.Line("public " + VisionLayerType + " Layer" + SourceWriter.Int(layer) + " { get; }");
+            }
+
+            _w.Line();
+            _w.Open("private static " + VisionLayerType + " CreateLayer(" + Weights + " weights, " + Backend + " backend, string prefix, int layer)");
+            _w.Line("var attention = new " + Modules + "EncoderSelfAttention(Dense(weights, backend, prefix + \"self_attn.q_proj\", bias: true), Dense(weights, backend, prefix + \"self_attn.k_proj\", bias: true),");
+            _w.Line("    Dense(weights, backend, prefix + \"self_attn.v_proj\", bias: true), Dense(weights, backend, prefix + \"self_attn.out_proj\", bias: true), " + SourceWriter.Int(vis.Heads) + ", " + SourceWriter.Int(headDim) + ");");
+            if (vis.Moe is SideMoeModel vm)
+            {
+                _w.Line("var experts = new " + Modules + "GeluFeedForward[" + SourceWriter.Int(vm.Experts) + "];");
+                _w.Open("for (int e = 0; e < experts.Length; e++)");
+                _w.Line("string expert = prefix + \"" + _n.VisionExpertPrefix + "\" + e.ToString(" + Invariant + ") + \".\";");
+                _w.Line("experts[e] = new " + Modules + "GeluFeedForward(Dense(weights, backend, expert + \"fc1\", bias: true), Dense(weights, backend, expert + \"fc2\", bias: true), " + activation + ");");
+                _w.Close();
+                _w.Line("var mlp = new " + VisionFfnType + "(Dense(weights, backend, prefix + \"" + _n.VisionRouter + "\", bias: false), experts, VisionMoeOptions, \"vision\", layer);");
+            }
+            else
+            {
+                _w.Line("_ = layer;");
+                _w.Line("var mlp = new " + Modules + "GeluFeedForward(Dense(weights, backend, prefix + \"mlp.fc1\", bias: true), Dense(weights, backend, prefix + \"mlp.fc2\", bias: true), " + activation + ");");
+            }
+
+            _w.Line("return new " + VisionLayerType + "(LayerNormAt(weights, backend, prefix + \"layer_norm1\", " + eps + "), attention, LayerNormAt(weights, backend, prefix + \"layer_norm2\", " + eps + "), mlp);");
+            _w.Close();
+            _w.Line();
+            int s = vis.ImageSize;
+            string feat = SourceWriter.Int(vis.FeatureRows);
+            _w.Summary("Pixels [3, " + SourceWriter.Int(s) + ", " + SourceWriter.Int(s) + "] -> selected features [" + feat + ", " + c + "].");
+            _w.Open("public " + Tensor + " Forward(" + Context + " context, " + Tensor + " pixels)");
+            _w.Line(Tensor + " x = Embeddings.Forward(context, pixels); // [" + rows + ", " + c + "]" + (classToken ? " CLS + " + SourceWriter.Int(vis.Patches) + " patches" : " " + SourceWriter.Int(vis.Patches) + " patches"));
+            _w.Line(Tensor + " next;");
+            if (classToken)
+            {
+                _w.Line("next = PreNorm.Forward(context, x); // [" + rows + ", " + c + "]");
+                _w.Line(Release + "x);");
+                _w.Line("x = next;");
+            }
+
+            for (int layer = 0; layer < vis.UsedLayers; layer++)
+            {
+                string note = layer == vis.UsedLayers - 1 ? " = hidden state selected by selectLayer " + SourceWriter.Int(vis.SelectLayer) : "";
+                _w.Line("next = Layer" + SourceWriter.Int(layer) + ".Forward(context, x); // [" + rows + ", " + c + "]" + note);
+                _w.Line(Release + "x);");
+                _w.Line("x = next;");
+            }
+
+            if (vis.SelectFeature == SelectFeature.Patch)
+            {
+                _w.Line(Tensor + " features = context.Backend.Allocate(" + DType + ".F32, " + feat + ", " + c + "); // [" + feat + ", " + c + "]");
+                _w.Line("context.Backend.CopyRows(x, 1, features, 0, " + feat + "); // \"patch\": drop row 0 (" + tower.FirstRowNote + ")");
+                _w.Line(Release + "x);");
+                _w.Line("return features;");
+            }
+            else
+            {
+                _w.Line("return x; // \"cls_patch\": every row");
+            }
+
+            _w.Close();
+            _w.Close();
+        }
+    }
+}
