@@ -49,7 +49,7 @@ if (entry is null)
 
 try
 {
-    return options.Streams > 0 ? BatchedDecodeBench.Run(entry, options) : Bench.Run(entry, options);
+    return options.StreamCounts.Length > 0 ? BatchedDecodeBench.Run(entry, options) : Bench.Run(entry, options);
 }
 catch (Exception e) when (e is IOException or CheckpointException or CheckpointBindingException or BenchException or UnauthorizedAccessException)
 {
@@ -93,8 +93,8 @@ namespace ModelBench
         public bool List { get; init; }
         public bool PrepareOnly { get; init; }
         public bool ShowHelp { get; init; }
-        /// <summary>With a value: the batched-decode mode (<see cref="BatchedDecodeBench"/>) with this many streams.</summary>
-        public int Streams { get; init; }
+        /// <summary>Non-empty: the batched-decode mode (<see cref="BatchedDecodeBench"/>) with these stream counts.</summary>
+        public int[] StreamCounts { get; init; } = [];
 
         public const string Usage = """
             usage: ModelBench [options]
@@ -124,9 +124,14 @@ namespace ModelBench
                                    written once next to it by the same code as 'moe quantize', then mapped); PyTorch
                                    keeps the bf16 file, so pass --no-pytorch unless its timings are wanted as well
               --prepare            only write the random checkpoint (and the quantised copy for --dtype) and exit
-              --streams N          batched decode instead: N concurrent greedy text streams through one
-                                   GenerationScheduler vs each alone (aggregate decode tokens/s; tokens must match)
+              --streams N[,N...]   batched decode instead: N concurrent greedy text streams through one
+                                   GenerationScheduler vs one stream alone, each count in turn in every round
+                                   (paired rounds: --rounds; aggregate decode tokens/s; tokens must match alone)
             """;
+
+        private static int[] StreamList(string text) =>
+            text.Split(',').Select(p => int.TryParse(p, NumberStyles.Integer, CultureInfo.InvariantCulture, out int n) && n > 0 && n <= 64 ? n
+                : throw new ArgumentException($"--streams takes stream counts from 1 to 64 separated by commas, got '{text}'")).Distinct().ToArray();
 
         private static QuantizationType Parse(string text) => WeightQuantizer.TryParse(text, out var t) ? t : throw new ArgumentException(text);
 
@@ -166,7 +171,7 @@ namespace ModelBench
                     "--dtype" => o with { WeightType = Value() is var t && (t == "bf16" || WeightQuantizer.TryParse(t, out _)) ? (t == "bf16" ? t : WeightQuantizer.Name(Parse(t))) : throw new ArgumentException($"--dtype takes bf16, int8 or q4, got '{t}'") },
                     "--list" => o with { List = true },
                     "--prepare" => o with { PrepareOnly = true },
-                    "--streams" => o with { Streams = Positive("--streams") },
+                    "--streams" => o with { StreamCounts = StreamList(Value()) },
                     "-h" or "--help" => o with { ShowHelp = true },
                     _ => throw new ArgumentException($"unknown option '{args[i]}'"),
                 };

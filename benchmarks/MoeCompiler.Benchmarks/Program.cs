@@ -14,6 +14,9 @@ switch (command)
     case "gemm" or "decode" or "layer":
         KernelBenchmarks.Run(options, command);
         return 0;
+    case "rows":
+        RowBenchmarks.Run(options);
+        return 0;
     case "limits":
         Limits.Measure(options).Print();
         return 0;
@@ -24,6 +27,7 @@ switch (command)
                         (bf16, int8), attention at 600 tokens and MoE dispatch, each as a fraction of its limit
               limits    only the machine limits
               gemm | decode | layer    the limits and one part of "kernels"
+              rows      batched decode: packed bf16 LinearRows for 1, 2, 4, 8 rows (time against one row)
             options:
               --threads N    pool size (default: all cores)
               --quick        fewer repetitions (a sanity run, numbers are rough)

@@ -33,23 +33,15 @@ internal static unsafe partial class Gemm
                 DType.Q4 => true,
                 _ => false,
             };
-            // Several rows of packed bf16 (batched decode): unpack each weight row once per group of rows; every
-            // result equals the one-row Dot bit for bit.
-            bool packedRows = M > 1 && widenInRegisters && W.DType == DType.BF16 && !W.Packed.IsEmpty;
-            float* dots = stackalloc float[PackedBF16.DotRowsGroup];
+            // Several rows of packed bf16 (batched decode): every weight block is unpacked once for all rows;
+            // every result equals the one-row Dot bit for bit.
+            if (M > 1 && widenInRegisters && W.DType == DType.BF16 && !W.Packed.IsEmpty)
+            {
+                PackedRows(start, end);
+                return;
+            }
             for (int j = start; j < end; j++)
             {
-                if (packedRows)
-                {
-                    float bj = Bias == null ? 0 : Bias[j];
-                    for (int i0 = 0; i0 < M; i0 += PackedBF16.DotRowsGroup)
-                    {
-                        int count = Math.Min(PackedBF16.DotRowsGroup, M - i0);
-                        W.Packed.DotRows(X + (long)i0 * K, K, count, j, dots);
-                        for (int r = 0; r < count; r++) Y[(long)(i0 + r) * N + j] = dots[r] + bj;
-                    }
-                    continue;
-                }
                 if (!widenInRegisters) W.DecodeRow(j, 0, K, decoded, Isa);
                 float b = Bias == null ? 0 : Bias[j];
                 for (int i = 0; i < M; i++)
@@ -60,7 +52,69 @@ internal static unsafe partial class Gemm
                 }
             }
         }
+
+        /// <summary>
+        /// Weight rows [start, end) against every activation row, packed bf16. Activation rows go in bands of up to
+        /// <see cref="PackedRowsBand"/>; for each band, tiles of <see cref="PackedRowsTile"/> weight rows run chunk by
+        /// chunk of columns (<see cref="PackedBF16.RowsChunkBlocks"/>), so the band's slice of a chunk stays in L1
+        /// while the tile's weight rows stream past it; each (weight row, activation row) keeps its four
+        /// accumulators across chunks, so the multiply-adds and their order are those of the one-row Dot.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void PackedRows(int start, int end)
+        {
+            const int groupsPerBand = PackedRowsBand / PackedBF16.DotRowsGroup;
+            var packed = W.Packed;
+            var accumulators = stackalloc Vector512<float>[PackedRowsTile * groupsPerBand * PackedBF16.AccumulatorsPerGroup];
+            float* results = stackalloc float[PackedBF16.DotRowsGroup];
+            int blocks = packed.Blocks;
+            for (int band = 0; band < M; band += PackedRowsBand)
+            {
+                int bandRows = Math.Min(PackedRowsBand, M - band);
+                int groups = (bandRows + PackedBF16.DotRowsGroup - 1) / PackedBF16.DotRowsGroup;
+                int chunk = PackedBF16.RowsChunkBlocks(bandRows);
+                for (int tile = start; tile < end; tile += PackedRowsTile)
+                {
+                    int tileEnd = Math.Min(end, tile + PackedRowsTile);
+                    int used = (tileEnd - tile) * groups * PackedBF16.AccumulatorsPerGroup;
+                    for (int a = 0; a < used; a++) accumulators[a] = default;
+                    // One pass when the band's whole rows fit (always for width ≤ 2048 and ≤ 4 rows).
+                    for (int b0 = 0; b0 < blocks || b0 == 0; b0 += chunk)
+                    {
+                        int b1 = Math.Min(blocks, b0 + chunk);
+                        for (int j = tile; j < tileEnd; j++)
+                            for (int g = 0; g < groups; g++)
+                            {
+                                int first = band + g * PackedBF16.DotRowsGroup;
+                                int count = Math.Min(PackedBF16.DotRowsGroup, M - first);
+                                packed.AccumulateRows(X + (long)first * K, K, count, j, b0, b1,
+                                    accumulators + ((j - tile) * groups + g) * PackedBF16.AccumulatorsPerGroup);
+                            }
+                        if (b1 >= blocks) break;
+                    }
+                    for (int j = tile; j < tileEnd; j++)
+                    {
+                        float bj = Bias == null ? 0 : Bias[j];
+                        for (int g = 0; g < groups; g++)
+                        {
+                            int first = band + g * PackedBF16.DotRowsGroup;
+                            int count = Math.Min(PackedBF16.DotRowsGroup, M - first);
+                            packed.FinishRows(X + (long)first * K, K, count, j,
+                                accumulators + ((j - tile) * groups + g) * PackedBF16.AccumulatorsPerGroup, results);
+                            for (int r = 0; r < count; r++) Y[(long)(first + r) * N + j] = results[r] + bj;
+                        }
+                    }
+                }
+            }
+        }
     }
+
+    /// <summary>Activation rows that <see cref="MatVecJob.PackedRows"/> runs against a weight tile at once.</summary>
+    private const int PackedRowsBand = 8;
+
+    /// <summary>Weight rows per tile of <see cref="MatVecJob.PackedRows"/>: their accumulators (8 rows × 2 groups ×
+    /// 16 vectors, 16 KiB) stay in L1 between chunks.</summary>
+    private const int PackedRowsTile = 8;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float DotRow(KernelIsa isa, float* x, WeightView w, int row)
