@@ -321,4 +321,29 @@ public sealed unsafe class QuantizationTests
             }
         Assert.True(searchedTotal < 0.9 * plainTotal, $"search: {searchedTotal / plainTotal:P1} of the plain squared error");
     }
+
+    [Fact]
+    public void RoleSelectionAndOverridesChooseEachTensorsType()
+    {
+        var attention = new MoeCompiler.Runtime.Checkpoints.WeightEntry("h.0.attn.c_attn.weight", [96, 64], MoeCompiler.Runtime.Checkpoints.WeightRole.Attention);
+        var tower = new MoeCompiler.Runtime.Checkpoints.WeightEntry("tower.fc1.weight", [96, 64], MoeCompiler.Runtime.Checkpoints.WeightRole.Vision);
+        var router = new MoeCompiler.Runtime.Checkpoints.WeightEntry("gate.wg.weight", [4, 64], MoeCompiler.Runtime.Checkpoints.WeightRole.Router);
+        var lmHead = new MoeCompiler.Runtime.Checkpoints.WeightEntry("lm_head.weight", [96, 64], MoeCompiler.Runtime.Checkpoints.WeightRole.LmHead);
+        var mixed = new MoeCompiler.Runtime.Checkpoints.QuantizationOptions(QuantizationType.Q4)
+        {
+            RoleTypes = new Dictionary<MoeCompiler.Runtime.Checkpoints.WeightRole, QuantizationType?>
+            {
+                [MoeCompiler.Runtime.Checkpoints.WeightRole.Vision] = null,
+                [MoeCompiler.Runtime.Checkpoints.WeightRole.Attention] = QuantizationType.Int8,
+                [MoeCompiler.Runtime.Checkpoints.WeightRole.Router] = QuantizationType.Int8, // never: routers stay as stored
+            },
+        };
+        Assert.Equal(QuantizationType.Int8, mixed.TypeFor(attention));
+        Assert.Null(mixed.TypeFor(tower));
+        Assert.Null(mixed.TypeFor(router));
+        Assert.Equal(QuantizationType.Int8, mixed.TypeFor(lmHead));
+        var only = new MoeCompiler.Runtime.Checkpoints.QuantizationOptions(QuantizationType.Q4) { Roles = new HashSet<MoeCompiler.Runtime.Checkpoints.WeightRole> { MoeCompiler.Runtime.Checkpoints.WeightRole.Vision } };
+        Assert.Null(only.TypeFor(attention));
+        Assert.Equal(QuantizationType.Q4, only.TypeFor(tower));
+    }
 }
