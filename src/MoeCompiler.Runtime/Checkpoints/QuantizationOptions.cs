@@ -14,11 +14,38 @@ public sealed record QuantizationOptions(QuantizationType Type)
     /// its logits close (docs/quantization.md has the measured effect of each choice).</summary>
     public QuantizationType? EmbeddingType { get; init; } = QuantizationType.Int8;
 
+    /// <summary>Dtype of the group scales: BF16 (the default, what <c>moe quantize</c> writes) or F32. F32 exists to
+    /// measure what the bf16 rounding of the scale costs (docs/quantization.md, "Where the error comes from").</summary>
+    public DType ScaleDType { get; init; } = DType.BF16;
+
+    /// <summary>Only weights of these roles are quantised (null: every role the policy names). For ablations that
+    /// find which tensors carry the error.</summary>
+    public IReadOnlySet<WeightRole>? Roles { get; init; }
+
+    /// <summary>Per-role overrides of the type (a mixed recipe, like llama.cpp's Q4_K_M keeping sensitive matrices at
+    /// higher precision); a role mapped to null stays as stored. Routers, norms and biases are never quantised.</summary>
+    public IReadOnlyDictionary<WeightRole, QuantizationType?>? RoleTypes { get; init; }
+
+    /// <summary>Fake quantisation: round the weights through the format, then store them dequantised as f32 so that
+    /// they run through the f32 kernels. Measures the format apart from the quantised kernels (costs f32 memory).</summary>
+    public bool Simulate { get; init; }
+
+    /// <summary>q4 only: choose each group's scale by least squared error among candidates around m / −8 (same layout,
+    /// same dequantisation; only the choice of scale differs). See <see cref="WeightQuantizer.Quantize"/>.</summary>
+    public bool SearchScale { get; init; }
+
     /// <summary>The type <paramref name="entry"/> gets, or null when it stays as stored.</summary>
     public QuantizationType? TypeFor(WeightEntry entry)
     {
         ArgumentNullException.ThrowIfNull(entry);
         if (!WeightQuantizer.FitsShape(entry.Shape)) return null;
+        if (Roles is not null && !Roles.Contains(entry.Role)) return null;
+        var chosen = DefaultTypeFor(entry);
+        return chosen is not null && RoleTypes is not null && RoleTypes.TryGetValue(entry.Role, out var overridden) ? overridden : chosen;
+    }
+
+    private QuantizationType? DefaultTypeFor(WeightEntry entry)
+    {
         switch (entry.Role)
         {
             case WeightRole.Attention or WeightRole.FeedForward or WeightRole.Expert or WeightRole.Projector:

@@ -88,7 +88,8 @@ public static class WeightBinder
                 if (quantization?.TypeFor(entry) is { } type && !tensor.DType.IsQuantized())
                 {
                     var original = tensor;
-                    tensor = QuantizeOrExplain(original, type, source, sourceKey);
+                    tensor = QuantizeOrExplain(original, type, source, sourceKey, quantization.ScaleDType, quantization.SearchScale);
+                    if (quantization.Simulate) tensor = WeightQuantizer.Dequantize(tensor);
                     // The quantised copy is what runs: the file's pages of the original need not stay resident.
                     if (original.Storage is MappedFileStorage sourceMapping) sourceMapping.ReleaseResidentPages(original.ByteOffset, original.ByteLength);
                     converted = true;
@@ -248,11 +249,12 @@ public static class WeightBinder
     }
 
     /// <summary>Quantises one checkpoint tensor; a value it cannot quantise (NaN, ±∞) is the checkpoint's fault.</summary>
-    internal static Tensor QuantizeOrExplain(Tensor source, QuantizationType type, CheckpointFolder folder, string key)
+    internal static Tensor QuantizeOrExplain(Tensor source, QuantizationType type, CheckpointFolder folder, string key,
+        DType scaleDType = DType.BF16, bool searchScale = false)
     {
         try
         {
-            return WeightQuantizer.Quantize(source, type);
+            return WeightQuantizer.Quantize(source, type, scaleDType, searchScale);
         }
         catch (ArgumentException e)
         {

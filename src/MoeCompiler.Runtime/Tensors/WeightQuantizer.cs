@@ -56,15 +56,20 @@ public static class WeightQuantizer
     public static (long Values, long Scales) ByteCounts(QuantizationType type, long rows, long columns) =>
         (DTypeOf(type).ByteCount(rows * columns), rows * (columns / GroupSize) * 2);
 
-    public static Tensor Quantize(Tensor weight, QuantizationType type)
+    /// <summary>Quantises <paramref name="weight"/>; <paramref name="scaleDType"/> BF16 (the stored format) or F32 (to
+    /// measure the cost of rounding the scale; the values are always divided by the scale as stored);
+    /// <paramref name="searchScale"/> (q4): pick the scale of least squared error among candidates (below).</summary>
+    public static Tensor Quantize(Tensor weight, QuantizationType type, DType scaleDType = DType.BF16, bool searchScale = false)
     {
+        if (scaleDType is not (DType.BF16 or DType.F32))
+            throw new ArgumentException($"scales are BF16 or F32, not {scaleDType}", nameof(scaleDType));
         ArgumentNullException.ThrowIfNull(weight);
         if (weight.DType.IsQuantized()) throw new ArgumentException($"tensor {weight} is already quantised", nameof(weight));
         if (!FitsShape(weight.Shape))
             throw new ArgumentException($"tensor {weight}: quantisation needs a matrix whose columns are a multiple of {GroupSize}", nameof(weight));
         int rows = weight.Rows, columns = weight.Columns, groups = columns / GroupSize;
         var dtype = DTypeOf(type);
-        var scales = new Tensor(new NativeStorage((long)rows * groups * 2, zero: false), 0, DType.BF16, [rows, groups], weight.Name + ".scales");
+        var scales = new Tensor(new NativeStorage(scaleDType.ByteCount((long)rows * groups), zero: false), 0, scaleDType, [rows, groups], weight.Name + ".scales");
         var values = new Tensor(new NativeStorage(dtype.ByteCount(weight.Length), zero: false), 0, dtype, weight.Shape, weight.Name, scales, GroupSize);
         try
         {
@@ -73,7 +78,7 @@ public static class WeightQuantizer
                 for (int r = task * RowsPerTask, end = Math.Min(rows, r + RowsPerTask); r < end; r++)
                 {
                     NumberFormats.ReadRow(weight, r, row);
-                    QuantizeRow(weight, r, row, type, values, scales);
+                    QuantizeRow(weight, r, row, type, values, scales, searchScale);
                 }
                 return row;
             }, _ => { });
@@ -89,10 +94,12 @@ public static class WeightQuantizer
 
     private const int RowsPerTask = 16;
 
-    private static unsafe void QuantizeRow(Tensor weight, int r, float[] row, QuantizationType type, Tensor values, Tensor scales)
+    private static unsafe void QuantizeRow(Tensor weight, int r, float[] row, QuantizationType type, Tensor values, Tensor scales, bool searchScale)
     {
         int columns = row.Length, groups = columns / GroupSize;
+        bool bf16Scales = scales.DType == DType.BF16;
         ushort* rowScales = (ushort*)scales.Data + (long)r * groups;
+        float* rowScalesF32 = (float*)scales.Data + (long)r * groups;
         for (int g = 0; g < groups; g++)
         {
             var group = row.AsSpan(g * GroupSize, GroupSize);
@@ -107,9 +114,12 @@ public static class WeightQuantizer
                     };
                 if (Math.Abs(v) > Math.Abs(extreme)) extreme = v;
             }
-            ushort scaleBits = NumberFormats.FloatToBF16(type == QuantizationType.Int8 ? Math.Abs(extreme) / 127f : extreme / -8f);
-            float scale = NumberFormats.BF16ToFloat(scaleBits);
-            rowScales[g] = scaleBits;
+            float exactScale = type == QuantizationType.Int8 ? Math.Abs(extreme) / 127f : extreme / -8f;
+            // Rounded first, so that the values are divided by the scale that dequantisation will use.
+            float scale = Stored(exactScale, bf16Scales);
+            if (searchScale && type == QuantizationType.Q4) scale = SearchQ4Scale(group, extreme, scale, bf16Scales);
+            if (bf16Scales) rowScales[g] = NumberFormats.FloatToBF16(scale);
+            else rowScalesF32[g] = scale;
             if (type == QuantizationType.Int8)
             {
                 sbyte* q = (sbyte*)values.Data + (long)r * columns + g * GroupSize;
@@ -125,8 +135,66 @@ public static class WeightQuantizer
         }
     }
 
+    private static float Stored(float scale, bool bf16) => bf16 ? NumberFormats.BF16ToFloat(NumberFormats.FloatToBF16(scale)) : scale;
+
+    /// <summary>
+    /// The q4 scale of least squared error for one group, in the spirit of llama.cpp's make_qx_quants: candidates
+    /// m / d for d = −8 ± 0.25·k (k ≤ 4; beyond −8 the extreme clips, short of it the codes spread), each also refitted
+    /// by least squares to the codes it chose (s = Σ w·l / Σ l²); every candidate is rounded to the stored scale type
+    /// before its error is measured, so the chosen scale is exactly the one dequantisation uses.
+    /// </summary>
+    private static float SearchQ4Scale(ReadOnlySpan<float> group, float extreme, float scale, bool bf16)
+    {
+        if (scale == 0) return 0;
+        float best = scale;
+        double bestError = Q4Error(group, scale);
+        for (int k = -4; k <= 4; k++)
+        {
+            float candidate = Stored(extreme / (-8f + 0.25f * k), bf16);
+            if (candidate == 0) continue;
+            double error = Q4Error(group, candidate);
+            if (error < bestError) (best, bestError) = (candidate, error);
+            double wl = 0, ll = 0;
+            foreach (float w in group)
+            {
+                int level = Nibble(w, candidate) - 8;
+                wl += (double)w * level;
+                ll += (double)level * level;
+            }
+            if (ll == 0) continue;
+            float refit = Stored((float)(wl / ll), bf16);
+            if (refit == 0) continue;
+            error = Q4Error(group, refit);
+            if (error < bestError) (best, bestError) = (refit, error);
+        }
+        return best;
+    }
+
+    private static double Q4Error(ReadOnlySpan<float> group, float scale)
+    {
+        double sum = 0;
+        foreach (float w in group)
+        {
+            double d = w - (Nibble(w, scale) - 8) * (double)scale;
+            sum += d * d;
+        }
+        return sum;
+    }
+
     private static int Nibble(float value, float scale) =>
         scale == 0 ? 8 : (int)Math.Clamp(MathF.Round(value / scale, MidpointRounding.ToEven) + 8f, 0f, 15f);
+
+    /// <summary>The values a quantised weight stands for, as a new f32 tensor (fake quantisation).</summary>
+    public static Tensor Dequantize(Tensor quantized)
+    {
+        ArgumentNullException.ThrowIfNull(quantized);
+        if (!quantized.DType.IsQuantized()) throw new ArgumentException($"tensor {quantized} is not quantised", nameof(quantized));
+        var values = new float[quantized.Length];
+        int columns = quantized.Columns;
+        for (int r = 0; r < quantized.Rows; r++) NumberFormats.ReadRow(quantized, r, values.AsSpan(r * columns, columns));
+        var result = Tensor.FromFloats(values, quantized.Shape.ToArray());
+        return result;
+    }
 
     /// <summary>Throws unless a quantised <paramref name="weight"/> has scales (f32 or bf16) of the shape its format needs.</summary>
     public static void Validate(Tensor weight) => Int8Quantization.Validate(weight);
