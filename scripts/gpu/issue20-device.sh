@@ -22,6 +22,8 @@ if (( dry_run )); then
     export MOE_CUDA_LIB_DIRS=${MOE_CUDA_LIB_DIRS:-$PWD/.device-carry/emulator}
     MOE_DEVICE_TEST_FILTER=${MOE_DEVICE_TEST_FILTER:-Binding}
     variant=TinyQwenMoe spec=modelspecs/tiny-qwen-moe.json prompt=24 tokens=4 torch_device=cpu
+    # Debian's python3-torch (CPU) when the python3 on PATH has no torch.
+    [[ -x /usr/bin/python3 ]] && PYTHON=${PYTHON:-/usr/bin/python3}
 else
     variant=MoeLlavaQwen4e spec=modelspecs/moellava-qwen-4e.json prompt=608 tokens=64 torch_device=cuda
 fi
@@ -60,7 +62,7 @@ run 180 "$app/app/MoeCompiler.Cuda.Tests" moe bench $variant -w "$weights" --dev
 rm -rf "$weights"
 
 # 3. PyTorch eager on the same shapes (its last line is JSON).
-run 120 python3 scripts/gpu/torch_moe_bench.py $spec --prompt $prompt --tokens $tokens --device $torch_device 2>&1 | tee "$out/torch-moe-bench.txt"
+run 120 "${PYTHON:-python3}" scripts/gpu/torch_moe_bench.py $spec --prompt $prompt --tokens $tokens --device $torch_device 2>&1 | tee "$out/torch-moe-bench.txt"
 tail -1 "$out/torch-moe-bench.txt" > "$out/torch-moe-bench.json"
 
 # 4. The table: ours against the limits and against PyTorch (targets: decode ≥ 60 % of HBM, ≥ 3× PyTorch).
