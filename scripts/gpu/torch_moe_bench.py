@@ -2,7 +2,10 @@
 `moe bench <variant> --device cuda` in docs/performance.md: prefill of P tokens, then N greedy decode steps over a
 KV cache, batch 1. The MoE layers route as DeepSpeed's eval top-2 does (softmax, top-k, renormalised) and run each
 expert on its tokens (index_select, expert MLP, index_add_), as eager PyTorch MoE implementations do.
-Runs on the device machine: python3 scripts/gpu/torch_moe_bench.py modelspecs/moellava-qwen-4e.json [--prompt 608] [--tokens 32]."""
+Runs on the device machine: python3 scripts/gpu/torch_moe_bench.py modelspecs/moellava-qwen-4e.json [--prompt 608] [--tokens 32].
+Dry run without a GPU (scripts/gpu/issue20-device.sh --dry-run): --device cpu on a tiny spec; PyTorch older than 2.0
+(Debian's 1.13) has no scaled_dot_product_attention, so the attention falls back to the plain softmax(QKᵀ)V.
+The last line is JSON ({"prefillTokensPerSecond", "decodeTokensPerSecond", ...}) for the run's summary."""
 import argparse
 import json
 import time
@@ -16,6 +19,7 @@ def main():
     parser.add_argument("spec")
     parser.add_argument("--prompt", type=int, default=608, help="prompt rows (576 image tokens + 32 text tokens)")
     parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--device", default="cuda", help="cuda (default) or cpu (dry run)")
     args = parser.parse_args()
     spec = json.load(open(args.spec))
     llm, moe = spec["llm"], spec["moe"]
@@ -23,7 +27,20 @@ def main():
     ffn, vocab, experts, top_k = llm["ffnSize"], llm["vocabSize"], moe["experts"], moe["topK"]
     placement = moe["placement"]
     moe_layers = set(range(placement.get("start", 0), layers, placement.get("step", 1))) if placement["kind"] == "interval" else set(range(layers))
-    dev, bf16 = torch.device("cuda"), torch.bfloat16
+    dev, bf16 = torch.device(args.device), torch.bfloat16
+
+    def synchronize():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    def attention(q, keys, values, causal):
+        if hasattr(F, "scaled_dot_product_attention"):
+            return F.scaled_dot_product_attention(q, keys, values, is_causal=causal)
+        scores = (q.float() @ keys.float().transpose(-1, -2)) / head_dim ** 0.5
+        if causal:  # only for prefill from position 0, where the keys are the query rows
+            t = q.shape[-2]
+            scores = scores.masked_fill(torch.ones(t, t, dtype=torch.bool, device=dev).triu(1), float("-inf"))
+        return (scores.softmax(-1) @ values.float()).to(q.dtype)
     torch.manual_seed(0)
 
     def w(*shape):
@@ -70,7 +87,7 @@ def main():
             keys, values = kc[:, :, :start + t], vc[:, :, :start + t]
             if kv_heads != heads:
                 keys, values = keys.repeat_interleave(heads // kv_heads, 1), values.repeat_interleave(heads // kv_heads, 1)
-            a = F.scaled_dot_product_attention(q, keys, values, is_causal=t > 1)
+            a = attention(q, keys, values, t > 1)
             x = x + F.linear(a.squeeze(0).transpose(0, 1).reshape(t, heads * head_dim), b["o"])
             h = rms(x, b["n2"])
             if "router" in b:
@@ -90,21 +107,24 @@ def main():
     prompt = torch.randint(0, vocab, (args.prompt,), device=dev)
     with torch.inference_mode():
         forward(prompt, 0)  # warm-up
-        torch.cuda.synchronize()
+        synchronize()
         t0 = time.perf_counter()
         logits = forward(prompt, 0)
-        torch.cuda.synchronize()
+        synchronize()
         prefill = time.perf_counter() - t0
         token = logits.argmax(-1)
         t0 = time.perf_counter()
         for step in range(args.tokens):
             token = forward(token, args.prompt + step).argmax(-1)
-        torch.cuda.synchronize()
+        synchronize()
         decode = time.perf_counter() - t0
-    print(f"# PyTorch {torch.__version__} eager bf16 on {torch.cuda.get_device_name(0)}: {spec['name']} LLM shapes "
+    name = torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu"
+    print(f"# PyTorch {torch.__version__} eager bf16 on {name}: {spec['name']} LLM shapes "
           f"({layers} layers, {len(moe_layers)} MoE, {experts} experts top-{top_k})")
     print(f"prefill {args.prompt} tokens: {prefill * 1e3:.1f} ms ({args.prompt / prefill:.0f} tokens/s)")
     print(f"decode {args.tokens} tokens: {args.tokens / decode:.1f} tokens/s")
+    print(json.dumps({"torch": torch.__version__, "device": name, "promptTokens": args.prompt,
+                      "prefillTokensPerSecond": args.prompt / prefill, "decodeTokensPerSecond": args.tokens / decode}))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,17 @@ public sealed class CudaBackendOptions
     /// as one graph. False runs them eagerly (same results, bit for bit).
     /// </summary>
     public bool UseGraphs { get; init; } = true;
+
+    /// <summary>
+    /// How cuBLAS GEMMs (more than 8 rows: prefill, the vision tower, prefill experts) multiply 16-bit weights.
+    /// True (default, the fast path): the f32 activations are rounded to the weight dtype so the product runs on
+    /// bf16/f16 tensor cores. False: the activations stay f32 and multiply a cached f32 copy of the weight (exact
+    /// widening), which is what <see cref="Runtime.Backends.CpuBackend"/> computes, up to the order of the f32
+    /// sums. The decode GEMV (up to 8 rows) never rounds activations. False exists for parity: with it a router
+    /// sees the CPU's logits to about 1e-6, so routing agrees with the CPU exactly except at ties closer than that
+    /// (see docs/gpu.md, "Routing guarantee"); it costs a second, f32 copy of every weight a GEMM touches.
+    /// </summary>
+    public bool RoundGemmActivations { get; init; } = true;
 }
 
 /// <summary>A host synchronisation (download, stream sync) was requested while a CUDA graph was being captured.</summary>
@@ -369,6 +380,7 @@ public sealed unsafe class CudaBackend : IBackend, IDeviceMoeBackend
 
         // Row-major y[m,n] = x[m,k]·W[n,k]ᵀ is column-major yᵀ[n,m] = W(k×n)ᵀ · xᵀ(k×m).
         float one = 1.0f, zero = 0.0f;
+        if (!_options.RoundGemmActivations) w = AsF32(w);
         if (w.DType == DType.F32)
         {
             _cublas.Check(_cublas.cublasGemmEx(_cublasHandle, Cublas.OpT, Cublas.OpN, n, m, k, &one,

@@ -45,6 +45,7 @@ internal static class ChatCommand
             writer.WriteLine(vision
                 ? $"Chatting with {entry.DisplayName}. /image PATH starts a conversation about a picture; /reset; /quit."
                 : $"Chatting with {entry.DisplayName} (text-only). /reset; /quit.");
+            writer.WriteLine(Report.DeviceLine(session));
             writer.WriteLine(Report.TokenizerLine(session));
             if (Report.VisionTowerLine(session) is { } towerLine) writer.WriteLine(towerLine);
             var input = Input();

@@ -10,6 +10,7 @@ internal static class Report
     public static object Of(ModelSession session, VisionLanguageAnswer answer) => new
     {
         Variant = session.Variant.Name,
+        Device = session.Loaded.Backend.Name,
         Weights = session.Loaded.CheckpointPath,
         VisionTower = session.Loaded.VisionTowerSource,
         Tokenizer = session.Loaded.TokenizerSource,
@@ -36,6 +37,7 @@ internal static class Report
     {
         var t = answer.Timings;
         var console = output.Console;
+        console.MarkupLine($"[grey]{Markup.Escape(DeviceLine(session))}[/]");
         console.MarkupLine($"[grey]{Markup.Escape(TokenizerLine(session))}[/]");
         if (VisionTowerLine(session) is { } tower) console.MarkupLine($"[grey]{Markup.Escape(tower)}[/]");
         console.MarkupLine($"[grey]stop: {answer.StopReason}; {t.PromptTokens} prompt tokens ({t.ImageTokens} image), {t.GeneratedTokens} generated[/]");
@@ -43,6 +45,9 @@ internal static class Report
             $"first token after {Ms(t.TimeToFirstToken)} · decode {CommonOptions.Format(t.DecodeTokensPerSecond, "0.0")} tokens/s[/]");
         WriteRouting(output, answer.Routing);
     }
+
+    /// <summary>"device: cpu" or "device: cuda:0 (NAME, sm_XX)": the backend that ran the model.</summary>
+    public static string DeviceLine(ModelSession session) => "device: " + session.Loaded.Backend.Name;
 
     /// <summary>"tokenizer: FOLDER/tokenizer.model (with tokenizer_config.json)" or "tokenizer: bundled KIND".</summary>
     public static string TokenizerLine(ModelSession session) => "tokenizer: " + session.Loaded.TokenizerSource;
