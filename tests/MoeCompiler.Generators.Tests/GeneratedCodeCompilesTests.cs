@@ -119,6 +119,32 @@ public class GeneratedCodeCompilesTests
         }
     }
 
+    /// <summary>The site, layer and expert the generator emits agree with what the checkpoint key says (read here
+    /// with a pattern, as an independent oracle), for every tensor of every shipped variant.</summary>
+    [Fact]
+    public void ManifestEntriesCarryTheSiteLayerAndExpertTheirKeysName()
+    {
+        var layerPattern = new System.Text.RegularExpressions.Regex(@"(?:^|\.)(?:layers|h)\.(\d+)\.");
+        var expertPattern = new System.Text.RegularExpressions.Regex(@"experts\.(\d+)\.");
+        int experts = 0, layered = 0;
+        foreach (var path in RepoPaths.ShippedSpecs())
+        {
+            foreach (var e in _compiled.Manifest(NameOf(path)).Entries)
+            {
+                var layer = layerPattern.Match(e.Key);
+                var expert = expertPattern.Match(e.Key);
+                Assert.True(layer.Success ? e.Layer == int.Parse(layer.Groups[1].Value) : e.Layer == -1, $"{e.Key}: layer {e.Layer}");
+                Assert.True(expert.Success ? e.Expert == int.Parse(expert.Groups[1].Value) : e.Expert == -1, $"{e.Key}: expert {e.Expert}");
+                Assert.Equal(WeightEntry.SiteOf(e.Role), e.Site);
+                if (e.Role == WeightRole.Expert) Assert.True(e.Layer >= 0 && e.Expert >= 0, e.Key);
+                experts += e.Expert >= 0 ? 1 : 0;
+                layered += e.Layer >= 0 ? 1 : 0;
+            }
+        }
+
+        Assert.True(experts > 0 && layered > 0);
+    }
+
     [Fact]
     public void CatalogListsEveryVariantInOrdinalOrder()
     {

@@ -3,7 +3,7 @@ using MoeCompiler.Generators.Model;
 
 namespace MoeCompiler.Generators.Emit
 {
-    /// <summary>The weight manifest: every planned tensor and the ignored keys.</summary>
+    /// <summary>The weight manifest: every planned tensor with its role, site, layer and expert, and the ignored keys.</summary>
     internal sealed partial class VariantEmitter
     {
         private void WriteManifestFactory()
@@ -16,7 +16,9 @@ namespace MoeCompiler.Generators.Emit
             {
                 var dims = new string[t.Shape.Length];
                 for (int i = 0; i < dims.Length; i++) dims[i] = SourceWriter.Int(t.Shape[i]);
-                _w.Line("new(" + SourceWriter.Literal(t.Key) + ", new[] { " + string.Join(", ", dims) + " }, " + Rt + "Checkpoints.WeightRole." + t.Role + "),");
+                string shape = string.Join(", ", dims);
+                string layer = SourceWriter.Int(t.Layer), expert = SourceWriter.Int(t.Expert);
+                _w.Line($"new({SourceWriter.Literal(t.Key)}, new[] {{ {shape} }}, {Rt}Checkpoints.WeightRole.{t.Role}, {Rt}Checkpoints.WeightSite.{t.Site}, {layer}, {expert}),");
             }
 
             _w.Unindent();

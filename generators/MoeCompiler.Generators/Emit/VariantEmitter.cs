@@ -14,7 +14,7 @@ namespace MoeCompiler.Generators.Emit
         private const string Tensor = Rt + "Tensors.Tensor";
         private const string DType = Rt + "Tensors.DType";
         private const string Backend = Rt + "Backends.IBackend";
-        private const string Activation = Rt + "Backends.Activation";
+        private const string Activation = Rt + "Tensors.Activation";
         private const string Weights = Rt + "Checkpoints.IBoundWeights";
         private const string Context = Rt + "Modules.ForwardContext";
         private const string Modules = Rt + "Modules.";

@@ -3,15 +3,24 @@ using MoeCompiler.Generators.Model;
 
 namespace MoeCompiler.Generators.Emit
 {
-    /// <summary>One tensor of the manifest, with what the parameter counts need to know about it.</summary>
+    /// <summary>The part of a variant a tensor belongs to; member names match MoeCompiler.Runtime.Checkpoints.WeightSite.</summary>
+    internal enum TensorSite
+    {
+        Llm,
+        Vision,
+        Projector,
+    }
+
+    /// <summary>One tensor of the manifest, with what the parameter counts and the runtime's budget need to know about it.</summary>
     internal sealed class PlannedTensor
     {
-        public PlannedTensor(string key, int[] shape, string role, string site, int expert, int topK)
+        public PlannedTensor(string key, int[] shape, string role, TensorSite site, int layer, int expert, int topK)
         {
             Key = key;
             Shape = shape;
             Role = role;
             Site = site;
+            Layer = layer;
             Expert = expert;
             TopK = topK;
         }
@@ -20,8 +29,9 @@ namespace MoeCompiler.Generators.Emit
         public int[] Shape { get; }
         /// <summary>A member name of MoeCompiler.Runtime.Checkpoints.WeightRole.</summary>
         public string Role { get; }
-        /// <summary>"llm", "vision" or "projector".</summary>
-        public string Site { get; }
+        public TensorSite Site { get; }
+        /// <summary>LLM decoder layer or vision encoder layer, or -1 outside the layers (embeddings, final norm, lm_head, projector).</summary>
+        public int Layer { get; }
         /// <summary>Expert index within its MoE layer, or -1.</summary>
         public int Expert { get; }
         public int TopK { get; }
@@ -46,6 +56,8 @@ namespace MoeCompiler.Generators.Emit
         private readonly List<PlannedTensor> _tensors = new List<PlannedTensor>();
         private readonly VariantModel _v;
         private readonly CheckpointNames _n;
+        /// <summary>The layer the loop of <see cref="PlanLlm"/> or <see cref="PlanVision"/> is planning, -1 outside the layers.</summary>
+        private int _layer = -1;
 
         public WeightPlan(VariantModel variant)
         {
@@ -63,19 +75,19 @@ namespace MoeCompiler.Generators.Emit
 
         public long Total => Sum(null, activatedOnly: false);
         public long Activated => Sum(null, activatedOnly: true);
-        public long Llm => Sum("llm", activatedOnly: false);
-        public long LlmActivated => Sum("llm", activatedOnly: true);
-        public long Vision => Sum("vision", activatedOnly: false);
-        public long VisionActivated => Sum("vision", activatedOnly: true);
-        public long Projector => Sum("projector", activatedOnly: false);
-        public long ProjectorActivated => Sum("projector", activatedOnly: true);
+        public long Llm => Sum(TensorSite.Llm, activatedOnly: false);
+        public long LlmActivated => Sum(TensorSite.Llm, activatedOnly: true);
+        public long Vision => Sum(TensorSite.Vision, activatedOnly: false);
+        public long VisionActivated => Sum(TensorSite.Vision, activatedOnly: true);
+        public long Projector => Sum(TensorSite.Projector, activatedOnly: false);
+        public long ProjectorActivated => Sum(TensorSite.Projector, activatedOnly: true);
 
-        private long Sum(string? site, bool activatedOnly)
+        private long Sum(TensorSite? site, bool activatedOnly)
         {
             long n = 0;
             foreach (var t in _tensors)
             {
-                if (site is not null && t.Site != site) continue;
+                if (site is TensorSite only && t.Site != only) continue;
                 if (activatedOnly && t.Idle) continue;
                 n += t.Elements;
             }
@@ -83,15 +95,15 @@ namespace MoeCompiler.Generators.Emit
             return n;
         }
 
-        private void Add(string key, string role, string site, params int[] shape) => _tensors.Add(new PlannedTensor(key, shape, role, site, -1, 0));
+        private void Add(string key, string role, TensorSite site, params int[] shape) => _tensors.Add(new PlannedTensor(key, shape, role, site, _layer, -1, 0));
 
-        private void AddLinear(string name, int outFeatures, int inFeatures, bool bias, string role, string site, int expert = -1, int topK = 0)
+        private void AddLinear(string name, int outFeatures, int inFeatures, bool bias, string role, TensorSite site, int expert = -1, int topK = 0)
         {
-            _tensors.Add(new PlannedTensor(name + ".weight", new[] { outFeatures, inFeatures }, role, site, expert, topK));
-            if (bias) _tensors.Add(new PlannedTensor(name + ".bias", new[] { outFeatures }, role, site, expert, topK));
+            _tensors.Add(new PlannedTensor(name + ".weight", new[] { outFeatures, inFeatures }, role, site, _layer, expert, topK));
+            if (bias) _tensors.Add(new PlannedTensor(name + ".bias", new[] { outFeatures }, role, site, _layer, expert, topK));
         }
 
-        private void AddNorm(string name, int width, bool layerNorm, string role, string site)
+        private void AddNorm(string name, int width, bool layerNorm, string role, TensorSite site)
         {
             Add(name + ".weight", role, site, width);
             if (layerNorm) Add(name + ".bias", role, site, width);
@@ -104,28 +116,29 @@ namespace MoeCompiler.Generators.Emit
             int qDim = llm.Heads * llm.HeadDim;
             int kvDim = llm.KvHeads * llm.HeadDim;
             bool layerNorm = Profiles.Of(llm.Norm).HasBias;
-            Add(_n.Embedding, "Embedding", "llm", llm.VocabSize, h);
+            Add(_n.Embedding, "Embedding", TensorSite.Llm, llm.VocabSize, h);
             for (int layer = 0; layer < llm.Layers; layer++)
             {
+                _layer = layer;
                 string p = _n.LayerPrefix(layer);
-                AddNorm(p + _n.InputNorm, h, layerNorm, "Norm", "llm");
+                AddNorm(p + _n.InputNorm, h, layerNorm, "Norm", TensorSite.Llm);
                 if (_n.FusedQkv)
                 {
-                    AddLinear(p + _n.FusedQkvName, qDim + 2 * kvDim, h, llm.QkvBias, "Attention", "llm");
+                    AddLinear(p + _n.FusedQkvName, qDim + 2 * kvDim, h, llm.QkvBias, "Attention", TensorSite.Llm);
                 }
                 else
                 {
-                    AddLinear(p + _n.QName, qDim, h, llm.QkvBias, "Attention", "llm");
-                    AddLinear(p + _n.KName, kvDim, h, llm.QkvBias, "Attention", "llm");
-                    AddLinear(p + _n.VName, kvDim, h, llm.QkvBias, "Attention", "llm");
+                    AddLinear(p + _n.QName, qDim, h, llm.QkvBias, "Attention", TensorSite.Llm);
+                    AddLinear(p + _n.KName, kvDim, h, llm.QkvBias, "Attention", TensorSite.Llm);
+                    AddLinear(p + _n.VName, kvDim, h, llm.QkvBias, "Attention", TensorSite.Llm);
                 }
 
-                AddLinear(p + _n.OutName, h, qDim, llm.AttnOutBias, "Attention", "llm");
-                if (!llm.ParallelResidual) AddNorm(p + _n.PostAttentionNorm, h, layerNorm, "Norm", "llm");
+                AddLinear(p + _n.OutName, h, qDim, llm.AttnOutBias, "Attention", TensorSite.Llm);
+                if (!llm.ParallelResidual) AddNorm(p + _n.PostAttentionNorm, h, layerNorm, "Norm", TensorSite.Llm);
                 if (_v.IsMoeLayer(layer))
                 {
                     MoeModel moe = _v.Moe!;
-                    AddLinear(p + _n.Router, moe.Experts, h, false, "Router", "llm");
+                    AddLinear(p + _n.Router, moe.Experts, h, false, "Router", TensorSite.Llm);
                     for (int e = 0; e < moe.Experts; e++)
                     {
                         AddFeedForward(p + _n.ExpertPrefix + SourceWriter.Int(e) + ".", "Expert", e, moe.TopK, expertNames: true);
@@ -134,7 +147,7 @@ namespace MoeCompiler.Generators.Emit
                     if (moe.Residual)
                     {
                         AddFeedForward(p + _n.ResidualMlp, "FeedForward", -1, 0, expertNames: false);
-                        AddLinear(p + _n.ResidualCoefficient, 2, h, true, "Router", "llm");
+                        AddLinear(p + _n.ResidualCoefficient, 2, h, true, "Router", TensorSite.Llm);
                     }
                 }
                 else
@@ -143,8 +156,9 @@ namespace MoeCompiler.Generators.Emit
                 }
             }
 
-            AddNorm(_n.FinalNorm, h, layerNorm, "Norm", "llm");
-            AddLinear(_n.LmHead, llm.VocabSize, h, llm.LmHeadBias, "LmHead", "llm");
+            _layer = -1;
+            AddNorm(_n.FinalNorm, h, layerNorm, "Norm", TensorSite.Llm);
+            AddLinear(_n.LmHead, llm.VocabSize, h, llm.LmHeadBias, "LmHead", TensorSite.Llm);
         }
 
         private void AddFeedForward(string prefix, string role, int expert, int topK, bool expertNames)
@@ -154,14 +168,14 @@ namespace MoeCompiler.Generators.Emit
             var parts = expertNames ? _n.ExpertParts : _n.FfnParts;
             if (Profiles.Of(llm.FfnKind).Linears == 2)
             {
-                AddLinear(prefix + parts.A, f, h, llm.MlpBias, role, "llm", expert, topK);
-                AddLinear(prefix + parts.B, h, f, llm.MlpBias, role, "llm", expert, topK);
+                AddLinear(prefix + parts.A, f, h, llm.MlpBias, role, TensorSite.Llm, expert, topK);
+                AddLinear(prefix + parts.B, h, f, llm.MlpBias, role, TensorSite.Llm, expert, topK);
                 return;
             }
 
-            AddLinear(prefix + parts.A, f, h, llm.MlpBias, role, "llm", expert, topK);
-            AddLinear(prefix + parts.B, f, h, llm.MlpBias, role, "llm", expert, topK);
-            AddLinear(prefix + parts.Out, h, f, llm.MlpBias, role, "llm", expert, topK);
+            AddLinear(prefix + parts.A, f, h, llm.MlpBias, role, TensorSite.Llm, expert, topK);
+            AddLinear(prefix + parts.B, f, h, llm.MlpBias, role, TensorSite.Llm, expert, topK);
+            AddLinear(prefix + parts.Out, h, f, llm.MlpBias, role, TensorSite.Llm, expert, topK);
         }
 
         private void PlanVision(VisionModel vision)
@@ -170,44 +184,47 @@ namespace MoeCompiler.Generators.Emit
             string vp = _n.VisionPrefix;
             if (Profiles.Of(vision.Tower).ClassToken)
             {
-                Add(vp + "embeddings.class_embedding", "Vision", "vision", c);
-                Add(vp + "embeddings.patch_embedding.weight", "Vision", "vision", c, 3, vision.PatchSize, vision.PatchSize);
-                Add(vp + "embeddings.position_embedding.weight", "Vision", "vision", vision.Patches + 1, c);
-                AddNorm(vp + "pre_layrnorm", c, true, "Vision", "vision");
+                Add(vp + "embeddings.class_embedding", "Vision", TensorSite.Vision, c);
+                Add(vp + "embeddings.patch_embedding.weight", "Vision", TensorSite.Vision, c, 3, vision.PatchSize, vision.PatchSize);
+                Add(vp + "embeddings.position_embedding.weight", "Vision", TensorSite.Vision, vision.Patches + 1, c);
+                AddNorm(vp + "pre_layrnorm", c, true, "Vision", TensorSite.Vision);
             }
             else
             {
-                Add(vp + "embeddings.patch_embedding.weight", "Vision", "vision", c, 3, vision.PatchSize, vision.PatchSize);
-                Add(vp + "embeddings.patch_embedding.bias", "Vision", "vision", c);
-                Add(vp + "embeddings.position_embedding.weight", "Vision", "vision", vision.Patches, c);
+                Add(vp + "embeddings.patch_embedding.weight", "Vision", TensorSite.Vision, c, 3, vision.PatchSize, vision.PatchSize);
+                Add(vp + "embeddings.patch_embedding.bias", "Vision", TensorSite.Vision, c);
+                Add(vp + "embeddings.position_embedding.weight", "Vision", TensorSite.Vision, vision.Patches, c);
             }
 
             for (int layer = 0; layer < vision.UsedLayers; layer++)
             {
+                _layer = layer;
                 string p = _n.VisionLayerPrefix(layer);
-                AddNorm(p + "layer_norm1", c, true, "Vision", "vision");
+                AddNorm(p + "layer_norm1", c, true, "Vision", TensorSite.Vision);
                 foreach (string proj in new[] { "q_proj", "k_proj", "v_proj", "out_proj" })
                 {
-                    AddLinear(p + "self_attn." + proj, c, c, true, "Vision", "vision");
+                    AddLinear(p + "self_attn." + proj, c, c, true, "Vision", TensorSite.Vision);
                 }
 
-                AddNorm(p + "layer_norm2", c, true, "Vision", "vision");
+                AddNorm(p + "layer_norm2", c, true, "Vision", TensorSite.Vision);
                 if (vision.Moe is SideMoeModel moe)
                 {
-                    AddLinear(p + _n.VisionRouter, moe.Experts, c, false, "Vision", "vision");
+                    AddLinear(p + _n.VisionRouter, moe.Experts, c, false, "Vision", TensorSite.Vision);
                     for (int e = 0; e < moe.Experts; e++)
                     {
                         string ep = p + _n.VisionExpertPrefix + SourceWriter.Int(e) + ".";
-                        AddLinear(ep + "fc1", vision.MlpSize, c, true, "Vision", "vision", e, moe.TopK);
-                        AddLinear(ep + "fc2", c, vision.MlpSize, true, "Vision", "vision", e, moe.TopK);
+                        AddLinear(ep + "fc1", vision.MlpSize, c, true, "Vision", TensorSite.Vision, e, moe.TopK);
+                        AddLinear(ep + "fc2", c, vision.MlpSize, true, "Vision", TensorSite.Vision, e, moe.TopK);
                     }
                 }
                 else
                 {
-                    AddLinear(p + "mlp.fc1", vision.MlpSize, c, true, "Vision", "vision");
-                    AddLinear(p + "mlp.fc2", c, vision.MlpSize, true, "Vision", "vision");
+                    AddLinear(p + "mlp.fc1", vision.MlpSize, c, true, "Vision", TensorSite.Vision);
+                    AddLinear(p + "mlp.fc2", c, vision.MlpSize, true, "Vision", TensorSite.Vision);
                 }
             }
+
+            _layer = -1;
         }
 
         private void PlanProjector(VisionModel vision, ProjectorModel projector)
@@ -216,18 +233,18 @@ namespace MoeCompiler.Generators.Emit
             int h = _v.Llm.HiddenSize;
             if (projector.Moe is SideMoeModel moe)
             {
-                AddLinear(_n.ProjectorRouter, moe.Experts, input, false, "Projector", "projector");
+                AddLinear(_n.ProjectorRouter, moe.Experts, input, false, "Projector", TensorSite.Projector);
                 for (int e = 0; e < moe.Experts; e++)
                 {
                     string ep = _n.ProjectorExpertPrefix + SourceWriter.Int(e) + ".";
-                    AddLinear(ep + "0", h, input, true, "Projector", "projector", e, moe.TopK);
-                    AddLinear(ep + "2", h, h, true, "Projector", "projector", e, moe.TopK);
+                    AddLinear(ep + "0", h, input, true, "Projector", TensorSite.Projector, e, moe.TopK);
+                    AddLinear(ep + "2", h, h, true, "Projector", TensorSite.Projector, e, moe.TopK);
                 }
             }
             else
             {
-                AddLinear(_n.ProjectorPrefix + "0", h, input, true, "Projector", "projector");
-                AddLinear(_n.ProjectorPrefix + "2", h, h, true, "Projector", "projector");
+                AddLinear(_n.ProjectorPrefix + "0", h, input, true, "Projector", TensorSite.Projector);
+                AddLinear(_n.ProjectorPrefix + "2", h, h, true, "Projector", TensorSite.Projector);
             }
         }
 

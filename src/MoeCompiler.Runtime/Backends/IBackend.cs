@@ -2,18 +2,6 @@ using MoeCompiler.Runtime.Tensors;
 
 namespace MoeCompiler.Runtime.Backends;
 
-public enum Activation
-{
-    /// <summary>Exact GELU, 0.5·x·(1 + erf(x/√2)).</summary>
-    GeluErf,
-    /// <summary>GELU with the tanh approximation (Phi-2, SigLIP).</summary>
-    GeluTanh,
-    /// <summary>x·σ(1.702·x) (CLIP).</summary>
-    QuickGelu,
-    /// <summary>x·σ(x).</summary>
-    Silu,
-}
-
 /// <summary>
 /// The seam between the typed modules (generated code and <c>MoeCompiler.Runtime.Modules</c>) and the machine.
 /// Every operation works on row-major tensors created by this backend (activations, f32) or prepared by it

@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using MoeCompiler.Runtime.Checkpoints;
 using MoeCompiler.Runtime.Modules;
 
@@ -9,9 +8,9 @@ namespace MoeCompiler.Runtime.Diagnostics;
 /// weights, lm_head, one embedding row and top-k experts per MoE layer) and the useful FLOPs of a prefill.
 /// Also counts the weight bytes a run actually touched, given its routing decisions.
 /// </summary>
-public sealed partial class WeightBudget
+public sealed class WeightBudget
 {
-    private readonly List<(WeightEntry Entry, int Layer, int Expert)> _experts = [];
+    private readonly List<WeightEntry> _experts = [];
     private readonly int _hidden;
     private readonly int _topK;
 
@@ -20,7 +19,6 @@ public sealed partial class WeightBudget
         BytesPerParameter = bytesPerParameter;
         _hidden = description.HiddenSize;
         _topK = description.TopK;
-        var expertParamsPerLayer = new Dictionary<int, List<long>>();
         foreach (var entry in manifest.Entries)
         {
             long n = entry.ElementCount;
@@ -29,34 +27,26 @@ public sealed partial class WeightBudget
             {
                 case WeightRole.Vision:
                     VisionParameters += n;
-                    if (entry.Shape.Length >= 2 && !entry.Key.Contains("position_embedding", StringComparison.Ordinal)) VisionMatmulParameters += n;
+                    if (IsPerPatchMatrix(entry)) VisionMatmulParameters += n;
                     break;
                 case WeightRole.Projector: ProjectorParameters += n; break;
                 case WeightRole.Embedding: EmbeddingParameters += n; break;
                 case WeightRole.LmHead: LmHeadParameters += n; break;
-                case WeightRole.Expert:
-                    var m = ExpertKey().Match(entry.Key);
-                    if (m.Success)
-                    {
-                        int layer = int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
-                        int expert = int.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture);
-                        _experts.Add((entry, layer, expert));
-                        ExpertParameters += n;
-                        if (!expertParamsPerLayer.TryGetValue(layer, out var list)) expertParamsPerLayer[layer] = list = [];
-                        while (list.Count <= expert) list.Add(0);
-                        list[expert] += n;
-                    }
-                    else SharedLlmParameters += n; // unknown layout: count it as always read
+                case WeightRole.Expert when entry.Layer >= 0 && entry.Expert >= 0:
+                    _experts.Add(entry);
+                    ExpertParameters += n;
+                    // The generator's rule (WeightPlan): a token runs top-k of equal experts; indices ≥ k stand for the idle ones.
+                    if (entry.Expert < _topK) ActivatedExpertParameters += n;
                     break;
-                default: SharedLlmParameters += n; break;
+                default: SharedLlmParameters += n; break; // an expert without layer and index (a hand-built manifest) counts as always read
             }
         }
-        foreach (var (_, perExpert) in expertParamsPerLayer)
-        {
-            perExpert.Sort();
-            for (int i = perExpert.Count - 1; i >= Math.Max(0, perExpert.Count - _topK); i--) ActivatedExpertParameters += perExpert[i];
-        }
     }
+
+    /// <summary>A vision weight multiplied with every patch: an encoder layer's matrices and the patch convolution
+    /// (the only rank-4 tensor); position and class embeddings and norms outside the layers are added, not multiplied.</summary>
+    private static bool IsPerPatchMatrix(WeightEntry entry) =>
+        entry.Shape.Length >= 2 && (entry.Layer >= 0 || entry.Shape.Length == 4);
 
     public int BytesPerParameter { get; }
     public long TotalParameters { get; }
@@ -97,8 +87,8 @@ public sealed partial class WeightBudget
             foreach (int e in r.ChosenExperts) if (e >= 0) used.Add((r.Layer, e));
         }
         long parameters = SharedLlmParameters + VisionParameters + ProjectorParameters + LmHeadParameters + (long)distinctTokenIds * _hidden;
-        foreach (var (entry, layer, expert) in _experts)
-            if (used.Contains((layer, expert))) parameters += entry.ElementCount;
+        foreach (var entry in _experts)
+            if (used.Contains((entry.Layer, entry.Expert))) parameters += entry.ElementCount;
         return parameters * BytesPerParameter;
     }
 
@@ -111,7 +101,4 @@ public sealed partial class WeightBudget
                 foreach (int e in r.ChosenExperts) if (e >= 0) used.Add((r.Layer, e));
         return used.Count;
     }
-
-    [GeneratedRegex(@"(?:^|\.)(\d+)\.(?:mlp\.deepspeed_moe\.experts\.deepspeed_experts|block_sparse_moe\.experts)\.(\d+)\.")]
-    private static partial Regex ExpertKey();
 }
