@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using MoeCompiler.Models;
+using MoeCompiler.Runtime.Generation;
 
 namespace ModelBench;
 

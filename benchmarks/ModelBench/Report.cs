@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using MoeCompiler.Models;
+using MoeCompiler.Runtime.Generation;
 using MoeCompiler.Runtime.Diagnostics;
 
 namespace ModelBench;

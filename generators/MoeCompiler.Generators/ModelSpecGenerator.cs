@@ -10,12 +10,14 @@ using MoeCompiler.Generators.Parsing;
 namespace MoeCompiler.Generators
 {
     /// <summary>
-    /// The model compiler's pipeline. Inputs are AdditionalFiles only (spec JSON files), so editing C# never
-    /// re-runs it; every stage produces equatable values so unchanged specs are served from the cache.
+    /// The model compiler's pipeline. Its inputs are AdditionalFiles (spec JSON files), the MSBuild namespace
+    /// property and, for the catalog's class name only, the referenced assemblies: editing C# re-runs nothing but
+    /// that one name lookup (CatalogName, a string compared for equality); every stage produces equatable values so
+    /// unchanged specs are served from the cache.
     /// <code>
     /// SpecFiles -> ParsedSpecs -> (+ VariantNames) -> CheckedSpecs -> Diagnostics    -> reported diagnostics
     ///                                                 CheckedSpecs -> VariantModels  -> variant sources
-    ///                                                 CheckedSpecs -> CatalogEntries -> ModelCatalog.g.cs
+    ///                                                 CheckedSpecs -> CatalogEntries -> (+ CatalogName) -> ModelCatalog.g.cs
     /// </code>
     /// Diagnostics (which carry file positions) and variant models (which carry none) are separate outputs, as in
     /// dotnet/runtime's System.Text.Json generator: an edit that only moves text in a spec changes positions, so
@@ -35,6 +37,7 @@ namespace MoeCompiler.Generators
             public const string Diagnostics = "Diagnostics";
             public const string VariantModels = "VariantModels";
             public const string Namespace = "Namespace";
+            public const string CatalogName = "CatalogName";
         }
 
         public void Initialize(IncrementalGeneratorInitializationContext context)
@@ -99,8 +102,17 @@ namespace MoeCompiler.Generators
                 .Select(static (all, _) => new EquatableArray<CatalogEntryModel>(all))
                 .WithTrackingName(Steps.CatalogEntries);
 
-            context.RegisterSourceOutput(catalog.Combine(generatedNamespace), static (output, pair) =>
-                output.AddSource(CatalogEmitter.HintName, SourceText.From(CatalogEmitter.Emit(pair.Left, pair.Right), System.Text.Encoding.UTF8)));
+            // The catalog's class name: ModelCatalog, unless a referenced assembly (the MoeCompiler.Models package, say)
+            // already has one in the generated namespace; then it is named after this assembly, so that a project which
+            // compiles its own specs and references another catalog declares no type twice (no CS0436).
+            IncrementalValueProvider<(string Namespace, string ClassName)> catalogName = context.CompilationProvider
+                .Combine(generatedNamespace)
+                .Select(static (pair, _) => (pair.Right, CatalogClassName(pair.Left, pair.Right)))
+                .WithTrackingName(Steps.CatalogName);
+
+            context.RegisterSourceOutput(catalog.Combine(catalogName), static (output, pair) =>
+                output.AddSource(CatalogEmitter.HintName, SourceText.From(
+                    CatalogEmitter.Emit(pair.Left, pair.Right.Namespace, pair.Right.ClassName), System.Text.Encoding.UTF8)));
         }
 
         /// <summary>The MSBuild property that names the generated namespace.</summary>
@@ -122,6 +134,48 @@ namespace MoeCompiler.Generators
             }
 
             return true;
+        }
+
+        /// <summary>
+        /// <see cref="CatalogEmitter.DefaultClassName"/>, or, when an assembly this one references already declares a
+        /// public catalog of that name in <paramref name="generatedNamespace"/>, this assembly's name as an identifier
+        /// followed by it (PackageConsumer.dll: PackageConsumerModelCatalog).
+        /// </summary>
+        public static string CatalogClassName(Compilation compilation, string generatedNamespace)
+        {
+            string metadataName = generatedNamespace + "." + CatalogEmitter.DefaultClassName;
+            foreach (INamedTypeSymbol type in compilation.GetTypesByMetadataName(metadataName))
+            {
+                if (!SymbolEqualityComparer.Default.Equals(type.ContainingAssembly, compilation.Assembly) &&
+                    type.DeclaredAccessibility == Accessibility.Public)
+                {
+                    return IdentifierOf(compilation.AssemblyName) + CatalogEmitter.DefaultClassName;
+                }
+            }
+
+            return CatalogEmitter.DefaultClassName;
+        }
+
+        /// <summary>An assembly name as a C# identifier: letters, digits and '_' kept, each part after '.', '-' or ' ' capitalised.</summary>
+        private static string IdentifierOf(string? assemblyName)
+        {
+            var identifier = new System.Text.StringBuilder();
+            bool upper = true;
+            foreach (char c in assemblyName ?? "")
+            {
+                if (char.IsLetterOrDigit(c) || c == '_')
+                {
+                    identifier.Append(upper ? char.ToUpperInvariant(c) : c);
+                    upper = false;
+                }
+                else
+                {
+                    upper = true;
+                }
+            }
+
+            if (identifier.Length == 0 || char.IsDigit(identifier[0])) identifier.Insert(0, '_');
+            return identifier.ToString();
         }
 
         /// <summary>Spec files: *.json except JSON Schemas (*.schema.json).</summary>

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using MoeCompiler.Models;
+using MoeCompiler.Runtime.Generation;
 
 namespace MoeCompiler.Cli;
 

@@ -4,223 +4,174 @@
 
 namespace MoeCompiler.Models
 {
-    /// <summary>One compiled variant: its facts and how to build it.</summary>
-    public sealed class ModelCatalogEntry
-    {
-        public ModelCatalogEntry(string name, string displayName, string description, long totalParameters, long activatedParameters,
-            long paperTotalParameters, long paperActivatedParameters, string layerMap, global::MoeCompiler.Runtime.Modules.ModelDescription modelDescription,
-            global::MoeCompiler.Runtime.Checkpoints.WeightManifest manifest,
-            global::System.Func<global::MoeCompiler.Runtime.Checkpoints.IBoundWeights, global::MoeCompiler.Runtime.Backends.IBackend, global::MoeCompiler.Runtime.Modules.ILanguageModel> create,
-            global::System.Func<string, global::MoeCompiler.Runtime.Backends.IBackend, global::MoeCompiler.Runtime.Checkpoints.BindOptions?, global::MoeCompiler.Runtime.Modules.ILanguageModel> load)
-        {
-            Name = name;
-            DisplayName = displayName;
-            Description = description;
-            TotalParameters = totalParameters;
-            ActivatedParameters = activatedParameters;
-            PaperTotalParameters = paperTotalParameters;
-            PaperActivatedParameters = paperActivatedParameters;
-            LayerMap = layerMap;
-            ModelDescription = modelDescription;
-            Manifest = manifest;
-            Create = create;
-            Load = load;
-        }
-
-        public string Name { get; }
-        public string DisplayName { get; }
-        public string Description { get; }
-        /// <summary>Exact count over the weight manifest (LLM, the vision layers that run, projector).</summary>
-        public long TotalParameters { get; }
-        /// <summary>Exact count of the parameters one token uses (top-k experts of each MoE layer).</summary>
-        public long ActivatedParameters { get; }
-        /// <summary>The MoE-LLaVA paper's formula (appendix A.1), LLM only.</summary>
-        public long PaperTotalParameters { get; }
-        public long PaperActivatedParameters { get; }
-        /// <summary>One letter per LLM layer: M = MoE, D = dense.</summary>
-        public string LayerMap { get; }
-        public global::MoeCompiler.Runtime.Modules.ModelDescription ModelDescription { get; }
-        public global::MoeCompiler.Runtime.Checkpoints.WeightManifest Manifest { get; }
-        /// <summary>Builds the variant from tensors bound to its manifest (an IVisionLanguageModel unless the variant is text-only).</summary>
-        public global::System.Func<global::MoeCompiler.Runtime.Checkpoints.IBoundWeights, global::MoeCompiler.Runtime.Backends.IBackend, global::MoeCompiler.Runtime.Modules.ILanguageModel> Create { get; }
-        /// <summary>Opens and binds a checkpoint folder and builds the variant (the model owns the mapping; dispose it).</summary>
-        public global::System.Func<string, global::MoeCompiler.Runtime.Backends.IBackend, global::MoeCompiler.Runtime.Checkpoints.BindOptions?, global::MoeCompiler.Runtime.Modules.ILanguageModel> Load { get; }
-
-        /// <summary>Opens a checkpoint folder, file or hub-cache repository id (ORG/NAME) with its tokenizer and pipeline (see LoadedModel.Open).</summary>
-        public global::MoeCompiler.Runtime.Generation.LoadedModel Open(string weights, global::MoeCompiler.Runtime.Generation.ModelLoadOptions? options = null) =>
-            global::MoeCompiler.Runtime.Generation.LoadedModel.Open(ModelDescription, Manifest, Load, weights, options);
-
-        public override string ToString() => Name;
-    }
-
     /// <summary>Every variant compiled into this assembly from its spec files, ordered by name.</summary>
     public static class ModelCatalog
     {
-        public static global::System.Collections.Generic.IReadOnlyList<ModelCatalogEntry> Variants { get; } = new ModelCatalogEntry[]
+        public static global::System.Collections.Generic.IReadOnlyList<global::MoeCompiler.Runtime.Generation.ModelCatalogEntry> Variants { get; } = new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry[]
         {
-            new ModelCatalogEntry("AblationStableLmFirstHalf", "Ablation: StableLM-2 MoE-LLaVA, MoE in the first half (Table 6)",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("AblationStableLmFirstHalf", "Ablation: StableLM-2 MoE-LLaVA, MoE in the first half (Table 6)",
                 "MoE-LLaVA Table 6 ablation on StableLM-2-1.6B: 4 experts, top-2, MoE on layers 0-11 (first half) instead of every other layer.",
                 3187526656L, 2357054464L, 2890221568L, 2059601920L, "MMMMMMMMMMMMDDDDDDDDDDDD",
                 AblationStableLmFirstHalf.ModelDescription, AblationStableLmFirstHalf.Manifest,
                 static (weights, backend) => new AblationStableLmFirstHalf(weights, backend),
                 static (folder, backend, options) => AblationStableLmFirstHalf.Load(folder, backend, options)),
-            new ModelCatalogEntry("AblationStableLmTop1", "Ablation: StableLM-2 MoE-LLaVA, top-1 of 4 (Table 6)",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("AblationStableLmTop1", "Ablation: StableLM-2 MoE-LLaVA, top-1 of 4 (Table 6)",
                 "MoE-LLaVA Table 6 ablation on StableLM-2-1.6B: 4 experts with top-1 routing, MoE every other layer.",
                 3187526656L, 1941818368L, 2890221568L, 1644292096L, "MDMDMDMDMDMDMDMDMDMDMDMD",
                 AblationStableLmTop1.ModelDescription, AblationStableLmTop1.Manifest,
                 static (weights, backend) => new AblationStableLmTop1(weights, backend),
                 static (folder, backend, options) => AblationStableLmTop1.Load(folder, backend, options)),
-            new ModelCatalogEntry("CuMoMistral7B", "CuMo-Mistral-7B",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("CuMoMistral7B", "CuMo-Mistral-7B",
                 "CuMo on Mistral-7B-Instruct-v0.2 (dense LLM): CLIP ViT-L/14-336 whose 24 MLPs are top-2-of-4 MoEs, S2 scales [1, 3] (576 x 2048 features), top-2-of-4 MLP-MoE projector.",
                 8212606976L, 7776147456L, 8047038464L, 8047038464L, "DDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDD",
                 CuMoMistral7B.ModelDescription, CuMoMistral7B.Manifest,
                 static (weights, backend) => new CuMoMistral7B(weights, backend),
                 static (folder, backend, options) => CuMoMistral7B.Load(folder, backend, options)),
-            new ModelCatalogEntry("CuMoMixtral8x7B", "CuMo-Mixtral-8x7B",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("CuMoMixtral8x7B", "CuMo-Mixtral-8x7B",
                 "CuMo on Mixtral-8x7B: every LLM layer a top-2-of-8 Mixtral MoE (block_sparse_moe), CLIP-MoE tower (top-2 of 4, S2 scales [1, 3]) and MLP-MoE projector.",
                 47673667584L, 13414340608L, 47509934080L, 13684707328L, "MMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMM",
                 CuMoMixtral8x7B.ModelDescription, CuMoMixtral8x7B.Manifest,
                 static (weights, backend) => new CuMoMixtral8x7B(weights, backend),
                 static (folder, backend, options) => CuMoMixtral8x7B.Load(folder, backend, options)),
-            new ModelCatalogEntry("LlavaOpenChat", "LLaVA-OpenChat-3.5-7B (dense, Table 8)",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("LlavaOpenChat", "LLaVA-OpenChat-3.5-7B (dense, Table 8)",
                 "Dense baseline of MoE-LLaVA Table 8 on OpenChat-3.5 (Mistral-7B): grouped-query attention 32/8, RMSNorm, SwiGLU 14336; no released MoE checkpoint exists; CLIP ViT-L/14-336 tower.",
                 7553637376L, 7553637376L, 8047054848L, 8047054848L, "DDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDD",
                 LlavaOpenChat.ModelDescription, LlavaOpenChat.Manifest,
                 static (weights, backend) => new LlavaOpenChat(weights, backend),
                 static (folder, backend, options) => LlavaOpenChat.Load(folder, backend, options)),
-            new ModelCatalogEntry("LlavaPhi2", "LLaVA-Phi-2-2.7B (dense, Table 8)",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("LlavaPhi2", "LLaVA-Phi-2-2.7B (dense, Table 8)",
                 "Dense baseline of MoE-LLaVA Table 8 on Phi-2: one LayerNorm per block, parallel attention + MLP, 32 of 80 head dims rotary, tanh GELU; CLIP ViT-L/14-336 tower.",
                 3079721984L, 3079721984L, 2778892800L, 2778892800L, "DDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDD",
                 LlavaPhi2.ModelDescription, LlavaPhi2.Manifest,
                 static (weights, backend) => new LlavaPhi2(weights, backend),
                 static (folder, backend, options) => LlavaPhi2.Load(folder, backend, options)),
-            new ModelCatalogEntry("LlavaQwen", "LLaVA-Qwen-1.8B (dense, Table 8)",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("LlavaQwen", "LLaVA-Qwen-1.8B (dense, Table 8)",
                 "Dense baseline of MoE-LLaVA Table 8 on Qwen-1.8B (v1): fused c_attn with bias, RMSNorm 1e-6, c_proj(w1 x * silu(w2 x)) with FFN 5504; CLIP ViT-L/14-336 tower.",
                 2134033408L, 2134033408L, 1836681216L, 1836681216L, "DDDDDDDDDDDDDDDDDDDDDDDD",
                 LlavaQwen.ModelDescription, LlavaQwen.Manifest,
                 static (weights, backend) => new LlavaQwen(weights, backend),
                 static (folder, backend, options) => LlavaQwen.Load(folder, backend, options)),
-            new ModelCatalogEntry("LlavaStableLm", "LLaVA-StableLM-2-1.6B (dense, Table 8)",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("LlavaStableLm", "LLaVA-StableLM-2-1.6B (dense, Table 8)",
                 "Dense baseline of MoE-LLaVA Table 8 on StableLM-2-1.6B with its real dimensions (2048 wide, 24 layers, FFN 5632; the paper's printed row repeats Phi-2's); CLIP ViT-L/14-336 tower.",
                 1941720064L, 1941720064L, 1644267520L, 1644267520L, "DDDDDDDDDDDDDDDDDDDDDDDD",
                 LlavaStableLm.ModelDescription, LlavaStableLm.Manifest,
                 static (weights, backend) => new LlavaStableLm(weights, backend),
                 static (folder, backend, options) => LlavaStableLm.Load(folder, backend, options)),
-            new ModelCatalogEntry("Mixtral8x7BInstruct", "Mixtral-8x7B-Instruct-v0.1",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("Mixtral8x7BInstruct", "Mixtral-8x7B-Instruct-v0.1",
                 "Mistral AI's Mixtral-8x7B-Instruct-v0.1, text-only: 32 layers, 8 experts, top-2 in every layer (Mixtral routing), grouped-query attention (32 heads, 8 kv heads).",
                 46702792704L, 12879925248L, 47509934080L, 13684707328L, "MMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMM",
                 Mixtral8x7BInstruct.ModelDescription, Mixtral8x7BInstruct.Manifest,
                 static (weights, backend) => new Mixtral8x7BInstruct(weights, backend),
                 static (folder, backend, options) => Mixtral8x7BInstruct.Load(folder, backend, options)),
-            new ModelCatalogEntry("MoeLlavaOpenChat4e", "MoE-LLaVA-OpenChat-3.5-7B-4e (top-2, every other layer)",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("MoeLlavaOpenChat4e", "MoE-LLaVA-OpenChat-3.5-7B-4e (top-2, every other layer)",
                 "MoE-LLaVA on OpenChat-3.5 (Mistral-7B): grouped-query attention 32/8, RMSNorm, SwiGLU 14336; no released MoE checkpoint exists; 4 experts, top-2, MoE on layers 0, 2, ..., 30 (16 MoE layers); CLIP ViT-L/14-336 tower.",
                 16009616384L, 10372471808L, 16503427072L, 10865889280L, "MDMDMDMDMDMDMDMDMDMDMDMDMDMDMDMD",
                 MoeLlavaOpenChat4e.ModelDescription, MoeLlavaOpenChat4e.Manifest,
                 static (weights, backend) => new MoeLlavaOpenChat4e(weights, backend),
                 static (folder, backend, options) => MoeLlavaOpenChat4e.Load(folder, backend, options)),
-            new ModelCatalogEntry("MoeLlavaOpenChat4eAll", "MoE-LLaVA-OpenChat-3.5-7B-4e, all layers MoE (Table 8 dagger)",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("MoeLlavaOpenChat4eAll", "MoE-LLaVA-OpenChat-3.5-7B-4e, all layers MoE (Table 8 dagger)",
                 "MoE-LLaVA on OpenChat-3.5 (Mistral-7B): grouped-query attention 32/8, RMSNorm, SwiGLU 14336; no released MoE checkpoint exists; 4 experts, top-2, MoE on all 32 layers; CLIP ViT-L/14-336 tower.",
                 24465595392L, 13191306240L, 24959799296L, 13684723712L, "MMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMM",
                 MoeLlavaOpenChat4eAll.ModelDescription, MoeLlavaOpenChat4eAll.Manifest,
                 static (weights, backend) => new MoeLlavaOpenChat4eAll(weights, backend),
                 static (folder, backend, options) => MoeLlavaOpenChat4eAll.Load(folder, backend, options)),
-            new ModelCatalogEntry("MoeLlavaPhi2_4e", "MoE-LLaVA-Phi-2-2.7B-4e (top-2, every other layer)",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("MoeLlavaPhi2_4e", "MoE-LLaVA-Phi-2-2.7B-4e (top-2, every other layer)",
                 "MoE-LLaVA on Phi-2: one LayerNorm per block, parallel attention + MLP, 32 of 80 head dims rotary, tanh GELU; 4 experts, top-2, MoE on layers 0, 2, ..., 30 (16 MoE layers); CLIP ViT-L/14-336 tower.",
                 5597082624L, 3918951424L, 5295884800L, 3617917440L, "MDMDMDMDMDMDMDMDMDMDMDMDMDMDMDMD",
                 MoeLlavaPhi2_4e.ModelDescription, MoeLlavaPhi2_4e.Manifest,
                 static (weights, backend) => new MoeLlavaPhi2_4e(weights, backend),
                 static (folder, backend, options) => MoeLlavaPhi2_4e.Load(folder, backend, options)),
-            new ModelCatalogEntry("MoeLlavaPhi2_4e384", "MoE-LLaVA-Phi-2-2.7B-4e-384 (SigLIP)",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("MoeLlavaPhi2_4e384", "MoE-LLaVA-Phi-2-2.7B-4e-384 (SigLIP)",
                 "MoE-LLaVA on Phi-2: one LayerNorm per block, parallel attention + MLP, 32 of 80 head dims rotary, tanh GELU; 4 experts, top-2, every other layer; SigLIP so400m-patch14-384 tower (27 layers, 1152 wide, 729 patches, feature rows 728).",
                 5704246560L, 4026115360L, 5295884800L, 3617917440L, "MDMDMDMDMDMDMDMDMDMDMDMDMDMDMDMD",
                 MoeLlavaPhi2_4e384.ModelDescription, MoeLlavaPhi2_4e384.Manifest,
                 static (weights, backend) => new MoeLlavaPhi2_4e384(weights, backend),
                 static (folder, backend, options) => MoeLlavaPhi2_4e384.Load(folder, backend, options)),
-            new ModelCatalogEntry("MoeLlavaPhi2_4eAll", "MoE-LLaVA-Phi-2-2.7B-4e, all layers MoE (Table 8 dagger)",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("MoeLlavaPhi2_4eAll", "MoE-LLaVA-Phi-2-2.7B-4e, all layers MoE (Table 8 dagger)",
                 "MoE-LLaVA on Phi-2: one LayerNorm per block, parallel attention + MLP, 32 of 80 head dims rotary, tanh GELU; 4 experts, top-2, MoE on all 32 layers; CLIP ViT-L/14-336 tower.",
                 8114443264L, 4758180864L, 7812876800L, 4456942080L, "MMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMM",
                 MoeLlavaPhi2_4eAll.ModelDescription, MoeLlavaPhi2_4eAll.Manifest,
                 static (weights, backend) => new MoeLlavaPhi2_4eAll(weights, backend),
                 static (folder, backend, options) => MoeLlavaPhi2_4eAll.Load(folder, backend, options)),
-            new ModelCatalogEntry("MoeLlavaQwen4e", "MoE-LLaVA-Qwen-1.8B-4e (top-2, every other layer)",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("MoeLlavaQwen4e", "MoE-LLaVA-Qwen-1.8B-4e (top-2, every other layer)",
                 "MoE-LLaVA on Qwen-1.8B (v1): fused c_attn with bias, RMSNorm 1e-6, c_proj(w1 x * silu(w2 x)) with FFN 5504; 4 experts, top-2, MoE on layers 0, 2, ..., 22 (12 MoE layers); CLIP ViT-L/14-336 tower.",
                 3351528448L, 2539930624L, 3054323712L, 2242578432L, "MDMDMDMDMDMDMDMDMDMDMDMD",
                 MoeLlavaQwen4e.ModelDescription, MoeLlavaQwen4e.Manifest,
                 static (weights, backend) => new MoeLlavaQwen4e(weights, backend),
                 static (folder, backend, options) => MoeLlavaQwen4e.Load(folder, backend, options)),
-            new ModelCatalogEntry("MoeLlavaQwen4eAll", "MoE-LLaVA-Qwen-1.8B-4e, all layers MoE (Table 8 dagger)",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("MoeLlavaQwen4eAll", "MoE-LLaVA-Qwen-1.8B-4e, all layers MoE (Table 8 dagger)",
                 "MoE-LLaVA on Qwen-1.8B (v1): fused c_attn with bias, RMSNorm 1e-6, c_proj(w1 x * silu(w2 x)) with FFN 5504; 4 experts, top-2, MoE on all 24 layers; CLIP ViT-L/14-336 tower.",
                 4569023488L, 2945827840L, 4271966208L, 2648475648L, "MMMMMMMMMMMMMMMMMMMMMMMM",
                 MoeLlavaQwen4eAll.ModelDescription, MoeLlavaQwen4eAll.Manifest,
                 static (weights, backend) => new MoeLlavaQwen4eAll(weights, backend),
                 static (folder, backend, options) => MoeLlavaQwen4eAll.Load(folder, backend, options)),
-            new ModelCatalogEntry("MoeLlavaStableLm4e", "MoE-LLaVA-StableLM-2-1.6B-4e (top-2, every other layer)",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("MoeLlavaStableLm4e", "MoE-LLaVA-StableLM-2-1.6B-4e (top-2, every other layer)",
                 "MoE-LLaVA on StableLM-2-1.6B with its real dimensions (2048 wide, 24 layers, FFN 5632; the paper's printed row repeats Phi-2's); 4 experts, top-2, MoE on layers 0, 2, ..., 22 (12 MoE layers); CLIP ViT-L/14-336 tower.",
                 3187526656L, 2357054464L, 2890221568L, 2059601920L, "MDMDMDMDMDMDMDMDMDMDMDMD",
                 MoeLlavaStableLm4e.ModelDescription, MoeLlavaStableLm4e.Manifest,
                 static (weights, backend) => new MoeLlavaStableLm4e(weights, backend),
                 static (folder, backend, options) => MoeLlavaStableLm4e.Load(folder, backend, options)),
-            new ModelCatalogEntry("MoeLlavaStableLm4e384", "MoE-LLaVA-StableLM-2-1.6B-4e-384 (SigLIP)",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("MoeLlavaStableLm4e384", "MoE-LLaVA-StableLM-2-1.6B-4e-384 (SigLIP)",
                 "MoE-LLaVA on StableLM-2-1.6B with its real dimensions (2048 wide, 24 layers, FFN 5632; the paper's printed row repeats Phi-2's); 4 experts, top-2, every other layer; SigLIP so400m-patch14-384 tower (27 layers, 1152 wide, 729 patches, feature rows 728).",
                 3294625056L, 2464152864L, 2890221568L, 2059601920L, "MDMDMDMDMDMDMDMDMDMDMDMD",
                 MoeLlavaStableLm4e384.ModelDescription, MoeLlavaStableLm4e384.Manifest,
                 static (weights, backend) => new MoeLlavaStableLm4e384(weights, backend),
                 static (folder, backend, options) => MoeLlavaStableLm4e384.Load(folder, backend, options)),
-            new ModelCatalogEntry("MoeLlavaStableLm4eAll", "MoE-LLaVA-StableLM-2-1.6B-4e, all layers MoE (Table 8 dagger)",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("MoeLlavaStableLm4eAll", "MoE-LLaVA-StableLM-2-1.6B-4e, all layers MoE (Table 8 dagger)",
                 "MoE-LLaVA on StableLM-2-1.6B with its real dimensions (2048 wide, 24 layers, FFN 5632; the paper's printed row repeats Phi-2's); 4 experts, top-2, MoE on all 24 layers; CLIP ViT-L/14-336 tower.",
                 4433333248L, 2772388864L, 4136175616L, 2474936320L, "MMMMMMMMMMMMMMMMMMMMMMMM",
                 MoeLlavaStableLm4eAll.ModelDescription, MoeLlavaStableLm4eAll.Manifest,
                 static (weights, backend) => new MoeLlavaStableLm4eAll(weights, backend),
                 static (folder, backend, options) => MoeLlavaStableLm4eAll.Load(folder, backend, options)),
-            new ModelCatalogEntry("TinyCuMoMixtral", "Tiny CuMo-Mixtral (test)",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("TinyCuMoMixtral", "Tiny CuMo-Mixtral (test)",
                 "CuMo structure at toy size: Mixtral LLM (top-2 of 4 in every layer), CLIP tower with a top-2-of-4 MoE in every MLP, S2 scales [1, 3], MLP-MoE projector.",
                 506688L, 325824L, 429120L, 280128L, "MMMM",
                 TinyCuMoMixtral.ModelDescription, TinyCuMoMixtral.Manifest,
                 static (weights, backend) => new TinyCuMoMixtral(weights, backend),
                 static (folder, backend, options) => TinyCuMoMixtral.Load(folder, backend, options)),
-            new ModelCatalogEntry("TinyMixtralChat", "Tiny Mixtral chat, text-only (CLI tests)",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("TinyMixtralChat", "Tiny Mixtral chat, text-only (CLI tests)",
                 "A toy-size text-only Mixtral with Mistral's full 32000-token vocabulary, so the real SentencePiece tokenizer and the mistral_instruct template run end to end: top-2 of 4 experts in both layers.",
                 2091424L, 2072992L, 2093856L, 2075040L, "MM",
                 TinyMixtralChat.ModelDescription, TinyMixtralChat.Manifest,
                 static (weights, backend) => new TinyMixtralChat(weights, backend),
                 static (folder, backend, options) => TinyMixtralChat.Load(folder, backend, options)),
-            new ModelCatalogEntry("TinyMixtralText", "Tiny Mixtral text-only (test)",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("TinyMixtralText", "Tiny Mixtral text-only (test)",
                 "Mixtral structure at toy size without a vision tower: GQA, RMSNorm, top-2 of 4 experts in every layer with Mixtral routing; text-only.",
                 411200L, 263744L, 429120L, 280128L, "MMMM",
                 TinyMixtralText.ModelDescription, TinyMixtralText.Manifest,
                 static (weights, backend) => new TinyMixtralText(weights, backend),
                 static (folder, backend, options) => TinyMixtralText.Load(folder, backend, options)),
-            new ModelCatalogEntry("TinyOpenChatMoe", "Tiny OpenChat (Mistral) MoE (test)",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("TinyOpenChatMoe", "Tiny OpenChat (Mistral) MoE (test)",
                 "Mistral/OpenChat structure at toy size: grouped-query attention (4 heads, 2 kv heads), RMSNorm, SwiGLU, no biases; MoE on every layer, top-1 (a Table 6 style ablation).",
                 454016L, 232832L, 429120L, 205632L, "MMMM",
                 TinyOpenChatMoe.ModelDescription, TinyOpenChatMoe.Manifest,
                 static (weights, backend) => new TinyOpenChatMoe(weights, backend),
                 static (folder, backend, options) => TinyOpenChatMoe.Load(folder, backend, options)),
-            new ModelCatalogEntry("TinyPhiChat", "Tiny Phi chat demo (random weights)",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("TinyPhiChat", "Tiny Phi chat demo (random weights)",
                 "Demo variant for the README's first command: Phi-2 structure at width 64 with 2 layers (layer 0 a top-2-of-4 MoE), the real GPT-2 vocabulary (51200 rows, 50295 used) and a tiny CLIP tower; its weights are generated at run time.",
                 6795776L, 6729600L, 6751168L, 6685248L, "MD",
                 TinyPhiChat.ModelDescription, TinyPhiChat.Manifest,
                 static (weights, backend) => new TinyPhiChat(weights, backend),
                 static (folder, backend, options) => TinyPhiChat.Load(folder, backend, options)),
-            new ModelCatalogEntry("TinyPhiMoe", "Tiny Phi-2 MoE (test)",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("TinyPhiMoe", "Tiny Phi-2 MoE (test)",
                 "Phi-2 structure at toy size: one LayerNorm per block, parallel attention + MLP, 40% partial rotary, tanh GELU, biases everywhere but lm_head; MoE every other layer.",
                 439584L, 356832L, 391440L, 308560L, "MDMD",
                 TinyPhiMoe.ModelDescription, TinyPhiMoe.Manifest,
                 static (weights, backend) => new TinyPhiMoe(weights, backend),
                 static (folder, backend, options) => TinyPhiMoe.Load(folder, backend, options)),
-            new ModelCatalogEntry("TinyQwenMoe", "Tiny Qwen-1 MoE (test)",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("TinyQwenMoe", "Tiny Qwen-1 MoE (test)",
                 "Qwen-1 structure at toy size: RMSNorm, fused c_attn with bias, c_proj(w1 x * silu(w2 x)); SigLIP tower; MoE every other layer.",
                 388400L, 314672L, 317248L, 242752L, "MDMD",
                 TinyQwenMoe.ModelDescription, TinyQwenMoe.Manifest,
                 static (weights, backend) => new TinyQwenMoe(weights, backend),
                 static (folder, backend, options) => TinyQwenMoe.Load(folder, backend, options)),
-            new ModelCatalogEntry("TinyQwenText", "Tiny Qwen-1 MoE text-only (test)",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("TinyQwenText", "Tiny Qwen-1 MoE text-only (test)",
                 "Qwen-1 structure at toy size without a vision tower: RMSNorm, fused c_attn with bias, DeepSpeed top-2 MoE every other layer; text-only.",
                 317248L, 243520L, 317248L, 242752L, "MDMD",
                 TinyQwenText.ModelDescription, TinyQwenText.Manifest,
                 static (weights, backend) => new TinyQwenText(weights, backend),
                 static (folder, backend, options) => TinyQwenText.Load(folder, backend, options)),
-            new ModelCatalogEntry("TinyStableLmMoe", "Tiny StableLM-2 MoE (test)",
+            new global::MoeCompiler.Runtime.Generation.ModelCatalogEntry("TinyStableLmMoe", "Tiny StableLM-2 MoE (test)",
                 "StableLM-2 structure at toy size: LayerNorm with bias, 25% partial rotary, q/k/v bias, SwiGLU; MoE every other layer.",
                 360640L, 286912L, 317248L, 242752L, "MDMD",
                 TinyStableLmMoe.ModelDescription, TinyStableLmMoe.Manifest,
@@ -229,9 +180,9 @@ namespace MoeCompiler.Models
         };
 
         /// <summary>The variant with this name (ordinal, case-insensitive), or null.</summary>
-        public static ModelCatalogEntry? Find(string name)
+        public static global::MoeCompiler.Runtime.Generation.ModelCatalogEntry? Find(string name)
         {
-            foreach (ModelCatalogEntry entry in Variants)
+            foreach (global::MoeCompiler.Runtime.Generation.ModelCatalogEntry entry in Variants)
             {
                 if (string.Equals(entry.Name, name, global::System.StringComparison.OrdinalIgnoreCase)) return entry;
             }
