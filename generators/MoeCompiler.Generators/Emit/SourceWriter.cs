@@ -24,6 +24,15 @@ namespace MoeCompiler.Generators.Emit
             _builder.Append('\n');
         }
 
+        /// <summary>
+        /// Several lines at the current indentation: a raw string template's lines, each '\n'-separated line indented
+        /// like <see cref="Line(string)"/> (so a template keeps only the indentation relative to the block it is in).
+        /// </summary>
+        public void Lines(string text)
+        {
+            foreach (string line in text.Split('\n')) Line(line);
+        }
+
         public void Open(string header)
         {
             if (header.Length > 0) Line(header);

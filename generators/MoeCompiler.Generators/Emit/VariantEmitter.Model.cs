@@ -276,34 +276,34 @@ namespace MoeCompiler.Generators.Emit
             }
 
             var parts = _n.FfnParts;
-            string b = SourceWriter.Bool(Llm.MlpBias);
             _w.Summary("The family's FFN (" + Llm.FfnKind.SpecName() + ") under a key prefix: a dense layer's MLP or one expert.");
-            _w.Open("private static " + DenseFfnType + " FeedForwardAt(" + Weights + " weights, " + Backend + " backend, string prefix)");
+            _w.Open($"private static {DenseFfnType} FeedForwardAt({Weights} weights, {Backend} backend, string prefix)");
             if (_ffn.Activation is string ffnActivation)
             {
-                _w.Line("return new " + DenseFfnType + "(Dense(weights, backend, prefix + \"" + parts.A + "\", bias: " + b + "), Dense(weights, backend, prefix + \"" + parts.B + "\", bias: " + b + "), " + Activation + "." + ffnActivation + ");");
+                _w.Line($"return new {DenseFfnType}({DenseAtPrefix(parts.A)}, {DenseAtPrefix(parts.B)}, {Activation}.{ffnActivation});");
             }
             else
             {
-                _w.Line("return new " + DenseFfnType + "(Dense(weights, backend, prefix + \"" + parts.A + "\", bias: " + b + "), Dense(weights, backend, prefix + \"" + parts.B +
-                    "\", bias: " + b + "), Dense(weights, backend, prefix + \"" + parts.Out + "\", bias: " + b + "));");
+                _w.Line($"return new {DenseFfnType}({DenseAtPrefix(parts.A)}, {DenseAtPrefix(parts.B)}, {DenseAtPrefix(parts.Out)});");
             }
 
             _w.Close();
             _w.Line();
             if (HasMoeBlocks && _n.OwnExpertNames)
             {
-                var m = _n.ExpertParts;
-                _w.Summary("A " + _family.DisplayName + " expert: gate = " + m.A + ", up = " + m.B + ", down = " + m.Out + ".");
-                _w.Open("private static " + DenseFfnType + " MixtralExpertAt(" + Weights + " weights, " + Backend + " backend, string prefix)");
-                _w.Line("return new " + DenseFfnType + "(Dense(weights, backend, prefix + \"" + m.A + "\", bias: " + b + "), Dense(weights, backend, prefix + \"" + m.B +
-                    "\", bias: " + b + "), Dense(weights, backend, prefix + \"" + m.Out + "\", bias: " + b + "));");
+                var expert = _n.ExpertParts;
+                _w.Summary($"A {_family.DisplayName} expert: gate = {expert.A}, up = {expert.B}, down = {expert.Out}.");
+                _w.Open($"private static {DenseFfnType} MixtralExpertAt({Weights} weights, {Backend} backend, string prefix)");
+                _w.Line($"return new {DenseFfnType}({DenseAtPrefix(expert.A)}, {DenseAtPrefix(expert.B)}, {DenseAtPrefix(expert.Out)});");
                 _w.Close();
                 _w.Line();
             }
 
             WriteManifestFactory();
         }
+
+        /// <summary>The generated call that binds one FFN linear under the method's <c>prefix</c>, with the family's MLP bias.</summary>
+        private string DenseAtPrefix(string name) => $"Dense(weights, backend, prefix + \"{name}\", bias: {SourceWriter.Bool(Llm.MlpBias)})";
 
         private string NormExpression(string nameExpression, bool layerNorm, string epsilon) =>
             (layerNorm ? "LayerNormAt" : "RmsNormAt") + "(weights, backend, " + nameExpression + ", " + epsilon + ")";

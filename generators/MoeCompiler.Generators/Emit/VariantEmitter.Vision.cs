@@ -21,18 +21,22 @@ namespace MoeCompiler.Generators.Emit
             _w.Line("Vision = new VisionTower(weights, backend);");
             if (Projector.Moe is not null)
             {
-                _w.Line("var projectorExperts = new " + Modules + "GeluFeedForward[" + SourceWriter.Int(Projector.Moe.Experts) + "];");
-                _w.Open("for (int e = 0; e < projectorExperts.Length; e++)");
-                _w.Line("string expert = " + SourceWriter.Literal(_n.ProjectorExpertPrefix) + " + e.ToString(" + Invariant + ") + \".\";");
-                _w.Line("projectorExperts[e] = new " + Modules + "GeluFeedForward(Dense(weights, backend, expert + \"0\", bias: true), Dense(weights, backend, expert + \"2\", bias: true), " + Activation + ".GeluErf);");
-                _w.Close();
-                _w.Line("Projector = new " + ProjectorType + "(Dense(weights, backend, " + SourceWriter.Literal(_n.ProjectorRouter) + ", bias: false), projectorExperts, ProjectorMoeOptions, \"projector\", 0);");
+                string experts = SourceWriter.Int(Projector.Moe.Experts);
+                string expertPrefix = SourceWriter.Literal(_n.ProjectorExpertPrefix), router = SourceWriter.Literal(_n.ProjectorRouter);
+                _w.Lines($$"""
+                    var projectorExperts = new {{Modules}}GeluFeedForward[{{experts}}];
+                    for (int e = 0; e < projectorExperts.Length; e++)
+                    {
+                        string expert = {{expertPrefix}} + e.ToString({{Invariant}}) + ".";
+                        projectorExperts[e] = new {{Modules}}GeluFeedForward(Dense(weights, backend, expert + "0", bias: true), Dense(weights, backend, expert + "2", bias: true), {{Activation}}.GeluErf);
+                    }
+                    Projector = new {{ProjectorType}}(Dense(weights, backend, {{router}}, bias: false), projectorExperts, ProjectorMoeOptions, "projector", 0);
+                    """);
             }
             else
             {
-                string p = _n.ProjectorPrefix;
-                _w.Line("Projector = new " + Modules + "GeluFeedForward(Dense(weights, backend, " + SourceWriter.Literal(p + "0") + ", bias: true), Dense(weights, backend, " +
-                    SourceWriter.Literal(p + "2") + ", bias: true), " + Activation + ".GeluErf);");
+                string first = SourceWriter.Literal(_n.ProjectorPrefix + "0"), second = SourceWriter.Literal(_n.ProjectorPrefix + "2");
+                _w.Line($"Projector = new {Modules}GeluFeedForward(Dense(weights, backend, {first}, bias: true), Dense(weights, backend, {second}, bias: true), {Activation}.GeluErf);");
             }
         }
 
@@ -55,19 +59,23 @@ namespace MoeCompiler.Generators.Emit
 
         private void WriteEncodeImage()
         {
-            int s = Vision.ImageSize;
-            _w.Summary("Preprocessed pixels [3, " + SourceWriter.Int(s) + ", " + SourceWriter.Int(s) + "] -> image features [" + SourceWriter.Int(Vision.FeatureRows) + ", " + H + "] in the LLM's embedding space.");
-            _w.Open("public " + Tensor + " EncodeImage(" + Context + " context, " + Tensor + " pixels)");
-            _w.Line("global::System.ArgumentNullException.ThrowIfNull(context);");
-            _w.Line("global::System.ArgumentNullException.ThrowIfNull(pixels);");
-            _w.Line("if (pixels.Rank != 3 || pixels.Dim(0) != 3 || pixels.Dim(1) != " + SourceWriter.Int(s) + " || pixels.Dim(2) != " + SourceWriter.Int(s) + ")");
-            _w.Line("    throw new global::System.ArgumentException(\"" + _v.Name + " expects pixels [3, " + SourceWriter.Int(s) + ", " + SourceWriter.Int(s) + "], got \" + " + Tensor + ".FormatShape(pixels.Shape), nameof(pixels));");
+            string size = SourceWriter.Int(Vision.ImageSize);
             string rows = SourceWriter.Int(Vision.FeatureRows);
+            _w.Summary($"Preprocessed pixels [3, {size}, {size}] -> image features [{rows}, {H}] in the LLM's embedding space.");
+            _w.Open($"public {Tensor} EncodeImage({Context} context, {Tensor} pixels)");
+            _w.Lines($$"""
+                global::System.ArgumentNullException.ThrowIfNull(context);
+                global::System.ArgumentNullException.ThrowIfNull(pixels);
+                if (pixels.Rank != 3 || pixels.Dim(0) != 3 || pixels.Dim(1) != {{size}} || pixels.Dim(2) != {{size}})
+                    throw new global::System.ArgumentException("{{_v.Name}} expects pixels [3, {{size}}, {{size}}], got " + {{Tensor}}.FormatShape(pixels.Shape), nameof(pixels));
+                """);
             if (Vision.Scales.Count > 1)
             {
-                _w.Line("// S2: the tower sees the image at every scale (tiles of " + SourceWriter.Int(s) + "), features concatenated on channels.");
-                _w.Line(Tensor + " features = " + Modules + "MultiScaleVision.EncodeS2(context, pixels, " + SourceWriter.Int(s) + ", " + SourceWriter.Int(Vision.PatchSize) +
-                    ", S2Scales, tile => Vision.Forward(context, tile)); // [" + rows + ", " + SourceWriter.Int(Vision.FeatureWidth) + "]");
+                string patch = SourceWriter.Int(Vision.PatchSize), width = SourceWriter.Int(Vision.FeatureWidth);
+                _w.Lines($"""
+                    // S2: the tower sees the image at every scale (tiles of {size}), features concatenated on channels.
+                    {Tensor} features = {Modules}MultiScaleVision.EncodeS2(context, pixels, {size}, {patch}, S2Scales, tile => Vision.Forward(context, tile)); // [{rows}, {width}]
+                    """);
             }
             else
             {
@@ -97,17 +105,15 @@ namespace MoeCompiler.Generators.Emit
                 SourceWriter.Int(vis.UsedLayers) + " of " + SourceWriter.Int(vis.Layers) + " encoder layers" + (vis.Moe is null ? "" : ", each MLP a top-" + SourceWriter.Int(vis.Moe.TopK) + "-of-" + SourceWriter.Int(vis.Moe.Experts) + " MoE") + ".");
             _w.Open("public sealed class VisionTower");
             _w.Open("internal VisionTower(" + Weights + " weights, " + Backend + " backend)");
-            if (classToken)
-            {
-                _w.Line("Embeddings = new " + Modules + tower.EmbeddingsModule + "(backend, Weight(weights, " + SourceWriter.Literal(vp + "embeddings.patch_embedding.weight") + "),");
-                _w.Line("    Weight(weights, " + SourceWriter.Literal(vp + "embeddings.class_embedding") + "), Weight(weights, " + SourceWriter.Literal(vp + "embeddings.position_embedding.weight") + "), " + SourceWriter.Int(vis.PatchSize) + ");");
-                _w.Line("PreNorm = LayerNormAt(weights, backend, " + SourceWriter.Literal(vp + "pre_layrnorm") + ", " + eps + ");");
-            }
-            else
-            {
-                _w.Line("Embeddings = new " + Modules + tower.EmbeddingsModule + "(backend, Weight(weights, " + SourceWriter.Literal(vp + "embeddings.patch_embedding.weight") + "),");
-                _w.Line("    Weight(weights, " + SourceWriter.Literal(vp + "embeddings.patch_embedding.bias") + "), Weight(weights, " + SourceWriter.Literal(vp + "embeddings.position_embedding.weight") + "), " + SourceWriter.Int(vis.PatchSize) + ");");
-            }
+            string patchWeight = SourceWriter.Literal(vp + "embeddings.patch_embedding.weight");
+            string positions = SourceWriter.Literal(vp + "embeddings.position_embedding.weight");
+            // CLIP: a class embedding and a pre-norm; SigLIP: a patch bias in the class embedding's place.
+            string second = SourceWriter.Literal(vp + (classToken ? "embeddings.class_embedding" : "embeddings.patch_embedding.bias"));
+            _w.Lines($"""
+                Embeddings = new {Modules}{tower.EmbeddingsModule}(backend, Weight(weights, {patchWeight}),
+                    Weight(weights, {second}), Weight(weights, {positions}), {SourceWriter.Int(vis.PatchSize)});
+                """);
+            if (classToken) _w.Line($"PreNorm = LayerNormAt(weights, backend, {SourceWriter.Literal(vp + "pre_layrnorm")}, {eps});");
 
             for (int layer = 0; layer < vis.UsedLayers; layer++)
             {
@@ -129,9 +135,10 @@ namespace MoeCompiler.Generators.Emit
             }
 
             string mlp = SourceWriter.Int(vis.MlpSize);
-            string layerDoc = vis.Moe is SideMoeModel lm
-                ? "layer_norm1/2 [" + c + "], self_attn.{q,k,v,out}_proj [" + c + ", " + c + "], router gate.weight [" + SourceWriter.Int(lm.Experts) + ", " + c + "], experts.{e}.fc1 [" + mlp + ", " + c + "], experts.{e}.fc2 [" + c + ", " + mlp + "]"
-                : "layer_norm1/2 [" + c + "], self_attn.{q,k,v,out}_proj [" + c + ", " + c + "], mlp.fc1 [" + mlp + ", " + c + "], mlp.fc2 [" + c + ", " + mlp + "]";
+            string ffnDoc = vis.Moe is SideMoeModel lm
+                ? $"router gate.weight [{SourceWriter.Int(lm.Experts)}, {c}], experts.{{e}}.fc1 [{mlp}, {c}], experts.{{e}}.fc2 [{c}, {mlp}]"
+                : $"mlp.fc1 [{mlp}, {c}], mlp.fc2 [{c}, {mlp}]";
+            string layerDoc = $"layer_norm1/2 [{c}], self_attn.{{q,k,v,out}}_proj [{c}, {c}], {ffnDoc}";
             for (int layer = 0; layer < vis.UsedLayers; layer++)
             {
                 _w.Line("/// <summary>" + _n.VisionLayerPrefix(layer) + "{" + layerDoc + "}, all with biases but the router</summary>");
@@ -139,25 +146,32 @@ namespace MoeCompiler.Generators.Emit
             }
 
             _w.Line();
-            _w.Open("private static " + VisionLayerType + " CreateLayer(" + Weights + " weights, " + Backend + " backend, string prefix, int layer)");
-            _w.Line("var attention = new " + Modules + "EncoderSelfAttention(Dense(weights, backend, prefix + \"self_attn.q_proj\", bias: true), Dense(weights, backend, prefix + \"self_attn.k_proj\", bias: true),");
-            _w.Line("    Dense(weights, backend, prefix + \"self_attn.v_proj\", bias: true), Dense(weights, backend, prefix + \"self_attn.out_proj\", bias: true), " + SourceWriter.Int(vis.Heads) + ", " + SourceWriter.Int(headDim) + ");");
+            _w.Open($"private static {VisionLayerType} CreateLayer({Weights} weights, {Backend} backend, string prefix, int layer)");
+            _w.Lines($"""
+                var attention = new {Modules}EncoderSelfAttention(Dense(weights, backend, prefix + "self_attn.q_proj", bias: true), Dense(weights, backend, prefix + "self_attn.k_proj", bias: true),
+                    Dense(weights, backend, prefix + "self_attn.v_proj", bias: true), Dense(weights, backend, prefix + "self_attn.out_proj", bias: true), {SourceWriter.Int(vis.Heads)}, {SourceWriter.Int(headDim)});
+                """);
             if (vis.Moe is SideMoeModel vm)
             {
-                _w.Line("var experts = new " + Modules + "GeluFeedForward[" + SourceWriter.Int(vm.Experts) + "];");
-                _w.Open("for (int e = 0; e < experts.Length; e++)");
-                _w.Line("string expert = prefix + \"" + _n.VisionExpertPrefix + "\" + e.ToString(" + Invariant + ") + \".\";");
-                _w.Line("experts[e] = new " + Modules + "GeluFeedForward(Dense(weights, backend, expert + \"fc1\", bias: true), Dense(weights, backend, expert + \"fc2\", bias: true), " + activation + ");");
-                _w.Close();
-                _w.Line("var mlp = new " + VisionFfnType + "(Dense(weights, backend, prefix + \"" + _n.VisionRouter + "\", bias: false), experts, VisionMoeOptions, \"vision\", layer);");
+                _w.Lines($$"""
+                    var experts = new {{Modules}}GeluFeedForward[{{SourceWriter.Int(vm.Experts)}}];
+                    for (int e = 0; e < experts.Length; e++)
+                    {
+                        string expert = prefix + "{{_n.VisionExpertPrefix}}" + e.ToString({{Invariant}}) + ".";
+                        experts[e] = new {{Modules}}GeluFeedForward(Dense(weights, backend, expert + "fc1", bias: true), Dense(weights, backend, expert + "fc2", bias: true), {{activation}});
+                    }
+                    var mlp = new {{VisionFfnType}}(Dense(weights, backend, prefix + "{{_n.VisionRouter}}", bias: false), experts, VisionMoeOptions, "vision", layer);
+                    """);
             }
             else
             {
-                _w.Line("_ = layer;");
-                _w.Line("var mlp = new " + Modules + "GeluFeedForward(Dense(weights, backend, prefix + \"mlp.fc1\", bias: true), Dense(weights, backend, prefix + \"mlp.fc2\", bias: true), " + activation + ");");
+                _w.Lines($"""
+                    _ = layer;
+                    var mlp = new {Modules}GeluFeedForward(Dense(weights, backend, prefix + "mlp.fc1", bias: true), Dense(weights, backend, prefix + "mlp.fc2", bias: true), {activation});
+                    """);
             }
 
-            _w.Line("return new " + VisionLayerType + "(LayerNormAt(weights, backend, prefix + \"layer_norm1\", " + eps + "), attention, LayerNormAt(weights, backend, prefix + \"layer_norm2\", " + eps + "), mlp);");
+            _w.Line($"return new {VisionLayerType}(LayerNormAt(weights, backend, prefix + \"layer_norm1\", {eps}), attention, LayerNormAt(weights, backend, prefix + \"layer_norm2\", {eps}), mlp);");
             _w.Close();
             _w.Line();
             int s = vis.ImageSize;
