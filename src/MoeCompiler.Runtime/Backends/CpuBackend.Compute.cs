@@ -11,16 +11,7 @@ public sealed unsafe partial class CpuBackend
 {
     public void Linear(Tensor x, Tensor weight, Tensor? bias, Tensor y)
     {
-        RequireF32(x, nameof(x));
-        RequireF32(y, nameof(y));
-        RequireHost(weight);
-        if (weight.Rank != 2) throw new ArgumentException($"Linear weight {weight} must be [out, in]");
-        Int8Quantization.Validate(weight);
-        int m = x.Rows, k = x.Columns, n = weight.Dim(0);
-        if (weight.Dim(1) != k) throw new ArgumentException($"Linear: input {x} does not match weight {weight}");
-        if (y.Rows != m || y.Columns != n) throw new ArgumentException($"Linear: output {y} should be [{m}, {n}]");
-        RequireWritable(y);
-        RequireDisjoint(x, y, "Linear");
+        var (m, k, n) = CheckLinear(x, weight, y);
         ReadOnlySpan<float> b = BiasOrEmpty(bias, n);
         if (m == 0 || n == 0) return;
         if (k == 0)

@@ -11,22 +11,13 @@ public sealed unsafe partial class CpuBackend
     /// </summary>
     public void LinearRows(Tensor x, Tensor weight, Tensor? bias, Tensor y)
     {
-        RequireF32(x, nameof(x));
-        RequireF32(y, nameof(y));
-        RequireHost(weight);
-        if (weight.Rank != 2) throw new ArgumentException($"Linear weight {weight} must be [out, in]");
-        Int8Quantization.Validate(weight);
-        int m = x.Rows, k = x.Columns, n = weight.Dim(0);
-        if (weight.Dim(1) != k) throw new ArgumentException($"Linear: input {x} does not match weight {weight}");
-        if (y.Rows != m || y.Columns != n) throw new ArgumentException($"Linear: output {y} should be [{m}, {n}]");
+        var (m, k, n) = CheckLinear(x, weight, y);
         // Rows that Linear itself runs as a matrix-vector product, and degenerate shapes, need nothing else.
         if (m <= Gemm.MatVecMaxRows || n == 0 || k == 0)
         {
             Linear(x, weight, bias, y);
             return;
         }
-        RequireWritable(y);
-        RequireDisjoint(x, y, "Linear");
         ReadOnlySpan<float> b = BiasOrEmpty(bias, n);
         lock (_gate)
         {
@@ -38,5 +29,23 @@ public sealed unsafe partial class CpuBackend
             }
         }
         KeepAlive(x, weight, bias, y);
+    }
+
+    /// <summary>The argument checks <see cref="Linear"/> and <see cref="LinearRows"/> share: f32 activations, a host
+    /// weight [out, in] (int8 layout valid), matching shapes, a writable output apart from the input.</summary>
+    /// <returns>Rows m, input features k, output features n.</returns>
+    private static (int M, int K, int N) CheckLinear(Tensor x, Tensor weight, Tensor y)
+    {
+        RequireF32(x, nameof(x));
+        RequireF32(y, nameof(y));
+        RequireHost(weight);
+        if (weight.Rank != 2) throw new ArgumentException($"Linear weight {weight} must be [out, in]");
+        Int8Quantization.Validate(weight);
+        int m = x.Rows, k = x.Columns, n = weight.Dim(0);
+        if (weight.Dim(1) != k) throw new ArgumentException($"Linear: input {x} does not match weight {weight}");
+        if (y.Rows != m || y.Columns != n) throw new ArgumentException($"Linear: output {y} should be [{m}, {n}]");
+        RequireWritable(y);
+        RequireDisjoint(x, y, "Linear");
+        return (m, k, n);
     }
 }
