@@ -53,6 +53,9 @@ public class IncrementalTests
             Assert.All(Reasons(result, step), r => Assert.Equal(IncrementalStepRunReason.Cached, r));
         }
 
+        // The catalog's class name is looked up again in the new compilation, found equal, and nothing is re-emitted.
+        Assert.Equal(IncrementalStepRunReason.Unchanged, Assert.Single(Reasons(result, Steps.CatalogName)));
+
         Assert.All(OutputReasons(result), r => Assert.Equal(IncrementalStepRunReason.Cached, r));
     }
 
