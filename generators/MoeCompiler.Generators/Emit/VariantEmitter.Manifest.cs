@@ -8,29 +8,29 @@ namespace MoeCompiler.Generators.Emit
     {
         private void WriteManifestFactory()
         {
-            _w.Open("private static " + Rt + "Checkpoints.WeightManifest CreateManifest()");
-            _w.Line("var entries = new " + Rt + "Checkpoints.WeightEntry[]");
-            _w.Line("{");
-            _w.Indent();
+            _writer.Open("private static " + Rt + "Checkpoints.WeightManifest CreateManifest()");
+            _writer.Line("var entries = new " + Rt + "Checkpoints.WeightEntry[]");
+            _writer.Line("{");
+            _writer.Indent();
             foreach (PlannedTensor t in _plan.Tensors)
             {
                 var dims = new string[t.Shape.Length];
                 for (int i = 0; i < dims.Length; i++) dims[i] = SourceWriter.Int(t.Shape[i]);
                 string shape = string.Join(", ", dims);
                 string layer = SourceWriter.Int(t.Layer), expert = SourceWriter.Int(t.Expert);
-                _w.Line($"new({SourceWriter.Literal(t.Key)}, new[] {{ {shape} }}, {Rt}Checkpoints.WeightRole.{t.Role}, {Rt}Checkpoints.WeightSite.{t.Site}, {layer}, {expert}),");
+                _writer.Line($"new({SourceWriter.Literal(t.Key)}, new[] {{ {shape} }}, {Rt}Checkpoints.WeightRole.{t.Role}, {Rt}Checkpoints.WeightSite.{t.Site}, {layer}, {expert}),");
             }
 
-            _w.Unindent();
-            _w.Line("};");
-            _w.Line("var ignored = new string[]");
-            _w.Line("{");
-            _w.Indent();
-            foreach (string key in _plan.IgnoredKeys()) _w.Line(SourceWriter.Literal(key) + ",");
-            _w.Unindent();
-            _w.Line("};");
-            _w.Line("return new " + Rt + "Checkpoints.WeightManifest(" + SourceWriter.Literal(_v.Name) + ", entries, ignored);");
-            _w.Close();
+            _writer.Unindent();
+            _writer.Line("};");
+            _writer.Line("var ignored = new string[]");
+            _writer.Line("{");
+            _writer.Indent();
+            foreach (string key in _plan.IgnoredKeys()) _writer.Line(SourceWriter.Literal(key) + ",");
+            _writer.Unindent();
+            _writer.Line("};");
+            _writer.Line("return new " + Rt + "Checkpoints.WeightManifest(" + SourceWriter.Literal(_variant.Name) + ", entries, ignored);");
+            _writer.Close();
         }
     }
 }

@@ -54,15 +54,15 @@ namespace MoeCompiler.Generators.Emit
     internal sealed class WeightPlan
     {
         private readonly List<PlannedTensor> _tensors = new List<PlannedTensor>();
-        private readonly VariantModel _v;
-        private readonly CheckpointNames _n;
+        private readonly VariantModel _variant;
+        private readonly CheckpointNames _names;
         /// <summary>The layer the loop of <see cref="PlanLlm"/> or <see cref="PlanVision"/> is planning, -1 outside the layers.</summary>
         private int _layer = -1;
 
         public WeightPlan(VariantModel variant)
         {
-            _v = variant;
-            _n = new CheckpointNames(variant);
+            _variant = variant;
+            _names = new CheckpointNames(variant);
             PlanLlm();
             if (variant.Vision is VisionModel vision && variant.Projector is ProjectorModel projector)
             {
@@ -111,61 +111,61 @@ namespace MoeCompiler.Generators.Emit
 
         private void PlanLlm()
         {
-            LlmModel llm = _v.Llm;
+            LlmModel llm = _variant.Llm;
             int h = llm.HiddenSize;
             int qDim = llm.Heads * llm.HeadDim;
             int kvDim = llm.KvHeads * llm.HeadDim;
             bool layerNorm = Profiles.Of(llm.Norm).HasBias;
-            Add(_n.Embedding, "Embedding", TensorSite.Llm, llm.VocabSize, h);
+            Add(_names.Embedding, "Embedding", TensorSite.Llm, llm.VocabSize, h);
             for (int layer = 0; layer < llm.Layers; layer++)
             {
                 _layer = layer;
-                string p = _n.LayerPrefix(layer);
-                AddNorm(p + _n.InputNorm, h, layerNorm, "Norm", TensorSite.Llm);
-                if (_n.FusedQkv)
+                string p = _names.LayerPrefix(layer);
+                AddNorm(p + _names.InputNorm, h, layerNorm, "Norm", TensorSite.Llm);
+                if (_names.FusedQkv)
                 {
-                    AddLinear(p + _n.FusedQkvName, qDim + 2 * kvDim, h, llm.QkvBias, "Attention", TensorSite.Llm);
+                    AddLinear(p + _names.FusedQkvName, qDim + 2 * kvDim, h, llm.QkvBias, "Attention", TensorSite.Llm);
                 }
                 else
                 {
-                    AddLinear(p + _n.QName, qDim, h, llm.QkvBias, "Attention", TensorSite.Llm);
-                    AddLinear(p + _n.KName, kvDim, h, llm.QkvBias, "Attention", TensorSite.Llm);
-                    AddLinear(p + _n.VName, kvDim, h, llm.QkvBias, "Attention", TensorSite.Llm);
+                    AddLinear(p + _names.QName, qDim, h, llm.QkvBias, "Attention", TensorSite.Llm);
+                    AddLinear(p + _names.KName, kvDim, h, llm.QkvBias, "Attention", TensorSite.Llm);
+                    AddLinear(p + _names.VName, kvDim, h, llm.QkvBias, "Attention", TensorSite.Llm);
                 }
 
-                AddLinear(p + _n.OutName, h, qDim, llm.AttnOutBias, "Attention", TensorSite.Llm);
-                if (!llm.ParallelResidual) AddNorm(p + _n.PostAttentionNorm, h, layerNorm, "Norm", TensorSite.Llm);
-                if (_v.IsMoeLayer(layer))
+                AddLinear(p + _names.OutName, h, qDim, llm.AttnOutBias, "Attention", TensorSite.Llm);
+                if (!llm.ParallelResidual) AddNorm(p + _names.PostAttentionNorm, h, layerNorm, "Norm", TensorSite.Llm);
+                if (_variant.IsMoeLayer(layer))
                 {
-                    MoeModel moe = _v.Moe!;
-                    AddLinear(p + _n.Router, moe.Experts, h, false, "Router", TensorSite.Llm);
+                    MoeModel moe = _variant.Moe!;
+                    AddLinear(p + _names.Router, moe.Experts, h, false, "Router", TensorSite.Llm);
                     for (int e = 0; e < moe.Experts; e++)
                     {
-                        AddFeedForward(p + _n.ExpertPrefix + SourceWriter.Int(e) + ".", "Expert", e, moe.TopK, expertNames: true);
+                        AddFeedForward(p + _names.ExpertPrefix + SourceWriter.Int(e) + ".", "Expert", e, moe.TopK, expertNames: true);
                     }
 
                     if (moe.Residual)
                     {
-                        AddFeedForward(p + _n.ResidualMlp, "FeedForward", -1, 0, expertNames: false);
-                        AddLinear(p + _n.ResidualCoefficient, 2, h, true, "Router", TensorSite.Llm);
+                        AddFeedForward(p + _names.ResidualMlp, "FeedForward", -1, 0, expertNames: false);
+                        AddLinear(p + _names.ResidualCoefficient, 2, h, true, "Router", TensorSite.Llm);
                     }
                 }
                 else
                 {
-                    AddFeedForward(p + _n.DenseMlp, "FeedForward", -1, 0, expertNames: false);
+                    AddFeedForward(p + _names.DenseMlp, "FeedForward", -1, 0, expertNames: false);
                 }
             }
 
             _layer = -1;
-            AddNorm(_n.FinalNorm, h, layerNorm, "Norm", TensorSite.Llm);
-            AddLinear(_n.LmHead, llm.VocabSize, h, llm.LmHeadBias, "LmHead", TensorSite.Llm);
+            AddNorm(_names.FinalNorm, h, layerNorm, "Norm", TensorSite.Llm);
+            AddLinear(_names.LmHead, llm.VocabSize, h, llm.LmHeadBias, "LmHead", TensorSite.Llm);
         }
 
         private void AddFeedForward(string prefix, string role, int expert, int topK, bool expertNames)
         {
-            LlmModel llm = _v.Llm;
+            LlmModel llm = _variant.Llm;
             int h = llm.HiddenSize, f = llm.FfnSize;
-            var parts = expertNames ? _n.ExpertParts : _n.FfnParts;
+            var parts = expertNames ? _names.ExpertParts : _names.FfnParts;
             if (Profiles.Of(llm.FfnKind).Linears == 2)
             {
                 AddLinear(prefix + parts.A, f, h, llm.MlpBias, role, TensorSite.Llm, expert, topK);
@@ -181,7 +181,7 @@ namespace MoeCompiler.Generators.Emit
         private void PlanVision(VisionModel vision)
         {
             int c = vision.HiddenSize;
-            string vp = _n.VisionPrefix;
+            string vp = _names.VisionPrefix;
             if (Profiles.Of(vision.Tower).ClassToken)
             {
                 Add(vp + "embeddings.class_embedding", "Vision", TensorSite.Vision, c);
@@ -199,7 +199,7 @@ namespace MoeCompiler.Generators.Emit
             for (int layer = 0; layer < vision.UsedLayers; layer++)
             {
                 _layer = layer;
-                string p = _n.VisionLayerPrefix(layer);
+                string p = _names.VisionLayerPrefix(layer);
                 AddNorm(p + "layer_norm1", c, true, "Vision", TensorSite.Vision);
                 foreach (string proj in new[] { "q_proj", "k_proj", "v_proj", "out_proj" })
                 {
@@ -209,10 +209,10 @@ namespace MoeCompiler.Generators.Emit
                 AddNorm(p + "layer_norm2", c, true, "Vision", TensorSite.Vision);
                 if (vision.Moe is SideMoeModel moe)
                 {
-                    AddLinear(p + _n.VisionRouter, moe.Experts, c, false, "Vision", TensorSite.Vision);
+                    AddLinear(p + _names.VisionRouter, moe.Experts, c, false, "Vision", TensorSite.Vision);
                     for (int e = 0; e < moe.Experts; e++)
                     {
-                        string ep = p + _n.VisionExpertPrefix + SourceWriter.Int(e) + ".";
+                        string ep = p + _names.VisionExpertPrefix + SourceWriter.Int(e) + ".";
                         AddLinear(ep + "fc1", vision.MlpSize, c, true, "Vision", TensorSite.Vision, e, moe.TopK);
                         AddLinear(ep + "fc2", c, vision.MlpSize, true, "Vision", TensorSite.Vision, e, moe.TopK);
                     }
@@ -230,21 +230,21 @@ namespace MoeCompiler.Generators.Emit
         private void PlanProjector(VisionModel vision, ProjectorModel projector)
         {
             int input = vision.FeatureWidth;
-            int h = _v.Llm.HiddenSize;
+            int h = _variant.Llm.HiddenSize;
             if (projector.Moe is SideMoeModel moe)
             {
-                AddLinear(_n.ProjectorRouter, moe.Experts, input, false, "Projector", TensorSite.Projector);
+                AddLinear(_names.ProjectorRouter, moe.Experts, input, false, "Projector", TensorSite.Projector);
                 for (int e = 0; e < moe.Experts; e++)
                 {
-                    string ep = _n.ProjectorExpertPrefix + SourceWriter.Int(e) + ".";
+                    string ep = _names.ProjectorExpertPrefix + SourceWriter.Int(e) + ".";
                     AddLinear(ep + "0", h, input, true, "Projector", TensorSite.Projector, e, moe.TopK);
                     AddLinear(ep + "2", h, h, true, "Projector", TensorSite.Projector, e, moe.TopK);
                 }
             }
             else
             {
-                AddLinear(_n.ProjectorPrefix + "0", h, input, true, "Projector", TensorSite.Projector);
-                AddLinear(_n.ProjectorPrefix + "2", h, h, true, "Projector", TensorSite.Projector);
+                AddLinear(_names.ProjectorPrefix + "0", h, input, true, "Projector", TensorSite.Projector);
+                AddLinear(_names.ProjectorPrefix + "2", h, h, true, "Projector", TensorSite.Projector);
             }
         }
 
@@ -255,15 +255,15 @@ namespace MoeCompiler.Generators.Emit
         {
             var keys = new List<string>();
             keys.Add("*.inv_freq");
-            if (_v.Vision is VisionModel vision)
+            if (_variant.Vision is VisionModel vision)
             {
-                keys.Add(_n.VisionPrefix + "post_layernorm.*");
-                keys.Add(_n.VisionPrefix + "embeddings.position_ids");
-                if (Profiles.Of(vision.Tower).IgnoredKeys is string towerIgnored) keys.Add(_n.VisionPrefix + towerIgnored);
-                for (int layer = vision.UsedLayers; layer < vision.Layers; layer++) keys.Add(_n.VisionLayerPrefix(layer) + "*");
+                keys.Add(_names.VisionPrefix + "post_layernorm.*");
+                keys.Add(_names.VisionPrefix + "embeddings.position_ids");
+                if (Profiles.Of(vision.Tower).IgnoredKeys is string towerIgnored) keys.Add(_names.VisionPrefix + towerIgnored);
+                for (int layer = vision.UsedLayers; layer < vision.Layers; layer++) keys.Add(_names.VisionLayerPrefix(layer) + "*");
             }
 
-            if (Profiles.Of(_v.Llm.Family).MayIgnoreLmHeadBias && !_v.Llm.LmHeadBias) keys.Add("lm_head.bias");
+            if (Profiles.Of(_variant.Llm.Family).MayIgnoreLmHeadBias && !_variant.Llm.LmHeadBias) keys.Add("lm_head.bias");
             return keys;
         }
 
