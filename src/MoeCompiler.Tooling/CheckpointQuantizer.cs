@@ -129,6 +129,7 @@ public static class CheckpointQuantizer
             [SafetensorsFile.QuantizationFormatKey] = SafetensorsFile.QuantizationFormatVersion,
             [SafetensorsFile.QuantizationTypeKey] = WeightQuantizer.Name(options.Type),
             ["moe.quantization.embeddings"] = options.EmbeddingType is { } e ? WeightQuantizer.Name(e) : "kept",
+            ["moe.quantization.tower"] = options.TowerType is { } tower ? WeightQuantizer.Name(tower) : "kept",
         };
 
         bool created = !Directory.Exists(root);

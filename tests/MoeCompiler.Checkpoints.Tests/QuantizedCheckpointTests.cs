@@ -133,8 +133,10 @@ public class QuantizedCheckpointTests
         {
             Assert.Equal(q, bound["layer.q_proj.weight"].DType);
             Assert.Equal(q, bound["layer.experts.0.w1.weight"].DType);
-            Assert.Equal(q, bound["vision.fc1.weight"].DType);
-            Assert.Equal(q, bound["projector.0.weight"].DType);
+            // The default tower policy: kept as stored for int8, int8 for q4 (docs/quantization.md, "Which tensors").
+            var towerDType = type == QuantizationType.Int8 ? DType.BF16 : DType.I8;
+            Assert.Equal(towerDType, bound["vision.fc1.weight"].DType);
+            Assert.Equal(towerDType, bound["projector.0.weight"].DType);
             Assert.Equal(DType.I8, bound["embed.weight"].DType);   // the default for embedding and lm_head
             Assert.Equal(DType.I8, bound["lm_head.weight"].DType);
             Assert.Equal(DType.BF16, bound["layer.router.weight"].DType);
@@ -145,12 +147,15 @@ public class QuantizedCheckpointTests
             var expected = WeightQuantizer.Quantize(folder.GetTensor("layer.q_proj.weight"), type);
             Assert.Equal(RawBytes(expected), RawBytes(bound["layer.q_proj.weight"]));
         }
-        var keep = new BindOptions { Quantization = new QuantizationOptions(type) { EmbeddingType = null } };
+        var keep = new BindOptions { Quantization = new QuantizationOptions(type) { EmbeddingType = null, TowerType = type } };
         using (var bound = WeightBinder.Bind(Manifest(), folder, keep))
         {
             Assert.Equal(DType.BF16, bound["embed.weight"].DType);
             Assert.Equal(DType.BF16, bound["lm_head.weight"].DType);
             Assert.Equal(q, bound["layer.q_proj.weight"].DType);
+            Assert.Equal(q, bound["vision.fc1.weight"].DType); // the tower at the chosen type, as asked
+            Assert.Equal(q, bound["projector.0.weight"].DType);
+            Assert.Equal(DType.BF16, bound["vision.position_embedding.weight"].DType);
         }
     }
 
@@ -169,7 +174,7 @@ public class QuantizedCheckpointTests
                 progress: new Progress(reports));
             Assert.True(result.Files.Count(f => f.EndsWith(".safetensors", StringComparison.Ordinal)) > 2);
             Assert.Contains("tokenizer_config.json", result.CopiedFiles);
-            Assert.Equal(6, result.QuantizedTensors); // q_proj, expert, vision fc1, projector, embedding, lm_head
+            Assert.Equal(6, result.QuantizedTensors); // q_proj, expert, vision fc1 and projector (int8), embedding, lm_head
             Assert.True(result.WrittenBytes < result.SourceBytes / 2);
         }
         Assert.Equal(Manifest().Entries.Count, reports.Count);

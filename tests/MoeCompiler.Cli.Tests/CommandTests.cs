@@ -2,6 +2,7 @@ using System.Text.Json;
 using MoeCompiler.Imaging;
 using MoeCompiler.Models;
 using MoeCompiler.Runtime.Checkpoints;
+using MoeCompiler.Runtime.Tensors;
 using MoeCompiler.Tooling;
 
 namespace MoeCompiler.Cli.Tests;
@@ -80,6 +81,25 @@ public sealed class CommandTests(TinyWeightsFixture weights) : IClassFixture<Tin
         Assert.Equal(2, second.ExitCode);
         Assert.Contains("already holds a checkpoint", second.Error);
         Assert.Equal(before, File.GetLastWriteTimeUtc(file));
+    }
+
+    [Fact]
+    public void CreateWeightsInitHfWritesTheHuggingFaceInit()
+    {
+        string folder = Path.Combine(weights.Root, "created-hf");
+        var result = CliRunner.Run("create-weights", "TinyQwenMoe", "--out", folder, "--init", "hf", "--seed", "3");
+        Assert.True(result.ExitCode == 0, result.Error);
+        var manifest = ModelCatalog.Find("TinyQwenMoe")!.Manifest;
+        using (var checkpoint = CheckpointFolder.Open(folder))
+        using (var bound = WeightBinder.Bind(manifest, checkpoint))
+        {
+            Assert.All(bound["transformer.h.0.attn.c_attn.bias"].ToFloatArray(), v => Assert.Equal(0f, v));
+            var entry = manifest.Entries.Single(e => e.Key == "transformer.h.0.attn.c_proj.weight");
+            Assert.Equal(RandomCheckpoint.Create(manifest, entry, 3, DType.F32, InitStyle.HuggingFace).ToFloatArray(), bound[entry.Key].ToFloatArray());
+        }
+        var bad = CliRunner.Run("create-weights", "TinyQwenMoe", "--out", Path.Combine(weights.Root, "created-bad"), "--init", "xavier");
+        Assert.Equal(2, bad.ExitCode);
+        Assert.Contains("--init must be random or hf", bad.Error);
     }
 
     [Fact]

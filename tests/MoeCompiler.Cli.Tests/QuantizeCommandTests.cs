@@ -21,7 +21,13 @@ public sealed class QuantizeCommandTests(TinyWeightsFixture weights) : IClassFix
         {
             Assert.True(folder.TryGetInfo("model.layers.0.self_attn.q_proj.weight", out var info));
             Assert.Equal(dtype, info.DType);
+            // The default tower policy: kept as stored (f32 here) for int8, int8 for q4.
+            Assert.True(folder.TryGetInfo("model.image_tower.image_tower.vision_model.encoder.layers.0.mlp.fc1.weight", out var tower));
+            Assert.Equal(type == "int8" ? DType.F32 : DType.I8, tower.DType);
+            Assert.True(folder.TryGetInfo("model.mm_projector.image_spatial_proj.0.weight", out var projector));
+            Assert.Equal(type == "int8" ? DType.F32 : DType.I8, projector.DType);
         }
+        Assert.Contains(type == "int8" ? "vision tower and projector kept" : "vision tower and projector int8", result.Out);
 
         var run = CliRunner.Run("run", "TinyPhiChat", "-w", output, "-i", weights.Picture, "-p", "Describe it.", "--max-tokens", "4", "--json");
         Assert.True(run.ExitCode == 0, run.Error);
@@ -51,6 +57,9 @@ public sealed class QuantizeCommandTests(TinyWeightsFixture weights) : IClassFix
     [Fact]
     public void BadTypesAndTargetsAreBadInput()
     {
+        var badTower = CliRunner.Run("quantize", "TinyPhiChat", "-w", weights.PhiWeights, "-o", weights.Path_("x"), "--type", "q4", "--tower", "q2");
+        Assert.Equal(2, badTower.ExitCode);
+        Assert.Contains("--tower must be int8, q4 or keep", badTower.Error);
         var badType = CliRunner.Run("quantize", "TinyPhiChat", "-w", weights.PhiWeights, "-o", weights.Path_("x"), "--type", "q3");
         Assert.Equal(2, badType.ExitCode);
         Assert.Contains("--type must be int8 or q4", badType.Error);

@@ -10,8 +10,13 @@ Two initialisations:
   random-checkpoint  what src/.../RandomCheckpoint.cs writes: every weight and bias N(0, 0.02^2), norms 1
   hf                 Hugging Face Qwen's _init_weights: Linear/Embedding N(0, 0.02^2), biases 0, every c_proj.weight
                      N(0, (0.02 / sqrt(2 * layers))^2) (GPT-2's residual scaling), norms 1
-Run:  /usr/bin/python3 tests/reference/quant_chaos.py   (prints a table; writes nothing)
+Three recipes besides bf16 rounding: int8 and q4 (the default policy: every linear weight at the type, token
+embedding and lm_head int8, routers as stored) and q4-mixed (q4 on the experts only, attention and dense FFN int8).
+
+Run:  /usr/bin/python3 tests/reference/quant_chaos.py [--init random-checkpoint|hf|both] [--layers 4,12,24]
+      [--positions 128]   (prints a table; writes nothing)
 """
+import argparse
 import json
 import math
 import os
@@ -89,6 +94,8 @@ def quantised(tensors, kind):
             out[key] = w
         elif key.endswith("wte.weight") or key == "lm_head.weight":
             out[key] = fake_int8(w)  # the default policy: embeddings and lm_head int8 for both types
+        elif kind == "q4-mixed":
+            out[key] = fake_q4(w) if ".deepspeed_experts." in key else fake_int8(w)
         else:
             out[key] = fake_int8(w) if kind == "int8" else fake_q4(w)
     return out
@@ -108,10 +115,17 @@ def compare(ref, run):
 
 
 def main():
-    positions = 128
-    print("init               layers  logit-std   bf16 KL   int8 KL  int8 top-1     q4 KL  q4 top-1")
-    for kind in ("random-checkpoint", "hf"):
-        for layers in (4, 12, 24):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--init", choices=("random-checkpoint", "hf", "both"), default="both")
+    parser.add_argument("--layers", default="4,12,24", help="comma-separated depths")
+    parser.add_argument("--positions", type=int, default=128)
+    args = parser.parse_args()
+    positions = args.positions
+    kinds = ("random-checkpoint", "hf") if args.init == "both" else (args.init,)
+    print("init               layers  logit-std   bf16 KL  bf16 top-1   int8 KL  int8 top-1     q4 KL  q4 top-1"
+          "  q4-mixed KL  q4-mixed top-1")
+    for kind in kinds:
+        for layers in (int(n) for n in args.layers.split(",")):
             spec = spec_for(layers)
             tensors = initialise(spec, kind, seed=1)
             ids = torch.randint(3, spec["llm"]["tokenizerSize"], (positions,),
@@ -119,8 +133,9 @@ def main():
             ref, _ = prefill_logits(spec, tensors, ids)
             row = [kind.ljust(18), "%6d" % layers, "%10.3f" % ref.std(-1).mean().item()]
             bf, _ = prefill_logits(spec, {k: bf16(v) for k, v in tensors.items()}, ids)
-            row.append("%9.2e" % compare(ref, bf)[0])
-            for q in ("int8", "q4"):
+            kl, top1 = compare(ref, bf)
+            row += ["%9.2e" % kl, "%10.2f%%" % (100 * top1)]
+            for q in ("int8", "q4", "q4-mixed"):
                 run, _ = prefill_logits(spec, quantised(tensors, q), ids)
                 kl, top1 = compare(ref, run)
                 row += ["%9.2e" % kl, "%10.2f%%" % (100 * top1)]

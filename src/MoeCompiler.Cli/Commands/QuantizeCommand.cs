@@ -20,10 +20,14 @@ internal static class QuantizeCommand
             Description = "Token embedding and lm_head: int8 (default), q4, or keep (as stored).",
             DefaultValueFactory = _ => "int8",
         };
+        var tower = new Option<string?>("--tower")
+        {
+            Description = "Vision tower and projector: int8, q4, or keep (as stored). Default: keep for --type int8, int8 for --type q4.",
+        };
         var shard = new Option<int>("--shard-gib") { Description = "Largest shard file, GiB.", DefaultValueFactory = _ => 4 };
         var command = new Command("quantize", "Write an int8 or 4-bit copy of a checkpoint that run, chat and bench load like any other.")
         {
-            variant, weights, output, type, embeddings, shard,
+            variant, weights, output, type, embeddings, tower, shard,
         };
         command.SetAction(parse =>
         {
@@ -37,8 +41,9 @@ internal static class QuantizeCommand
             if (parse.GetValue(shard) < 1) throw new UserInputException("--shard-gib must be at least 1");
             var options = new QuantizationOptions(WeightQuantizer.TypeOf(parse.GetValue(type)!.Value)!.Value)
             {
-                EmbeddingType = ParseEmbeddings(parse.GetValue(embeddings)!),
+                EmbeddingType = ParseKeepOrType(parse.GetValue(embeddings)!, "--embeddings"),
             };
+            if (parse.GetValue(tower) is { } towerText) options = options with { TowerType = ParseKeepOrType(towerText, "--tower") };
             var w = parse.InvocationConfiguration.Output;
             using var folder = CheckpointFolder.Open(source);
             long start = Stopwatch.GetTimestamp();
@@ -46,7 +51,8 @@ internal static class QuantizeCommand
             var result = CheckpointQuantizer.Write(entry.Manifest, folder, target, options, (long)parse.GetValue(shard) << 30, progress);
             w.WriteLine($"wrote {result.Files.Count(f => f.EndsWith(".safetensors", StringComparison.Ordinal))} shard(s) to {target}: " +
                 $"{result.QuantizedTensors} tensors {WeightQuantizer.Name(options.Type)}" +
-                (options.EmbeddingType is { } e ? $" (embedding and lm_head {WeightQuantizer.Name(e)})" : " (embedding and lm_head kept)") +
+                (options.EmbeddingType is { } e ? $" (embedding and lm_head {WeightQuantizer.Name(e)}" : " (embedding and lm_head kept") +
+                (options.TowerType is { } t ? $", vision tower and projector {WeightQuantizer.Name(t)})" : ", vision tower and projector kept)") +
                 $", {result.KeptTensors} kept; {Output.Bytes(result.SourceBytes)} → {Output.Bytes(result.WrittenBytes)} in {Stopwatch.GetElapsedTime(start).TotalSeconds:0.0} s" +
                 (result.CopiedFiles.Count > 0 ? $"; copied {string.Join(", ", result.CopiedFiles)}" : ""));
             return ExitCodes.Success;
@@ -69,11 +75,11 @@ internal static class QuantizeCommand
         },
     };
 
-    private static QuantizationType? ParseEmbeddings(string text)
+    private static QuantizationType? ParseKeepOrType(string text, string option)
     {
         if (text.Equals("keep", StringComparison.OrdinalIgnoreCase) || text.Equals("none", StringComparison.OrdinalIgnoreCase)) return null;
         if (WeightQuantizer.TryParse(text, out var type)) return type;
-        throw new UserInputException($"--embeddings must be int8, q4 or keep, not '{text}'");
+        throw new UserInputException($"{option} must be int8, q4 or keep, not '{text}'");
     }
 
     /// <summary>A progress bar as text lines: one line per 5 % (logs and redirected output stay readable).</summary>

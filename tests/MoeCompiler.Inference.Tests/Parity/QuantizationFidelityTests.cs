@@ -153,16 +153,21 @@ public class QuantizationFidelityTests(Xunit.Abstractions.ITestOutputHelper outp
         int textPositions = int.TryParse(Environment.GetEnvironmentVariable("MOE_FIDELITY_TEXT"), out int t) ? t : 64;
         var configurations = new Dictionary<string, QuantizationOptions>
         {
+            // The default policy: int8 keeps the tower and projector as stored, q4 puts them at int8.
             ["int8"] = new(QuantizationType.Int8),
+            ["int8-tower-int8"] = new(QuantizationType.Int8) { TowerType = QuantizationType.Int8 }, // the default before 2026-12-06
             ["int8-f32scales"] = new(QuantizationType.Int8) { ScaleDType = DType.F32 },
             ["int8-embeddings+lm_head"] = new(QuantizationType.Int8) { Roles = new HashSet<WeightRole> { WeightRole.Embedding, WeightRole.LmHead } },
             ["int8-attention"] = new(QuantizationType.Int8) { Roles = new HashSet<WeightRole> { WeightRole.Attention } },
             ["int8-dense-ffn"] = new(QuantizationType.Int8) { Roles = new HashSet<WeightRole> { WeightRole.FeedForward } },
             ["int8-experts"] = new(QuantizationType.Int8) { Roles = new HashSet<WeightRole> { WeightRole.Expert } },
-            ["int8-tower+projector"] = new(QuantizationType.Int8) { Roles = new HashSet<WeightRole> { WeightRole.Vision, WeightRole.Projector } },
+            ["int8-tower+projector"] = new(QuantizationType.Int8) { TowerType = QuantizationType.Int8, Roles = new HashSet<WeightRole> { WeightRole.Vision, WeightRole.Projector } },
             ["q4"] = new(QuantizationType.Q4),
+            ["q4-tower-q4"] = new(QuantizationType.Q4) { TowerType = QuantizationType.Q4 }, // the default before 2026-12-06
+            // The mixed recipe: q4 on the experts only; attention and dense FFN at int8 (tower int8 by default).
+            ["q4-mixed"] = new(QuantizationType.Q4) { RoleTypes = MixedRecipe },
             ["q4-f32scales"] = new(QuantizationType.Q4) { ScaleDType = DType.F32 },
-            ["q4-tower+projector"] = new(QuantizationType.Q4) { Roles = new HashSet<WeightRole> { WeightRole.Vision, WeightRole.Projector } },
+            ["q4-tower+projector"] = new(QuantizationType.Q4) { TowerType = QuantizationType.Q4, Roles = new HashSet<WeightRole> { WeightRole.Vision, WeightRole.Projector } },
             ["q4-llm"] = new(QuantizationType.Q4) { Roles = new HashSet<WeightRole> { WeightRole.Attention, WeightRole.FeedForward, WeightRole.Expert } },
             ["q4-attention"] = new(QuantizationType.Q4) { Roles = new HashSet<WeightRole> { WeightRole.Attention } },
             ["q4-experts"] = new(QuantizationType.Q4) { Roles = new HashSet<WeightRole> { WeightRole.Expert } },
@@ -194,6 +199,12 @@ public class QuantizationFidelityTests(Xunit.Abstractions.ITestOutputHelper outp
             if (Environment.GetEnvironmentVariable("MOE_FIDELITY_LOG") is { } log) File.AppendAllText(log, line + Environment.NewLine);
         }
     }
+
+    private static readonly Dictionary<WeightRole, QuantizationType?> MixedRecipe = new()
+    {
+        [WeightRole.Attention] = QuantizationType.Int8,
+        [WeightRole.FeedForward] = QuantizationType.Int8,
+    };
 
     private static readonly Dictionary<WeightRole, QuantizationType?> KeptTower = new()
     {

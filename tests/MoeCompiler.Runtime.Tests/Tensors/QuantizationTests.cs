@@ -344,6 +344,53 @@ public sealed unsafe class QuantizationTests
         Assert.Equal(QuantizationType.Int8, mixed.TypeFor(lmHead));
         var only = new MoeCompiler.Runtime.Checkpoints.QuantizationOptions(QuantizationType.Q4) { Roles = new HashSet<MoeCompiler.Runtime.Checkpoints.WeightRole> { MoeCompiler.Runtime.Checkpoints.WeightRole.Vision } };
         Assert.Null(only.TypeFor(attention));
-        Assert.Equal(QuantizationType.Q4, only.TypeFor(tower));
+        Assert.Equal(QuantizationType.Int8, only.TypeFor(tower)); // q4's default tower type
+        // RoleTypes can quantise what the defaults keep (int8 keeps the tower).
+        var towerAtInt8 = new MoeCompiler.Runtime.Checkpoints.QuantizationOptions(QuantizationType.Int8)
+        {
+            RoleTypes = new Dictionary<MoeCompiler.Runtime.Checkpoints.WeightRole, QuantizationType?> { [MoeCompiler.Runtime.Checkpoints.WeightRole.Vision] = QuantizationType.Int8 },
+        };
+        Assert.Equal(QuantizationType.Int8, towerAtInt8.TypeFor(tower));
+    }
+
+    [Fact]
+    public void DefaultPolicyKeepsTheTowerForInt8AndQuantisesItAtInt8ForQ4()
+    {
+        var e = new
+        {
+            Attention = new MoeCompiler.Runtime.Checkpoints.WeightEntry("h.0.attn.c_proj.weight", [64, 64], MoeCompiler.Runtime.Checkpoints.WeightRole.Attention),
+            Expert = new MoeCompiler.Runtime.Checkpoints.WeightEntry("h.0.experts.0.w1.weight", [96, 64], MoeCompiler.Runtime.Checkpoints.WeightRole.Expert),
+            Tower = new MoeCompiler.Runtime.Checkpoints.WeightEntry("tower.layers.0.self_attn.q_proj.weight", [64, 64], MoeCompiler.Runtime.Checkpoints.WeightRole.Vision),
+            TowerPosition = new MoeCompiler.Runtime.Checkpoints.WeightEntry("tower.embeddings.position_embedding.weight", [577, 64], MoeCompiler.Runtime.Checkpoints.WeightRole.Vision),
+            TowerBias = new MoeCompiler.Runtime.Checkpoints.WeightEntry("tower.layers.0.self_attn.q_proj.bias", [64], MoeCompiler.Runtime.Checkpoints.WeightRole.Vision),
+            Projector = new MoeCompiler.Runtime.Checkpoints.WeightEntry("mm_projector.0.weight", [64, 64], MoeCompiler.Runtime.Checkpoints.WeightRole.Projector),
+            Embedding = new MoeCompiler.Runtime.Checkpoints.WeightEntry("wte.weight", [512, 64], MoeCompiler.Runtime.Checkpoints.WeightRole.Embedding),
+            Router = new MoeCompiler.Runtime.Checkpoints.WeightEntry("gate.wg.weight", [4, 64], MoeCompiler.Runtime.Checkpoints.WeightRole.Router),
+        };
+        var int8 = new MoeCompiler.Runtime.Checkpoints.QuantizationOptions(QuantizationType.Int8);
+        Assert.Null(int8.TowerType);
+        Assert.Equal(QuantizationType.Int8, int8.TypeFor(e.Attention));
+        Assert.Equal(QuantizationType.Int8, int8.TypeFor(e.Expert));
+        Assert.Null(int8.TypeFor(e.Tower));
+        Assert.Null(int8.TypeFor(e.Projector));
+        Assert.Equal(QuantizationType.Int8, int8.TypeFor(e.Embedding));
+        Assert.Null(int8.TypeFor(e.Router));
+
+        var q4 = new MoeCompiler.Runtime.Checkpoints.QuantizationOptions(QuantizationType.Q4);
+        Assert.Equal(QuantizationType.Int8, q4.TowerType);
+        Assert.Equal(QuantizationType.Q4, q4.TypeFor(e.Attention));
+        Assert.Equal(QuantizationType.Q4, q4.TypeFor(e.Expert));
+        Assert.Equal(QuantizationType.Int8, q4.TypeFor(e.Tower));
+        Assert.Equal(QuantizationType.Int8, q4.TypeFor(e.Projector));
+        Assert.Null(q4.TypeFor(e.TowerPosition)); // added, not multiplied: never quantised
+        Assert.Null(q4.TypeFor(e.TowerBias));
+        Assert.Equal(QuantizationType.Int8, q4.TypeFor(e.Embedding));
+        Assert.Null(q4.TypeFor(e.Router));
+
+        // The tower at the chosen type, as before this default, is one init away.
+        var q4Tower = q4 with { TowerType = QuantizationType.Q4 };
+        Assert.Equal(QuantizationType.Q4, q4Tower.TypeFor(e.Tower));
+        Assert.Equal(QuantizationType.Q4, q4Tower.TypeFor(e.Projector));
+        Assert.Null(q4Tower.TypeFor(e.TowerPosition));
     }
 }
