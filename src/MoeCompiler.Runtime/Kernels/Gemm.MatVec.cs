@@ -66,17 +66,25 @@ internal static unsafe partial class Gemm
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void IntegerRows(int start, int end)
         {
+            bool q4 = W.DType == DType.Q4;
+            float* pair = stackalloc float[2];
             for (int j = start; j < end; j++)
             {
                 float b = Bias == null ? 0 : Bias[j];
                 var scales = W.RowScales(j);
-                for (int i = 0; i < M; i++)
+                byte* w = q4 ? W.Data + (long)j * K / 2 : W.Data + (long)j * K;
+                int i = 0;
+                // Pairs of activation rows share each group's decoded weight bytes; results equal the one-row kernel's.
+                for (; i + 2 <= M; i += 2)
                 {
-                    float dot = W.DType == DType.Q4
-                        ? DotQ4Integer(Isa, Vnni, Quantized.Row(i), Quantized.RowScales(i), Quantized.RowOffsets(i), W.Data + (long)j * K / 2, scales)
-                        : DotI8Integer(Isa, Vnni, Quantized.Row(i), Quantized.RowScales(i), (sbyte*)W.Data + (long)j * K, scales);
-                    Y[(long)i * N + j] = dot + b;
+                    DotIntegerPair(Isa, Vnni, q4, Quantized, i, w, scales, pair);
+                    Y[(long)i * N + j] = pair[0] + b;
+                    Y[(long)(i + 1) * N + j] = pair[1] + b;
                 }
+                if (i < M)
+                    Y[(long)i * N + j] = (q4
+                        ? DotQ4Integer(Isa, Vnni, Quantized.Row(i), Quantized.RowScales(i), Quantized.RowOffsets(i), w, scales)
+                        : DotI8Integer(Isa, Vnni, Quantized.Row(i), Quantized.RowScales(i), (sbyte*)w, scales)) + b;
             }
         }
 
