@@ -17,6 +17,9 @@ switch (command)
     case "rows":
         RowBenchmarks.Run(options);
         return 0;
+    case "intdot":
+        IntegerDotBenchmarks.Run(options);
+        return 0;
     case "limits":
         Limits.Measure(options).Print();
         return 0;
@@ -26,6 +29,7 @@ switch (command)
               kernels   machine limits (FMA peak, read bandwidth), then GEMM vs OpenBLAS, decode matrix-vector
                         (bf16, int8), attention at 600 tokens and MoE dispatch, each as a fraction of its limit
               limits    only the machine limits
+              intdot    int8/q4 decode: f32 activations vs the integer path (with/without AvxVnni), same run
               gemm | decode | layer    the limits and one part of "kernels"
               rows      batched decode: packed bf16 LinearRows for 1, 2, 4, 8 rows (time against one row)
             options:

@@ -26,10 +26,11 @@ public sealed unsafe partial class CpuBackend
         {
             fixed (float* biasPointer = b)
             {
-                float* shared = _scratch.Shared(Gemm.SharedFloats(m, n, _isa));
+                var view = weight.Storage is PackedWeightStorage packed && packed.Covers(weight) ? new WeightView(weight, packed.Packed) : new WeightView(weight);
+                bool integer = IntegerDotDecode && Gemm.SupportsIntegerDot(view);
+                float* shared = _scratch.Shared(Gemm.SharedFloats(m, n, k, _isa, integer));
                 Gemm.Run(_pool, _scratch.Ensure(Gemm.ScratchFloats(m, k, _isa)), shared, _isa, (float*)x.Data, m, k,
-                    weight.Storage is PackedWeightStorage packed && packed.Covers(weight) ? new WeightView(weight, packed.Packed) : new WeightView(weight),
-                    b.IsEmpty ? null : biasPointer, (float*)y.Data);
+                    view, b.IsEmpty ? null : biasPointer, (float*)y.Data, integer, Vnni);
             }
         }
         KeepAlive(x, weight, bias, y);

@@ -23,9 +23,11 @@ public sealed unsafe partial class CpuBackend
         {
             fixed (float* biasPointer = b)
             {
+                var view = weight.Storage is PackedWeightStorage packed && packed.Covers(weight) ? new WeightView(weight, packed.Packed) : new WeightView(weight);
+                bool integer = IntegerDotDecode && Gemm.SupportsIntegerDot(view);
+                float* shared = integer ? _scratch.Shared((Gemm.QuantizedActivationBytes(m, k) + 3) / 4) : null;
                 Gemm.RunRowIndependent(_pool, _scratch.Ensure(Gemm.RowIndependentScratchFloats(k)), _isa, (float*)x.Data, m, k,
-                    weight.Storage is PackedWeightStorage packed && packed.Covers(weight) ? new WeightView(weight, packed.Packed) : new WeightView(weight),
-                    b.IsEmpty ? null : biasPointer, (float*)y.Data);
+                    view, b.IsEmpty ? null : biasPointer, (float*)y.Data, shared, integer, Vnni);
             }
         }
         KeepAlive(x, weight, bias, y);

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics.X86;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using MoeCompiler.Runtime.Kernels;
 using MoeCompiler.Runtime.Tensors;
@@ -73,6 +74,28 @@ public sealed unsafe partial class CpuBackend : IBackend
     /// 12 bits per value instead of 16, so decode streams a quarter fewer bytes. AVX-512 only; on by default.
     /// </summary>
     public bool PackBF16Weights { get; init; } = true;
+
+    /// <summary>
+    /// Decode products (≤ 4 activation rows, and every row of <see cref="LinearRows"/>) with grouped int8 or q4 weights
+    /// quantise each activation row to int8, one f32 scale per group of 32, and sum exact integer dot products
+    /// (AvxVnni <c>vpdpbusd</c>), as llama.cpp runs Q8_0/Q4_0; off, the activations stay f32 and the weights are
+    /// widened to f32. Default: <see cref="IntegerDotDecodeDefault"/>, which <c>MOE_INT_DOT=0|1</c> overrides.
+    /// docs/quantization.md ("Kernels", "Fidelity") has the measured speed and error of both.
+    /// </summary>
+    public bool IntegerDotDecode { get; init; } = IntegerDotDecodeDefault;
+
+    /// <summary>The default of <see cref="IntegerDotDecode"/>: on, unless <c>MOE_INT_DOT=0</c>.</summary>
+    public static bool IntegerDotDecodeDefault => Environment.GetEnvironmentVariable("MOE_INT_DOT") switch
+    {
+        null or "" => true,
+        "0" or "false" or "off" => false,
+        "1" or "true" or "on" => true,
+        var other => throw new InvalidOperationException($"MOE_INT_DOT={other}: expected 0 or 1"),
+    };
+
+    /// <summary>Whether the integer dots use AvxVnni (the default where the CPU has it); tests turn it off to run the
+    /// AVX2 <c>vpmaddubsw</c> + <c>vpmaddwd</c> fallback.</summary>
+    internal bool Vnni { get; init; } = AvxVnni.IsSupported;
 
     /// <summary>
     /// <see cref="PrepareWeight"/>, then for a bf16 matrix (AVX-512, <see cref="PackBF16Weights"/>) the packed copy that

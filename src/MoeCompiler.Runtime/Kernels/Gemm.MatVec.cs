@@ -17,12 +17,20 @@ internal static unsafe partial class Gemm
         public WeightView W;
         public float** Scratch;
         public KernelIsa Isa;
+        /// <summary>Set (Values non-null) when the integer path runs: the activation rows quantised once for all tasks.</summary>
+        public QuantizedActivations Quantized;
+        public bool Vnni;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int index, int worker)
         {
             int start = index * MatVecRowsPerTask, end = Math.Min(N, start + MatVecRowsPerTask);
             float* decoded = Scratch[worker];
+            if (Quantized.Values != null)
+            {
+                IntegerRows(start, end);
+                return;
+            }
             // Quantised weights are widened in registers again for every activation row: measured, that beats one
             // decode into L1 followed by f32 dot products for 2–4 rows (docs/performance.md).
             bool widenInRegisters = W.DType switch
@@ -50,6 +58,33 @@ internal static unsafe partial class Gemm
                     float dot = widenInRegisters ? DotRow(Isa, x, W, j) : DotF32(Isa, x, decoded, K);
                     Y[(long)i * N + j] = dot + b;
                 }
+            }
+        }
+
+        /// <summary>Weight rows [start, end) against every quantised activation row (<see cref="QuantizeActivations"/>);
+        /// a row's result is the same whatever rows the task or the other activation rows are.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void IntegerRows(int start, int end)
+        {
+            bool q4 = W.DType == DType.Q4;
+            float* pair = stackalloc float[2];
+            for (int j = start; j < end; j++)
+            {
+                float b = Bias == null ? 0 : Bias[j];
+                var scales = W.RowScales(j);
+                byte* w = q4 ? W.Data + (long)j * K / 2 : W.Data + (long)j * K;
+                int i = 0;
+                // Pairs of activation rows share each group's decoded weight bytes; results equal the one-row kernel's.
+                for (; i + 2 <= M; i += 2)
+                {
+                    DotIntegerPair(Isa, Vnni, q4, Quantized, i, w, scales, pair);
+                    Y[(long)i * N + j] = pair[0] + b;
+                    Y[(long)(i + 1) * N + j] = pair[1] + b;
+                }
+                if (i < M)
+                    Y[(long)i * N + j] = (q4
+                        ? DotQ4Integer(Isa, Vnni, Quantized.Row(i), Quantized.RowScales(i), Quantized.RowOffsets(i), w, scales)
+                        : DotI8Integer(Isa, Vnni, Quantized.Row(i), Quantized.RowScales(i), (sbyte*)w, scales)) + b;
             }
         }
 

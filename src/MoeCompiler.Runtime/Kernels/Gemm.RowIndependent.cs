@@ -13,10 +13,19 @@ internal static unsafe partial class Gemm
     /// one-row call computes. Batched decode uses it so that a sequence's results do not depend on which other
     /// sequences share the step (the blocked GEMM sums in another order and would change the last bits).
     /// </summary>
-    public static void RunRowIndependent(WorkerPool pool, float** scratch, KernelIsa isa, float* x, int m, int k, WeightView w, float* bias, float* y)
+    /// <remarks>With <paramref name="integerDot"/> (int8/q4 weights, <see cref="SupportsIntegerDot"/>) every row is
+    /// quantised on its own into <paramref name="shared"/> (<see cref="QuantizedActivationBytes"/>), so row i still
+    /// equals a one-row call.</remarks>
+    public static void RunRowIndependent(WorkerPool pool, float** scratch, KernelIsa isa, float* x, int m, int k, WeightView w, float* bias, float* y,
+        float* shared = null, bool integerDot = false, bool vnni = false)
     {
         int n = w.Rows;
         var job = new MatVecJob { X = x, M = m, K = k, N = n, W = w, Bias = bias, Y = y, Scratch = scratch, Isa = isa };
+        if (integerDot && SupportsIntegerDot(w))
+        {
+            job.Quantized = QuantizeActivations(isa, x, m, k, (byte*)shared);
+            job.Vnni = vnni;
+        }
         pool.Run((n + MatVecRowsPerTask - 1) / MatVecRowsPerTask, ref job);
     }
 }

@@ -45,19 +45,33 @@ internal static unsafe partial class Gemm
     }
 
     /// <summary>Shared floats (the packed weight block) for a product of this shape.</summary>
-    public static long SharedFloats(int m, int n, KernelIsa isa)
+    public static long SharedFloats(int m, int n, KernelIsa isa) => SharedFloats(m, n, 0, isa, integerDot: false);
+
+    /// <summary>Shared floats for a product of this shape; with <paramref name="integerDot"/> a matrix-vector product
+    /// keeps its quantised activations there.</summary>
+    public static long SharedFloats(int m, int n, int k, KernelIsa isa, bool integerDot)
     {
-        if (m <= MatVecMaxRows) return 0;
+        if (m <= MatVecMaxRows) return integerDot ? (QuantizedActivationBytes(m, k) + 3) / 4 : 0;
         int nr = Tile(isa).Nr;
         return (long)ColumnBlock * DepthBlock;
     }
 
-    public static void Run(WorkerPool pool, float** scratch, float* shared, KernelIsa isa, float* x, int m, int k, WeightView w, float* bias, float* y)
+    /// <param name="integerDot">Matrix-vector products (m ≤ <see cref="MatVecMaxRows"/>) of int8/q4 weights
+    /// (<see cref="SupportsIntegerDot"/>) quantise the activations and sum integer dot products (Gemm.IntegerDot.cs);
+    /// <paramref name="shared"/> then holds <see cref="SharedFloats(int, int, int, KernelIsa, bool)"/> floats.</param>
+    /// <param name="vnni">The integer dots use AvxVnni <c>vpdpbusd</c> (else <c>vpmaddubsw</c> + <c>vpmaddwd</c>).</param>
+    public static void Run(WorkerPool pool, float** scratch, float* shared, KernelIsa isa, float* x, int m, int k, WeightView w, float* bias, float* y,
+        bool integerDot = false, bool vnni = false)
     {
         int n = w.Rows;
         if (m <= MatVecMaxRows)
         {
             var job = new MatVecJob { X = x, M = m, K = k, N = n, W = w, Bias = bias, Y = y, Scratch = scratch, Isa = isa };
+            if (integerDot && SupportsIntegerDot(w))
+            {
+                job.Quantized = QuantizeActivations(isa, x, m, k, (byte*)shared);
+                job.Vnni = vnni;
+            }
             pool.Run((n + MatVecRowsPerTask - 1) / MatVecRowsPerTask, ref job);
             return;
         }

@@ -1,0 +1,281 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace MoeCompiler.Runtime.Kernels;
+
+/// <summary>
+/// The integer decode path for grouped int8 and q4 weights (docs/quantization.md, "Kernels"), as llama.cpp runs
+/// Q8_0/Q4_0 against Q8_0 activations: each activation row is quantised once per product to int8 with one f32 scale
+/// per group of 32 (<see cref="QuantizeActivations"/>), then every weight row's group is an exact integer dot product
+/// (AvxVnni <c>vpdpbusd</c>, or <c>vpmaddubsw</c> + <c>vpmaddwd</c> without it), converted to f32 and scaled by
+/// <c>weight scale × activation scale</c> into a vector accumulator. Everything a row's result depends on is computed
+/// by the task that owns the row, in a fixed order, so results do not depend on the thread count.
+/// </summary>
+internal static unsafe partial class Gemm
+{
+    /// <summary>An activation block quantised for <see cref="MatVecJob"/>: m rows of k int8 values, then per row and
+    /// group of 32 the f32 scale and −8 × the sum of the group's int8 values (q4's offset correction).</summary>
+    internal readonly struct QuantizedActivations(sbyte* values, float* scales, int* offsets, int k)
+    {
+        public readonly sbyte* Values = values;
+        public readonly float* Scales = scales;
+        public readonly int* Offsets = offsets;
+        public readonly int K = k;
+
+        public sbyte* Row(int i) => Values + (long)i * K;
+        public float* RowScales(int i) => Scales + (long)i * (K / WeightQuantizerGroup);
+        public int* RowOffsets(int i) => Offsets + (long)i * (K / WeightQuantizerGroup);
+    }
+
+    /// <summary>Whether <see cref="MatVecJob"/> can run <paramref name="w"/> with integer dot products: q4, or int8 with
+    /// groups of 32 (the per-row int8 of older checkpoints keeps the f32-activation kernels).</summary>
+    public static bool SupportsIntegerDot(WeightView w)
+        => w.DType == Tensors.DType.Q4 || (w.DType == Tensors.DType.I8 && w.GroupSize == WeightQuantizerGroup && w.Columns % WeightQuantizerGroup == 0);
+
+    /// <summary>Bytes of the buffer <see cref="QuantizeActivations"/> fills for m rows of k (k a multiple of 32), 64-aligned parts.</summary>
+    public static long QuantizedActivationBytes(int m, int k)
+    {
+        long values = ((long)m * k + 63) & ~63L;
+        long groups = (long)m * (k / WeightQuantizerGroup);
+        return values + 2 * ((groups * 4 + 63) & ~63L);
+    }
+
+    /// <summary>Lays out and fills the quantised activations of x [m, k] in <paramref name="buffer"/>
+    /// (<see cref="QuantizedActivationBytes"/> long).</summary>
+    public static QuantizedActivations QuantizeActivations(KernelIsa isa, float* x, int m, int k, byte* buffer)
+    {
+        long values = ((long)m * k + 63) & ~63L;
+        long groups = (long)m * (k / WeightQuantizerGroup);
+        var q = new QuantizedActivations((sbyte*)buffer, (float*)(buffer + values), (int*)(buffer + values + ((groups * 4 + 63) & ~63L)), k);
+        for (int i = 0; i < m; i++) QuantizeActivationRow(isa, x + (long)i * k, k, q.Row(i), q.RowScales(i), q.RowOffsets(i));
+        return q;
+    }
+
+    /// <summary>
+    /// One row, per group of 32: scale d = max|x| / 127 (0 for a group of zeros), q = round-half-even(x · (1/d)),
+    /// clamped to [−127, 127], and −8 · Σ q (the q4 offset's share of the integer dot). Every path computes the same f32 products and roundings, so the bytes are
+    /// identical on every instruction-set path.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void QuantizeActivationRow(KernelIsa isa, float* x, int k, sbyte* q, float* scales, int* offsets)
+    {
+        int groups = k / WeightQuantizerGroup;
+        for (int g = 0; g < groups; g++, x += 32, q += 32)
+        {
+            if (isa != KernelIsa.Scalar)
+            {
+                var v0 = Vector256.Load(x);
+                var v1 = Vector256.Load(x + 8);
+                var v2 = Vector256.Load(x + 16);
+                var v3 = Vector256.Load(x + 24);
+                var max = Vector256.Max(Vector256.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Vector256.Max(Vector256.Abs(v2), Vector256.Abs(v3)));
+                var half = Vector128.Max(max.GetLower(), max.GetUpper());
+                half = Vector128.Max(half, Sse.Shuffle(half, half, 0b01_00_11_10));
+                half = Vector128.Max(half, Sse.Shuffle(half, half, 0b10_11_00_01));
+                float amax = half.ToScalar();
+                float d = amax / 127f;
+                float id = d != 0 ? 1f / d : 0f;
+                if (!float.IsFinite(id)) (d, id) = (0f, 0f); // a group of subnormals: rounds to zeros
+                scales[g] = d;
+                var inverse = Vector256.Create(id);
+                var limit = Vector256.Create(127);
+                var i0 = Avx2.Min(Avx2.Max(Avx.ConvertToVector256Int32(v0 * inverse), -limit), limit);
+                var i1 = Avx2.Min(Avx2.Max(Avx.ConvertToVector256Int32(v1 * inverse), -limit), limit);
+                var i2 = Avx2.Min(Avx2.Max(Avx.ConvertToVector256Int32(v2 * inverse), -limit), limit);
+                var i3 = Avx2.Min(Avx2.Max(Avx.ConvertToVector256Int32(v3 * inverse), -limit), limit);
+                offsets[g] = -8 * Vector256.Sum((i0 + i1) + (i2 + i3));
+                Vector256.Narrow(Vector256.Narrow(i0, i1), Vector256.Narrow(i2, i3)).Store(q);
+            }
+            else
+            {
+                float amax = 0;
+                for (int j = 0; j < 32; j++) amax = MathF.Max(amax, MathF.Abs(x[j]));
+                float d = amax / 127f;
+                float id = d != 0 ? 1f / d : 0f;
+                if (!float.IsFinite(id)) (d, id) = (0f, 0f); // a group of subnormals: rounds to zeros
+                scales[g] = d;
+                int sum = 0;
+                for (int j = 0; j < 32; j++)
+                {
+                    int v = Math.Clamp((int)MathF.Round(x[j] * id, MidpointRounding.ToEven), -127, 127);
+                    q[j] = (sbyte)v;
+                    sum += v;
+                }
+                offsets[g] = -8 * sum;
+            }
+        }
+    }
+
+    /// <summary>The 8 partial int32 sums of Σ u[c]·s[c] over 32 bytes, added to <paramref name="addend"/> (exact).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> DotBytes(bool vnni, Vector256<int> addend, Vector256<byte> u, Vector256<sbyte> s)
+    {
+        if (vnni) return AvxVnni.MultiplyWideningAndAdd(addend, u, s);
+        // u ≤ 255 only for int8's |−128|; pairs stay within int16 (2 · 128 · 127 < 32767): no saturation.
+        return addend + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u, s), Vector256.Create((short)1));
+    }
+
+    /// <summary>Σ_g (w_g · x_g) · Σ_{c in g} q_w[c] · q_x[c] for one int8 weight row with groups of 32, against a
+    /// quantised activation row. <paramref name="vnni"/> chooses <c>vpdpbusd</c> (AvxVnni) or the AVX2 pair.</summary>
+    public static float DotI8Integer(KernelIsa isa, bool vnni, sbyte* xq, float* xScales, sbyte* w, RowScales scales)
+    {
+        float r0, r1;
+        if (vnni) DotInteger<No, Yes, No>(isa, xq, xScales, null, null, null, null, (byte*)w, scales, &r0, &r1);
+        else DotInteger<No, No, No>(isa, xq, xScales, null, null, null, null, (byte*)w, scales, &r0, &r1);
+        return r0;
+    }
+
+    /// <summary>Σ_g (w_g · x_g) · Σ_{c in g} (n[c] − 8) · q_x[c] for one q4 row against a quantised activation row: the
+    /// nibbles n are the unsigned operand as stored, and −8 · Σ q_x (precomputed per group) starts the integer sum.</summary>
+    public static float DotQ4Integer(KernelIsa isa, bool vnni, sbyte* xq, float* xScales, int* xOffsets, byte* packed, RowScales scales)
+    {
+        float r0, r1;
+        if (vnni) DotInteger<Yes, Yes, No>(isa, xq, xScales, xOffsets, null, null, null, packed, scales, &r0, &r1);
+        else DotInteger<Yes, No, No>(isa, xq, xScales, xOffsets, null, null, null, packed, scales, &r0, &r1);
+        return r0;
+    }
+
+    /// <summary>Two activation rows against one weight row (<paramref name="q4"/> or grouped int8): the weight bytes are
+    /// decoded once per group for both; each row's result is bit-identical to the one-row kernels'.</summary>
+    public static void DotIntegerPair(KernelIsa isa, bool vnni, bool q4, QuantizedActivations x, int row, byte* w, RowScales scales, float* results)
+    {
+        sbyte* x0 = x.Row(row), x1 = x.Row(row + 1);
+        float* s0 = x.RowScales(row), s1 = x.RowScales(row + 1);
+        int* o0 = x.RowOffsets(row), o1 = x.RowOffsets(row + 1);
+        if (q4)
+        {
+            if (vnni) DotInteger<Yes, Yes, Yes>(isa, x0, s0, o0, x1, s1, o1, w, scales, results, results + 1);
+            else DotInteger<Yes, No, Yes>(isa, x0, s0, o0, x1, s1, o1, w, scales, results, results + 1);
+        }
+        else if (vnni) DotInteger<No, Yes, Yes>(isa, x0, s0, o0, x1, s1, o1, w, scales, results, results + 1);
+        else DotInteger<No, No, Yes>(isa, x0, s0, o0, x1, s1, o1, w, scales, results, results + 1);
+    }
+
+    /// <summary>A compile-time flag: the JIT specialises <see cref="DotInteger{TQ4, TVnni, TTwo}"/> per struct argument
+    /// and folds the branches on it away.</summary>
+    private interface IFlag { static abstract bool Value { get; } }
+    private struct Yes : IFlag { public static bool Value => true; }
+    private struct No : IFlag { public static bool Value => false; }
+
+    /// <summary>
+    /// Both formats, one or two activation rows (<typeparamref name="TTwo"/>). The vector paths (AVX2 and AVX-512 run
+    /// the same 256-bit code: AvxVnni has no 512-bit form in .NET, and joining pairs of group dots into 512-bit
+    /// vectors measured slower on Zen 4, whose 512-bit units are 256 bits wide) take 8 groups at a time: their 8 scale
+    /// products w_g · x_g are computed in one vector and stored, so each group broadcasts its own from L1; every
+    /// group's 8 int32 partial sums are converted and multiply-added into accumulator g mod 4 (8 f32 lanes each), and
+    /// the four are summed once at the end, (a0 + a1) + (a2 + a3). The scalar path sums each group as an int.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void DotInteger<TQ4, TVnni, TTwo>(KernelIsa isa, sbyte* xq0, float* xScales0, int* xOffsets0,
+        sbyte* xq1, float* xScales1, int* xOffsets1, byte* w, RowScales scales, float* result0, float* result1)
+        where TQ4 : struct, IFlag where TVnni : struct, IFlag where TTwo : struct, IFlag
+    {
+        bool q4 = TQ4.Value;
+        int groups = scales.Groups;
+        int stride = q4 ? 16 : 32;
+        if (isa == KernelIsa.Scalar)
+        {
+            *result0 = DotIntegerScalar(q4, xq0, xScales0, xOffsets0, w, scales);
+            if (TTwo.Value) *result1 = DotIntegerScalar(q4, xq1, xScales1, xOffsets1, w, scales);
+            return;
+        }
+        float* p0 = stackalloc float[8];
+        float* p1 = stackalloc float[8];
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
+        Vector256<byte> u;
+        int g8 = 0;
+        for (; g8 + 8 <= groups; g8 += 8, xq0 += 256, xq1 += 256, w += 8 * stride)
+        {
+            var ws = Scales8(scales, g8);
+            (ws * Vector256.Load(xScales0 + g8)).Store(p0);
+            if (TTwo.Value) (ws * Vector256.Load(xScales1 + g8)).Store(p1);
+            Sse.Prefetch0(w + 64 * stride);
+            int* offsets0 = q4 ? xOffsets0 + g8 : null;
+            int* offsets1 = q4 && TTwo.Value ? xOffsets1 + g8 : null;
+            u = Unsigned<TQ4>(w + 0 * stride);
+            a0 = Step<TQ4, TVnni>(u, w + 0 * stride, xq0 + 0, offsets0, 0, p0[0], a0);
+            if (TTwo.Value) c0 = Step<TQ4, TVnni>(u, w + 0 * stride, xq1 + 0, offsets1, 0, p1[0], c0);
+            u = Unsigned<TQ4>(w + 1 * stride);
+            a1 = Step<TQ4, TVnni>(u, w + 1 * stride, xq0 + 32, offsets0, 1, p0[1], a1);
+            if (TTwo.Value) c1 = Step<TQ4, TVnni>(u, w + 1 * stride, xq1 + 32, offsets1, 1, p1[1], c1);
+            u = Unsigned<TQ4>(w + 2 * stride);
+            a2 = Step<TQ4, TVnni>(u, w + 2 * stride, xq0 + 64, offsets0, 2, p0[2], a2);
+            if (TTwo.Value) c2 = Step<TQ4, TVnni>(u, w + 2 * stride, xq1 + 64, offsets1, 2, p1[2], c2);
+            u = Unsigned<TQ4>(w + 3 * stride);
+            a3 = Step<TQ4, TVnni>(u, w + 3 * stride, xq0 + 96, offsets0, 3, p0[3], a3);
+            if (TTwo.Value) c3 = Step<TQ4, TVnni>(u, w + 3 * stride, xq1 + 96, offsets1, 3, p1[3], c3);
+            u = Unsigned<TQ4>(w + 4 * stride);
+            a0 = Step<TQ4, TVnni>(u, w + 4 * stride, xq0 + 128, offsets0, 4, p0[4], a0);
+            if (TTwo.Value) c0 = Step<TQ4, TVnni>(u, w + 4 * stride, xq1 + 128, offsets1, 4, p1[4], c0);
+            u = Unsigned<TQ4>(w + 5 * stride);
+            a1 = Step<TQ4, TVnni>(u, w + 5 * stride, xq0 + 160, offsets0, 5, p0[5], a1);
+            if (TTwo.Value) c1 = Step<TQ4, TVnni>(u, w + 5 * stride, xq1 + 160, offsets1, 5, p1[5], c1);
+            u = Unsigned<TQ4>(w + 6 * stride);
+            a2 = Step<TQ4, TVnni>(u, w + 6 * stride, xq0 + 192, offsets0, 6, p0[6], a2);
+            if (TTwo.Value) c2 = Step<TQ4, TVnni>(u, w + 6 * stride, xq1 + 192, offsets1, 6, p1[6], c2);
+            u = Unsigned<TQ4>(w + 7 * stride);
+            a3 = Step<TQ4, TVnni>(u, w + 7 * stride, xq0 + 224, offsets0, 7, p0[7], a3);
+            if (TTwo.Value) c3 = Step<TQ4, TVnni>(u, w + 7 * stride, xq1 + 224, offsets1, 7, p1[7], c3);
+        }
+        for (int g = g8; g < groups; g++, xq0 += 32, xq1 += 32, w += stride)
+        {
+            u = Unsigned<TQ4>(w);
+            a0 = Step<TQ4, TVnni>(u, w, xq0, xOffsets0, g, scales[g] * xScales0[g], a0);
+            if (TTwo.Value) c0 = Step<TQ4, TVnni>(u, w, xq1, xOffsets1, g, scales[g] * xScales1[g], c0);
+        }
+        *result0 = Vector256.Sum((a0 + a1) + (a2 + a3));
+        if (TTwo.Value) *result1 = Vector256.Sum((c0 + c1) + (c2 + c3));
+    }
+
+    private static float DotIntegerScalar(bool q4, sbyte* xq, float* xScales, int* xOffsets, byte* w, RowScales scales)
+    {
+        float sum = 0;
+        for (int g = 0; g < scales.Groups; g++, xq += 32, w += q4 ? 16 : 32)
+        {
+            int dot = 0;
+            if (q4)
+            {
+                dot = xOffsets[g];
+                for (int j = 0; j < 16; j++) dot += (w[j] & 0x0F) * xq[j] + (w[j] >> 4) * xq[j + 16];
+            }
+            else
+                for (int j = 0; j < 32; j++) dot += xq[j] * (sbyte)w[j];
+            sum = MathF.FusedMultiplyAdd(dot, scales[g] * xScales[g], sum);
+        }
+        return sum;
+    }
+
+    /// <summary>The unsigned operand of a group: q4's 32 codes in column order, or |w| of int8 (the sign trick).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> Unsigned<TQ4>(byte* w) where TQ4 : struct, IFlag
+    {
+        if (!TQ4.Value) return Avx2.Abs(Vector256.Load((sbyte*)w));
+        // q4: byte j holds column j (low nibble) and column j + 16 (high nibble). The 16 bytes go into both halves, the
+        // upper half's dwords shifted right by 4: after the mask each byte of the upper half is its own high nibble
+        // (what a dword shift brings down from the next byte is masked off).
+        var bytes = Avx2.BroadcastVector128ToVector256(w).AsUInt32();
+        return Avx2.ShiftRightLogicalVariable(bytes, Vector256.Create(0u, 0, 0, 0, 4, 4, 4, 4)).AsByte() & Vector256.Create((byte)0x0F);
+    }
+
+    /// <summary>One group of one activation row: the exact integer dot (q4: started at −8 · Σ q_x; int8: the activation
+    /// takes the weight's sign, sign(x, w), so u8 × s8 products equal w · x), converted and multiply-added.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Step<TQ4, TVnni>(Vector256<byte> u, byte* w, sbyte* xq, int* offsets, int g, float product, Vector256<float> acc)
+        where TQ4 : struct, IFlag where TVnni : struct, IFlag
+    {
+        var x = Vector256.Load(xq);
+        var dot = TQ4.Value
+            ? DotBytes(TVnni.Value, Vector256.CreateScalar(offsets[g]), u, x)
+            : DotBytes(TVnni.Value, Vector256<int>.Zero, u, Avx2.Sign(x, Vector256.Load((sbyte*)w)));
+        return Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), Vector256.Create(product), acc);
+    }
+
+    /// <summary>Scales of groups [g, g + 8) as f32.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Scales8(RowScales scales, int g)
+        => scales.BF16 != null
+            ? Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(scales.BF16 + g), 16).AsSingle()
+            : Vector256.Load(scales.F32 + g);
+}
