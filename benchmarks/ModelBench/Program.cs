@@ -95,6 +95,8 @@ namespace ModelBench
         public bool ShowHelp { get; init; }
         /// <summary>Non-empty: the batched-decode mode (<see cref="BatchedDecodeBench"/>) with these stream counts.</summary>
         public int[] StreamCounts { get; init; } = [];
+        /// <summary>With --streams: time every backend call and print where a decode step's time goes.</summary>
+        public bool Profile { get; init; }
 
         public const string Usage = """
             usage: ModelBench [options]
@@ -127,6 +129,8 @@ namespace ModelBench
               --streams N[,N...]   batched decode instead: N concurrent greedy text streams through one
                                    GenerationScheduler vs one stream alone, each count in turn in every round
                                    (paired rounds: --rounds; aggregate decode tokens/s; tokens must match alone)
+              --profile            with --streams: time every backend call and print per stream count where a
+                                   decode step's time goes (attention, dense, experts, lm_head, norms, the rest)
             """;
 
         private static int[] StreamList(string text) =>
@@ -172,6 +176,7 @@ namespace ModelBench
                     "--list" => o with { List = true },
                     "--prepare" => o with { PrepareOnly = true },
                     "--streams" => o with { StreamCounts = StreamList(Value()) },
+                    "--profile" => o with { Profile = true },
                     "-h" or "--help" => o with { ShowHelp = true },
                     _ => throw new ArgumentException($"unknown option '{args[i]}'"),
                 };

@@ -16,8 +16,10 @@ internal static class RowBenchmarks
         Console.WriteLine($"backend: {backend.Name}");
         Console.WriteLine("packed bf16 LinearRows            rows     ms   × 1 row   GB/s (weight bytes)");
         var random = new Random(1);
-        foreach (var (k, n, name) in new[] { (2048, 6144, "qkv"), (2048, 2048, "attention out"), (2048, 5504, "FFN w1 / w2"), (5504, 2048, "FFN c_proj"), (2048, 151936, "lm_head") })
+        string? only = Environment.GetEnvironmentVariable("MOE_ROWS_ONLY");
+        foreach (var (k, n, name) in new[] { (2048, 256, "l2-resident"), (2048, 6144, "qkv"), (2048, 2048, "attention out"), (2048, 5504, "FFN w1 / w2"), (5504, 2048, "FFN c_proj"), (2048, 151936, "lm_head") })
         {
+            if (only is not null && !name.StartsWith(only, StringComparison.Ordinal)) continue;
             var f32 = KernelBenchmarks.RandomTensor(random, n, k);
             var weight = backend.PrepareLinearWeight(KernelBenchmarks.ToBF16(f32));
             f32.Storage.Dispose();

@@ -41,9 +41,31 @@ internal readonly unsafe partial struct PackedBF16
     /// every row's four accumulators (row r's in <c>accumulators[4r..4r+3]</c>, loaded at the start and stored at
     /// the end, so a row may be run in chunks of blocks with the same multiply-adds in the same order).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void AccumulateRows(float* x, long stride, int count, int row, int blockStart, int blockEnd, Vector512<float>* accumulators)
     {
+        // One compiled loop per row count: no per-block tests of the count, fewer instructions per block.
+        switch (count)
+        {
+            case 1: AccumulateRows<OneRow>(x, stride, row, blockStart, blockEnd, accumulators); break;
+            case 2: AccumulateRows<TwoRows>(x, stride, row, blockStart, blockEnd, accumulators); break;
+            case 3: AccumulateRows<ThreeRows>(x, stride, row, blockStart, blockEnd, accumulators); break;
+            case 4: AccumulateRows<FourRows>(x, stride, row, blockStart, blockEnd, accumulators); break;
+            default: throw new ArgumentOutOfRangeException(nameof(count));
+        }
+    }
+
+    /// <summary>A row count known when the loop is compiled (the JIT specialises generic code per struct type).</summary>
+    private interface IRowCount { static abstract int Count { get; } }
+    private struct OneRow : IRowCount { public static int Count => 1; }
+    private struct TwoRows : IRowCount { public static int Count => 2; }
+    private struct ThreeRows : IRowCount { public static int Count => 3; }
+    private struct FourRows : IRowCount { public static int Count => 4; }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void AccumulateRows<TRows>(float* x, long stride, int row, int blockStart, int blockEnd, Vector512<float>* accumulators)
+        where TRows : struct, IRowCount
+    {
+        int count = TRows.Count;
         var table = RowTable(row);
         byte* codes = _codes + ((long)row * Blocks + blockStart) * 32;
         byte* low = _low + ((long)row * Blocks + blockStart) * Block;
@@ -59,17 +81,18 @@ internal readonly unsafe partial struct PackedBF16
         if (count > 1) { a10 = accumulators[4]; a11 = accumulators[5]; a12 = accumulators[6]; a13 = accumulators[7]; }
         if (count > 2) { a20 = accumulators[8]; a21 = accumulators[9]; a22 = accumulators[10]; a23 = accumulators[11]; }
         if (count > 3) { a30 = accumulators[12]; a31 = accumulators[13]; a32 = accumulators[14]; a33 = accumulators[15]; }
+        var shifts = CodeShifts;
         int i = blockStart * Block;
         for (int b = blockStart; b < blockEnd; b++, i += Block, codes += 32, low += Block)
         {
             Sse.Prefetch0(low + lowAhead);
             Sse.Prefetch0(codes + codesAhead);
-            UnpackBlock(table, codes, low, out var w0, out var w1, out var w2, out var w3);
+            UnpackBlock(table, shifts, codes, low, out var w0, out var w1, out var w2, out var w3);
             a00 = Avx512F.FusedMultiplyAdd(Vector512.Load(x0 + i), w0, a00);
             a01 = Avx512F.FusedMultiplyAdd(Vector512.Load(x0 + i + 16), w1, a01);
             a02 = Avx512F.FusedMultiplyAdd(Vector512.Load(x0 + i + 32), w2, a02);
             a03 = Avx512F.FusedMultiplyAdd(Vector512.Load(x0 + i + 48), w3, a03);
-            // The count is the same for the whole call: these branches are always predicted.
+            // The count is a constant of this compiled loop: the tests below are not in the machine code.
             if (count > 1)
             {
                 a10 = Avx512F.FusedMultiplyAdd(Vector512.Load(x1 + i), w0, a10);

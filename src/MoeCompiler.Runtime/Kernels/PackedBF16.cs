@@ -289,10 +289,11 @@ internal readonly unsafe partial struct PackedBF16
         byte* codes = _codes + (long)row * Blocks * 32;
         byte* low = _low + (long)row * Blocks * Block;
         Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        var shifts = CodeShifts;
         int i = 0;
         for (int b = 0; b < Blocks; b++, i += Block, codes += 32, low += Block)
         {
-            UnpackBlock(table, codes, low, out var w0, out var w1, out var w2, out var w3);
+            UnpackBlock(table, shifts, codes, low, out var w0, out var w1, out var w2, out var w3);
             a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i), w0, a0);
             a1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 16), w1, a1);
             a2 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 32), w2, a2);
@@ -307,6 +308,15 @@ internal readonly unsafe partial struct PackedBF16
         return sum;
     }
 
+    /// <summary>Word shifts that turn the 32 code bytes, broadcast to both halves, into low nibbles (first half) and
+    /// high nibbles (second half).</summary>
+    private static Vector512<ushort> CodeShifts
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Vector512.Create(
+        (ushort)0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4);
+    }
+
     /// <summary>The row's 16 high bytes in each 128-bit lane, for <c>vpshufb</c>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private Vector512<byte> RowTable(int row)
@@ -319,12 +329,13 @@ internal readonly unsafe partial struct PackedBF16
     /// <summary>One block as four f32 vectors of 16 consecutive columns (exceptions as +0): each code picks its
     /// high byte from the table, byte unpacks join high and low bytes into bf16, word unpacks against zero widen them.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void UnpackBlock(Vector512<byte> table, byte* codes, byte* low,
+    private static void UnpackBlock(Vector512<byte> table, Vector512<ushort> shifts, byte* codes, byte* low,
         out Vector512<float> w0, out Vector512<float> w1, out Vector512<float> w2, out Vector512<float> w3)
     {
-        var packedCodes = Vector256.Load(codes);
-        var nibble = Vector256.Create((byte)0x0F);
-        var index = Vector512.Create(packedCodes & nibble, Vector256.ShiftRightLogical(packedCodes.AsUInt16(), 4).AsByte() & nibble);
+        // The 32 code bytes loaded into both halves (a broadcast load, no shuffle; inserting two halves instead would
+        // chain every block's index on the previous one's register), the second half shifted right by 4 per word.
+        var both = Avx512F.BroadcastVector256ToVector512((ulong*)codes).AsUInt16();
+        var index = Avx512BW.ShiftRightLogicalVariable(both, shifts).AsByte() & Vector512.Create((byte)0x0F);
         var high = Avx512BW.Shuffle(table, index);
         var lowBytes = Vector512.Load(low);
         var words0 = Avx512BW.UnpackLow(lowBytes, high).AsUInt16();
@@ -395,7 +406,7 @@ internal readonly unsafe partial struct PackedBF16
     private void DecodeBlock(int row, int b, float* destination)
     {
         long offset = (long)row * Blocks + b;
-        UnpackBlock(RowTable(row), _codes + offset * 32, _low + offset * Block, out var w0, out var w1, out var w2, out var w3);
+        UnpackBlock(RowTable(row), CodeShifts, _codes + offset * 32, _low + offset * Block, out var w0, out var w1, out var w2, out var w3);
         w0.Store(destination);
         w1.Store(destination + 16);
         w2.Store(destination + 32);
