@@ -30,7 +30,7 @@ for name in sorted(os.listdir(kernels)):
         for k in names:
             f.write(f"EMU_REGISTER({k})\n")
 PY
-flags="-std=c++20 -O2 -fPIC -w -I scripts/gpu/emulator"
+flags="-std=c++20 -O2 -fPIC -w -U_FORTIFY_SOURCE -I scripts/gpu/emulator"
 objs=()
 for f in "$out"/src/*.cpp; do
     g++ $flags -c "$f" -o "${f%.cpp}.o"

@@ -1,6 +1,8 @@
 // CPU emulation of the CUDA driver API and the cuBLAS calls the backend makes. See build.sh.
 #include "emu.h"
 #include <ucontext.h>
+#include <csetjmp>
+#include <setjmp.h>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -10,23 +12,35 @@
 dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 // ------------------------------------------------------------------ fibers
+//
+// A switch between fibers is a setjmp/longjmp pair (GCC builtins): swapcontext saves and restores the signal mask with a
+// system call on every switch, which made emulated runs spend ~90% of their time in the kernel. A fiber is
+// entered through its ucontext once in the process's life and then loops, running one thread of a block after
+// another; the fibers live as long as the process, so no block pays for makecontext or a system call.
 
 namespace {
 constexpr size_t StackBytes = 256 * 1024;
 
+// GCC's __builtin_setjmp/__builtin_longjmp keep only the frame, stack and resume address (the compiler spills
+// the rest around the setjmp), without glibc's unwinding bookkeeping.
+using JumpBuffer = void*[5];
+
 struct Fiber
 {
-    ucontext_t context;
+    JumpBuffer context;       // where the fiber resumes (valid once started)
+    ucontext_t start;         // its first entry only
     std::vector<char> stack;
     unsigned int index;       // linear thread index in the block
     int waiting = 0;          // 0 runnable, 1 block barrier, 2 warp barrier
     bool done = false;
+    bool started = false;
 };
 
 struct BlockRun
 {
-    std::vector<Fiber> fibers;
-    ucontext_t scheduler;
+    // unique_ptr: a ucontext_t points into itself and must not move.
+    std::vector<std::unique_ptr<Fiber>> fibers;
+    JumpBuffer scheduler;
     int current = -1;
     int alive = 0;
     int atBlockBarrier = 0;
@@ -47,68 +61,100 @@ void SetThreadIndex(unsigned int i)
     threadIdx.z = i / (blockDim.x * blockDim.y);
 }
 
+Fiber& Current() { return *g_run->fibers[g_run->current]; }
+
+void ReleaseWarp(int warp)
+{
+    size_t end = std::min(g_run->fibers.size(), size_t(warp + 1) * 32);
+    for (size_t i = size_t(warp) * 32; i < end; i++)
+        if (g_run->fibers[i]->waiting == 2) g_run->fibers[i]->waiting = 0;
+}
+
+// The jump must be made from another function than the setjmp.
+[[gnu::noinline]] void JumpTo(JumpBuffer& target) { __builtin_longjmp(target, 1); }
+
+// From a fiber back to the block's scheduler loop; returns when the scheduler resumes this fiber.
 void Yield()
 {
-    Fiber& f = g_run->fibers[g_run->current];
-    swapcontext(&f.context, &g_run->scheduler);
+    Fiber& f = Current();
+    if (__builtin_setjmp(f.context) == 0) JumpTo(g_run->scheduler);
     SetThreadIndex(f.index);
 }
 
 void FiberMain()
 {
-    g_run->body();
-    Fiber& f = g_run->fibers[g_run->current];
-    f.done = true;
-    g_run->alive--;
-    int warp = f.index / 32;
-    g_run->warpAlive[warp]--;
-    // An exited thread no longer holds back barriers, as on the hardware.
-    if (g_run->atBlockBarrier > 0 && g_run->atBlockBarrier == g_run->alive)
+    for (;;)
     {
-        for (auto& o : g_run->fibers) if (o.waiting == 1) o.waiting = 0;
-        g_run->atBlockBarrier = 0;
+        g_run->body();
+        Fiber& f = Current();
+        f.done = true;
+        g_run->alive--;
+        int warp = f.index / 32;
+        g_run->warpAlive[warp]--;
+        // An exited thread no longer holds back barriers, as on the hardware.
+        if (g_run->atBlockBarrier > 0 && g_run->atBlockBarrier == g_run->alive)
+        {
+            for (auto& o : g_run->fibers) if (o->waiting == 1) o->waiting = 0;
+            g_run->atBlockBarrier = 0;
+        }
+        if (g_run->atWarpBarrier[warp] > 0 && g_run->atWarpBarrier[warp] == g_run->warpAlive[warp])
+        {
+            ReleaseWarp(warp);
+            g_run->atWarpBarrier[warp] = 0;
+        }
+        // Parked until a later block gives this fiber another thread to run.
+        Yield();
     }
-    if (g_run->atWarpBarrier[warp] > 0 && g_run->atWarpBarrier[warp] == g_run->warpAlive[warp])
-    {
-        for (auto& o : g_run->fibers) if (o.waiting == 2 && o.index / 32 == (unsigned)warp) o.waiting = 0;
-        g_run->atWarpBarrier[warp] = 0;
-    }
-    swapcontext(&f.context, &g_run->scheduler);
+}
+
+// From the scheduler into fiber f until it yields or finishes its thread.
+void Resume(BlockRun& run, Fiber& f)
+{
+    if (__builtin_setjmp(run.scheduler) != 0) return;
+    if (f.started) JumpTo(f.context);
+    f.started = true;
+    ucontext_t unused;
+    swapcontext(&unused, &f.start);  // the fiber comes back by jumping to run.scheduler, never through here
+    std::abort();
 }
 
 void RunBlock(BlockRun& run, unsigned int threads)
 {
-    run.fibers.resize(threads);
+    while (run.fibers.size() < threads)
+    {
+        auto f = std::make_unique<Fiber>();
+        f->stack.resize(StackBytes);
+        getcontext(&f->start);
+        f->start.uc_stack.ss_sp = f->stack.data();
+        f->start.uc_stack.ss_size = f->stack.size();
+        f->start.uc_link = nullptr;
+        makecontext(&f->start, FiberMain, 0);
+        run.fibers.push_back(std::move(f));
+    }
     run.alive = threads;
     run.atBlockBarrier = 0;
     unsigned int warps = (threads + 31) / 32;
     run.warpAlive.assign(warps, 0);
     run.atWarpBarrier.assign(warps, 0);
     run.exchange.assign(threads, 0.0f);
-    for (unsigned int i = 0; i < threads; i++)
+    for (unsigned int i = 0; i < run.fibers.size(); i++)
     {
-        Fiber& f = run.fibers[i];
+        Fiber& f = *run.fibers[i];
         f.index = i;
         f.waiting = 0;
-        f.done = false;
-        if (f.stack.empty()) f.stack.resize(StackBytes);
-        getcontext(&f.context);
-        f.context.uc_stack.ss_sp = f.stack.data();
-        f.context.uc_stack.ss_size = f.stack.size();
-        f.context.uc_link = nullptr;
-        makecontext(&f.context, FiberMain, 0);
-        run.warpAlive[i / 32]++;
+        f.done = i >= threads;  // spare fibers of a larger earlier block stay parked
+        if (i < threads) run.warpAlive[i / 32]++;
     }
     while (run.alive > 0)
     {
         bool progressed = false;
         for (unsigned int i = 0; i < threads; i++)
         {
-            Fiber& f = run.fibers[i];
+            Fiber& f = *run.fibers[i];
             if (f.done || f.waiting != 0) continue;
             run.current = i;
             SetThreadIndex(i);
-            swapcontext(&run.scheduler, &f.context);
+            Resume(run, f);
             progressed = true;
         }
         if (!progressed)
@@ -122,11 +168,11 @@ void RunBlock(BlockRun& run, unsigned int threads)
 
 void emu_syncthreads()
 {
-    Fiber& f = g_run->fibers[g_run->current];
+    Fiber& f = Current();
     f.waiting = 1;
     if (++g_run->atBlockBarrier == g_run->alive)
     {
-        for (auto& o : g_run->fibers) if (o.waiting == 1) o.waiting = 0;
+        for (auto& o : g_run->fibers) if (o->waiting == 1) o->waiting = 0;
         g_run->atBlockBarrier = 0;
         return;
     }
@@ -135,12 +181,12 @@ void emu_syncthreads()
 
 static void WarpBarrier()
 {
-    Fiber& f = g_run->fibers[g_run->current];
+    Fiber& f = Current();
     int warp = f.index / 32;
     f.waiting = 2;
     if (++g_run->atWarpBarrier[warp] == g_run->warpAlive[warp])
     {
-        for (auto& o : g_run->fibers) if (o.waiting == 2 && o.index / 32 == (unsigned)warp) o.waiting = 0;
+        ReleaseWarp(warp);
         g_run->atWarpBarrier[warp] = 0;
         return;
     }
@@ -149,7 +195,7 @@ static void WarpBarrier()
 
 float emu_shfl_xor(float v, int offset)
 {
-    unsigned int me = g_run->fibers[g_run->current].index;
+    unsigned int me = Current().index;
     g_run->exchange[me] = v;
     WarpBarrier();
     unsigned int other = (me & ~31u) | ((me & 31u) ^ (unsigned)offset);
