@@ -124,34 +124,9 @@ public sealed class RowIndependentLinearTests
     }
 
     /// <summary>Forwards Linear to the CPU backend and keeps IBackend's default LinearRows.</summary>
-    private sealed class DefaultRowsBackend(CpuBackend inner) : IBackend
+    private sealed class DefaultRowsBackend(CpuBackend inner) : ForwardingBackend(inner)
     {
-        public string Name => "default-rows";
-        public DType KvCacheDType(DType weightDType) => inner.KvCacheDType(weightDType);
-        public void Linear(Tensor x, Tensor weight, Tensor? bias, Tensor y) => inner.Linear(x, weight, bias, y);
-        // Everything else is unused here.
-        public Tensor Allocate(DType dtype, params int[] shape) => inner.Allocate(dtype, shape);
-        public Tensor PrepareWeight(Tensor weight) => inner.PrepareWeight(weight);
-        public void Upload(ReadOnlySpan<float> source, Tensor destination) => inner.Upload(source, destination);
-        public void Download(Tensor source, Span<float> destination) => inner.Download(source, destination);
-        public void Copy(Tensor source, Tensor destination) => inner.Copy(source, destination);
-        public void CopyRows(Tensor source, int sourceRow, Tensor destination, int destinationRow, int count) => inner.CopyRows(source, sourceRow, destination, destinationRow, count);
-        public void Add(Tensor a, Tensor b, Tensor y) => inner.Add(a, b, y);
-        public void Multiply(Tensor a, Tensor b, Tensor y) => inner.Multiply(a, b, y);
-        public void Scale(Tensor x, float scale, Tensor y) => inner.Scale(x, scale, y);
-        public void Activate(Tensor x, Activation activation, Tensor y) => inner.Activate(x, activation, y);
-        public void SwiGlu(Tensor gate, Tensor up, Tensor y) => inner.SwiGlu(gate, up, y);
-        public void LayerNorm(Tensor x, Tensor weight, Tensor? bias, float epsilon, Tensor y) => inner.LayerNorm(x, weight, bias, epsilon, y);
-        public void RmsNorm(Tensor x, Tensor weight, float epsilon, Tensor y) => inner.RmsNorm(x, weight, epsilon, y);
-        public void Rotary(Tensor x, int heads, int headDim, int rotaryDims, float theta, int startPosition) => inner.Rotary(x, heads, headDim, rotaryDims, theta, startPosition);
-        public void Softmax(Tensor x, Tensor y) => inner.Softmax(x, y);
-        public void Attention(Tensor q, Tensor k, Tensor v, Tensor y, int heads, int kvHeads, int headDim, bool causal, int queryStart) => inner.Attention(q, k, v, y, heads, kvHeads, headDim, causal, queryStart);
-        public void GatherRows(Tensor source, ReadOnlySpan<int> rows, Tensor destination) => inner.GatherRows(source, rows, destination);
-        public void ScatterAddRows(Tensor source, ReadOnlySpan<int> rows, ReadOnlySpan<float> weights, Tensor destination) => inner.ScatterAddRows(source, rows, weights, destination);
-        public void Embedding(Tensor table, ReadOnlySpan<int> ids, Tensor y) => inner.Embedding(table, ids, y);
-        public void PatchEmbed(Tensor image, Tensor weight, Tensor? bias, int patch, Tensor y) => inner.PatchEmbed(image, weight, bias, patch, y);
-        public void AvgPool2d(Tensor x, int height, int width, int kernel, Tensor y) => inner.AvgPool2d(x, height, width, kernel, y);
-        public void UpsampleBicubic(Tensor x, int outHeight, int outWidth, Tensor y) => inner.UpsampleBicubic(x, outHeight, outWidth, y);
-        public void Dispose() { }
+        public override string Name => "default-rows";
+        public override void Dispose() { }
     }
 }

@@ -149,17 +149,17 @@ public class IntegerDecodeFidelityTests(Xunit.Abstractions.ITestOutputHelper out
     /// every activation group of 32 is fake-quantised by the documented rule (d = max|x| / 127 in f32, q =
     /// round-half-even(x · (1 / d)) clamped to ±127, value q · d) and multiplied with the dequantised weight in double.
     /// </summary>
-    private sealed class FakeQuantisedActivationsBackend(CpuBackend inner) : IBackend
+    private sealed class FakeQuantisedActivationsBackend(CpuBackend inner) : ForwardingBackend(inner), IBackend
     {
         public int NaiveProducts { get; private set; }
         private readonly Dictionary<Tensor, float[]> _dequantised = new(ReferenceEqualityComparer.Instance);
 
-        public void Linear(Tensor x, Tensor weight, Tensor? bias, Tensor y)
+        public override void Linear(Tensor x, Tensor weight, Tensor? bias, Tensor y)
         {
             bool grouped = weight.DType == DType.Q4 || (weight.DType == DType.I8 && weight.GroupSize == 32);
             if (!grouped || x.Rows > 4)
             {
-                inner.Linear(x, weight, bias, y);
+                Inner.Linear(x, weight, bias, y);
                 return;
             }
             NaiveProducts++;
@@ -184,34 +184,10 @@ public class IntegerDecodeFidelityTests(Xunit.Abstractions.ITestOutputHelper out
                     for (int c = 0; c < k; c++) sum += (double)xs[i * k + c] * w[(long)j * k + c];
                     result[i * n + j] = (float)sum;
                 }
-            inner.Upload(result, y);
+            Inner.Upload(result, y);
         }
 
         public void LinearRows(Tensor x, Tensor weight, Tensor? bias, Tensor y) => throw new NotSupportedException("batched decode is not used here");
-        public string Name => "fake-quantised activations";
-        public DType KvCacheDType(DType weightDType) => inner.KvCacheDType(weightDType);
-        public Tensor Allocate(DType dtype, params int[] shape) => inner.Allocate(dtype, shape);
-        public Tensor PrepareWeight(Tensor weight) => inner.PrepareWeight(weight);
-        public void Upload(ReadOnlySpan<float> source, Tensor destination) => inner.Upload(source, destination);
-        public void Download(Tensor source, Span<float> destination) => inner.Download(source, destination);
-        public void Copy(Tensor source, Tensor destination) => inner.Copy(source, destination);
-        public void CopyRows(Tensor source, int sourceRow, Tensor destination, int destinationRow, int count) => inner.CopyRows(source, sourceRow, destination, destinationRow, count);
-        public void Add(Tensor a, Tensor b, Tensor y) => inner.Add(a, b, y);
-        public void Multiply(Tensor a, Tensor b, Tensor y) => inner.Multiply(a, b, y);
-        public void Scale(Tensor x, float scale, Tensor y) => inner.Scale(x, scale, y);
-        public void Activate(Tensor x, Activation activation, Tensor y) => inner.Activate(x, activation, y);
-        public void SwiGlu(Tensor gate, Tensor up, Tensor y) => inner.SwiGlu(gate, up, y);
-        public void LayerNorm(Tensor x, Tensor weight, Tensor? bias, float epsilon, Tensor y) => inner.LayerNorm(x, weight, bias, epsilon, y);
-        public void RmsNorm(Tensor x, Tensor weight, float epsilon, Tensor y) => inner.RmsNorm(x, weight, epsilon, y);
-        public void Rotary(Tensor x, int heads, int headDim, int rotaryDims, float theta, int startPosition) => inner.Rotary(x, heads, headDim, rotaryDims, theta, startPosition);
-        public void Softmax(Tensor x, Tensor y) => inner.Softmax(x, y);
-        public void Attention(Tensor q, Tensor k, Tensor v, Tensor y, int heads, int kvHeads, int headDim, bool causal, int queryStart) => inner.Attention(q, k, v, y, heads, kvHeads, headDim, causal, queryStart);
-        public void GatherRows(Tensor source, ReadOnlySpan<int> rows, Tensor destination) => inner.GatherRows(source, rows, destination);
-        public void ScatterAddRows(Tensor source, ReadOnlySpan<int> rows, ReadOnlySpan<float> weights, Tensor destination) => inner.ScatterAddRows(source, rows, weights, destination);
-        public void Embedding(Tensor table, ReadOnlySpan<int> ids, Tensor y) => inner.Embedding(table, ids, y);
-        public void PatchEmbed(Tensor image, Tensor weight, Tensor? bias, int patch, Tensor y) => inner.PatchEmbed(image, weight, bias, patch, y);
-        public void AvgPool2d(Tensor x, int height, int width, int kernel, Tensor y) => inner.AvgPool2d(x, height, width, kernel, y);
-        public void UpsampleBicubic(Tensor x, int outHeight, int outWidth, Tensor y) => inner.UpsampleBicubic(x, outHeight, outWidth, y);
-        public void Dispose() => inner.Dispose();
+        public override string Name => "fake-quantised activations";
     }
 }
