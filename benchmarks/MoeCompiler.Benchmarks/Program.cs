@@ -17,6 +17,12 @@ switch (command)
     case "rows":
         RowBenchmarks.Run(options);
         return 0;
+    case "rows-stream":
+        RowStreamBenchmarks.Run(options);
+        return 0;
+    case "rows-tiling":
+        RowTilingBenchmarks.Run(options);
+        return 0;
     case "intdot":
         IntegerDotBenchmarks.Run(options);
         return 0;
@@ -32,6 +38,8 @@ switch (command)
               intdot    int8/q4 decode: f32 activations vs the integer path (with/without AvxVnni), same run
               gemm | decode | layer    the limits and one part of "kernels"
               rows      batched decode: packed bf16 LinearRows for 1, 2, 4, 8 rows (time against one row)
+              rows-stream  the same for 1-4 rows on weights streamed from memory (copies cycled), rounds alternating
+              rows-tiling  1 weight row x 4 activation rows against 2 x 2 register tiles (synthetic packed blocks)
             options:
               --threads N    pool size (default: all cores)
               --quick        fewer repetitions (a sanity run, numbers are rough)
