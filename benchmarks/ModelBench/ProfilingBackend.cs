@@ -81,7 +81,7 @@ public sealed partial class ProfilingBackend(IBackend inner, int experts, int vo
     {
         long s = Now();
         var t = inner.Allocate(dtype, shape);
-        Add("allocate", s);
+        Add(Environment.GetEnvironmentVariable("PROFILE_ALLOC_SHAPES") == "1" ? $"allocate [{string.Join(",", shape)}] {dtype}" : "allocate", s);
         return t;
     }
     public Tensor PrepareWeight(Tensor weight) => inner.PrepareWeight(weight);
