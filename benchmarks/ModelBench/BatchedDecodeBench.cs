@@ -161,6 +161,15 @@ public static class BatchedDecodeBench
             if (!cpuTime) log.WriteLine($"| (forward outside backend calls) | | {forwardMs - covered:F2} | | |");
             double prefillMs = totals.Where(p => p.Key.StartsWith("prefill: ", StringComparison.Ordinal)).Sum(p => Ms(p.Value.Ticks)) / s;
             log.WriteLine($"  (prefill calls of the run, not above: {prefillMs:F1} ms per decode step)");
+            // The prefill calls themselves, totals over the run (every prompt of the run prefilled once).
+            var prefill = totals.Where(p => p.Key.StartsWith("prefill: ", StringComparison.Ordinal))
+                .Select(p => (p.Key, p.Value.Calls, Ms: Ms(p.Value.Ticks))).OrderByDescending(p => p.Ms).ToList();
+            double prefillTotal = prefill.Sum(p => p.Ms);
+            if (prefillTotal <= 0) continue;
+            log.WriteLine($"| category (prefill, totals over the run) | calls | ms | share |");
+            log.WriteLine("|---|---:|---:|---:|");
+            foreach (var (key, calls, ms) in prefill)
+                if (ms / prefillTotal >= 0.002) log.WriteLine($"| {key} | {calls} | {ms:F1} | {ms / prefillTotal:P1} |");
         }
     }
 

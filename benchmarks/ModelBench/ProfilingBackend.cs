@@ -33,7 +33,7 @@ public sealed partial class ProfilingBackend(IBackend inner, int experts, int vo
 
     private long Now()
     {
-        if (!threadCpuTime) return Now();
+        if (!threadCpuTime) return Stopwatch.GetTimestamp();
         ClockGetTime(3 /* CLOCK_THREAD_CPUTIME_ID */, out var t);
         return t.Seconds * TimeSpan.TicksPerSecond + t.Nanoseconds / 100;
     }
@@ -81,7 +81,7 @@ public sealed partial class ProfilingBackend(IBackend inner, int experts, int vo
     {
         long s = Now();
         var t = inner.Allocate(dtype, shape);
-        Add("allocate", s);
+        Add(Environment.GetEnvironmentVariable("PROFILE_ALLOC_SHAPES") == "1" ? $"allocate [{string.Join(",", shape)}] {dtype}" : "allocate", s);
         return t;
     }
     public Tensor PrepareWeight(Tensor weight) => inner.PrepareWeight(weight);

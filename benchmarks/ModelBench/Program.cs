@@ -16,6 +16,9 @@ using ModelBench;
 
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+// A/B of the runtime's cache of released activation blocks (MoeCompiler.Runtime.Tensors.NativeStorage.CacheBytes).
+if (Environment.GetEnvironmentVariable("MOE_BLOCK_CACHE_MB") is { } blockCacheMb)
+    MoeCompiler.Runtime.Tensors.NativeStorage.CacheBytes = long.Parse(blockCacheMb, CultureInfo.InvariantCulture) << 20;
 
 BenchOptions options;
 try

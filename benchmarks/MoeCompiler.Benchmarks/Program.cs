@@ -14,6 +14,9 @@ switch (command)
     case "gemm" or "decode" or "layer":
         KernelBenchmarks.Run(options, command);
         return 0;
+    case "gemmab":
+        GemmAB.Run(options);
+        return 0;
     case "rows":
         RowBenchmarks.Run(options);
         return 0;
@@ -37,6 +40,8 @@ switch (command)
               limits    only the machine limits
               intdot    int8/q4 decode: f32 activations vs the integer path (with/without AvxVnni), same run
               gemm | decode | layer    the limits and one part of "kernels"
+              gemmab    prefill/expert/vision GEMM shapes (packed bf16), depth-block variants (env GEMMAB_KC, default
+                        1024,256) alternating round by round, GFLOP/s, share of FMA peak, share spent packing weights
               rows      batched decode: packed bf16 LinearRows for 1, 2, 4, 8 rows (time against one row)
               rows-stream  the same for 1-4 rows on weights streamed from memory (copies cycled), rounds alternating
               rows-tiling  1 weight row x 4 activation rows against 2 x 2 register tiles (synthetic packed blocks)

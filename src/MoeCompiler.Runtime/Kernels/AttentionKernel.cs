@@ -215,6 +215,24 @@ internal static unsafe class AttentionKernel
         var rows = stackalloc float*[QueryBlock];
         for (int j = 0; j < QueryBlock; j++) rows[j] = job.Q + ((long)(t0 + Math.Min(j, count - 1)) * job.Heads + h) * job.HeadDim;
         TransposedScores4(job.Isa, rows, job.Kt + (long)kvHead * job.HeadDim * job.Padded, job.Padded, job.HeadDim, lastVisible, job.Scale, scores);
+        if (count == QueryBlock && job.Isa == KernelIsa.Avx512 && SharedValueSums)
+        {
+            // Softmax per row, probabilities of the keys a row does not see set to zero, then one pass over the value
+            // rows for all four queries.
+            var outputs = stackalloc float*[QueryBlock];
+            for (int j = 0; j < QueryBlock; j++)
+            {
+                int t = t0 + j;
+                int visible = job.Causal ? job.QueryStart + t + 1 : job.Keys;
+                float* row = scores + (long)j * job.Padded;
+                Elementwise.Softmax(job.Isa, row, row, visible);
+                for (int s = visible; s < lastVisible; s++) row[s] = 0;
+                rows[j] = row;
+                outputs[j] = job.Y + ((long)t * job.Heads + h) * job.HeadDim;
+            }
+            WeightedSum4<T>(rows, lastVisible, job.V, (long)kvHead * job.HeadDim, job.KvWidth, outputs, job.HeadDim);
+            return;
+        }
         for (int j = 0; j < count; j++)
         {
             int t = t0 + j;
@@ -298,6 +316,77 @@ internal static unsafe class AttentionKernel
                 (d0 * k).Store(scores + 3 * stride + s0);
                 (d1 * k).Store(scores + 3 * stride + s0 + 8);
             }
+        }
+    }
+
+    /// <summary>Benchmarks only (A/B in one process): false falls back to one value pass per query.</summary>
+    internal static bool SharedValueSums = true;
+
+    /// <summary>output_j = Σ_s p_j[s]·v[s] for four queries (AVX-512): each loaded vector of a value row feeds the four
+    /// queries' accumulators, which stay in registers over all keys (64 value columns = 16 zmm per pass); every
+    /// element is one FMA chain in key order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void WeightedSum4<T>(float** p, int count, byte* v, long first, int stride, float** output, int n) where T : struct, IKvElement
+    {
+        float* p0 = p[0], p1 = p[1], p2 = p[2], p3 = p[3];
+        float* o0 = output[0], o1 = output[1], o2 = output[2], o3 = output[3];
+        int i = 0;
+        for (; i + 64 <= n; i += 64)
+        {
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+            Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, d0 = default, d1 = default, d2 = default, d3 = default;
+            long offset = first + i;
+            for (int s = 0; s < count; s++, offset += stride)
+            {
+                var v0 = T.Load16(v, offset);
+                var v1 = T.Load16(v, offset + 16);
+                var v2 = T.Load16(v, offset + 32);
+                var v3 = T.Load16(v, offset + 48);
+                var w = Vector512.Create(p0[s]);
+                a0 = Vector512.FusedMultiplyAdd(v0, w, a0); a1 = Vector512.FusedMultiplyAdd(v1, w, a1);
+                a2 = Vector512.FusedMultiplyAdd(v2, w, a2); a3 = Vector512.FusedMultiplyAdd(v3, w, a3);
+                w = Vector512.Create(p1[s]);
+                b0 = Vector512.FusedMultiplyAdd(v0, w, b0); b1 = Vector512.FusedMultiplyAdd(v1, w, b1);
+                b2 = Vector512.FusedMultiplyAdd(v2, w, b2); b3 = Vector512.FusedMultiplyAdd(v3, w, b3);
+                w = Vector512.Create(p2[s]);
+                c0 = Vector512.FusedMultiplyAdd(v0, w, c0); c1 = Vector512.FusedMultiplyAdd(v1, w, c1);
+                c2 = Vector512.FusedMultiplyAdd(v2, w, c2); c3 = Vector512.FusedMultiplyAdd(v3, w, c3);
+                w = Vector512.Create(p3[s]);
+                d0 = Vector512.FusedMultiplyAdd(v0, w, d0); d1 = Vector512.FusedMultiplyAdd(v1, w, d1);
+                d2 = Vector512.FusedMultiplyAdd(v2, w, d2); d3 = Vector512.FusedMultiplyAdd(v3, w, d3);
+            }
+            a0.Store(o0 + i); a1.Store(o0 + i + 16); a2.Store(o0 + i + 32); a3.Store(o0 + i + 48);
+            b0.Store(o1 + i); b1.Store(o1 + i + 16); b2.Store(o1 + i + 32); b3.Store(o1 + i + 48);
+            c0.Store(o2 + i); c1.Store(o2 + i + 16); c2.Store(o2 + i + 32); c3.Store(o2 + i + 48);
+            d0.Store(o3 + i); d1.Store(o3 + i + 16); d2.Store(o3 + i + 32); d3.Store(o3 + i + 48);
+        }
+        for (; i + 16 <= n; i += 16)
+        {
+            Vector512<float> a = default, b = default, c = default, d = default;
+            long offset = first + i;
+            for (int s = 0; s < count; s++, offset += stride)
+            {
+                var x = T.Load16(v, offset);
+                a = Vector512.FusedMultiplyAdd(x, Vector512.Create(p0[s]), a);
+                b = Vector512.FusedMultiplyAdd(x, Vector512.Create(p1[s]), b);
+                c = Vector512.FusedMultiplyAdd(x, Vector512.Create(p2[s]), c);
+                d = Vector512.FusedMultiplyAdd(x, Vector512.Create(p3[s]), d);
+            }
+            a.Store(o0 + i); b.Store(o1 + i); c.Store(o2 + i); d.Store(o3 + i);
+        }
+        for (; i < n; i++)
+        {
+            float a = 0, b = 0, c = 0, d = 0;
+            long offset = first + i;
+            for (int s = 0; s < count; s++, offset += stride)
+            {
+                float x = T.Load(v, offset);
+                a = MathF.FusedMultiplyAdd(x, p0[s], a);
+                b = MathF.FusedMultiplyAdd(x, p1[s], b);
+                c = MathF.FusedMultiplyAdd(x, p2[s], c);
+                d = MathF.FusedMultiplyAdd(x, p3[s], d);
+            }
+            o0[i] = a; o1[i] = b; o2[i] = c; o3[i] = d;
         }
     }
 

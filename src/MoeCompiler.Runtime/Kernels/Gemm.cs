@@ -21,12 +21,25 @@ namespace MoeCompiler.Runtime.Kernels;
 internal static unsafe partial class Gemm
 {
     public const int MatVecMaxRows = 4;
-    public const int DepthBlock = 1024;
+    /// <summary>Largest depth block (sizes the per-thread scratch).</summary>
+    public const int MaxDepthBlock = 1024;
+    /// <summary>Depth (K) per block. 256 keeps a packed 32-wide weight panel (32 KiB) in L1 while a task's MR-row
+    /// activation slices stream past it from L2 (12 KiB each); 1024 (the earlier value) made the panel 128 KiB, so both
+    /// operands of every multiply-add came from L2. Mutable only so that benchmarks can A/B it in one process
+    /// (<c>MoeCompiler.Benchmarks gemmab</c>); the product never changes it.</summary>
+    internal static int DepthBlock = 1024;
+    /// <summary>Benchmarks only: when set, <see cref="Run"/> adds the stopwatch ticks of its packing and compute loops.</summary>
+    internal static bool Profile;
+    internal static long PackTicks, ComputeTicks;
     /// <summary>Weight rows packed per block: DepthBlock × ColumnBlock f32 (6 MiB) stays in L3 while every row block streams it.</summary>
     public const int ColumnBlock = 1536;
     /// <summary>Row slices (of MR rows) per compute task: small enough to balance two threads on M ≈ 500.</summary>
     private const int SlicesPerTask = 12;
     private const int PanelsPerPackTask = 4;
+    /// <summary>Compute tasks per pool thread that a block aims for (see <see cref="SplitPanels"/>).</summary>
+    private const int TasksPerThread = 4;
+    /// <summary>Compute tasks split the packed panels when the row groups are few. Mutable only for benchmark A/B.</summary>
+    internal static bool SplitPanels = true;
     private const int MatVecRowsPerTask = 32;
 
     private static (int Mr, int Nr) Tile(KernelIsa isa) => isa switch
@@ -41,7 +54,7 @@ internal static unsafe partial class Gemm
     {
         if (m <= MatVecMaxRows) return k + 64;
         var (mr, nr) = Tile(isa);
-        return Math.Max((long)SlicesPerTask * mr * DepthBlock + mr * nr, 8L * DepthBlock) + 64;
+        return Math.Max((long)SlicesPerTask * mr * MaxDepthBlock + mr * nr, 8L * MaxDepthBlock) + 64;
     }
 
     /// <summary>Shared floats (the packed weight block) for a product of this shape.</summary>
@@ -53,7 +66,7 @@ internal static unsafe partial class Gemm
     {
         if (m <= MatVecMaxRows) return integerDot ? (QuantizedActivationBytes(m, k) + 3) / 4 : 0;
         int nr = Tile(isa).Nr;
-        return (long)ColumnBlock * DepthBlock;
+        return (long)ColumnBlock * MaxDepthBlock;
     }
 
     /// <param name="integerDot">Matrix-vector products (m ≤ <see cref="MatVecMaxRows"/>) of int8/q4 weights
@@ -77,21 +90,36 @@ internal static unsafe partial class Gemm
         }
         var (mr, nr) = Tile(isa);
         int slices = (m + mr - 1) / mr;
+        int depthBlock = Math.Clamp(DepthBlock, 8, MaxDepthBlock);
+        bool profile = Profile;
         for (int jc = 0; jc < n; jc += ColumnBlock)
         {
             int nc = Math.Min(ColumnBlock, n - jc);
             int panels = (nc + nr - 1) / nr;
-            for (int pc = 0; pc < k; pc += DepthBlock)
+            for (int pc = 0; pc < k; pc += depthBlock)
             {
-                int kc = Math.Min(DepthBlock, k - pc);
+                int kc = Math.Min(depthBlock, k - pc);
                 var pack = new PackJob { W = w, Nr = nr, Isa = isa, Jc = jc, Nc = nc, Pc = pc, Kc = kc, Packed = shared, Scratch = scratch };
+                long t0 = profile ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
                 pool.Run((panels + PanelsPerPackTask - 1) / PanelsPerPackTask, ref pack);
+                long t1 = profile ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
+                int sliceGroups = (slices + SlicesPerTask - 1) / SlicesPerTask;
+                // Split the panels too when the row groups alone are too few (or too uneven: 51 slices are 12+12+12+12+3)
+                // to keep every thread busy to the end; which task computes a tile does not change its sums.
+                int panelGroups = SplitPanels ? Math.Clamp((TasksPerThread * pool.Threads + sliceGroups - 1) / sliceGroups, 1, panels) : 1;
+                int panelsPerTask = (panels + panelGroups - 1) / panelGroups;
+                panelGroups = (panels + panelsPerTask - 1) / panelsPerTask;
                 var compute = new ComputeJob
                 {
                     X = x, M = m, K = k, N = n, Bias = bias, Y = y, PackedB = shared, Scratch = scratch, Isa = isa,
-                    Mr = mr, Nr = nr, Jc = jc, Nc = nc, Pc = pc, Kc = kc,
+                    Mr = mr, Nr = nr, Jc = jc, Nc = nc, Pc = pc, Kc = kc, PanelGroups = panelGroups, PanelsPerTask = panelsPerTask,
                 };
-                pool.Run((slices + SlicesPerTask - 1) / SlicesPerTask, ref compute);
+                pool.Run(sliceGroups * panelGroups, ref compute);
+                if (profile)
+                {
+                    PackTicks += t1 - t0;
+                    ComputeTicks += System.Diagnostics.Stopwatch.GetTimestamp() - t1;
+                }
             }
         }
     }
@@ -118,19 +146,21 @@ internal static unsafe partial class Gemm
     private struct ComputeJob : IParallelJob
     {
         public float* X, Bias, Y, PackedB;
-        public int M, K, N, Mr, Nr, Jc, Nc, Pc, Kc;
+        public int M, K, N, Mr, Nr, Jc, Nc, Pc, Kc, PanelGroups, PanelsPerTask;
         public float** Scratch;
         public KernelIsa Isa;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int index, int worker)
         {
-            int ic = index * SlicesPerTask * Mr, mc = Math.Min(SlicesPerTask * Mr, M - ic);
+            int group = index / PanelGroups, panelGroup = index % PanelGroups;
+            int ic = group * SlicesPerTask * Mr, mc = Math.Min(SlicesPerTask * Mr, M - ic);
+            int columnStart = panelGroup * PanelsPerTask * Nr, columnEnd = Math.Min(Nc, columnStart + PanelsPerTask * Nr);
             float* packedA = Scratch[worker];
-            float* tile = packedA + SlicesPerTask * Mr * DepthBlock;
+            float* tile = packedA + SlicesPerTask * Mr * MaxDepthBlock;
             PackActivations(X, K, ic, mc, Pc, Kc, Mr, packedA, Isa != KernelIsa.Scalar);
             bool first = Pc == 0;
-            for (int jr = 0; jr < Nc; jr += Nr)
+            for (int jr = columnStart; jr < columnEnd; jr += Nr)
             {
                 float* b = PackedB + (long)jr * Kc;
                 for (int ir = 0; ir < mc; ir += Mr)

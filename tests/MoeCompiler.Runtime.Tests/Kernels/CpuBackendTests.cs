@@ -258,6 +258,11 @@ public sealed class CpuBackendTests
     [InlineData(1, 65, 8, 2, 24, true, 64)]
     [InlineData(1, 5, 2, 2, 7, false, 0)]
     [InlineData(1, 608, 16, 16, 128, true, 607)]
+    // Prefill blocks of four queries sharing each value row (AVX-512): 64-wide passes, then 16-wide, then single
+    // columns (130 = 64 + 64 + 2), after a cached prefix, and with a last block of fewer than four queries.
+    [InlineData(64, 96, 4, 2, 128, true, 32)]
+    [InlineData(13, 41, 2, 1, 130, true, 28)]
+    [InlineData(21, 21, 3, 3, 48, false, 0)]
     public void AttentionMatchesReference(int queries, int keys, int heads, int kvHeads, int headDim, bool causal, int queryStart)
     {
         var random = new Random(queries * 7 + keys * 3 + heads + headDim);
@@ -283,6 +288,8 @@ public sealed class CpuBackendTests
     [InlineData(2, 5, 2, 2, 7, false, 0)]
     [InlineData(1, 97, 8, 2, 40, true, 96)]
     [InlineData(1, 608, 16, 16, 128, true, 607)]
+    [InlineData(64, 96, 4, 2, 128, true, 32)]
+    [InlineData(13, 41, 2, 1, 130, true, 28)]
     public void AttentionOverBf16KeysAndValuesMatchesReference(int queries, int keys, int heads, int kvHeads, int headDim, bool causal, int queryStart)
     {
         var random = new Random(queries * 5 + keys * 11 + heads + headDim);
@@ -432,6 +439,37 @@ public sealed class CpuBackendTests
             var actual = Poisoned(channels, outHeight, outWidth);
             backend.UpsampleBicubic(x, outHeight, outWidth, actual);
             AssertClose(expected, actual, 1e-5, 1e-5, "UpsampleBicubic " + backend.Name);
+        }
+    }
+
+    /// <summary>A blocked product with every edge at once: rows not a multiple of the 12-row slice, two column blocks
+    /// (1536 weight rows each) with a last panel not a multiple of 32, two depth blocks (1024) with a short second one,
+    /// and few enough row slices that 2 and 3 threads split the packed panels between tasks: matches the naive
+    /// reference, and is bitwise the same for 1, 2 and 3 threads.</summary>
+    [Theory]
+    [InlineData(61, 1100, 1601, DType.BF16)]
+    [InlineData(25, 1030, 1545, DType.F32)]
+    [InlineData(300, 700, 515, DType.I8)]
+    public void BlockedLinearWithSplitPanelsMatchesReferenceForAnyThreadCount(int m, int k, int n, DType dtype)
+    {
+        var random = new Random(m + k + n);
+        var x = RandomF32(random, 1f, m, k);
+        var weight = RandomWeight(random, dtype, n, k);
+        var bias = RandomF32(random, 1f, n);
+        var expected = Poisoned(m, n);
+        ReferenceKernels.Linear(x, weight, bias, expected);
+        foreach (var isa in Isas)
+        {
+            Tensor? first = null;
+            foreach (int threads in new[] { 1, 2, 3 })
+            {
+                using var backend = new CpuBackend(threads, isa);
+                var actual = Poisoned(m, n);
+                backend.Linear(x, backend.PrepareWeight(weight), bias, actual);
+                AssertClose(expected, actual, atol: 2e-6 * Math.Sqrt(k) + 1e-6, rtol: 1e-5, $"Linear {m}x{k}x{n} {dtype} {isa} {threads} threads");
+                if (first is null) first = actual;
+                else AssertBitwiseEqual(first, actual, $"Linear {m}x{k}x{n} {dtype} {isa} {threads} threads vs 1");
+            }
         }
     }
 
