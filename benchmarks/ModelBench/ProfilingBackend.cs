@@ -33,7 +33,7 @@ public sealed partial class ProfilingBackend(IBackend inner, int experts, int vo
 
     private long Now()
     {
-        if (!threadCpuTime) return Now();
+        if (!threadCpuTime) return Stopwatch.GetTimestamp();
         ClockGetTime(3 /* CLOCK_THREAD_CPUTIME_ID */, out var t);
         return t.Seconds * TimeSpan.TicksPerSecond + t.Nanoseconds / 100;
     }
