@@ -82,9 +82,7 @@ internal static unsafe partial class Gemm
                     Y[(long)(i + 1) * N + j] = pair[1] + b;
                 }
                 if (i < M)
-                    Y[(long)i * N + j] = (q4
-                        ? DotQ4Integer(Isa, Vnni, Quantized.Row(i), Quantized.RowScales(i), Quantized.RowOffsets(i), w, scales)
-                        : DotI8Integer(Isa, Vnni, Quantized.Row(i), Quantized.RowScales(i), (sbyte*)w, scales)) + b;
+                    Y[(long)i * N + j] = DotIntegerOne(Isa, Vnni, q4, Quantized, i, w, scales) + b;
             }
         }
 
