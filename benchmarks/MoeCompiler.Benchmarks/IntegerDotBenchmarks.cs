@@ -16,15 +16,19 @@ internal static class IntegerDotBenchmarks
         using var f32 = new CpuBackend(options.Threads) { IntegerDotDecode = false };
         using var vnni = new CpuBackend(options.Threads) { IntegerDotDecode = true };
         using var maddubs = new CpuBackend(options.Threads) { IntegerDotDecode = true, Vnni = false };
+        using var perGroup = new CpuBackend(options.Threads) { IntegerDotDecode = true, PerGroupIntegerDot = true };
         Console.WriteLine($"backend: {vnni.Name}, AvxVnni {System.Runtime.Intrinsics.X86.AvxVnni.IsSupported}");
         // The bandwidth probe in the same run: the DRAM-streamed shapes (lm_head) are judged against it.
         Limits.Measure(options).Print();
         // Variants, alternating round by round: f32 activations; the integer path's per-group kernels (the previous
-        // default, Gemm.PerGroupIntegerDot) with vpdpbusd; the blocked kernels with vpdpbusd and with vpmaddubsw.
-        var variants = new (string Name, CpuBackend Backend, bool PerGroup)[]
+        // default, CpuBackend.PerGroupIntegerDot) with vpdpbusd; the blocked kernels with vpdpbusd and with vpmaddubsw.
+        var variants = new (string Name, CpuBackend Backend, bool PerGroup, int Prefetch)[]
         {
-            ("f32-act", f32, false), ("group+vnni", vnni, true), ("block+vnni", vnni, false), ("block+maddubs", maddubs, false),
+            ("f32-act", f32, false, 1024), ("group+vnni", perGroup, true, 1024), ("block+vnni", vnni, false, 1024), ("block+maddubs", maddubs, false, 1024),
         };
+        // MOE_INTDOT_PREFETCH=0,512,2048: block+vnni again at these prefetch distances (bytes ahead; 0 = none).
+        if (Environment.GetEnvironmentVariable("MOE_INTDOT_PREFETCH") is { Length: > 0 } distances)
+            variants = [.. variants, .. distances.Split(',').Select(int.Parse).Select(d => ($"block pf{d}", vnni, false, d))];
         Console.WriteLine("type   k →      n  rows" + string.Concat(variants.Select(v => $"  {v.Name,14} ms  GB/s")) + "   block/group  block/f32 (speed)");
         var random = new Random(1);
         int rounds = options.Quick ? 3 : 7;
@@ -50,7 +54,7 @@ internal static class IntegerDotBenchmarks
                         for (int r = 0; r < rounds; r++)
                             for (int v = 0; v < variants.Length; v++)
                             {
-                                Runtime.Kernels.Gemm.PerGroupIntegerDot = variants[v].PerGroup;
+                                Runtime.Kernels.Gemm.IntegerPrefetchBytes = variants[v].Prefetch;
                                 var backend = variants[v].Backend;
                                 t[v] = Math.Min(t[v], Timing.Best(reps, () => backend.Linear(x, w, null, y)));
                             }
@@ -67,7 +71,7 @@ internal static class IntegerDotBenchmarks
         }
         finally
         {
-            Runtime.Kernels.Gemm.PerGroupIntegerDot = false;
+            Runtime.Kernels.Gemm.IntegerPrefetchBytes = 1024;
         }
         Limits.Measure(options).Print();
     }

@@ -144,20 +144,18 @@ internal static unsafe partial class Gemm
         return addend + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u, s), Vector256.Create((short)1));
     }
 
-    /// <summary>The one-group-at-a-time kernels (<see cref="DotInteger{TQ4, TVnni, TTwo}"/>) instead of the blocked ones
-    /// (<see cref="DotIntegerBlocked{TQ4, TVnni, TTwo}"/>, the default): kept for the same-process A/B of
-    /// <c>MoeCompiler.Benchmarks intdot</c>. Both give each row's result independently of the other rows and threads.</summary>
-    internal static bool PerGroupIntegerDot;
-
     /// <summary>One activation row (<paramref name="row"/> of <paramref name="x"/>) against one int8 (grouped) or q4
-    /// weight row: Σ_g (w_g · x_g) · Σ_{c in g} q_w[c] · q_x[c], the integer sums exact.</summary>
-    public static float DotIntegerOne(KernelIsa isa, bool vnni, bool q4, QuantizedActivations x, int row, byte* w, RowScales scales)
+    /// weight row: Σ_g (w_g · x_g) · Σ_{c in g} q_w[c] · q_x[c], the integer sums exact. <paramref name="perGroup"/>: the
+    /// one-group-at-a-time kernels (<see cref="DotInteger{TQ4, TVnni, TTwo}"/>) that preceded the blocked ones
+    /// (<see cref="DotIntegerBlocked{TQ4, TVnni, TTwo}"/>), kept for the same-process A/B of
+    /// <c>MoeCompiler.Benchmarks intdot</c> (<see cref="Backends.CpuBackend.PerGroupIntegerDot"/>).</summary>
+    public static float DotIntegerOne(KernelIsa isa, bool vnni, bool perGroup, bool q4, QuantizedActivations x, int row, byte* w, RowScales scales)
     {
         float r0, r1;
         sbyte* xq = x.Row(row), xz = x.SwizzledRow(row);
         float* xs = x.RowScales(row);
         int* xo = x.RowOffsets(row);
-        if (PerGroupIntegerDot)
+        if (perGroup)
         {
             if (q4)
             {
@@ -180,13 +178,13 @@ internal static unsafe partial class Gemm
 
     /// <summary>Two activation rows against one weight row (<paramref name="q4"/> or grouped int8): the weight bytes are
     /// decoded once per group for both; each row's result is bit-identical to <see cref="DotIntegerOne"/>'s.</summary>
-    public static void DotIntegerPair(KernelIsa isa, bool vnni, bool q4, QuantizedActivations x, int row, byte* w, RowScales scales, float* results)
+    public static void DotIntegerPair(KernelIsa isa, bool vnni, bool perGroup, bool q4, QuantizedActivations x, int row, byte* w, RowScales scales, float* results)
     {
         sbyte* x0 = x.Row(row), x1 = x.Row(row + 1);
         sbyte* z0 = x.SwizzledRow(row), z1 = x.SwizzledRow(row + 1);
         float* s0 = x.RowScales(row), s1 = x.RowScales(row + 1);
         int* o0 = x.RowOffsets(row), o1 = x.RowOffsets(row + 1);
-        if (PerGroupIntegerDot)
+        if (perGroup)
         {
             if (q4)
             {
@@ -237,6 +235,7 @@ internal static unsafe partial class Gemm
             return;
         }
         int stride = q4 ? 16 : 32;
+        int prefetch = IntegerPrefetchBytes;
         Vector256<float> a = default, c = default;
         var nibbles = Vector256.Create((byte)0x0F);
         var order = Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7);
@@ -247,8 +246,8 @@ internal static unsafe partial class Gemm
             var ws = Scales8(scales, g8);
             if (q4)
             {
-                Sse.Prefetch0(wg + PrefetchBytes);
-                Sse.Prefetch0(wg + PrefetchBytes + 64);
+                Sse.Prefetch0(wg + prefetch);
+                Sse.Prefetch0(wg + prefetch + 64);
                 var b0 = Vector256.Load(wg);
                 var b1 = Vector256.Load(wg + 32);
                 var b2 = Vector256.Load(wg + 64);
@@ -269,10 +268,10 @@ internal static unsafe partial class Gemm
             }
             else
             {
-                Sse.Prefetch0(wg + PrefetchBytes);
-                Sse.Prefetch0(wg + PrefetchBytes + 64);
-                Sse.Prefetch0(wg + PrefetchBytes + 128);
-                Sse.Prefetch0(wg + PrefetchBytes + 192);
+                Sse.Prefetch0(wg + prefetch);
+                Sse.Prefetch0(wg + prefetch + 64);
+                Sse.Prefetch0(wg + prefetch + 128);
+                Sse.Prefetch0(wg + prefetch + 192);
                 // Four groups at a time (registers): [g0..g3 first halves | second halves], then g4..g7.
                 var lo0 = I8Sums4<TVnni>(wg, xq0 + 32 * g8);
                 var hi0 = I8Sums4<TVnni>(wg + 128, xq0 + 32 * g8 + 128);
@@ -301,8 +300,8 @@ internal static unsafe partial class Gemm
         if (TTwo.Value) *result1 = r1;
     }
 
-    /// <summary>Bytes ahead of the blocked kernels' loads that they prefetch.</summary>
-    private const int PrefetchBytes = 1024;
+    /// <summary>Bytes ahead of the blocked kernels' loads that they prefetch (0: none); a field for the intdot A/B.</summary>
+    internal static int IntegerPrefetchBytes = 1024;
 
     /// <summary>Exact int32 sums of 8 q4 groups (their nibbles l/h per pair, activations <paramref name="z"/> in
     /// <see cref="SwizzleQ4Pairs"/> order), in group order, without the offsets.</summary>
@@ -382,7 +381,7 @@ internal static unsafe partial class Gemm
     private struct No : IFlag { public static bool Value => false; }
 
     /// <summary>
-    /// The per-group kernels (<see cref="PerGroupIntegerDot"/>). Both formats, one or two activation rows (<typeparamref name="TTwo"/>). The vector paths (AVX2 and AVX-512 run
+    /// The per-group kernels (<see cref="Backends.CpuBackend.PerGroupIntegerDot"/>). Both formats, one or two activation rows (<typeparamref name="TTwo"/>). The vector paths (AVX2 and AVX-512 run
     /// the same 256-bit code: AvxVnni has no 512-bit form in .NET, and joining pairs of group dots into 512-bit
     /// vectors measured slower on Zen 4, whose 512-bit units are 256 bits wide) take 8 groups at a time: their 8 scale
     /// products w_g · x_g are computed in one vector and stored, so each group broadcasts its own from L1; every

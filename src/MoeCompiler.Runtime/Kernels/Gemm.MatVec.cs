@@ -20,6 +20,8 @@ internal static unsafe partial class Gemm
         /// <summary>Set (Values non-null) when the integer path runs: the activation rows quantised once for all tasks.</summary>
         public QuantizedActivations Quantized;
         public bool Vnni;
+        /// <summary>The per-group integer kernels instead of the blocked ones (<see cref="DotIntegerOne"/>).</summary>
+        public bool PerGroup;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int index, int worker)
@@ -77,12 +79,12 @@ internal static unsafe partial class Gemm
                 // Pairs of activation rows share each group's decoded weight bytes; results equal the one-row kernel's.
                 for (; i + 2 <= M; i += 2)
                 {
-                    DotIntegerPair(Isa, Vnni, q4, Quantized, i, w, scales, pair);
+                    DotIntegerPair(Isa, Vnni, PerGroup, q4, Quantized, i, w, scales, pair);
                     Y[(long)i * N + j] = pair[0] + b;
                     Y[(long)(i + 1) * N + j] = pair[1] + b;
                 }
                 if (i < M)
-                    Y[(long)i * N + j] = DotIntegerOne(Isa, Vnni, q4, Quantized, i, w, scales) + b;
+                    Y[(long)i * N + j] = DotIntegerOne(Isa, Vnni, PerGroup, q4, Quantized, i, w, scales) + b;
             }
         }
 

@@ -60,8 +60,9 @@ internal static unsafe partial class Gemm
     /// (<see cref="SupportsIntegerDot"/>) quantise the activations and sum integer dot products (Gemm.IntegerDot.cs);
     /// <paramref name="shared"/> then holds <see cref="SharedFloats(int, int, int, KernelIsa, bool)"/> floats.</param>
     /// <param name="vnni">The integer dots use AvxVnni <c>vpdpbusd</c> (else <c>vpmaddubsw</c> + <c>vpmaddwd</c>).</param>
+    /// <param name="perGroup">The integer dots run the per-group kernels instead of the blocked ones (A/B only).</param>
     public static void Run(WorkerPool pool, float** scratch, float* shared, KernelIsa isa, float* x, int m, int k, WeightView w, float* bias, float* y,
-        bool integerDot = false, bool vnni = false)
+        bool integerDot = false, bool vnni = false, bool perGroup = false)
     {
         int n = w.Rows;
         if (m <= MatVecMaxRows)
@@ -71,6 +72,7 @@ internal static unsafe partial class Gemm
             {
                 job.Quantized = QuantizeActivations(isa, x, m, k, (byte*)shared);
                 job.Vnni = vnni;
+                job.PerGroup = perGroup;
             }
             pool.Run((n + MatVecRowsPerTask - 1) / MatVecRowsPerTask, ref job);
             return;
