@@ -24,7 +24,7 @@ internal static class IntegerDotBenchmarks
         // default, CpuBackend.PerGroupIntegerDot) with vpdpbusd; the blocked kernels with vpdpbusd and with vpmaddubsw.
         var variants = new (string Name, CpuBackend Backend, bool PerGroup, int Prefetch)[]
         {
-            ("f32-act", f32, false, 1024), ("group+vnni", perGroup, true, 1024), ("block+vnni", vnni, false, 1024), ("block+maddubs", maddubs, false, 1024),
+            ("f32-act", f32, false, 4096), ("group+vnni", perGroup, true, 4096), ("block+vnni", vnni, false, 4096), ("block+maddubs", maddubs, false, 4096),
         };
         // MOE_INTDOT_PREFETCH=0,512,2048: block+vnni again at these prefetch distances (bytes ahead; 0 = none).
         if (Environment.GetEnvironmentVariable("MOE_INTDOT_PREFETCH") is { Length: > 0 } distances)
@@ -71,7 +71,71 @@ internal static class IntegerDotBenchmarks
         }
         finally
         {
-            Runtime.Kernels.Gemm.IntegerPrefetchBytes = 1024;
+            Runtime.Kernels.Gemm.IntegerRowsPerTask = 32;
+            Runtime.Kernels.Gemm.IntegerPrefetchBytes = 4096;
+        }
+        Limits.Measure(options).Print();
+        if (Environment.GetEnvironmentVariable("MOE_INTDOT_STREAM") is { Length: > 0 } streamMiB)
+            Streamed(options, vnni, perGroup, int.Parse(streamMiB));
+    }
+
+    /// <summary>
+    /// MOE_INTDOT_STREAM=MiB: decode as a model runs it: one activation row against a chain of distinct weights of
+    /// the model's shapes, about MiB of weight bytes in all, so every product streams its weight from DRAM (as one
+    /// decode step does) instead of the L3 of a repeated shape. Variants alternate round by round: the per-group
+    /// kernels, the blocked kernels at 32 (the default) or 64 weight rows per task, 1, 2 or 4 KiB (the default) of prefetch
+    /// distance, with or without prefetching the scales (the default: with);
+    /// bandwidth probe before and after.
+    /// </summary>
+    private static void Streamed(BenchOptions options, CpuBackend vnni, CpuBackend perGroup, int mib)
+    {
+        var random = new Random(2);
+        var variants = new (string Name, CpuBackend Backend, int RowsPerTask, int Prefetch, bool Scales)[]
+        {
+            ("group r32", perGroup, 32, 1024, false), ("block pf1K", vnni, 32, 1024, false), ("block pf4K", vnni, 32, 4096, false),
+            ("block pf4K+sc", vnni, 32, 4096, true), ("block r64 pf4K+sc", vnni, 64, 4096, true), ("block pf2K+sc", vnni, 32, 2048, true),
+        };
+        Console.WriteLine($"streamed: about {mib} MiB of distinct weights per pass, one activation row");
+        Limits.Measure(options).Print();
+        Console.WriteLine("type   k →      n  count" + string.Concat(variants.Select(v => $"  {v.Name,16} ms  GB/s")));
+        int rounds = options.Quick ? 3 : 5;
+        try
+        {
+            foreach (var type in new[] { QuantizationType.Q4, QuantizationType.Int8 })
+                foreach (var (k, n) in Environment.GetEnvironmentVariable("MOE_INTDOT_STREAM_SHAPES") is { Length: > 0 } only
+                    ? only.Split(',').Select(p => p.Split('x')).Select(p => (int.Parse(p[0]), int.Parse(p[1]))).ToArray()
+                    : new[] { (2048, 2048), (2048, 5504), (5504, 2048) })
+                {
+                    double bytes = (double)n * k * (type == QuantizationType.Int8 ? 1 : 0.5) + (double)n * (k / 32) * 2;
+                    int count = Math.Max(2, (int)(mib * 1048576.0 / bytes));
+                    var source = KernelBenchmarks.RandomTensor(random, n, k);
+                    var weights = Enumerable.Range(0, count).Select(_ => WeightQuantizer.Quantize(source, type)).ToArray();
+                    source.Storage.Dispose();
+                    var x = KernelBenchmarks.RandomTensor(random, 1, k);
+                    var y = Tensor.Allocate(DType.F32, 1, n);
+                    var t = variants.Select(_ => double.MaxValue).ToArray();
+                    for (int r = 0; r < rounds; r++)
+                        for (int v = 0; v < variants.Length; v++)
+                        {
+                            Runtime.Kernels.Gemm.IntegerRowsPerTask = variants[v].RowsPerTask;
+                            Runtime.Kernels.Gemm.IntegerPrefetchBytes = variants[v].Prefetch;
+                            Runtime.Kernels.Gemm.IntegerPrefetchScales = variants[v].Scales;
+                            Runtime.Kernels.Gemm.IntegerPrefetchScales = variants[v].Scales;
+                            var backend = variants[v].Backend;
+                            t[v] = Math.Min(t[v], Timing.Best(2, () => { foreach (var w in weights) backend.Linear(x, w, null, y); }));
+                        }
+                    Console.WriteLine($"{(type == QuantizationType.Int8 ? "int8" : "q4"),-5} {k,5} → {n,6}  {count,5}" +
+                                      string.Concat(t.Select(s => $"  {s * 1e3 / count,19:F3} {bytes * count / s / 1e9,5:F1}")));
+                    foreach (var w in weights) w.Storage.Dispose();
+                    x.Storage.Dispose();
+                    y.Storage.Dispose();
+                }
+        }
+        finally
+        {
+            Runtime.Kernels.Gemm.IntegerRowsPerTask = 32;
+            Runtime.Kernels.Gemm.IntegerPrefetchBytes = 4096;
+            Runtime.Kernels.Gemm.IntegerPrefetchScales = true;
         }
         Limits.Measure(options).Print();
     }

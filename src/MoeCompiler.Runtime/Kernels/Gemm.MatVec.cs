@@ -22,11 +22,12 @@ internal static unsafe partial class Gemm
         public bool Vnni;
         /// <summary>The per-group integer kernels instead of the blocked ones (<see cref="DotIntegerOne"/>).</summary>
         public bool PerGroup;
+        public int RowsPerTask;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int index, int worker)
         {
-            int start = index * MatVecRowsPerTask, end = Math.Min(N, start + MatVecRowsPerTask);
+            int start = index * RowsPerTask, end = Math.Min(N, start + RowsPerTask);
             float* decoded = Scratch[worker];
             if (Quantized.Values != null)
             {

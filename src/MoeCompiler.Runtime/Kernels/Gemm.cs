@@ -28,6 +28,9 @@ internal static unsafe partial class Gemm
     private const int SlicesPerTask = 12;
     private const int PanelsPerPackTask = 4;
     private const int MatVecRowsPerTask = 32;
+    /// <summary>Weight rows per task of the integer decode path (<see cref="MatVecJob"/> with quantised activations);
+    /// a field for the intdot A/B. Results do not depend on it (every row is one task's, summed alone).</summary>
+    internal static int IntegerRowsPerTask = MatVecRowsPerTask;
 
     private static (int Mr, int Nr) Tile(KernelIsa isa) => isa switch
     {
@@ -67,14 +70,15 @@ internal static unsafe partial class Gemm
         int n = w.Rows;
         if (m <= MatVecMaxRows)
         {
-            var job = new MatVecJob { X = x, M = m, K = k, N = n, W = w, Bias = bias, Y = y, Scratch = scratch, Isa = isa };
+            var job = new MatVecJob { X = x, M = m, K = k, N = n, W = w, Bias = bias, Y = y, Scratch = scratch, Isa = isa, RowsPerTask = MatVecRowsPerTask };
             if (integerDot && SupportsIntegerDot(w))
             {
                 job.Quantized = QuantizeActivations(isa, x, m, k, (byte*)shared);
                 job.Vnni = vnni;
                 job.PerGroup = perGroup;
+                job.RowsPerTask = IntegerRowsPerTask;
             }
-            pool.Run((n + MatVecRowsPerTask - 1) / MatVecRowsPerTask, ref job);
+            pool.Run((n + job.RowsPerTask - 1) / job.RowsPerTask, ref job);
             return;
         }
         var (mr, nr) = Tile(isa);
