@@ -84,7 +84,7 @@ internal static class IntegerDotBenchmarks
     /// the model's shapes, about MiB of weight bytes in all, so every product streams its weight from DRAM (as one
     /// decode step does) instead of the L3 of a repeated shape. Variants alternate round by round: the per-group
     /// kernels, the blocked kernels at 32 (the default) or 64 weight rows per task, 1, 2 or 4 KiB (the default) of prefetch
-    /// distance, with or without prefetching the scales (the default: with);
+    /// distance, with or without prefetching the scales (the default: without);
     /// bandwidth probe before and after.
     /// </summary>
     private static void Streamed(BenchOptions options, CpuBackend vnni, CpuBackend perGroup, int mib)
@@ -135,7 +135,7 @@ internal static class IntegerDotBenchmarks
         {
             Runtime.Kernels.Gemm.IntegerRowsPerTask = 32;
             Runtime.Kernels.Gemm.IntegerPrefetchBytes = 4096;
-            Runtime.Kernels.Gemm.IntegerPrefetchScales = true;
+            Runtime.Kernels.Gemm.IntegerPrefetchScales = false;
         }
         Limits.Measure(options).Print();
     }

@@ -308,8 +308,9 @@ internal static unsafe partial class Gemm
     /// <summary>Bytes ahead of the blocked kernels' loads that they prefetch (0: none); a field for the intdot A/B.</summary>
     internal static int IntegerPrefetchBytes = 4096;
 
-    /// <summary>Whether the blocked kernels also prefetch the weight scales, the same rows ahead; a field for the A/B.</summary>
-    internal static bool IntegerPrefetchScales = true;
+    /// <summary>Whether the blocked kernels also prefetch the weight scales, the same rows ahead (off: within the noise
+    /// of three busy-machine runs, docs/quantization.md "Speed"); a field for the A/B.</summary>
+    internal static bool IntegerPrefetchScales;
 
     /// <summary>Exact int32 sums of 8 q4 groups (their nibbles l/h per pair, activations <paramref name="z"/> in
     /// <see cref="SwizzleQ4Pairs"/> order), in group order, without the offsets.</summary>
