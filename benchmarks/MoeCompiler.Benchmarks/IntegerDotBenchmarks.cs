@@ -21,15 +21,17 @@ internal static class IntegerDotBenchmarks
         // The bandwidth probe in the same run: the DRAM-streamed shapes (lm_head) are judged against it.
         Limits.Measure(options).Print();
         // Variants, alternating round by round: f32 activations; the integer path's per-group kernels (the previous
-        // default, CpuBackend.PerGroupIntegerDot) with vpdpbusd; the blocked kernels with vpdpbusd and with vpmaddubsw.
-        var variants = new (string Name, CpuBackend Backend, bool PerGroup, int Prefetch)[]
+        // default, CpuBackend.PerGroupIntegerDot) with vpdpbusd; the blocked kernels with vpdpbusd and with vpmaddubsw, and
+        // with vpdpbusd called once per weight row (Gemm.PerRowIntegerCalls) instead of with the row loop inside.
+        var variants = new (string Name, CpuBackend Backend, bool PerGroup, int Prefetch, bool PerRowCalls)[]
         {
-            ("f32-act", f32, false, 4096), ("group+vnni", perGroup, true, 4096), ("block+vnni", vnni, false, 4096), ("block+maddubs", maddubs, false, 4096),
+            ("f32-act", f32, false, 4096, false), ("group+vnni", perGroup, true, 4096, false), ("block+vnni", vnni, false, 4096, false),
+            ("block+maddubs", maddubs, false, 4096, false), ("block+vnni/row", vnni, false, 4096, true),
         };
         // MOE_INTDOT_PREFETCH=0,512,2048: block+vnni again at these prefetch distances (bytes ahead; 0 = none).
         if (Environment.GetEnvironmentVariable("MOE_INTDOT_PREFETCH") is { Length: > 0 } distances)
-            variants = [.. variants, .. distances.Split(',').Select(int.Parse).Select(d => ($"block pf{d}", vnni, false, d))];
-        Console.WriteLine("type   k →      n  rows" + string.Concat(variants.Select(v => $"  {v.Name,14} ms  GB/s")) + "   block/group  block/f32 (speed)");
+            variants = [.. variants, .. distances.Split(',').Select(int.Parse).Select(d => ($"block pf{d}", vnni, false, d, false))];
+        Console.WriteLine("type   k →      n  rows" + string.Concat(variants.Select(v => $"  {v.Name,14} ms  GB/s")) + "   block/group  block/f32  block/(one call per row) (speed)");
         var random = new Random(1);
         int rounds = options.Quick ? 3 : 7;
         // 2048 → 256 stays in L2 (compute cost per weight); the others are model shapes (L3-resident, and lm_head from DRAM).
@@ -55,12 +57,13 @@ internal static class IntegerDotBenchmarks
                             for (int v = 0; v < variants.Length; v++)
                             {
                                 Runtime.Kernels.Gemm.IntegerPrefetchBytes = variants[v].Prefetch;
+                                Runtime.Kernels.Gemm.PerRowIntegerCalls = variants[v].PerRowCalls;
                                 var backend = variants[v].Backend;
                                 t[v] = Math.Min(t[v], Timing.Best(reps, () => backend.Linear(x, w, null, y)));
                             }
                         Console.WriteLine($"{(type == QuantizationType.Int8 ? "int8" : "q4"),-5} {k,5} → {n,6}  {m,4}" +
                                           string.Concat(t.Select(s => $"  {s * 1e3,17:F3} {bytes / s / 1e9,5:F1}")) +
-                                          $"   {t[1] / t[2],10:F2}×  {t[0] / t[2],8:F2}×");
+                                          $"   {t[1] / t[2],10:F2}×  {t[0] / t[2],8:F2}×  {t[4] / t[2],8:F2}×");
                         x.Storage.Dispose();
                         y.Storage.Dispose();
                     }
@@ -73,6 +76,7 @@ internal static class IntegerDotBenchmarks
         {
             Runtime.Kernels.Gemm.IntegerRowsPerTask = 32;
             Runtime.Kernels.Gemm.IntegerPrefetchBytes = 4096;
+            Runtime.Kernels.Gemm.PerRowIntegerCalls = false;
         }
         Limits.Measure(options).Print();
         if (Environment.GetEnvironmentVariable("MOE_INTDOT_STREAM") is { Length: > 0 } streamMiB)
@@ -84,16 +88,18 @@ internal static class IntegerDotBenchmarks
     /// the model's shapes, about MiB of weight bytes in all, so every product streams its weight from DRAM (as one
     /// decode step does) instead of the L3 of a repeated shape. Variants alternate round by round: the per-group
     /// kernels, the blocked kernels at 32 (the default) or 64 weight rows per task, 1, 2 or 4 KiB (the default) of prefetch
-    /// distance, with or without prefetching the scales (the default: without);
+    /// distance, with or without prefetching the scales (the default: without), and the blocked kernel called once per
+    /// weight row ("/row", as before) or with the row loop inside (the default);
     /// bandwidth probe before and after.
     /// </summary>
     private static void Streamed(BenchOptions options, CpuBackend vnni, CpuBackend perGroup, int mib)
     {
         var random = new Random(2);
-        var variants = new (string Name, CpuBackend Backend, int RowsPerTask, int Prefetch, bool Scales)[]
+        var variants = new (string Name, CpuBackend Backend, int RowsPerTask, int Prefetch, bool Scales, bool PerRowCalls)[]
         {
-            ("group r32", perGroup, 32, 1024, false), ("block pf1K", vnni, 32, 1024, false), ("block pf4K", vnni, 32, 4096, false),
-            ("block pf4K+sc", vnni, 32, 4096, true), ("block r64 pf4K+sc", vnni, 64, 4096, true), ("block pf2K+sc", vnni, 32, 2048, true),
+            ("group r32", perGroup, 32, 1024, false, true), ("block pf1K/row", vnni, 32, 1024, false, true),
+            ("block pf4K/row", vnni, 32, 4096, false, true), ("block pf4K", vnni, 32, 4096, false, false),
+            ("block pf4K+sc", vnni, 32, 4096, true, false), ("block r64 pf4K", vnni, 64, 4096, false, false),
         };
         Console.WriteLine($"streamed: about {mib} MiB of distinct weights per pass, one activation row");
         Limits.Measure(options).Print();
@@ -120,7 +126,9 @@ internal static class IntegerDotBenchmarks
                             Runtime.Kernels.Gemm.IntegerRowsPerTask = variants[v].RowsPerTask;
                             Runtime.Kernels.Gemm.IntegerPrefetchBytes = variants[v].Prefetch;
                             Runtime.Kernels.Gemm.IntegerPrefetchScales = variants[v].Scales;
+                            Runtime.Kernels.Gemm.PerRowIntegerCalls = variants[v].PerRowCalls;
                             Runtime.Kernels.Gemm.IntegerPrefetchScales = variants[v].Scales;
+                            Runtime.Kernels.Gemm.PerRowIntegerCalls = variants[v].PerRowCalls;
                             var backend = variants[v].Backend;
                             t[v] = Math.Min(t[v], Timing.Best(2, () => { foreach (var w in weights) backend.Linear(x, w, null, y); }));
                         }
@@ -136,6 +144,7 @@ internal static class IntegerDotBenchmarks
             Runtime.Kernels.Gemm.IntegerRowsPerTask = 32;
             Runtime.Kernels.Gemm.IntegerPrefetchBytes = 4096;
             Runtime.Kernels.Gemm.IntegerPrefetchScales = false;
+            Runtime.Kernels.Gemm.PerRowIntegerCalls = false;
         }
         Limits.Measure(options).Print();
     }

@@ -204,6 +204,61 @@ internal static unsafe partial class Gemm
         else DotIntegerBlocked<No, No, Yes>(isa, x0, null, s0, o0, x1, null, s1, o1, w, scales, results, results + 1);
     }
 
+    /// <summary>Weight rows [start, end) of <paramref name="w"/> against activation row <paramref name="row"/> (and
+    /// row + 1 with <paramref name="two"/>) with the blocked kernels, the row loop inside the specialised kernel so
+    /// that its set-up and the call are paid once per task, not per weight row: y[i · n + j] = dot + bias[j], each
+    /// the same bits as <see cref="DotIntegerOne"/> / <see cref="DotIntegerPair"/>.</summary>
+    public static void IntegerRowsBlocked(KernelIsa isa, bool vnni, bool q4, bool two, QuantizedActivations x, int row, WeightView w,
+        int start, int end, float* bias, float* y, int n)
+    {
+        if (q4)
+        {
+            if (vnni)
+            {
+                if (two) RowsBlocked<Yes, Yes, Yes>(isa, x, row, w, start, end, bias, y, n);
+                else RowsBlocked<Yes, Yes, No>(isa, x, row, w, start, end, bias, y, n);
+            }
+            else if (two) RowsBlocked<Yes, No, Yes>(isa, x, row, w, start, end, bias, y, n);
+            else RowsBlocked<Yes, No, No>(isa, x, row, w, start, end, bias, y, n);
+        }
+        else if (vnni)
+        {
+            if (two) RowsBlocked<No, Yes, Yes>(isa, x, row, w, start, end, bias, y, n);
+            else RowsBlocked<No, Yes, No>(isa, x, row, w, start, end, bias, y, n);
+        }
+        else if (two) RowsBlocked<No, No, Yes>(isa, x, row, w, start, end, bias, y, n);
+        else RowsBlocked<No, No, No>(isa, x, row, w, start, end, bias, y, n);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void RowsBlocked<TQ4, TVnni, TTwo>(KernelIsa isa, QuantizedActivations x, int row, WeightView w,
+        int start, int end, float* bias, float* y, int n)
+        where TQ4 : struct, IFlag where TVnni : struct, IFlag where TTwo : struct, IFlag
+    {
+        sbyte* x0 = x.Row(row), z0 = x.SwizzledRow(row);
+        float* s0 = x.RowScales(row);
+        int* o0 = x.RowOffsets(row);
+        sbyte* x1 = null, z1 = null;
+        float* s1 = null;
+        int* o1 = null;
+        if (TTwo.Value)
+        {
+            x1 = x.Row(row + 1);
+            z1 = x.SwizzledRow(row + 1);
+            s1 = x.RowScales(row + 1);
+            o1 = x.RowOffsets(row + 1);
+        }
+        long rowBytes = TQ4.Value ? (long)x.K / 2 : x.K;
+        float r0, r1;
+        for (int j = start; j < end; j++)
+        {
+            DotIntegerBlocked<TQ4, TVnni, TTwo>(isa, x0, z0, s0, o0, x1, z1, s1, o1, w.Data + j * rowBytes, w.RowScales(j), &r0, &r1);
+            float b = bias == null ? 0 : bias[j];
+            y[(long)row * n + j] = r0 + b;
+            if (TTwo.Value) y[(long)(row + 1) * n + j] = r1 + b;
+        }
+    }
+
     /// <summary>
     /// The blocked kernels: 8 groups (256 weights) per step, their 8 exact int32 group sums gathered into one vector
     /// with <c>vphaddd</c>, so the f32 combine is one convert and one multiply-add per 8 groups (the per-group kernel
@@ -221,7 +276,7 @@ internal static unsafe partial class Gemm
     /// its lanes are summed at the end and the k mod 256 tail groups are added one by one (scalar fused multiply-add),
     /// in a fixed order: a row's result does not depend on the other row of a pair, the task or the thread count.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void DotIntegerBlocked<TQ4, TVnni, TTwo>(KernelIsa isa, sbyte* xq0, sbyte* xz0, float* xScales0, int* xOffsets0,
         sbyte* xq1, sbyte* xz1, float* xScales1, int* xOffsets1, byte* w, RowScales scales, float* result0, float* result1)
         where TQ4 : struct, IFlag where TVnni : struct, IFlag where TTwo : struct, IFlag

@@ -70,6 +70,13 @@ internal static unsafe partial class Gemm
         private void IntegerRows(int start, int end)
         {
             bool q4 = W.DType == DType.Q4;
+            if (!PerGroup && !PerRowIntegerCalls)
+            {
+                int r = 0;
+                for (; r + 2 <= M; r += 2) IntegerRowsBlocked(Isa, Vnni, q4, two: true, Quantized, r, W, start, end, Bias, Y, N);
+                if (r < M) IntegerRowsBlocked(Isa, Vnni, q4, two: false, Quantized, r, W, start, end, Bias, Y, N);
+                return;
+            }
             float* pair = stackalloc float[2];
             for (int j = start; j < end; j++)
             {

@@ -32,6 +32,10 @@ internal static unsafe partial class Gemm
     /// a field for the intdot A/B. Results do not depend on it (every row is one task's, summed alone).</summary>
     internal static int IntegerRowsPerTask = MatVecRowsPerTask;
 
+    /// <summary>The blocked integer kernels called once per weight row (as before 2026-12-06 03:15) instead of with the
+    /// row loop inside the kernel (<see cref="IntegerRowsBlocked"/>); the same bits; a field for the intdot A/B.</summary>
+    internal static bool PerRowIntegerCalls;
+
     private static (int Mr, int Nr) Tile(KernelIsa isa) => isa switch
     {
         KernelIsa.Avx512 => (12, 32),

@@ -326,6 +326,37 @@ public sealed unsafe class IntegerDotTests
             }
     }
 
+    /// <summary>The blocked kernels run their row loop inside the kernel (Gemm.IntegerRowsBlocked); called once per
+    /// weight row instead (Gemm.PerRowIntegerCalls, the benchmark's A/B) they give the same bits. Both select the same
+    /// arithmetic, so flipping the switch cannot disturb tests running beside this one.</summary>
+    [Fact]
+    public void TheRowLoopInsideTheKernelGivesTheBitsOfOneCallPerRow()
+    {
+        var random = new Random(23);
+        foreach (var type in new[] { QuantizationType.Int8, QuantizationType.Q4 })
+            foreach (var (isa, vnni) in Paths())
+                foreach (int m in new[] { 1, 3, 4 })
+                {
+                    var x = RandomF32(random, 1f, m, 544);
+                    var w = WeightQuantizer.Quantize(RandomF32(random, 0.05f, 77, 544), type);
+                    var bias = RandomF32(random, 1f, 77);
+                    using var backend = Backend(2, isa, vnni);
+                    var inside = Poisoned(m, 77);
+                    var perRow = Poisoned(m, 77);
+                    backend.Linear(x, w, bias, inside);
+                    try
+                    {
+                        Gemm.PerRowIntegerCalls = true;
+                        backend.Linear(x, w, bias, perRow);
+                    }
+                    finally
+                    {
+                        Gemm.PerRowIntegerCalls = false;
+                    }
+                    AssertBitwiseEqual(perRow, inside, $"{type} m={m} {isa} vnni={vnni}");
+                }
+    }
+
     /// <summary>The option off keeps the f32-activation kernels; per-row int8 (older checkpoints) and prefill (more
     /// than 4 rows through Linear) never take the integer path.</summary>
     [Fact]
