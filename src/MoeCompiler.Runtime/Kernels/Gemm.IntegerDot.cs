@@ -144,70 +144,46 @@ internal static unsafe partial class Gemm
         return addend + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u, s), Vector256.Create((short)1));
     }
 
-    /// <summary>One activation row (<paramref name="row"/> of <paramref name="x"/>) against one int8 (grouped) or q4
-    /// weight row: Σ_g (w_g · x_g) · Σ_{c in g} q_w[c] · q_x[c], the integer sums exact. <paramref name="perGroup"/>: the
-    /// one-group-at-a-time kernels (<see cref="DotInteger{TQ4, TVnni, TTwo}"/>) that preceded the blocked ones
-    /// (<see cref="DotIntegerBlocked{TQ4, TVnni, TTwo}"/>), kept for the same-process A/B of
-    /// <c>MoeCompiler.Benchmarks intdot</c> (<see cref="Backends.CpuBackend.PerGroupIntegerDot"/>).</summary>
-    public static float DotIntegerOne(KernelIsa isa, bool vnni, bool perGroup, bool q4, QuantizedActivations x, int row, byte* w, RowScales scales)
+    /// <summary>The per-group kernels (<see cref="DotInteger{TQ4, TVnni, TTwo}"/>) that preceded the blocked ones, kept for
+    /// the same-process A/B of <c>MoeCompiler.Benchmarks intdot</c> (<see cref="Backends.CpuBackend.PerGroupIntegerDot"/>):
+    /// one activation row (<paramref name="row"/> of <paramref name="x"/>) against one int8 (grouped) or q4 weight row,
+    /// Σ_g (w_g · x_g) · Σ_{c in g} q_w[c] · q_x[c], the integer sums exact.</summary>
+    public static float DotIntegerOne(KernelIsa isa, bool vnni, bool q4, QuantizedActivations x, int row, byte* w, RowScales scales)
     {
         float r0, r1;
-        sbyte* xq = x.Row(row), xz = x.SwizzledRow(row);
+        sbyte* xq = x.Row(row);
         float* xs = x.RowScales(row);
         int* xo = x.RowOffsets(row);
-        if (perGroup)
-        {
-            if (q4)
-            {
-                if (vnni) DotInteger<Yes, Yes, No>(isa, xq, xs, xo, null, null, null, w, scales, &r0, &r1);
-                else DotInteger<Yes, No, No>(isa, xq, xs, xo, null, null, null, w, scales, &r0, &r1);
-            }
-            else if (vnni) DotInteger<No, Yes, No>(isa, xq, xs, null, null, null, null, w, scales, &r0, &r1);
-            else DotInteger<No, No, No>(isa, xq, xs, null, null, null, null, w, scales, &r0, &r1);
-            return r0;
-        }
         if (q4)
         {
-            if (vnni) DotIntegerBlocked<Yes, Yes, No>(isa, xq, xz, xs, xo, null, null, null, null, w, scales, &r0, &r1);
-            else DotIntegerBlocked<Yes, No, No>(isa, xq, xz, xs, xo, null, null, null, null, w, scales, &r0, &r1);
+            if (vnni) DotInteger<Yes, Yes, No>(isa, xq, xs, xo, null, null, null, w, scales, &r0, &r1);
+            else DotInteger<Yes, No, No>(isa, xq, xs, xo, null, null, null, w, scales, &r0, &r1);
         }
-        else if (vnni) DotIntegerBlocked<No, Yes, No>(isa, xq, null, xs, xo, null, null, null, null, w, scales, &r0, &r1);
-        else DotIntegerBlocked<No, No, No>(isa, xq, null, xs, xo, null, null, null, null, w, scales, &r0, &r1);
+        else if (vnni) DotInteger<No, Yes, No>(isa, xq, xs, null, null, null, null, w, scales, &r0, &r1);
+        else DotInteger<No, No, No>(isa, xq, xs, null, null, null, null, w, scales, &r0, &r1);
         return r0;
     }
 
-    /// <summary>Two activation rows against one weight row (<paramref name="q4"/> or grouped int8): the weight bytes are
-    /// decoded once per group for both; each row's result is bit-identical to <see cref="DotIntegerOne"/>'s.</summary>
-    public static void DotIntegerPair(KernelIsa isa, bool vnni, bool perGroup, bool q4, QuantizedActivations x, int row, byte* w, RowScales scales, float* results)
+    /// <summary>The per-group kernels for two activation rows against one weight row: the weight bytes are decoded once
+    /// per group for both; each row's result is bit-identical to <see cref="DotIntegerOne"/>'s.</summary>
+    public static void DotIntegerPair(KernelIsa isa, bool vnni, bool q4, QuantizedActivations x, int row, byte* w, RowScales scales, float* results)
     {
         sbyte* x0 = x.Row(row), x1 = x.Row(row + 1);
-        sbyte* z0 = x.SwizzledRow(row), z1 = x.SwizzledRow(row + 1);
         float* s0 = x.RowScales(row), s1 = x.RowScales(row + 1);
         int* o0 = x.RowOffsets(row), o1 = x.RowOffsets(row + 1);
-        if (perGroup)
-        {
-            if (q4)
-            {
-                if (vnni) DotInteger<Yes, Yes, Yes>(isa, x0, s0, o0, x1, s1, o1, w, scales, results, results + 1);
-                else DotInteger<Yes, No, Yes>(isa, x0, s0, o0, x1, s1, o1, w, scales, results, results + 1);
-            }
-            else if (vnni) DotInteger<No, Yes, Yes>(isa, x0, s0, o0, x1, s1, o1, w, scales, results, results + 1);
-            else DotInteger<No, No, Yes>(isa, x0, s0, o0, x1, s1, o1, w, scales, results, results + 1);
-            return;
-        }
         if (q4)
         {
-            if (vnni) DotIntegerBlocked<Yes, Yes, Yes>(isa, x0, z0, s0, o0, x1, z1, s1, o1, w, scales, results, results + 1);
-            else DotIntegerBlocked<Yes, No, Yes>(isa, x0, z0, s0, o0, x1, z1, s1, o1, w, scales, results, results + 1);
+            if (vnni) DotInteger<Yes, Yes, Yes>(isa, x0, s0, o0, x1, s1, o1, w, scales, results, results + 1);
+            else DotInteger<Yes, No, Yes>(isa, x0, s0, o0, x1, s1, o1, w, scales, results, results + 1);
         }
-        else if (vnni) DotIntegerBlocked<No, Yes, Yes>(isa, x0, null, s0, o0, x1, null, s1, o1, w, scales, results, results + 1);
-        else DotIntegerBlocked<No, No, Yes>(isa, x0, null, s0, o0, x1, null, s1, o1, w, scales, results, results + 1);
+        else if (vnni) DotInteger<No, Yes, Yes>(isa, x0, s0, o0, x1, s1, o1, w, scales, results, results + 1);
+        else DotInteger<No, No, Yes>(isa, x0, s0, o0, x1, s1, o1, w, scales, results, results + 1);
     }
 
     /// <summary>Weight rows [start, end) of <paramref name="w"/> against activation row <paramref name="row"/> (and
     /// row + 1 with <paramref name="two"/>) with the blocked kernels, the row loop inside the specialised kernel so
-    /// that its set-up and the call are paid once per task, not per weight row: y[i · n + j] = dot + bias[j], each
-    /// the same bits as <see cref="DotIntegerOne"/> / <see cref="DotIntegerPair"/>.</summary>
+    /// that its set-up and the call are paid once per task, not per weight row (<see cref="PerRowIntegerCalls"/>: once
+    /// per row, the same bits): y[i · n + j] = dot + bias[j]. Row i's results do not depend on row i ± 1.</summary>
     public static void IntegerRowsBlocked(KernelIsa isa, bool vnni, bool q4, bool two, QuantizedActivations x, int row, WeightView w,
         int start, int end, float* bias, float* y, int n)
     {
@@ -249,14 +225,12 @@ internal static unsafe partial class Gemm
             o1 = x.RowOffsets(row + 1);
         }
         long rowBytes = TQ4.Value ? (long)x.K / 2 : x.K;
-        float r0, r1;
-        for (int j = start; j < end; j++)
-        {
-            DotIntegerBlocked<TQ4, TVnni, TTwo>(isa, x0, z0, s0, o0, x1, z1, s1, o1, w.Data + j * rowBytes, w.RowScales(j), &r0, &r1);
-            float b = bias == null ? 0 : bias[j];
-            y[(long)row * n + j] = r0 + b;
-            if (TTwo.Value) y[(long)(row + 1) * n + j] = r1 + b;
-        }
+        float* y0 = y + (long)row * n, y1 = TTwo.Value ? y + (long)(row + 1) * n : null;
+        if (!PerRowIntegerCalls)
+            DotIntegerBlocked<TQ4, TVnni, TTwo>(isa, x0, z0, s0, o0, x1, z1, s1, o1, w, rowBytes, start, end, bias, y0, y1);
+        else
+            for (int j = start; j < end; j++)
+                DotIntegerBlocked<TQ4, TVnni, TTwo>(isa, x0, z0, s0, o0, x1, z1, s1, o1, w, rowBytes, j, j + 1, bias, y0, y1);
     }
 
     /// <summary>
@@ -276,18 +250,24 @@ internal static unsafe partial class Gemm
     /// its lanes are summed at the end and the k mod 256 tail groups are added one by one (scalar fused multiply-add),
     /// in a fixed order: a row's result does not depend on the other row of a pair, the task or the thread count.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void DotIntegerBlocked<TQ4, TVnni, TTwo>(KernelIsa isa, sbyte* xq0, sbyte* xz0, float* xScales0, int* xOffsets0,
-        sbyte* xq1, sbyte* xz1, float* xScales1, int* xOffsets1, byte* w, RowScales scales, float* result0, float* result1)
+        sbyte* xq1, sbyte* xz1, float* xScales1, int* xOffsets1, WeightView weights, long rowBytes, int start, int end,
+        float* bias, float* y0, float* y1)
         where TQ4 : struct, IFlag where TVnni : struct, IFlag where TTwo : struct, IFlag
     {
+      for (int row = start; row < end; row++)
+      {
+        byte* w = weights.Data + row * rowBytes;
+        var scales = weights.RowScales(row);
+        float bias0 = bias == null ? 0 : bias[row];
         bool q4 = TQ4.Value;
         int groups = scales.Groups;
         if (isa == KernelIsa.Scalar)
         {
-            *result0 = DotIntegerScalar(q4, xq0, xScales0, xOffsets0, w, scales);
-            if (TTwo.Value) *result1 = DotIntegerScalar(q4, xq1, xScales1, xOffsets1, w, scales);
-            return;
+            y0[row] = DotIntegerScalar(q4, xq0, xScales0, xOffsets0, w, scales) + bias0;
+            if (TTwo.Value) y1[row] = DotIntegerScalar(q4, xq1, xScales1, xOffsets1, w, scales) + bias0;
+            continue;
         }
         int stride = q4 ? 16 : 32;
         int prefetch = IntegerPrefetchBytes;
@@ -356,8 +336,9 @@ internal static unsafe partial class Gemm
             r0 = MathF.FusedMultiplyAdd(GroupSum<TQ4, TVnni>(u, wg, xq0 + 32 * g, xOffsets0, g), ws * xScales0[g], r0);
             if (TTwo.Value) r1 = MathF.FusedMultiplyAdd(GroupSum<TQ4, TVnni>(u, wg, xq1 + 32 * g, xOffsets1, g), ws * xScales1[g], r1);
         }
-        *result0 = r0;
-        if (TTwo.Value) *result1 = r1;
+        y0[row] = r0 + bias0;
+        if (TTwo.Value) y1[row] = r1 + bias0;
+      }
     }
 
     /// <summary>Bytes ahead of the blocked kernels' loads that they prefetch (0: none); a field for the intdot A/B.</summary>

@@ -70,7 +70,7 @@ internal static unsafe partial class Gemm
         private void IntegerRows(int start, int end)
         {
             bool q4 = W.DType == DType.Q4;
-            if (!PerGroup && !PerRowIntegerCalls)
+            if (!PerGroup)
             {
                 int r = 0;
                 for (; r + 2 <= M; r += 2) IntegerRowsBlocked(Isa, Vnni, q4, two: true, Quantized, r, W, start, end, Bias, Y, N);
@@ -87,12 +87,12 @@ internal static unsafe partial class Gemm
                 // Pairs of activation rows share each group's decoded weight bytes; results equal the one-row kernel's.
                 for (; i + 2 <= M; i += 2)
                 {
-                    DotIntegerPair(Isa, Vnni, PerGroup, q4, Quantized, i, w, scales, pair);
+                    DotIntegerPair(Isa, Vnni, q4, Quantized, i, w, scales, pair);
                     Y[(long)i * N + j] = pair[0] + b;
                     Y[(long)(i + 1) * N + j] = pair[1] + b;
                 }
                 if (i < M)
-                    Y[(long)i * N + j] = DotIntegerOne(Isa, Vnni, PerGroup, q4, Quantized, i, w, scales) + b;
+                    Y[(long)i * N + j] = DotIntegerOne(Isa, Vnni, q4, Quantized, i, w, scales) + b;
             }
         }
 
