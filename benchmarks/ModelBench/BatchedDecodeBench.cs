@@ -9,7 +9,8 @@ namespace ModelBench;
 /// <summary>
 /// <c>--streams N[,N…]</c>: aggregate greedy decode throughput of N concurrent streams through one
 /// <see cref="GenerationScheduler"/> (decode rows stacked, every weight streamed once per step) against one stream
-/// alone, on the random bf16 checkpoint. Text-only prompts (no image: the tower's cost is not what batching changes).
+/// alone, on the random bf16 checkpoint (or its
+/// quantised copy with <c>--dtype</c>). Text-only prompts (no image: the tower's cost is not what batching changes).
 /// Paired rounds: every round runs one stream alone, then each stream count in turn, so each ratio compares runs
 /// seconds apart on a machine whose load changes. Every stream's tokens must equal its tokens alone, or the run fails.
 /// <para>Decode rate = tokens released in the window where every stream of the run is decoding (from the last
@@ -25,6 +26,9 @@ public static class BatchedDecodeBench
         int[] counts = options.StreamCounts.Order().ToArray();
         int streams = counts[^1];
         string folder = BenchCheckpoint.Ensure(entry.Manifest, options.CacheDirectory, options.Seed, log, out _);
+        // --dtype int8|q4: the quantised copy, as the single-stream run maps it.
+        if (options.Quantization is { } quantization)
+            folder = BenchCheckpoint.EnsureQuantized(entry.Manifest, folder, quantization, log, out _);
         using var cpu = new CpuBackend(options.Threads);
         var profiler = options.Profile ? new ProfilingBackend(cpu, d.Experts, d.VocabSize, threadCpuTime: options.Threads == 1) : null;
         IBackend backend = profiler ?? (IBackend)cpu;

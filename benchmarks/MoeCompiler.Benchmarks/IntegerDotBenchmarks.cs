@@ -7,7 +7,7 @@ namespace MoeCompiler.Benchmarks;
 /// <summary>
 /// Decode products of int8/q4 weights with f32 activations (weights widened to f32) against the integer path
 /// (activations quantised to int8 per group of 32, integer dot products; <see cref="CpuBackend.IntegerDotDecode"/>),
-/// with and without AvxVnni, in the same process: the variants alternate round by round, and each keeps its best.
+/// the per-group and the blocked integer kernels (with and without AvxVnni), in the same process: the variants alternate round by round, and each keeps its best.
 /// </summary>
 internal static class IntegerDotBenchmarks
 {
@@ -16,40 +16,136 @@ internal static class IntegerDotBenchmarks
         using var f32 = new CpuBackend(options.Threads) { IntegerDotDecode = false };
         using var vnni = new CpuBackend(options.Threads) { IntegerDotDecode = true };
         using var maddubs = new CpuBackend(options.Threads) { IntegerDotDecode = true, Vnni = false };
+        using var perGroup = new CpuBackend(options.Threads) { IntegerDotDecode = true, PerGroupIntegerDot = true };
         Console.WriteLine($"backend: {vnni.Name}, AvxVnni {System.Runtime.Intrinsics.X86.AvxVnni.IsSupported}");
-        Console.WriteLine("type   k →      n  rows   f32-act ms  GB/s   int+vnni ms  GB/s   int+maddubs ms  GB/s   vnni/f32  maddubs/f32 (speed)");
+        // The bandwidth probe in the same run: the DRAM-streamed shapes (lm_head) are judged against it.
+        Limits.Measure(options).Print();
+        // Variants, alternating round by round: f32 activations; the integer path's per-group kernels (the previous
+        // default, CpuBackend.PerGroupIntegerDot) with vpdpbusd; the blocked kernels with vpdpbusd and with vpmaddubsw, and
+        // with vpdpbusd called once per weight row (Gemm.PerRowIntegerCalls) instead of with the row loop inside.
+        var variants = new (string Name, CpuBackend Backend, bool PerGroup, int Prefetch, bool PerRowCalls)[]
+        {
+            ("f32-act", f32, false, 4096, false), ("group+vnni", perGroup, true, 4096, false), ("block+vnni", vnni, false, 4096, false),
+            ("block+maddubs", maddubs, false, 4096, false), ("block+vnni/row", vnni, false, 4096, true),
+        };
+        // MOE_INTDOT_PREFETCH=0,512,2048: block+vnni again at these prefetch distances (bytes ahead; 0 = none).
+        if (Environment.GetEnvironmentVariable("MOE_INTDOT_PREFETCH") is { Length: > 0 } distances)
+            variants = [.. variants, .. distances.Split(',').Select(int.Parse).Select(d => ($"block pf{d}", vnni, false, d, false))];
+        Console.WriteLine("type   k →      n  rows" + string.Concat(variants.Select(v => $"  {v.Name,14} ms  GB/s")) + "   block/group  block/f32  block/(one call per row) (speed)");
         var random = new Random(1);
         int rounds = options.Quick ? 3 : 7;
         // 2048 → 256 stays in L2 (compute cost per weight); the others are model shapes (L3-resident, and lm_head from DRAM).
         var shapes = Environment.GetEnvironmentVariable("MOE_INTDOT_SHAPES") is { Length: > 0 } only
             ? only.Split(',').Select(p => p.Split('x')).Select(p => (int.Parse(p[0]), int.Parse(p[1]))).ToArray()
             : new[] { (2048, 256), (2048, 5504), (5504, 2048), (2048, 2048), (2048, 151936) };
-        foreach (var (k, n) in shapes)
+        try
         {
-            var source = KernelBenchmarks.RandomTensor(random, n, k);
-            foreach (var type in new[] { QuantizationType.Int8, QuantizationType.Q4 })
+            foreach (var (k, n) in shapes)
             {
-                var w = WeightQuantizer.Quantize(source, type);
-                double bytes = (double)n * k * (type == QuantizationType.Int8 ? 1 : 0.5) + (double)n * (k / 32) * 2;
-                foreach (int m in n > 100_000 ? new[] { 1 } : new[] { 1, 2, 4 })
+                var source = KernelBenchmarks.RandomTensor(random, n, k);
+                foreach (var type in new[] { QuantizationType.Int8, QuantizationType.Q4 })
                 {
-                    var x = KernelBenchmarks.RandomTensor(random, m, k);
-                    var y = Tensor.Allocate(DType.F32, m, n);
-                    double t0 = double.MaxValue, t1 = double.MaxValue, t2 = double.MaxValue;
-                    int reps = n > 100_000 ? 3 : n <= 256 ? 300 : 30;
-                    for (int r = 0; r < rounds; r++)
+                    var w = WeightQuantizer.Quantize(source, type);
+                    double bytes = (double)n * k * (type == QuantizationType.Int8 ? 1 : 0.5) + (double)n * (k / 32) * 2;
+                    foreach (int m in n > 100_000 ? new[] { 1 } : new[] { 1, 2, 4 })
                     {
-                        t0 = Math.Min(t0, Timing.Best(reps, () => f32.Linear(x, w, null, y)));
-                        t1 = Math.Min(t1, Timing.Best(reps, () => vnni.Linear(x, w, null, y)));
-                        t2 = Math.Min(t2, Timing.Best(reps, () => maddubs.Linear(x, w, null, y)));
+                        var x = KernelBenchmarks.RandomTensor(random, m, k);
+                        var y = Tensor.Allocate(DType.F32, m, n);
+                        var t = variants.Select(_ => double.MaxValue).ToArray();
+                        int reps = n > 100_000 ? 3 : n <= 256 ? 300 : 30;
+                        for (int r = 0; r < rounds; r++)
+                            for (int v = 0; v < variants.Length; v++)
+                            {
+                                Runtime.Kernels.Gemm.IntegerPrefetchBytes = variants[v].Prefetch;
+                                Runtime.Kernels.Gemm.PerRowIntegerCalls = variants[v].PerRowCalls;
+                                var backend = variants[v].Backend;
+                                t[v] = Math.Min(t[v], Timing.Best(reps, () => backend.Linear(x, w, null, y)));
+                            }
+                        Console.WriteLine($"{(type == QuantizationType.Int8 ? "int8" : "q4"),-5} {k,5} → {n,6}  {m,4}" +
+                                          string.Concat(t.Select(s => $"  {s * 1e3,17:F3} {bytes / s / 1e9,5:F1}")) +
+                                          $"   {t[1] / t[2],10:F2}×  {t[0] / t[2],8:F2}×  {t[4] / t[2],8:F2}×");
+                        x.Storage.Dispose();
+                        y.Storage.Dispose();
                     }
-                    Console.WriteLine($"{(type == QuantizationType.Int8 ? "int8" : "q4"),-5} {k,5} → {n,6}  {m,4}   {t0 * 1e3,9:F3} {bytes / t0 / 1e9,5:F1}   {t1 * 1e3,9:F3} {bytes / t1 / 1e9,5:F1}   {t2 * 1e3,12:F3} {bytes / t2 / 1e9,5:F1}     {t0 / t1,5:F2}×    {t0 / t2,5:F2}×");
+                    w.Storage.Dispose();
+                }
+                source.Storage.Dispose();
+            }
+        }
+        finally
+        {
+            Runtime.Kernels.Gemm.IntegerRowsPerTask = 32;
+            Runtime.Kernels.Gemm.IntegerPrefetchBytes = 4096;
+            Runtime.Kernels.Gemm.PerRowIntegerCalls = false;
+        }
+        Limits.Measure(options).Print();
+        if (Environment.GetEnvironmentVariable("MOE_INTDOT_STREAM") is { Length: > 0 } streamMiB)
+            Streamed(options, vnni, perGroup, int.Parse(streamMiB));
+    }
+
+    /// <summary>
+    /// MOE_INTDOT_STREAM=MiB: decode as a model runs it: one activation row against a chain of distinct weights of
+    /// the model's shapes, about MiB of weight bytes in all, so every product streams its weight from DRAM (as one
+    /// decode step does) instead of the L3 of a repeated shape. Variants alternate round by round: the per-group
+    /// kernels, the blocked kernels at 32 (the default) or 64 weight rows per task, 1, 2 or 4 KiB (the default) of prefetch
+    /// distance, with or without prefetching the scales (the default: without), and the blocked kernel called once per
+    /// weight row ("/row", as before) or with the row loop inside (the default);
+    /// bandwidth probe before and after.
+    /// </summary>
+    private static void Streamed(BenchOptions options, CpuBackend vnni, CpuBackend perGroup, int mib)
+    {
+        var random = new Random(2);
+        var variants = new (string Name, CpuBackend Backend, int RowsPerTask, int Prefetch, bool Scales, bool PerRowCalls)[]
+        {
+            ("group r32", perGroup, 32, 1024, false, true), ("block pf1K/row", vnni, 32, 1024, false, true),
+            ("block pf4K/row", vnni, 32, 4096, false, true), ("block pf4K", vnni, 32, 4096, false, false),
+            ("block pf4K+sc", vnni, 32, 4096, true, false), ("block r64 pf4K", vnni, 64, 4096, false, false),
+        };
+        Console.WriteLine($"streamed: about {mib} MiB of distinct weights per pass, one activation row");
+        Limits.Measure(options).Print();
+        Console.WriteLine("type   k →      n  count" + string.Concat(variants.Select(v => $"  {v.Name,16} ms  GB/s")));
+        int rounds = options.Quick ? 3 : 5;
+        try
+        {
+            foreach (var type in new[] { QuantizationType.Q4, QuantizationType.Int8 })
+                foreach (var (k, n) in Environment.GetEnvironmentVariable("MOE_INTDOT_STREAM_SHAPES") is { Length: > 0 } only
+                    ? only.Split(',').Select(p => p.Split('x')).Select(p => (int.Parse(p[0]), int.Parse(p[1]))).ToArray()
+                    : new[] { (2048, 2048), (2048, 5504), (5504, 2048) })
+                {
+                    double bytes = (double)n * k * (type == QuantizationType.Int8 ? 1 : 0.5) + (double)n * (k / 32) * 2;
+                    int count = Math.Max(2, (int)(mib * 1048576.0 / bytes));
+                    var source = KernelBenchmarks.RandomTensor(random, n, k);
+                    var weights = Enumerable.Range(0, count).Select(_ => WeightQuantizer.Quantize(source, type)).ToArray();
+                    source.Storage.Dispose();
+                    var x = KernelBenchmarks.RandomTensor(random, 1, k);
+                    var y = Tensor.Allocate(DType.F32, 1, n);
+                    var t = variants.Select(_ => double.MaxValue).ToArray();
+                    for (int r = 0; r < rounds; r++)
+                        for (int v = 0; v < variants.Length; v++)
+                        {
+                            Runtime.Kernels.Gemm.IntegerRowsPerTask = variants[v].RowsPerTask;
+                            Runtime.Kernels.Gemm.IntegerPrefetchBytes = variants[v].Prefetch;
+                            Runtime.Kernels.Gemm.IntegerPrefetchScales = variants[v].Scales;
+                            Runtime.Kernels.Gemm.PerRowIntegerCalls = variants[v].PerRowCalls;
+                            Runtime.Kernels.Gemm.IntegerPrefetchScales = variants[v].Scales;
+                            Runtime.Kernels.Gemm.PerRowIntegerCalls = variants[v].PerRowCalls;
+                            var backend = variants[v].Backend;
+                            t[v] = Math.Min(t[v], Timing.Best(2, () => { foreach (var w in weights) backend.Linear(x, w, null, y); }));
+                        }
+                    Console.WriteLine($"{(type == QuantizationType.Int8 ? "int8" : "q4"),-5} {k,5} → {n,6}  {count,5}" +
+                                      string.Concat(t.Select(s => $"  {s * 1e3 / count,19:F3} {bytes * count / s / 1e9,5:F1}")));
+                    foreach (var w in weights) w.Storage.Dispose();
                     x.Storage.Dispose();
                     y.Storage.Dispose();
                 }
-                w.Storage.Dispose();
-            }
-            source.Storage.Dispose();
         }
+        finally
+        {
+            Runtime.Kernels.Gemm.IntegerRowsPerTask = 32;
+            Runtime.Kernels.Gemm.IntegerPrefetchBytes = 4096;
+            Runtime.Kernels.Gemm.IntegerPrefetchScales = false;
+            Runtime.Kernels.Gemm.PerRowIntegerCalls = false;
+        }
+        Limits.Measure(options).Print();
     }
 }

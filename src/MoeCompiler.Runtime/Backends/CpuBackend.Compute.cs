@@ -30,7 +30,7 @@ public sealed unsafe partial class CpuBackend
                 bool integer = IntegerDotDecode && Gemm.SupportsIntegerDot(view);
                 float* shared = _scratch.Shared(Gemm.SharedFloats(m, n, k, _isa, integer));
                 Gemm.Run(_pool, _scratch.Ensure(Gemm.ScratchFloats(m, k, _isa)), shared, _isa, (float*)x.Data, m, k,
-                    view, b.IsEmpty ? null : biasPointer, (float*)y.Data, integer, Vnni);
+                    view, b.IsEmpty ? null : biasPointer, (float*)y.Data, integer, Vnni, PerGroupIntegerDot);
             }
         }
         KeepAlive(x, weight, bias, y);

@@ -15,15 +15,18 @@ namespace MoeCompiler.Runtime.Kernels;
 internal static unsafe partial class Gemm
 {
     /// <summary>An activation block quantised for <see cref="MatVecJob"/>: m rows of k int8 values, then per row and
-    /// group of 32 the f32 scale and −8 × the sum of the group's int8 values (q4's offset correction).</summary>
-    internal readonly struct QuantizedActivations(sbyte* values, float* scales, int* offsets, int k)
+    /// group of 32 the f32 scale and −8 × the sum of the group's int8 values (q4's offset correction), then the same
+    /// int8 values again in q4's pair order (<see cref="SwizzleQ4Pairs"/>).</summary>
+    internal readonly struct QuantizedActivations(sbyte* values, float* scales, int* offsets, sbyte* swizzled, int k)
     {
         public readonly sbyte* Values = values;
         public readonly float* Scales = scales;
         public readonly int* Offsets = offsets;
+        public readonly sbyte* Swizzled = swizzled;
         public readonly int K = k;
 
         public sbyte* Row(int i) => Values + (long)i * K;
+        public sbyte* SwizzledRow(int i) => Swizzled + (long)i * K;
         public float* RowScales(int i) => Scales + (long)i * (K / WeightQuantizerGroup);
         public int* RowOffsets(int i) => Offsets + (long)i * (K / WeightQuantizerGroup);
     }
@@ -38,7 +41,7 @@ internal static unsafe partial class Gemm
     {
         long values = ((long)m * k + 63) & ~63L;
         long groups = (long)m * (k / WeightQuantizerGroup);
-        return values + 2 * ((groups * 4 + 63) & ~63L);
+        return 2 * values + 2 * ((groups * 4 + 63) & ~63L);
     }
 
     /// <summary>Lays out and fills the quantised activations of x [m, k] in <paramref name="buffer"/>
@@ -47,9 +50,34 @@ internal static unsafe partial class Gemm
     {
         long values = ((long)m * k + 63) & ~63L;
         long groups = (long)m * (k / WeightQuantizerGroup);
-        var q = new QuantizedActivations((sbyte*)buffer, (float*)(buffer + values), (int*)(buffer + values + ((groups * 4 + 63) & ~63L)), k);
-        for (int i = 0; i < m; i++) QuantizeActivationRow(isa, x + (long)i * k, k, q.Row(i), q.RowScales(i), q.RowOffsets(i));
+        long groupBytes = (groups * 4 + 63) & ~63L;
+        var q = new QuantizedActivations((sbyte*)buffer, (float*)(buffer + values), (int*)(buffer + values + groupBytes),
+            (sbyte*)(buffer + values + 2 * groupBytes), k);
+        for (int i = 0; i < m; i++)
+        {
+            QuantizeActivationRow(isa, x + (long)i * k, k, q.Row(i), q.RowScales(i), q.RowOffsets(i));
+            SwizzleQ4Pairs(q.Row(i), k, q.SwizzledRow(i));
+        }
         return q;
+    }
+
+    /// <summary>
+    /// q4's activation order: for every pair of groups (2j, 2j + 1) the 64 bytes as [group 2j columns 0–15, group
+    /// 2j + 1 columns 0–15, group 2j columns 16–31, group 2j + 1 columns 16–31], the middle quarters swapped. One
+    /// 32-byte load of q4 weights holds both groups' 16 bytes; its low nibbles are then the first and its high
+    /// nibbles the second 32 bytes of the pair, each multiplied against one load. A last odd group is copied as is.
+    /// </summary>
+    public static void SwizzleQ4Pairs(sbyte* q, int k, sbyte* target)
+    {
+        int c = 0;
+        for (; c + 64 <= k; c += 64)
+        {
+            Buffer.MemoryCopy(q + c, target + c, 16, 16);
+            Buffer.MemoryCopy(q + c + 32, target + c + 16, 16, 16);
+            Buffer.MemoryCopy(q + c + 16, target + c + 32, 16, 16);
+            Buffer.MemoryCopy(q + c + 48, target + c + 48, 16, 16);
+        }
+        if (c < k) Buffer.MemoryCopy(q + c, target + c, k - c, k - c);
     }
 
     /// <summary>
@@ -116,28 +144,28 @@ internal static unsafe partial class Gemm
         return addend + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u, s), Vector256.Create((short)1));
     }
 
-    /// <summary>Σ_g (w_g · x_g) · Σ_{c in g} q_w[c] · q_x[c] for one int8 weight row with groups of 32, against a
-    /// quantised activation row. <paramref name="vnni"/> chooses <c>vpdpbusd</c> (AvxVnni) or the AVX2 pair.</summary>
-    public static float DotI8Integer(KernelIsa isa, bool vnni, sbyte* xq, float* xScales, sbyte* w, RowScales scales)
+    /// <summary>The per-group kernels (<see cref="DotInteger{TQ4, TVnni, TTwo}"/>) that preceded the blocked ones, kept for
+    /// the same-process A/B of <c>MoeCompiler.Benchmarks intdot</c> (<see cref="Backends.CpuBackend.PerGroupIntegerDot"/>):
+    /// one activation row (<paramref name="row"/> of <paramref name="x"/>) against one int8 (grouped) or q4 weight row,
+    /// Σ_g (w_g · x_g) · Σ_{c in g} q_w[c] · q_x[c], the integer sums exact.</summary>
+    public static float DotIntegerOne(KernelIsa isa, bool vnni, bool q4, QuantizedActivations x, int row, byte* w, RowScales scales)
     {
         float r0, r1;
-        if (vnni) DotInteger<No, Yes, No>(isa, xq, xScales, null, null, null, null, (byte*)w, scales, &r0, &r1);
-        else DotInteger<No, No, No>(isa, xq, xScales, null, null, null, null, (byte*)w, scales, &r0, &r1);
+        sbyte* xq = x.Row(row);
+        float* xs = x.RowScales(row);
+        int* xo = x.RowOffsets(row);
+        if (q4)
+        {
+            if (vnni) DotInteger<Yes, Yes, No>(isa, xq, xs, xo, null, null, null, w, scales, &r0, &r1);
+            else DotInteger<Yes, No, No>(isa, xq, xs, xo, null, null, null, w, scales, &r0, &r1);
+        }
+        else if (vnni) DotInteger<No, Yes, No>(isa, xq, xs, null, null, null, null, w, scales, &r0, &r1);
+        else DotInteger<No, No, No>(isa, xq, xs, null, null, null, null, w, scales, &r0, &r1);
         return r0;
     }
 
-    /// <summary>Σ_g (w_g · x_g) · Σ_{c in g} (n[c] − 8) · q_x[c] for one q4 row against a quantised activation row: the
-    /// nibbles n are the unsigned operand as stored, and −8 · Σ q_x (precomputed per group) starts the integer sum.</summary>
-    public static float DotQ4Integer(KernelIsa isa, bool vnni, sbyte* xq, float* xScales, int* xOffsets, byte* packed, RowScales scales)
-    {
-        float r0, r1;
-        if (vnni) DotInteger<Yes, Yes, No>(isa, xq, xScales, xOffsets, null, null, null, packed, scales, &r0, &r1);
-        else DotInteger<Yes, No, No>(isa, xq, xScales, xOffsets, null, null, null, packed, scales, &r0, &r1);
-        return r0;
-    }
-
-    /// <summary>Two activation rows against one weight row (<paramref name="q4"/> or grouped int8): the weight bytes are
-    /// decoded once per group for both; each row's result is bit-identical to the one-row kernels'.</summary>
+    /// <summary>The per-group kernels for two activation rows against one weight row: the weight bytes are decoded once
+    /// per group for both; each row's result is bit-identical to <see cref="DotIntegerOne"/>'s.</summary>
     public static void DotIntegerPair(KernelIsa isa, bool vnni, bool q4, QuantizedActivations x, int row, byte* w, RowScales scales, float* results)
     {
         sbyte* x0 = x.Row(row), x1 = x.Row(row + 1);
@@ -152,6 +180,245 @@ internal static unsafe partial class Gemm
         else DotInteger<No, No, Yes>(isa, x0, s0, o0, x1, s1, o1, w, scales, results, results + 1);
     }
 
+    /// <summary>Weight rows [start, end) of <paramref name="w"/> against activation row <paramref name="row"/> (and
+    /// row + 1 with <paramref name="two"/>) with the blocked kernels, the row loop inside the specialised kernel so
+    /// that its set-up and the call are paid once per task, not per weight row (<see cref="PerRowIntegerCalls"/>: once
+    /// per row, the same bits): y[i · n + j] = dot + bias[j]. Row i's results do not depend on row i ± 1.</summary>
+    public static void IntegerRowsBlocked(KernelIsa isa, bool vnni, bool q4, bool two, QuantizedActivations x, int row, WeightView w,
+        int start, int end, float* bias, float* y, int n)
+    {
+        if (q4)
+        {
+            if (vnni)
+            {
+                if (two) RowsBlocked<Yes, Yes, Yes>(isa, x, row, w, start, end, bias, y, n);
+                else RowsBlocked<Yes, Yes, No>(isa, x, row, w, start, end, bias, y, n);
+            }
+            else if (two) RowsBlocked<Yes, No, Yes>(isa, x, row, w, start, end, bias, y, n);
+            else RowsBlocked<Yes, No, No>(isa, x, row, w, start, end, bias, y, n);
+        }
+        else if (vnni)
+        {
+            if (two) RowsBlocked<No, Yes, Yes>(isa, x, row, w, start, end, bias, y, n);
+            else RowsBlocked<No, Yes, No>(isa, x, row, w, start, end, bias, y, n);
+        }
+        else if (two) RowsBlocked<No, No, Yes>(isa, x, row, w, start, end, bias, y, n);
+        else RowsBlocked<No, No, No>(isa, x, row, w, start, end, bias, y, n);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void RowsBlocked<TQ4, TVnni, TTwo>(KernelIsa isa, QuantizedActivations x, int row, WeightView w,
+        int start, int end, float* bias, float* y, int n)
+        where TQ4 : struct, IFlag where TVnni : struct, IFlag where TTwo : struct, IFlag
+    {
+        sbyte* x0 = x.Row(row), z0 = x.SwizzledRow(row);
+        float* s0 = x.RowScales(row);
+        int* o0 = x.RowOffsets(row);
+        sbyte* x1 = null, z1 = null;
+        float* s1 = null;
+        int* o1 = null;
+        if (TTwo.Value)
+        {
+            x1 = x.Row(row + 1);
+            z1 = x.SwizzledRow(row + 1);
+            s1 = x.RowScales(row + 1);
+            o1 = x.RowOffsets(row + 1);
+        }
+        long rowBytes = TQ4.Value ? (long)x.K / 2 : x.K;
+        float* y0 = y + (long)row * n, y1 = TTwo.Value ? y + (long)(row + 1) * n : null;
+        if (!PerRowIntegerCalls)
+            DotIntegerBlocked<TQ4, TVnni, TTwo>(isa, x0, z0, s0, o0, x1, z1, s1, o1, w, rowBytes, start, end, bias, y0, y1);
+        else
+            for (int j = start; j < end; j++)
+                DotIntegerBlocked<TQ4, TVnni, TTwo>(isa, x0, z0, s0, o0, x1, z1, s1, o1, w, rowBytes, j, j + 1, bias, y0, y1);
+    }
+
+    /// <summary>
+    /// The blocked kernels: 8 groups (256 weights) per step, their 8 exact int32 group sums gathered into one vector
+    /// with <c>vphaddd</c>, so the f32 combine is one convert and one multiply-add per 8 groups (the per-group kernel
+    /// spends a convert, a broadcast and a multiply-add on every group).
+    /// <list type="bullet">
+    /// <item>q4: each 32-byte load holds groups 2j and 2j + 1; one <c>vpand</c> and one <c>vpsrlw</c> + <c>vpand</c>
+    /// give their low and high nibbles, which multiply the activations in <see cref="SwizzleQ4Pairs"/> order: a
+    /// vector of [4 partial sums of group 2j | 4 of group 2j + 1]. Three <c>vphaddd</c> sum four such vectors to
+    /// [g0 g2 g4 g6 | g1 g3 g5 g7], one <c>vpermd</c> restores group order, and the −8 · Σ q_x offsets are added.</item>
+    /// <item>int8: per group, with AvxVnni, (w + 128) × x and the 128 · Σ x corrected per 8 groups from the
+    /// offsets; without it |w| × sign(x, w) (the sign trick); six <c>vphaddd</c>, two lane swaps and an add sum
+    /// 8 groups' vectors of 8 partial sums each.</item>
+    /// </list>
+    /// The 8 sums are converted and multiply-added with the 8 scale products into one accumulator per activation row;
+    /// its lanes are summed at the end and the k mod 256 tail groups are added one by one (scalar fused multiply-add),
+    /// in a fixed order: a row's result does not depend on the other row of a pair, the task or the thread count.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void DotIntegerBlocked<TQ4, TVnni, TTwo>(KernelIsa isa, sbyte* xq0, sbyte* xz0, float* xScales0, int* xOffsets0,
+        sbyte* xq1, sbyte* xz1, float* xScales1, int* xOffsets1, WeightView weights, long rowBytes, int start, int end,
+        float* bias, float* y0, float* y1)
+        where TQ4 : struct, IFlag where TVnni : struct, IFlag where TTwo : struct, IFlag
+    {
+      for (int row = start; row < end; row++)
+      {
+        byte* w = weights.Data + row * rowBytes;
+        var scales = weights.RowScales(row);
+        float bias0 = bias == null ? 0 : bias[row];
+        bool q4 = TQ4.Value;
+        int groups = scales.Groups;
+        if (isa == KernelIsa.Scalar)
+        {
+            y0[row] = DotIntegerScalar(q4, xq0, xScales0, xOffsets0, w, scales) + bias0;
+            if (TTwo.Value) y1[row] = DotIntegerScalar(q4, xq1, xScales1, xOffsets1, w, scales) + bias0;
+            continue;
+        }
+        int stride = q4 ? 16 : 32;
+        int prefetch = IntegerPrefetchBytes;
+        // The scales are a second stream (2 bytes per group, rows contiguous): prefetched as far ahead in weight rows.
+        byte* scaleStream = scales.BF16 != null ? (byte*)scales.BF16 : (byte*)scales.F32;
+        int scaleBytes = scales.BF16 != null ? 2 : 4;
+        int scalePrefetch = IntegerPrefetchScales ? prefetch / stride * scaleBytes : 0;
+        Vector256<float> a = default, c = default;
+        var nibbles = Vector256.Create((byte)0x0F);
+        var order = Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7);
+        byte* wg = w;
+        int g8 = 0;
+        for (; g8 + 8 <= groups; g8 += 8, wg += 8 * stride)
+        {
+            var ws = Scales8(scales, g8);
+            if (scalePrefetch != 0) Sse.Prefetch0(scaleStream + g8 * scaleBytes + scalePrefetch);
+            if (q4)
+            {
+                Sse.Prefetch0(wg + prefetch);
+                Sse.Prefetch0(wg + prefetch + 64);
+                var b0 = Vector256.Load(wg);
+                var b1 = Vector256.Load(wg + 32);
+                var b2 = Vector256.Load(wg + 64);
+                var b3 = Vector256.Load(wg + 96);
+                var l0 = b0 & nibbles; var h0 = Avx2.ShiftRightLogical(b0.AsUInt16(), 4).AsByte() & nibbles;
+                var l1 = b1 & nibbles; var h1 = Avx2.ShiftRightLogical(b1.AsUInt16(), 4).AsByte() & nibbles;
+                var l2 = b2 & nibbles; var h2 = Avx2.ShiftRightLogical(b2.AsUInt16(), 4).AsByte() & nibbles;
+                var l3 = b3 & nibbles; var h3 = Avx2.ShiftRightLogical(b3.AsUInt16(), 4).AsByte() & nibbles;
+                sbyte* z = xz0 + 32 * g8;
+                var sums = Q4Sums<TVnni>(l0, h0, l1, h1, l2, h2, l3, h3, z, order) + Vector256.Load(xOffsets0 + g8);
+                a = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sums), ws * Vector256.Load(xScales0 + g8), a);
+                if (TTwo.Value)
+                {
+                    z = xz1 + 32 * g8;
+                    sums = Q4Sums<TVnni>(l0, h0, l1, h1, l2, h2, l3, h3, z, order) + Vector256.Load(xOffsets1 + g8);
+                    c = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sums), ws * Vector256.Load(xScales1 + g8), c);
+                }
+            }
+            else
+            {
+                Sse.Prefetch0(wg + prefetch);
+                Sse.Prefetch0(wg + prefetch + 64);
+                Sse.Prefetch0(wg + prefetch + 128);
+                Sse.Prefetch0(wg + prefetch + 192);
+                // Four groups at a time (registers): [g0..g3 first halves | second halves], then g4..g7.
+                var lo0 = I8Sums4<TVnni>(wg, xq0 + 32 * g8);
+                var hi0 = I8Sums4<TVnni>(wg + 128, xq0 + 32 * g8 + 128);
+                var sums = Avx2.Permute2x128(lo0, hi0, 0x20) + Avx2.Permute2x128(lo0, hi0, 0x31);
+                if (TVnni.Value) sums += Avx2.ShiftLeftLogical(Vector256.Load(xOffsets0 + g8), 4);
+                a = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sums), ws * Vector256.Load(xScales0 + g8), a);
+                if (TTwo.Value)
+                {
+                    var lo1 = I8Sums4<TVnni>(wg, xq1 + 32 * g8);
+                    var hi1 = I8Sums4<TVnni>(wg + 128, xq1 + 32 * g8 + 128);
+                    sums = Avx2.Permute2x128(lo1, hi1, 0x20) + Avx2.Permute2x128(lo1, hi1, 0x31);
+                    if (TVnni.Value) sums += Avx2.ShiftLeftLogical(Vector256.Load(xOffsets1 + g8), 4);
+                    c = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sums), ws * Vector256.Load(xScales1 + g8), c);
+                }
+            }
+        }
+        float r0 = Vector256.Sum(a), r1 = TTwo.Value ? Vector256.Sum(c) : 0;
+        for (int g = g8; g < groups; g++, wg += stride)
+        {
+            var u = Unsigned<TQ4>(wg);
+            float ws = scales[g];
+            r0 = MathF.FusedMultiplyAdd(GroupSum<TQ4, TVnni>(u, wg, xq0 + 32 * g, xOffsets0, g), ws * xScales0[g], r0);
+            if (TTwo.Value) r1 = MathF.FusedMultiplyAdd(GroupSum<TQ4, TVnni>(u, wg, xq1 + 32 * g, xOffsets1, g), ws * xScales1[g], r1);
+        }
+        y0[row] = r0 + bias0;
+        if (TTwo.Value) y1[row] = r1 + bias0;
+      }
+    }
+
+    /// <summary>Bytes ahead of the blocked kernels' loads that they prefetch (0: none); a field for the intdot A/B.</summary>
+    internal static int IntegerPrefetchBytes = 4096;
+
+    /// <summary>Whether the blocked kernels also prefetch the weight scales, the same rows ahead (off: within the noise
+    /// of three busy-machine runs, docs/quantization.md "Speed"); a field for the A/B.</summary>
+    internal static bool IntegerPrefetchScales;
+
+    /// <summary>Exact int32 sums of 8 q4 groups (their nibbles l/h per pair, activations <paramref name="z"/> in
+    /// <see cref="SwizzleQ4Pairs"/> order), in group order, without the offsets.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Q4Sums<TVnni>(Vector256<byte> l0, Vector256<byte> h0, Vector256<byte> l1, Vector256<byte> h1,
+        Vector256<byte> l2, Vector256<byte> h2, Vector256<byte> l3, Vector256<byte> h3, sbyte* z, Vector256<int> order)
+        where TVnni : struct, IFlag
+    {
+        var p0 = PairSum<TVnni>(l0, Vector256.Load(z), h0, Vector256.Load(z + 32));
+        var p1 = PairSum<TVnni>(l1, Vector256.Load(z + 64), h1, Vector256.Load(z + 96));
+        var p2 = PairSum<TVnni>(l2, Vector256.Load(z + 128), h2, Vector256.Load(z + 160));
+        var p3 = PairSum<TVnni>(l3, Vector256.Load(z + 192), h3, Vector256.Load(z + 224));
+        var sums = Avx2.HorizontalAdd(Avx2.HorizontalAdd(p0, p1), Avx2.HorizontalAdd(p2, p3)); // g0 g2 g4 g6 | g1 g3 g5 g7
+        return Avx2.PermuteVar8x32(sums, order);
+    }
+
+    /// <summary>Σ l·x + Σ h·y in 8 int32 partial sums (exact: nibbles ≤ 15, so vpmaddubsw pairs of both stay in int16).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> PairSum<TVnni>(Vector256<byte> l, Vector256<sbyte> x, Vector256<byte> h, Vector256<sbyte> y)
+        where TVnni : struct, IFlag
+    {
+        if (TVnni.Value) return AvxVnni.MultiplyWideningAndAdd(AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, l, x), h, y);
+        // 2 · 15 · 127 per pair, twice: 7620 < 32767.
+        return Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(l, x) + Avx2.MultiplyAddAdjacent(h, y), Vector256.Create((short)1));
+    }
+
+    /// <summary>
+    /// 4 int8 groups' exact sums as [g0 g1 g2 g3 over their first 16 columns | the same over the last 16]. With
+    /// AvxVnni the weight bytes go in as unsigned w + 128 (one <c>vpxor</c>), so Σ (w + 128) · x = Σ w · x + 128 · Σ x,
+    /// which the caller corrects with 16 × the −8 · Σ x offsets; without it |w| × sign(x, w), the sign trick
+    /// (<c>vpmaddubsw</c> would saturate on (w + 128) · x).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> I8Sums4<TVnni>(byte* w, sbyte* x) where TVnni : struct, IFlag
+    {
+        Vector256<int> d0, d1, d2, d3;
+        if (TVnni.Value)
+        {
+            var bias = Vector256.Create((byte)0x80);
+            d0 = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Vector256.Load(w) ^ bias, Vector256.Load(x));
+            d1 = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Vector256.Load(w + 32) ^ bias, Vector256.Load(x + 32));
+            d2 = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Vector256.Load(w + 64) ^ bias, Vector256.Load(x + 64));
+            d3 = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Vector256.Load(w + 96) ^ bias, Vector256.Load(x + 96));
+        }
+        else
+        {
+            d0 = SignedSum(Vector256.Load((sbyte*)w), x);
+            d1 = SignedSum(Vector256.Load((sbyte*)w + 32), x + 32);
+            d2 = SignedSum(Vector256.Load((sbyte*)w + 64), x + 64);
+            d3 = SignedSum(Vector256.Load((sbyte*)w + 96), x + 96);
+        }
+        return Avx2.HorizontalAdd(Avx2.HorizontalAdd(d0, d1), Avx2.HorizontalAdd(d2, d3));
+    }
+
+    /// <summary>8 partial sums of Σ w·x over one int8 group as |w| × sign(x, w) with <c>vpmaddubsw</c> (exact:
+    /// 2 · 128 · 127 &lt; 32767).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> SignedSum(Vector256<sbyte> w, sbyte* x)
+        => Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w), Avx2.Sign(Vector256.Load(x), w)), Vector256.Create((short)1));
+
+    /// <summary>One group's exact integer sum (the blocked kernels' tail), as an f32 (|sum| &lt; 2²⁴).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float GroupSum<TQ4, TVnni>(Vector256<byte> u, byte* w, sbyte* xq, int* offsets, int g)
+        where TQ4 : struct, IFlag where TVnni : struct, IFlag
+    {
+        var x = Vector256.Load(xq);
+        var dot = TQ4.Value
+            ? DotBytes(TVnni.Value, Vector256.CreateScalar(offsets[g]), u, x)
+            : DotBytes(TVnni.Value, Vector256<int>.Zero, u, Avx2.Sign(x, Vector256.Load((sbyte*)w)));
+        return Vector256.Sum(dot);
+    }
+
     /// <summary>A compile-time flag: the JIT specialises <see cref="DotInteger{TQ4, TVnni, TTwo}"/> per struct argument
     /// and folds the branches on it away.</summary>
     private interface IFlag { static abstract bool Value { get; } }
@@ -159,7 +426,7 @@ internal static unsafe partial class Gemm
     private struct No : IFlag { public static bool Value => false; }
 
     /// <summary>
-    /// Both formats, one or two activation rows (<typeparamref name="TTwo"/>). The vector paths (AVX2 and AVX-512 run
+    /// The per-group kernels (<see cref="Backends.CpuBackend.PerGroupIntegerDot"/>). Both formats, one or two activation rows (<typeparamref name="TTwo"/>). The vector paths (AVX2 and AVX-512 run
     /// the same 256-bit code: AvxVnni has no 512-bit form in .NET, and joining pairs of group dots into 512-bit
     /// vectors measured slower on Zen 4, whose 512-bit units are 256 bits wide) take 8 groups at a time: their 8 scale
     /// products w_g · x_g are computed in one vector and stored, so each group broadcasts its own from L1; every

@@ -20,11 +20,14 @@ internal static unsafe partial class Gemm
         /// <summary>Set (Values non-null) when the integer path runs: the activation rows quantised once for all tasks.</summary>
         public QuantizedActivations Quantized;
         public bool Vnni;
+        /// <summary>The per-group integer kernels instead of the blocked ones (<see cref="DotIntegerOne"/>).</summary>
+        public bool PerGroup;
+        public int RowsPerTask;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int index, int worker)
         {
-            int start = index * MatVecRowsPerTask, end = Math.Min(N, start + MatVecRowsPerTask);
+            int start = index * RowsPerTask, end = Math.Min(N, start + RowsPerTask);
             float* decoded = Scratch[worker];
             if (Quantized.Values != null)
             {
@@ -67,6 +70,13 @@ internal static unsafe partial class Gemm
         private void IntegerRows(int start, int end)
         {
             bool q4 = W.DType == DType.Q4;
+            if (!PerGroup)
+            {
+                int r = 0;
+                for (; r + 2 <= M; r += 2) IntegerRowsBlocked(Isa, Vnni, q4, two: true, Quantized, r, W, start, end, Bias, Y, N);
+                if (r < M) IntegerRowsBlocked(Isa, Vnni, q4, two: false, Quantized, r, W, start, end, Bias, Y, N);
+                return;
+            }
             float* pair = stackalloc float[2];
             for (int j = start; j < end; j++)
             {
@@ -82,9 +92,7 @@ internal static unsafe partial class Gemm
                     Y[(long)(i + 1) * N + j] = pair[1] + b;
                 }
                 if (i < M)
-                    Y[(long)i * N + j] = (q4
-                        ? DotQ4Integer(Isa, Vnni, Quantized.Row(i), Quantized.RowScales(i), Quantized.RowOffsets(i), w, scales)
-                        : DotI8Integer(Isa, Vnni, Quantized.Row(i), Quantized.RowScales(i), (sbyte*)w, scales)) + b;
+                    Y[(long)i * N + j] = DotIntegerOne(Isa, Vnni, q4, Quantized, i, w, scales) + b;
             }
         }
 

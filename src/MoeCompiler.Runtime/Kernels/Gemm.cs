@@ -41,6 +41,13 @@ internal static unsafe partial class Gemm
     /// <summary>Compute tasks split the packed panels when the row groups are few. Mutable only for benchmark A/B.</summary>
     internal static bool SplitPanels = true;
     private const int MatVecRowsPerTask = 32;
+    /// <summary>Weight rows per task of the integer decode path (<see cref="MatVecJob"/> with quantised activations);
+    /// a field for the intdot A/B. Results do not depend on it (every row is one task's, summed alone).</summary>
+    internal static int IntegerRowsPerTask = MatVecRowsPerTask;
+
+    /// <summary>The blocked integer kernels called once per weight row (as before 2026-12-06 03:15) instead of with the
+    /// row loop inside the kernel (<see cref="IntegerRowsBlocked"/>); the same bits; a field for the intdot A/B.</summary>
+    internal static bool PerRowIntegerCalls;
 
     private static (int Mr, int Nr) Tile(KernelIsa isa) => isa switch
     {
@@ -73,19 +80,22 @@ internal static unsafe partial class Gemm
     /// (<see cref="SupportsIntegerDot"/>) quantise the activations and sum integer dot products (Gemm.IntegerDot.cs);
     /// <paramref name="shared"/> then holds <see cref="SharedFloats(int, int, int, KernelIsa, bool)"/> floats.</param>
     /// <param name="vnni">The integer dots use AvxVnni <c>vpdpbusd</c> (else <c>vpmaddubsw</c> + <c>vpmaddwd</c>).</param>
+    /// <param name="perGroup">The integer dots run the per-group kernels instead of the blocked ones (A/B only).</param>
     public static void Run(WorkerPool pool, float** scratch, float* shared, KernelIsa isa, float* x, int m, int k, WeightView w, float* bias, float* y,
-        bool integerDot = false, bool vnni = false)
+        bool integerDot = false, bool vnni = false, bool perGroup = false)
     {
         int n = w.Rows;
         if (m <= MatVecMaxRows)
         {
-            var job = new MatVecJob { X = x, M = m, K = k, N = n, W = w, Bias = bias, Y = y, Scratch = scratch, Isa = isa };
+            var job = new MatVecJob { X = x, M = m, K = k, N = n, W = w, Bias = bias, Y = y, Scratch = scratch, Isa = isa, RowsPerTask = MatVecRowsPerTask };
             if (integerDot && SupportsIntegerDot(w))
             {
                 job.Quantized = QuantizeActivations(isa, x, m, k, (byte*)shared);
                 job.Vnni = vnni;
+                job.PerGroup = perGroup;
+                job.RowsPerTask = IntegerRowsPerTask;
             }
-            pool.Run((n + MatVecRowsPerTask - 1) / MatVecRowsPerTask, ref job);
+            pool.Run((n + job.RowsPerTask - 1) / job.RowsPerTask, ref job);
             return;
         }
         var (mr, nr) = Tile(isa);

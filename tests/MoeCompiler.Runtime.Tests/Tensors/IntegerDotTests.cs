@@ -260,6 +260,103 @@ public sealed unsafe class IntegerDotTests
         }
     }
 
+    /// <summary>q4's activation order (Gemm.SwizzleQ4Pairs): per pair of groups the middle 16-byte quarters swap; a
+    /// last odd group stays as it is.</summary>
+    [Theory]
+    [InlineData(32)]
+    [InlineData(64)]
+    [InlineData(96)]
+    [InlineData(2080)]
+    public void Q4ActivationOrderSwapsTheMiddleQuartersOfEveryPairOfGroups(int k)
+    {
+        var q = new sbyte[k];
+        for (int i = 0; i < k; i++) q[i] = (sbyte)(i * 37 % 255 - 127);
+        var expected = new sbyte[k];
+        for (int c = 0; c < k; c++)
+        {
+            int pair = c / 64 * 64, inPair = c % 64;
+            int source = c - inPair + 64 <= k ? pair + inPair switch { < 16 => inPair, < 32 => inPair + 16, < 48 => inPair - 16, _ => inPair } : c;
+            expected[c] = q[source];
+        }
+        var actual = new sbyte[k];
+        fixed (sbyte* qp = q)
+        fixed (sbyte* ap = actual)
+            Gemm.SwizzleQ4Pairs(qp, k, ap);
+        Assert.Equal(expected, actual);
+    }
+
+    /// <summary>The blocked kernels take 8 groups per step and the rest one by one: widths around the block edges
+    /// (7–9, 15–17 groups), odd row counts (pairs and a single row), both formats, every path, and the per-group
+    /// kernels they replaced: each within the naive product's tolerance, and each row equal to itself alone.</summary>
+    [Theory]
+    [InlineData(QuantizationType.Int8)]
+    [InlineData(QuantizationType.Q4)]
+    public void BlockedKernelsMatchTheNaiveProductAroundBlockEdges(QuantizationType type)
+    {
+        var random = new Random(type == QuantizationType.Int8 ? 21 : 22);
+        foreach (int k in new[] { 224, 256, 288, 480, 512, 544 })
+            foreach (int m in new[] { 1, 2, 3, 5 })
+            {
+                int n = 19;
+                var x = RandomF32(random, 1f, m, k);
+                var weight = WeightQuantizer.Quantize(RandomF32(random, 0.05f, n, k), type);
+                var expected = NaiveProduct(x.ToFloatArray(), m, k, weight, type, out var magnitude);
+                var xs = x.ToFloatArray();
+                foreach (var (isa, vnni) in Paths())
+                    foreach (bool perGroup in new[] { false, true })
+                    {
+                        using var backend = new CpuBackend(2, isa) { IntegerDotDecode = true, Vnni = vnni, PerGroupIntegerDot = perGroup };
+                        var y = Poisoned(m, n);
+                        backend.LinearRows(x, weight, null, y);
+                        var actual = y.ToFloatArray();
+                        string what = $"{type} {m}x{k}x{n} {isa} vnni={vnni} perGroup={perGroup}";
+                        for (int i = 0; i < actual.Length; i++)
+                            Assert.True(Math.Abs(actual[i] - expected[i]) <= 2e-6 * magnitude[i] + 1e-30,
+                                $"{what} element {i}: expected {expected[i]:R}, got {actual[i]:R}");
+                        for (int i = 0; i < m; i++)
+                        {
+                            var row = Poisoned(1, n);
+                            backend.Linear(Tensor.FromFloats(xs.AsSpan(i * k, k).ToArray(), 1, k), weight, null, row);
+                            var single = row.ToFloatArray();
+                            for (int j = 0; j < n; j++)
+                                Assert.True(BitConverter.SingleToInt32Bits(single[j]) == BitConverter.SingleToInt32Bits(actual[i * n + j]),
+                                    $"{what} row {i} column {j}: {single[j]:R} alone vs {actual[i * n + j]:R} with the others");
+                        }
+                    }
+            }
+    }
+
+    /// <summary>The blocked kernels run their row loop inside the kernel (Gemm.IntegerRowsBlocked); called once per
+    /// weight row instead (Gemm.PerRowIntegerCalls, the benchmark's A/B) they give the same bits. Both select the same
+    /// arithmetic, so flipping the switch cannot disturb tests running beside this one.</summary>
+    [Fact]
+    public void TheRowLoopInsideTheKernelGivesTheBitsOfOneCallPerRow()
+    {
+        var random = new Random(23);
+        foreach (var type in new[] { QuantizationType.Int8, QuantizationType.Q4 })
+            foreach (var (isa, vnni) in Paths())
+                foreach (int m in new[] { 1, 3, 4 })
+                {
+                    var x = RandomF32(random, 1f, m, 544);
+                    var w = WeightQuantizer.Quantize(RandomF32(random, 0.05f, 77, 544), type);
+                    var bias = RandomF32(random, 1f, 77);
+                    using var backend = Backend(2, isa, vnni);
+                    var inside = Poisoned(m, 77);
+                    var perRow = Poisoned(m, 77);
+                    backend.Linear(x, w, bias, inside);
+                    try
+                    {
+                        Gemm.PerRowIntegerCalls = true;
+                        backend.Linear(x, w, bias, perRow);
+                    }
+                    finally
+                    {
+                        Gemm.PerRowIntegerCalls = false;
+                    }
+                    AssertBitwiseEqual(perRow, inside, $"{type} m={m} {isa} vnni={vnni}");
+                }
+    }
+
     /// <summary>The option off keeps the f32-activation kernels; per-row int8 (older checkpoints) and prefill (more
     /// than 4 rows through Linear) never take the integer path.</summary>
     [Fact]
