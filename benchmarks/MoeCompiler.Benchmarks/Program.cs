@@ -26,6 +26,9 @@ switch (command)
     case "intdot":
         IntegerDotBenchmarks.Run(options);
         return 0;
+    case "igemm":
+        IntegerGemmBenchmarks.Run(options);
+        return 0;
     case "limits":
         Limits.Measure(options).Print();
         return 0;
@@ -36,6 +39,7 @@ switch (command)
                         (bf16, int8), attention at 600 tokens and MoE dispatch, each as a fraction of its limit
               limits    only the machine limits
               intdot    int8/q4 decode: f32 activations vs the integer path (with/without AvxVnni), same run
+              igemm     int8/q4 prefill (m > 4): dequantise-to-f32 GEMM vs the integer GEMM (AvxVnni), same run
               gemm | decode | layer    the limits and one part of "kernels"
               rows      batched decode: packed bf16 LinearRows for 1, 2, 4, 8 rows (time against one row)
               rows-stream  the same for 1-4 rows on weights streamed from memory (copies cycled), rounds alternating
