@@ -102,10 +102,10 @@ public sealed unsafe partial class CpuBackend : IBackend
     /// </summary>
     public bool IntegerGemmPrefill { get; init; } = IntegerGemmPrefillDefault;
 
-    /// <summary>The default of <see cref="IntegerGemmPrefill"/>: off, unless <c>MOE_INT_GEMM=1</c>.</summary>
+    /// <summary>The default of <see cref="IntegerGemmPrefill"/>: on, unless <c>MOE_INT_GEMM=0</c>.</summary>
     public static bool IntegerGemmPrefillDefault => Environment.GetEnvironmentVariable("MOE_INT_GEMM") switch
     {
-        null or "" => false,
+        null or "" => true,
         "0" or "false" or "off" => false,
         "1" or "true" or "on" => true,
         var other => throw new InvalidOperationException($"MOE_INT_GEMM={other}: expected 0 or 1"),

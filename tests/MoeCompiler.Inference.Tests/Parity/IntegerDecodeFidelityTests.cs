@@ -11,7 +11,9 @@ namespace MoeCompiler.Inference.Tests.Parity;
 
 /// <summary>
 /// The integer decode path (<see cref="CpuBackend.IntegerDotDecode"/>: activations quantised to int8 per group of 32)
-/// at model level, on decode steps (one row per forward, the path it changes; prefill runs the f32 GEMM either way):
+/// at model level, on decode steps (one row per forward; the integer backend and the naive reference's inner backend
+/// both prefill with the integer GEMM, <see cref="CpuBackend.IntegerGemmPrefill"/>, so (1) compares decode kernels,
+/// while the f32 backend prefills with f32 activations too):
 /// a random image and 3 text tokens are prefilled, then <see cref="DecodePositions"/> text tokens go through one at a
 /// time. (1) The integer kernels against a naive reference that fake-quantises the activations and multiplies them
 /// with the dequantised weights in double (<see cref="FakeQuantisedActivationsBackend"/>, written from the documented
@@ -36,15 +38,15 @@ public class IntegerDecodeFidelityTests(Xunit.Abstractions.ITestOutputHelper out
         {
             string checkpoint = Path.Combine(folder, "model.safetensors");
             RandomCheckpoint.Write(entry.Manifest, checkpoint, seed: 16);
-            using var f32Backend = new CpuBackend(2) { IntegerDotDecode = false };
-            using var integerBackend = new CpuBackend(2) { IntegerDotDecode = true };
+            using var f32Backend = new CpuBackend(2) { IntegerDotDecode = false, IntegerGemmPrefill = false };
+            using var integerBackend = new CpuBackend(2) { IntegerDotDecode = true, IntegerGemmPrefill = true };
             var reference = Decode(entry, checkpoint, f32Backend, null);
             foreach (var type in new[] { QuantizationType.Int8, QuantizationType.Q4 })
             {
                 var options = new BindOptions { Quantization = new QuantizationOptions(type) };
                 var f32Activations = Decode(entry, checkpoint, f32Backend, options);
                 var integer = Decode(entry, checkpoint, integerBackend, options);
-                using var naive = new FakeQuantisedActivationsBackend(new CpuBackend(2) { IntegerDotDecode = false });
+                using var naive = new FakeQuantisedActivationsBackend(new CpuBackend(2) { IntegerDotDecode = false, IntegerGemmPrefill = true });
                 var fake = Decode(entry, checkpoint, naive, options);
                 Assert.True(naive.NaiveProducts > 0, "the reference never saw a quantised decode product");
 
