@@ -83,46 +83,53 @@ internal static unsafe partial class Gemm
         {
             int groups = K / WeightQuantizerGroup;
             bool q4 = W.DType == Tensors.DType.Q4;
-            byte* unpacked = stackalloc byte[32];
+            // q4: each column's group unpacked to 32 bytes (column order) first; a column past the block reads zeros.
+            byte* unpacked = stackalloc byte[IntPanel * 32 + 32];
+            byte* zeros = unpacked + IntPanel * 32;
+            new Span<byte>(zeros, 32).Clear();
+            var sources = stackalloc float*[8];
             int firstPanel = index * IntPanelsPerPackTask;
             int lastPanel = Math.Min(firstPanel + IntPanelsPerPackTask, (Nc + IntPanel - 1) / IntPanel);
             for (int p = firstPanel; p < lastPanel; p++)
             {
                 byte* panel = Packed + (long)p * IntPanel * K;
                 float* panelScales = Scales + (long)p * groups * IntPanel;
+                int columns = Math.Min(IntPanel, Nc - p * IntPanel);
                 for (int j = 0; j < IntPanel; j++)
                 {
-                    int column = p * IntPanel + j;
-                    byte* target = panel + (j >> 3) * 32 + (j & 7) * 4;
-                    if (column >= Nc)
+                    if (j >= columns)
                     {
-                        for (int g = 0; g < groups; g++)
-                        {
-                            panelScales[g * IntPanel + j] = 0;
-                            for (int q = 0; q < 8; q++) *(uint*)(target + g * 512 + q * 64) = 0;
-                        }
+                        for (int g = 0; g < groups; g++) panelScales[g * IntPanel + j] = 0;
                         continue;
                     }
-                    int row = Jc + column;
-                    var rowScales = W.RowScales(row);
-                    for (int g = 0; g < groups; g++)
+                    var rowScales = W.RowScales(Jc + p * IntPanel + j);
+                    for (int g = 0; g < groups; g++) panelScales[g * IntPanel + j] = rowScales[g];
+                }
+                for (int g = 0; g < groups; g++)
+                {
+                    byte* target = panel + g * 512;
+                    // 8 columns × 8 dwords (quads of k) transposed to 8 quads × 8 columns, twice: the float transpose
+                    // moves the 4-byte quads unchanged.
+                    for (int half = 0; half < 2; half++)
                     {
-                        panelScales[g * IntPanel + j] = rowScales[g];
-                        byte* t = target + g * 512;
-                        if (q4)
+                        for (int c = 0; c < 8; c++)
                         {
-                            // byte c of a group holds column c (low nibble) and column c + 16 (high nibble).
-                            var bytes = Vector128.Load(W.Data + (long)row * K / 2 + g * 16);
-                            (bytes & Vector128.Create((byte)0x0F)).Store(unpacked);
-                            Vector128.ShiftRightLogical(bytes, 4).Store(unpacked + 16);
-                            for (int q = 0; q < 8; q++) *(uint*)(t + q * 64) = ((uint*)unpacked)[q];
+                            int j = half * 8 + c;
+                            if (j >= columns) sources[c] = (float*)zeros;
+                            else if (q4)
+                            {
+                                var bytes = Vector128.Load(W.Data + (long)(Jc + p * IntPanel + j) * K / 2 + g * 16);
+                                byte* u = unpacked + j * 32;
+                                (bytes & Vector128.Create((byte)0x0F)).Store(u);
+                                Vector128.ShiftRightLogical(bytes, 4).Store(u + 16);
+                                sources[c] = (float*)u;
+                            }
+                            else sources[c] = (float*)(W.Data + (long)(Jc + p * IntPanel + j) * K + g * 32);
                         }
-                        else
-                        {
-                            uint* source = (uint*)(W.Data + (long)row * K + g * 32);
-                            for (int q = 0; q < 8; q++) *(uint*)(t + q * 64) = source[q] ^ 0x80808080u;
-                        }
+                        Transpose8x8(sources, 0, (float*)(target + half * 32), IntPanel);
                     }
+                    if (!q4)
+                        for (int v = 0; v < 512; v += 32) (Vector256.Load(target + v) ^ Vector256.Create((byte)0x80)).Store(target + v);
                 }
             }
         }
