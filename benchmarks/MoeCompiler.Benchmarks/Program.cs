@@ -29,6 +29,9 @@ switch (command)
     case "intdot":
         IntegerDotBenchmarks.Run(options);
         return 0;
+    case "igemm":
+        IntegerGemmBenchmarks.Run(options);
+        return 0;
     case "limits":
         Limits.Measure(options).Print();
         return 0;
@@ -39,6 +42,7 @@ switch (command)
                         (bf16, int8), attention at 600 tokens and MoE dispatch, each as a fraction of its limit
               limits    only the machine limits
               intdot    int8/q4 decode: f32 activations vs the integer path (with/without AvxVnni), same run
+              igemm     int8/q4 prefill (m > 4): dequantise-to-f32 GEMM vs the integer GEMM (AvxVnni), same run
               gemm | decode | layer    the limits and one part of "kernels"
               gemmab    prefill/expert/vision GEMM shapes (packed bf16), depth-block variants (env GEMMAB_KC, default
                         1024,256) alternating round by round, GFLOP/s, share of FMA peak, share spent packing weights

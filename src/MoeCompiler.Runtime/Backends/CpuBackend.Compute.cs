@@ -28,9 +28,10 @@ public sealed unsafe partial class CpuBackend
             {
                 var view = weight.Storage is PackedWeightStorage packed && packed.Covers(weight) ? new WeightView(weight, packed.Packed) : new WeightView(weight);
                 bool integer = IntegerDotDecode && Gemm.SupportsIntegerDot(view);
-                float* shared = _scratch.Shared(Gemm.SharedFloats(m, n, k, _isa, integer));
+                bool integerGemm = IntegerGemmPrefill && Gemm.UsesIntegerGemm(_isa, Vnni, view);
+                float* shared = _scratch.Shared(Gemm.SharedFloats(m, n, k, _isa, integer, integerGemm));
                 Gemm.Run(_pool, _scratch.Ensure(Gemm.ScratchFloats(m, k, _isa)), shared, _isa, (float*)x.Data, m, k,
-                    view, b.IsEmpty ? null : biasPointer, (float*)y.Data, integer, Vnni, PerGroupIntegerDot);
+                    view, b.IsEmpty ? null : biasPointer, (float*)y.Data, integer, Vnni, PerGroupIntegerDot, integerGemm);
             }
         }
         KeepAlive(x, weight, bias, y);

@@ -93,6 +93,24 @@ public sealed unsafe partial class CpuBackend : IBackend
         var other => throw new InvalidOperationException($"MOE_INT_DOT={other}: expected 0 or 1"),
     };
 
+    /// <summary>
+    /// Prefill and vision products (more than 4 activation rows) with grouped int8 or q4 weights quantise the
+    /// activations as decode does and run the integer GEMM (AvxVnni <c>vpdpbusd</c>; without AvxVnni, or on the
+    /// scalar path, they dequantise weight panels to f32 for the f32 GEMM as when this is off). Default:
+    /// <see cref="IntegerGemmPrefillDefault"/>, which <c>MOE_INT_GEMM=0|1</c> overrides. docs/quantization.md
+    /// ("Speed") has the measurement.
+    /// </summary>
+    public bool IntegerGemmPrefill { get; init; } = IntegerGemmPrefillDefault;
+
+    /// <summary>The default of <see cref="IntegerGemmPrefill"/>: on, unless <c>MOE_INT_GEMM=0</c>.</summary>
+    public static bool IntegerGemmPrefillDefault => Environment.GetEnvironmentVariable("MOE_INT_GEMM") switch
+    {
+        null or "" => true,
+        "0" or "false" or "off" => false,
+        "1" or "true" or "on" => true,
+        var other => throw new InvalidOperationException($"MOE_INT_GEMM={other}: expected 0 or 1"),
+    };
+
     /// <summary>Whether the integer dots use AvxVnni (the default where the CPU has it); tests turn it off to run the
     /// AVX2 <c>vpmaddubsw</c> + <c>vpmaddwd</c> fallback.</summary>
     internal bool Vnni { get; init; } = AvxVnni.IsSupported;

@@ -69,9 +69,10 @@ internal static unsafe partial class Gemm
 
     /// <summary>Shared floats for a product of this shape; with <paramref name="integerDot"/> a matrix-vector product
     /// keeps its quantised activations there.</summary>
-    public static long SharedFloats(int m, int n, int k, KernelIsa isa, bool integerDot)
+    public static long SharedFloats(int m, int n, int k, KernelIsa isa, bool integerDot, bool integerGemm = false)
     {
         if (m <= MatVecMaxRows) return integerDot ? (QuantizedActivationBytes(m, k) + 3) / 4 : 0;
+        if (integerGemm) return (IntegerGemmBytes(m, n, k) + 3) / 4;
         int nr = Tile(isa).Nr;
         return (long)ColumnBlock * MaxDepthBlock;
     }
@@ -81,8 +82,11 @@ internal static unsafe partial class Gemm
     /// <paramref name="shared"/> then holds <see cref="SharedFloats(int, int, int, KernelIsa, bool)"/> floats.</param>
     /// <param name="vnni">The integer dots use AvxVnni <c>vpdpbusd</c> (else <c>vpmaddubsw</c> + <c>vpmaddwd</c>).</param>
     /// <param name="perGroup">The integer dots run the per-group kernels instead of the blocked ones (A/B only).</param>
+    /// <param name="integerGemm">Larger products (m &gt; <see cref="MatVecMaxRows"/>) of int8/q4 weights take the integer
+    /// GEMM (Gemm.IntegerGemm.cs) where <see cref="UsesIntegerGemm"/> allows it; <paramref name="shared"/> then holds
+    /// <see cref="SharedFloats(int, int, int, KernelIsa, bool, bool)"/> floats.</param>
     public static void Run(WorkerPool pool, float** scratch, float* shared, KernelIsa isa, float* x, int m, int k, WeightView w, float* bias, float* y,
-        bool integerDot = false, bool vnni = false, bool perGroup = false)
+        bool integerDot = false, bool vnni = false, bool perGroup = false, bool integerGemm = false)
     {
         int n = w.Rows;
         if (m <= MatVecMaxRows)
@@ -96,6 +100,11 @@ internal static unsafe partial class Gemm
                 job.RowsPerTask = IntegerRowsPerTask;
             }
             pool.Run((n + job.RowsPerTask - 1) / job.RowsPerTask, ref job);
+            return;
+        }
+        if (integerGemm && UsesIntegerGemm(isa, vnni, w))
+        {
+            RunIntegerGemm(pool, isa, x, m, k, w, bias, y, (byte*)shared);
             return;
         }
         var (mr, nr) = Tile(isa);

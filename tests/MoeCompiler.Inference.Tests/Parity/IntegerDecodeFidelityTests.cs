@@ -11,7 +11,8 @@ namespace MoeCompiler.Inference.Tests.Parity;
 
 /// <summary>
 /// The integer decode path (<see cref="CpuBackend.IntegerDotDecode"/>: activations quantised to int8 per group of 32)
-/// at model level, on decode steps (one row per forward, the path it changes; prefill runs the f32 GEMM either way):
+/// and the integer prefill GEMM (<see cref="CpuBackend.IntegerGemmPrefill"/>) at model level, on decode steps (one row
+/// per forward) after an integer prefill (the f32 backend prefills and decodes with f32 activations):
 /// a random image and 3 text tokens are prefilled, then <see cref="DecodePositions"/> text tokens go through one at a
 /// time. (1) The integer kernels against a naive reference that fake-quantises the activations and multiplies them
 /// with the dequantised weights in double (<see cref="FakeQuantisedActivationsBackend"/>, written from the documented
@@ -36,15 +37,15 @@ public class IntegerDecodeFidelityTests(Xunit.Abstractions.ITestOutputHelper out
         {
             string checkpoint = Path.Combine(folder, "model.safetensors");
             RandomCheckpoint.Write(entry.Manifest, checkpoint, seed: 16);
-            using var f32Backend = new CpuBackend(2) { IntegerDotDecode = false };
-            using var integerBackend = new CpuBackend(2) { IntegerDotDecode = true };
+            using var f32Backend = new CpuBackend(2) { IntegerDotDecode = false, IntegerGemmPrefill = false };
+            using var integerBackend = new CpuBackend(2) { IntegerDotDecode = true, IntegerGemmPrefill = true };
             var reference = Decode(entry, checkpoint, f32Backend, null);
             foreach (var type in new[] { QuantizationType.Int8, QuantizationType.Q4 })
             {
                 var options = new BindOptions { Quantization = new QuantizationOptions(type) };
                 var f32Activations = Decode(entry, checkpoint, f32Backend, options);
                 var integer = Decode(entry, checkpoint, integerBackend, options);
-                using var naive = new FakeQuantisedActivationsBackend(new CpuBackend(2) { IntegerDotDecode = false });
+                using var naive = new FakeQuantisedActivationsBackend(new CpuBackend(2) { IntegerDotDecode = false, IntegerGemmPrefill = false });
                 var fake = Decode(entry, checkpoint, naive, options);
                 Assert.True(naive.NaiveProducts > 0, "the reference never saw a quantised decode product");
 
@@ -66,7 +67,10 @@ public class IntegerDecodeFidelityTests(Xunit.Abstractions.ITestOutputHelper out
                 // themselves are checked exactly in MoeCompiler.Runtime.Tests (IntegerDotTests).
                 Assert.True(kernels.MeanKl <= 1e-6, $"{variant} {type}: kernel KL {kernels.MeanKl:E3}");
                 Assert.True(kernels.DecisiveTop1Agreement == 1, $"{variant} {type}: kernel decisive top-1 {kernels.DecisiveTop1Agreement:P2}");
-                Assert.True(kernels.MaxRelativeLogitError <= 2e-2, $"{variant} {type}: kernel max relative logit error {kernels.MaxRelativeLogitError:E3}");
+                // Since prefill quantises its activations too (integer GEMM; the reference fake-quantises every product),
+                // there are more boundaries to cross: measured max 3.9e-2 (TinyCuMoMixtral q4, KL 5.4e-7, 47 of 96
+                // positions off by > 1e-5), 2e-2 before; all int8 rows but TinyStableLmMoe's stay within 3.1e-7.
+                Assert.True(kernels.MaxRelativeLogitError <= 5e-2, $"{variant} {type}: kernel max relative logit error {kernels.MaxRelativeLogitError:E3}");
                 // (2) The KL targets still hold with activation quantisation, and it adds little to the weights' error.
                 bool int8 = type == QuantizationType.Int8;
                 Assert.True(both.MeanKl <= (int8 ? 1e-3 : 2e-2), $"{variant} {type}: mean KL {both.MeanKl:E3}");
@@ -145,7 +149,7 @@ public class IntegerDecodeFidelityTests(Xunit.Abstractions.ITestOutputHelper out
     }
 
     /// <summary>
-    /// The CPU backend, except that a decode product (≤ 4 rows) of a grouped int8 or q4 weight is computed naively:
+    /// The CPU backend, except that every product (decode and prefill) of a grouped int8 or q4 weight is computed naively:
     /// every activation group of 32 is fake-quantised by the documented rule (d = max|x| / 127 in f32, q =
     /// round-half-even(x · (1 / d)) clamped to ±127, value q · d) and multiplied with the dequantised weight in double.
     /// </summary>
@@ -157,7 +161,7 @@ public class IntegerDecodeFidelityTests(Xunit.Abstractions.ITestOutputHelper out
         public override void Linear(Tensor x, Tensor weight, Tensor? bias, Tensor y)
         {
             bool grouped = weight.DType == DType.Q4 || (weight.DType == DType.I8 && weight.GroupSize == 32);
-            if (!grouped || x.Rows > 4)
+            if (!grouped)
             {
                 Inner.Linear(x, weight, bias, y);
                 return;

@@ -123,8 +123,10 @@ public class QuantizationFidelityTests(Xunit.Abstractions.ITestOutputHelper outp
         {
             string checkpoint = Path.Combine(folder, "model.safetensors");
             RandomCheckpoint.Write(entry.Manifest, checkpoint, seed: 16);
+            // f32 activations throughout: the integer paths quantise activations too (IntegerDecodeFidelityTests has them).
+            using var f32Activations = new CpuBackend(2) { IntegerDotDecode = false, IntegerGemmPrefill = false };
             var fake = Run(entry, checkpoint, new BindOptions { Quantization = new QuantizationOptions(type) { Simulate = true } });
-            var kernels = Run(entry, checkpoint, new BindOptions { Quantization = new QuantizationOptions(type) });
+            var kernels = Run(entry, checkpoint, new BindOptions { Quantization = new QuantizationOptions(type) }, backend: f32Activations);
             var format = Run(entry, checkpoint, new BindOptions());
             var kernelError = FidelityMetrics.Compare(fake.Logits, kernels.Logits, fake.Vocab, fake.Routing, kernels.Routing);
             var formatError = FidelityMetrics.Compare(format.Logits, fake.Logits, fake.Vocab, format.Routing, fake.Routing);
@@ -222,9 +224,9 @@ public class QuantizationFidelityTests(Xunit.Abstractions.ITestOutputHelper outp
         Run(entry, checkpoint, new BindOptions { TargetDType = dtype });
 
     private static (float[] Logits, IReadOnlyList<RoutingRecord> Routing, int Vocab) Run(ModelCatalogEntry entry, string checkpoint, BindOptions options,
-        int textPositions = TextPositions)
+        int textPositions = TextPositions, IBackend? backend = null)
     {
-        IBackend backend = CpuBackend.Shared;
+        backend ??= CpuBackend.Shared;
         var model = entry.Load(checkpoint, backend, options);
         try
         {

@@ -13,7 +13,7 @@ namespace MoeCompiler.Runtime.Tests.Tensors;
 /// quantiser and integer dot product written here from the documented rules, on every instruction-set path, with
 /// and without AvxVnni, odd shapes, 1–3 threads.
 /// </summary>
-public sealed unsafe class IntegerDotTests
+public sealed unsafe partial class IntegerDotTests
 {
     private const int Group = 32;
 

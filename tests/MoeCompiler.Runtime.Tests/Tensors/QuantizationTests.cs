@@ -197,7 +197,7 @@ public sealed unsafe class QuantizationTests
         foreach (var isa in Isas)
         {
             // The f32-activation kernels; the integer decode path has its own tests (IntegerDotTests).
-            using var backend = new CpuBackend(2, isa) { IntegerDotDecode = false };
+            using var backend = new CpuBackend(2, isa) { IntegerDotDecode = false, IntegerGemmPrefill = false };
             var actual = Poisoned(m, n);
             backend.Linear(x, backend.PrepareLinearWeight(quantized), bias, actual);
             AssertClose(expected, actual, atol: 2e-6 * Math.Sqrt(k) + 1e-6, rtol: 1e-5, $"{type} Linear {m}x{k}x{n} {isa}");
