@@ -7,7 +7,8 @@ namespace MoeCompiler.Benchmarks;
 /// <summary>
 /// Decode products of int8/q4 weights with f32 activations (weights widened to f32) against the integer path
 /// (activations quantised to int8 per group of 32, integer dot products; <see cref="CpuBackend.IntegerDotDecode"/>),
-/// the per-group and the blocked integer kernels (with and without AvxVnni), in the same process: the variants alternate round by round, and each keeps its best.
+/// the blocked integer kernels (with and without AvxVnni), in the same process: the variants alternate round by round, and each keeps its best.
+/// (The per-group kernels the blocked ones replaced were compared here until their removal; docs/quantization.md has the results.)
 /// </summary>
 internal static class IntegerDotBenchmarks
 {
@@ -16,22 +17,20 @@ internal static class IntegerDotBenchmarks
         using var f32 = new CpuBackend(options.Threads) { IntegerDotDecode = false };
         using var vnni = new CpuBackend(options.Threads) { IntegerDotDecode = true };
         using var maddubs = new CpuBackend(options.Threads) { IntegerDotDecode = true, Vnni = false };
-        using var perGroup = new CpuBackend(options.Threads) { IntegerDotDecode = true, PerGroupIntegerDot = true };
         Console.WriteLine($"backend: {vnni.Name}, AvxVnni {System.Runtime.Intrinsics.X86.AvxVnni.IsSupported}");
         // The bandwidth probe in the same run: the DRAM-streamed shapes (lm_head) are judged against it.
         Limits.Measure(options).Print();
-        // Variants, alternating round by round: f32 activations; the integer path's per-group kernels (the previous
-        // default, CpuBackend.PerGroupIntegerDot) with vpdpbusd; the blocked kernels with vpdpbusd and with vpmaddubsw, and
-        // with vpdpbusd called once per weight row (Gemm.PerRowIntegerCalls) instead of with the row loop inside.
-        var variants = new (string Name, CpuBackend Backend, bool PerGroup, int Prefetch, bool PerRowCalls)[]
+        // Variants, alternating round by round: f32 activations; the blocked integer kernels with vpdpbusd and with
+        // vpmaddubsw, and with vpdpbusd called once per weight row (Gemm.PerRowIntegerCalls) instead of with the row loop inside.
+        var variants = new (string Name, CpuBackend Backend, int Prefetch, bool PerRowCalls)[]
         {
-            ("f32-act", f32, false, 4096, false), ("group+vnni", perGroup, true, 4096, false), ("block+vnni", vnni, false, 4096, false),
-            ("block+maddubs", maddubs, false, 4096, false), ("block+vnni/row", vnni, false, 4096, true),
+            ("f32-act", f32, 4096, false), ("block+vnni", vnni, 4096, false),
+            ("block+maddubs", maddubs, 4096, false), ("block+vnni/row", vnni, 4096, true),
         };
         // MOE_INTDOT_PREFETCH=0,512,2048: block+vnni again at these prefetch distances (bytes ahead; 0 = none).
         if (Environment.GetEnvironmentVariable("MOE_INTDOT_PREFETCH") is { Length: > 0 } distances)
-            variants = [.. variants, .. distances.Split(',').Select(int.Parse).Select(d => ($"block pf{d}", vnni, false, d, false))];
-        Console.WriteLine("type   k →      n  rows" + string.Concat(variants.Select(v => $"  {v.Name,14} ms  GB/s")) + "   block/group  block/f32  block/(one call per row) (speed)");
+            variants = [.. variants, .. distances.Split(',').Select(int.Parse).Select(d => ($"block pf{d}", vnni, d, false))];
+        Console.WriteLine("type   k →      n  rows" + string.Concat(variants.Select(v => $"  {v.Name,14} ms  GB/s")) + "   block/f32  block/(one call per row) (speed)");
         var random = new Random(1);
         int rounds = options.Quick ? 3 : 7;
         // 2048 → 256 stays in L2 (compute cost per weight); the others are model shapes (L3-resident, and lm_head from DRAM).
@@ -63,7 +62,7 @@ internal static class IntegerDotBenchmarks
                             }
                         Console.WriteLine($"{(type == QuantizationType.Int8 ? "int8" : "q4"),-5} {k,5} → {n,6}  {m,4}" +
                                           string.Concat(t.Select(s => $"  {s * 1e3,17:F3} {bytes / s / 1e9,5:F1}")) +
-                                          $"   {t[1] / t[2],10:F2}×  {t[0] / t[2],8:F2}×  {t[4] / t[2],8:F2}×");
+                                          $"   {t[0] / t[1],8:F2}×  {t[3] / t[1],8:F2}×");
                         x.Storage.Dispose();
                         y.Storage.Dispose();
                     }
@@ -80,24 +79,23 @@ internal static class IntegerDotBenchmarks
         }
         Limits.Measure(options).Print();
         if (Environment.GetEnvironmentVariable("MOE_INTDOT_STREAM") is { Length: > 0 } streamMiB)
-            Streamed(options, vnni, perGroup, int.Parse(streamMiB));
+            Streamed(options, vnni, int.Parse(streamMiB));
     }
 
     /// <summary>
     /// MOE_INTDOT_STREAM=MiB: decode as a model runs it: one activation row against a chain of distinct weights of
     /// the model's shapes, about MiB of weight bytes in all, so every product streams its weight from DRAM (as one
-    /// decode step does) instead of the L3 of a repeated shape. Variants alternate round by round: the per-group
-    /// kernels, the blocked kernels at 32 (the default) or 64 weight rows per task, 1, 2 or 4 KiB (the default) of prefetch
+    /// decode step does) instead of the L3 of a repeated shape. Variants alternate round by round: the blocked kernels at 32 (the default) or 64 weight rows per task, 1, 2 or 4 KiB (the default) of prefetch
     /// distance, with or without prefetching the scales (the default: without), and the blocked kernel called once per
     /// weight row ("/row", as before) or with the row loop inside (the default);
     /// bandwidth probe before and after.
     /// </summary>
-    private static void Streamed(BenchOptions options, CpuBackend vnni, CpuBackend perGroup, int mib)
+    private static void Streamed(BenchOptions options, CpuBackend vnni, int mib)
     {
         var random = new Random(2);
         var variants = new (string Name, CpuBackend Backend, int RowsPerTask, int Prefetch, bool Scales, bool PerRowCalls)[]
         {
-            ("group r32", perGroup, 32, 1024, false, true), ("block pf1K/row", vnni, 32, 1024, false, true),
+            ("block pf1K/row", vnni, 32, 1024, false, true),
             ("block pf4K/row", vnni, 32, 4096, false, true), ("block pf4K", vnni, 32, 4096, false, false),
             ("block pf4K+sc", vnni, 32, 4096, true, false), ("block r64 pf4K", vnni, 64, 4096, false, false),
         };
@@ -125,8 +123,6 @@ internal static class IntegerDotBenchmarks
                         {
                             Runtime.Kernels.Gemm.IntegerRowsPerTask = variants[v].RowsPerTask;
                             Runtime.Kernels.Gemm.IntegerPrefetchBytes = variants[v].Prefetch;
-                            Runtime.Kernels.Gemm.IntegerPrefetchScales = variants[v].Scales;
-                            Runtime.Kernels.Gemm.PerRowIntegerCalls = variants[v].PerRowCalls;
                             Runtime.Kernels.Gemm.IntegerPrefetchScales = variants[v].Scales;
                             Runtime.Kernels.Gemm.PerRowIntegerCalls = variants[v].PerRowCalls;
                             var backend = variants[v].Backend;

@@ -31,7 +31,7 @@ public sealed unsafe partial class CpuBackend
                 bool integerGemm = IntegerGemmPrefill && Gemm.UsesIntegerGemm(_isa, Vnni, view);
                 float* shared = _scratch.Shared(Gemm.SharedFloats(m, n, k, _isa, integer, integerGemm));
                 Gemm.Run(_pool, _scratch.Ensure(Gemm.ScratchFloats(m, k, _isa)), shared, _isa, (float*)x.Data, m, k,
-                    view, b.IsEmpty ? null : biasPointer, (float*)y.Data, integer, Vnni, PerGroupIntegerDot, integerGemm);
+                    view, b.IsEmpty ? null : biasPointer, (float*)y.Data, integer, Vnni, integerGemm);
             }
         }
         KeepAlive(x, weight, bias, y);

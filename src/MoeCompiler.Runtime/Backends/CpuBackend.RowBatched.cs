@@ -27,7 +27,7 @@ public sealed unsafe partial class CpuBackend
                 bool integer = IntegerDotDecode && Gemm.SupportsIntegerDot(view);
                 float* shared = integer ? _scratch.Shared((Gemm.QuantizedActivationBytes(m, k) + 3) / 4) : null;
                 Gemm.RunRowIndependent(_pool, _scratch.Ensure(Gemm.RowIndependentScratchFloats(k)), _isa, (float*)x.Data, m, k,
-                    view, b.IsEmpty ? null : biasPointer, (float*)y.Data, shared, integer, Vnni, PerGroupIntegerDot);
+                    view, b.IsEmpty ? null : biasPointer, (float*)y.Data, shared, integer, Vnni);
             }
         }
         KeepAlive(x, weight, bias, y);

@@ -115,10 +115,6 @@ public sealed unsafe partial class CpuBackend : IBackend
     /// AVX2 <c>vpmaddubsw</c> + <c>vpmaddwd</c> fallback.</summary>
     internal bool Vnni { get; init; } = AvxVnni.IsSupported;
 
-    /// <summary>The integer dots run the one-group-at-a-time kernels that preceded the blocked ones (Gemm.IntegerDot.cs),
-    /// kept for the same-process A/B of <c>MoeCompiler.Benchmarks intdot</c> and their tests; off by default.</summary>
-    internal bool PerGroupIntegerDot { get; init; }
-
     /// <summary>
     /// <see cref="PrepareWeight"/>, then for a bf16 matrix (AVX-512, <see cref="PackBF16Weights"/>) the packed copy that
     /// <see cref="Linear"/> streams instead of the bf16 values. The returned tensor still reads as the original values;

@@ -144,42 +144,6 @@ internal static unsafe partial class Gemm
         return addend + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u, s), Vector256.Create((short)1));
     }
 
-    /// <summary>The per-group kernels (<see cref="DotInteger{TQ4, TVnni, TTwo}"/>) that preceded the blocked ones, kept for
-    /// the same-process A/B of <c>MoeCompiler.Benchmarks intdot</c> (<see cref="Backends.CpuBackend.PerGroupIntegerDot"/>):
-    /// one activation row (<paramref name="row"/> of <paramref name="x"/>) against one int8 (grouped) or q4 weight row,
-    /// Σ_g (w_g · x_g) · Σ_{c in g} q_w[c] · q_x[c], the integer sums exact.</summary>
-    public static float DotIntegerOne(KernelIsa isa, bool vnni, bool q4, QuantizedActivations x, int row, byte* w, RowScales scales)
-    {
-        float r0, r1;
-        sbyte* xq = x.Row(row);
-        float* xs = x.RowScales(row);
-        int* xo = x.RowOffsets(row);
-        if (q4)
-        {
-            if (vnni) DotInteger<Yes, Yes, No>(isa, xq, xs, xo, null, null, null, w, scales, &r0, &r1);
-            else DotInteger<Yes, No, No>(isa, xq, xs, xo, null, null, null, w, scales, &r0, &r1);
-        }
-        else if (vnni) DotInteger<No, Yes, No>(isa, xq, xs, null, null, null, null, w, scales, &r0, &r1);
-        else DotInteger<No, No, No>(isa, xq, xs, null, null, null, null, w, scales, &r0, &r1);
-        return r0;
-    }
-
-    /// <summary>The per-group kernels for two activation rows against one weight row: the weight bytes are decoded once
-    /// per group for both; each row's result is bit-identical to <see cref="DotIntegerOne"/>'s.</summary>
-    public static void DotIntegerPair(KernelIsa isa, bool vnni, bool q4, QuantizedActivations x, int row, byte* w, RowScales scales, float* results)
-    {
-        sbyte* x0 = x.Row(row), x1 = x.Row(row + 1);
-        float* s0 = x.RowScales(row), s1 = x.RowScales(row + 1);
-        int* o0 = x.RowOffsets(row), o1 = x.RowOffsets(row + 1);
-        if (q4)
-        {
-            if (vnni) DotInteger<Yes, Yes, Yes>(isa, x0, s0, o0, x1, s1, o1, w, scales, results, results + 1);
-            else DotInteger<Yes, No, Yes>(isa, x0, s0, o0, x1, s1, o1, w, scales, results, results + 1);
-        }
-        else if (vnni) DotInteger<No, Yes, Yes>(isa, x0, s0, o0, x1, s1, o1, w, scales, results, results + 1);
-        else DotInteger<No, No, Yes>(isa, x0, s0, o0, x1, s1, o1, w, scales, results, results + 1);
-    }
-
     /// <summary>Weight rows [start, end) of <paramref name="w"/> against activation row <paramref name="row"/> (and
     /// row + 1 with <paramref name="two"/>) with the blocked kernels, the row loop inside the specialised kernel so
     /// that its set-up and the call are paid once per task, not per weight row (<see cref="PerRowIntegerCalls"/>: once
@@ -419,82 +383,11 @@ internal static unsafe partial class Gemm
         return Vector256.Sum(dot);
     }
 
-    /// <summary>A compile-time flag: the JIT specialises <see cref="DotInteger{TQ4, TVnni, TTwo}"/> per struct argument
+    /// <summary>A compile-time flag: the JIT specialises <see cref="RowsBlocked{TQ4, TVnni, TTwo}"/> per struct argument
     /// and folds the branches on it away.</summary>
     private interface IFlag { static abstract bool Value { get; } }
     private struct Yes : IFlag { public static bool Value => true; }
     private struct No : IFlag { public static bool Value => false; }
-
-    /// <summary>
-    /// The per-group kernels (<see cref="Backends.CpuBackend.PerGroupIntegerDot"/>). Both formats, one or two activation rows (<typeparamref name="TTwo"/>). The vector paths (AVX2 and AVX-512 run
-    /// the same 256-bit code: AvxVnni has no 512-bit form in .NET, and joining pairs of group dots into 512-bit
-    /// vectors measured slower on Zen 4, whose 512-bit units are 256 bits wide) take 8 groups at a time: their 8 scale
-    /// products w_g · x_g are computed in one vector and stored, so each group broadcasts its own from L1; every
-    /// group's 8 int32 partial sums are converted and multiply-added into accumulator g mod 4 (8 f32 lanes each), and
-    /// the four are summed once at the end, (a0 + a1) + (a2 + a3). The scalar path sums each group as an int.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DotInteger<TQ4, TVnni, TTwo>(KernelIsa isa, sbyte* xq0, float* xScales0, int* xOffsets0,
-        sbyte* xq1, float* xScales1, int* xOffsets1, byte* w, RowScales scales, float* result0, float* result1)
-        where TQ4 : struct, IFlag where TVnni : struct, IFlag where TTwo : struct, IFlag
-    {
-        bool q4 = TQ4.Value;
-        int groups = scales.Groups;
-        int stride = q4 ? 16 : 32;
-        if (isa == KernelIsa.Scalar)
-        {
-            *result0 = DotIntegerScalar(q4, xq0, xScales0, xOffsets0, w, scales);
-            if (TTwo.Value) *result1 = DotIntegerScalar(q4, xq1, xScales1, xOffsets1, w, scales);
-            return;
-        }
-        float* p0 = stackalloc float[8];
-        float* p1 = stackalloc float[8];
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
-        Vector256<byte> u;
-        int g8 = 0;
-        for (; g8 + 8 <= groups; g8 += 8, xq0 += 256, xq1 += 256, w += 8 * stride)
-        {
-            var ws = Scales8(scales, g8);
-            (ws * Vector256.Load(xScales0 + g8)).Store(p0);
-            if (TTwo.Value) (ws * Vector256.Load(xScales1 + g8)).Store(p1);
-            Sse.Prefetch0(w + 64 * stride);
-            int* offsets0 = q4 ? xOffsets0 + g8 : null;
-            int* offsets1 = q4 && TTwo.Value ? xOffsets1 + g8 : null;
-            u = Unsigned<TQ4>(w + 0 * stride);
-            a0 = Step<TQ4, TVnni>(u, w + 0 * stride, xq0 + 0, offsets0, 0, p0[0], a0);
-            if (TTwo.Value) c0 = Step<TQ4, TVnni>(u, w + 0 * stride, xq1 + 0, offsets1, 0, p1[0], c0);
-            u = Unsigned<TQ4>(w + 1 * stride);
-            a1 = Step<TQ4, TVnni>(u, w + 1 * stride, xq0 + 32, offsets0, 1, p0[1], a1);
-            if (TTwo.Value) c1 = Step<TQ4, TVnni>(u, w + 1 * stride, xq1 + 32, offsets1, 1, p1[1], c1);
-            u = Unsigned<TQ4>(w + 2 * stride);
-            a2 = Step<TQ4, TVnni>(u, w + 2 * stride, xq0 + 64, offsets0, 2, p0[2], a2);
-            if (TTwo.Value) c2 = Step<TQ4, TVnni>(u, w + 2 * stride, xq1 + 64, offsets1, 2, p1[2], c2);
-            u = Unsigned<TQ4>(w + 3 * stride);
-            a3 = Step<TQ4, TVnni>(u, w + 3 * stride, xq0 + 96, offsets0, 3, p0[3], a3);
-            if (TTwo.Value) c3 = Step<TQ4, TVnni>(u, w + 3 * stride, xq1 + 96, offsets1, 3, p1[3], c3);
-            u = Unsigned<TQ4>(w + 4 * stride);
-            a0 = Step<TQ4, TVnni>(u, w + 4 * stride, xq0 + 128, offsets0, 4, p0[4], a0);
-            if (TTwo.Value) c0 = Step<TQ4, TVnni>(u, w + 4 * stride, xq1 + 128, offsets1, 4, p1[4], c0);
-            u = Unsigned<TQ4>(w + 5 * stride);
-            a1 = Step<TQ4, TVnni>(u, w + 5 * stride, xq0 + 160, offsets0, 5, p0[5], a1);
-            if (TTwo.Value) c1 = Step<TQ4, TVnni>(u, w + 5 * stride, xq1 + 160, offsets1, 5, p1[5], c1);
-            u = Unsigned<TQ4>(w + 6 * stride);
-            a2 = Step<TQ4, TVnni>(u, w + 6 * stride, xq0 + 192, offsets0, 6, p0[6], a2);
-            if (TTwo.Value) c2 = Step<TQ4, TVnni>(u, w + 6 * stride, xq1 + 192, offsets1, 6, p1[6], c2);
-            u = Unsigned<TQ4>(w + 7 * stride);
-            a3 = Step<TQ4, TVnni>(u, w + 7 * stride, xq0 + 224, offsets0, 7, p0[7], a3);
-            if (TTwo.Value) c3 = Step<TQ4, TVnni>(u, w + 7 * stride, xq1 + 224, offsets1, 7, p1[7], c3);
-        }
-        for (int g = g8; g < groups; g++, xq0 += 32, xq1 += 32, w += stride)
-        {
-            u = Unsigned<TQ4>(w);
-            a0 = Step<TQ4, TVnni>(u, w, xq0, xOffsets0, g, scales[g] * xScales0[g], a0);
-            if (TTwo.Value) c0 = Step<TQ4, TVnni>(u, w, xq1, xOffsets1, g, scales[g] * xScales1[g], c0);
-        }
-        *result0 = Vector256.Sum((a0 + a1) + (a2 + a3));
-        if (TTwo.Value) *result1 = Vector256.Sum((c0 + c1) + (c2 + c3));
-    }
 
     private static float DotIntegerScalar(bool q4, sbyte* xq, float* xScales, int* xOffsets, byte* w, RowScales scales)
     {
@@ -524,19 +417,6 @@ internal static unsafe partial class Gemm
         // (what a dword shift brings down from the next byte is masked off).
         var bytes = Avx2.BroadcastVector128ToVector256(w).AsUInt32();
         return Avx2.ShiftRightLogicalVariable(bytes, Vector256.Create(0u, 0, 0, 0, 4, 4, 4, 4)).AsByte() & Vector256.Create((byte)0x0F);
-    }
-
-    /// <summary>One group of one activation row: the exact integer dot (q4: started at −8 · Σ q_x; int8: the activation
-    /// takes the weight's sign, sign(x, w), so u8 × s8 products equal w · x), converted and multiply-added.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Step<TQ4, TVnni>(Vector256<byte> u, byte* w, sbyte* xq, int* offsets, int g, float product, Vector256<float> acc)
-        where TQ4 : struct, IFlag where TVnni : struct, IFlag
-    {
-        var x = Vector256.Load(xq);
-        var dot = TQ4.Value
-            ? DotBytes(TVnni.Value, Vector256.CreateScalar(offsets[g]), u, x)
-            : DotBytes(TVnni.Value, Vector256<int>.Zero, u, Avx2.Sign(x, Vector256.Load((sbyte*)w)));
-        return Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), Vector256.Create(product), acc);
     }
 
     /// <summary>Scales of groups [g, g + 8) as f32.</summary>

@@ -20,8 +20,6 @@ internal static unsafe partial class Gemm
         /// <summary>Set (Values non-null) when the integer path runs: the activation rows quantised once for all tasks.</summary>
         public QuantizedActivations Quantized;
         public bool Vnni;
-        /// <summary>The per-group integer kernels instead of the blocked ones (<see cref="DotIntegerOne"/>).</summary>
-        public bool PerGroup;
         public int RowsPerTask;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -70,30 +68,9 @@ internal static unsafe partial class Gemm
         private void IntegerRows(int start, int end)
         {
             bool q4 = W.DType == DType.Q4;
-            if (!PerGroup)
-            {
-                int r = 0;
-                for (; r + 2 <= M; r += 2) IntegerRowsBlocked(Isa, Vnni, q4, two: true, Quantized, r, W, start, end, Bias, Y, N);
-                if (r < M) IntegerRowsBlocked(Isa, Vnni, q4, two: false, Quantized, r, W, start, end, Bias, Y, N);
-                return;
-            }
-            float* pair = stackalloc float[2];
-            for (int j = start; j < end; j++)
-            {
-                float b = Bias == null ? 0 : Bias[j];
-                var scales = W.RowScales(j);
-                byte* w = q4 ? W.Data + (long)j * K / 2 : W.Data + (long)j * K;
-                int i = 0;
-                // Pairs of activation rows share each group's decoded weight bytes; results equal the one-row kernel's.
-                for (; i + 2 <= M; i += 2)
-                {
-                    DotIntegerPair(Isa, Vnni, q4, Quantized, i, w, scales, pair);
-                    Y[(long)i * N + j] = pair[0] + b;
-                    Y[(long)(i + 1) * N + j] = pair[1] + b;
-                }
-                if (i < M)
-                    Y[(long)i * N + j] = DotIntegerOne(Isa, Vnni, q4, Quantized, i, w, scales) + b;
-            }
+            int r = 0;
+            for (; r + 2 <= M; r += 2) IntegerRowsBlocked(Isa, Vnni, q4, two: true, Quantized, r, W, start, end, Bias, Y, N);
+            if (r < M) IntegerRowsBlocked(Isa, Vnni, q4, two: false, Quantized, r, W, start, end, Bias, Y, N);
         }
 
         /// <summary>

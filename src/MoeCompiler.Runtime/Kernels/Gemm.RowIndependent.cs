@@ -17,7 +17,7 @@ internal static unsafe partial class Gemm
     /// quantised on its own into <paramref name="shared"/> (<see cref="QuantizedActivationBytes"/>), so row i still
     /// equals a one-row call.</remarks>
     public static void RunRowIndependent(WorkerPool pool, float** scratch, KernelIsa isa, float* x, int m, int k, WeightView w, float* bias, float* y,
-        float* shared = null, bool integerDot = false, bool vnni = false, bool perGroup = false)
+        float* shared = null, bool integerDot = false, bool vnni = false)
     {
         int n = w.Rows;
         var job = new MatVecJob { X = x, M = m, K = k, N = n, W = w, Bias = bias, Y = y, Scratch = scratch, Isa = isa, RowsPerTask = MatVecRowsPerTask };
@@ -25,7 +25,6 @@ internal static unsafe partial class Gemm
         {
             job.Quantized = QuantizeActivations(isa, x, m, k, (byte*)shared);
             job.Vnni = vnni;
-            job.PerGroup = perGroup;
             job.RowsPerTask = IntegerRowsPerTask;
         }
         pool.Run((n + job.RowsPerTask - 1) / job.RowsPerTask, ref job);

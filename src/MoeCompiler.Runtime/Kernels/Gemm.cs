@@ -81,12 +81,11 @@ internal static unsafe partial class Gemm
     /// (<see cref="SupportsIntegerDot"/>) quantise the activations and sum integer dot products (Gemm.IntegerDot.cs);
     /// <paramref name="shared"/> then holds <see cref="SharedFloats(int, int, int, KernelIsa, bool)"/> floats.</param>
     /// <param name="vnni">The integer dots use AvxVnni <c>vpdpbusd</c> (else <c>vpmaddubsw</c> + <c>vpmaddwd</c>).</param>
-    /// <param name="perGroup">The integer dots run the per-group kernels instead of the blocked ones (A/B only).</param>
     /// <param name="integerGemm">Larger products (m &gt; <see cref="MatVecMaxRows"/>) of int8/q4 weights take the integer
     /// GEMM (Gemm.IntegerGemm.cs) where <see cref="UsesIntegerGemm"/> allows it; <paramref name="shared"/> then holds
     /// <see cref="SharedFloats(int, int, int, KernelIsa, bool, bool)"/> floats.</param>
     public static void Run(WorkerPool pool, float** scratch, float* shared, KernelIsa isa, float* x, int m, int k, WeightView w, float* bias, float* y,
-        bool integerDot = false, bool vnni = false, bool perGroup = false, bool integerGemm = false)
+        bool integerDot = false, bool vnni = false, bool integerGemm = false)
     {
         int n = w.Rows;
         if (m <= MatVecMaxRows)
@@ -96,7 +95,6 @@ internal static unsafe partial class Gemm
             {
                 job.Quantized = QuantizeActivations(isa, x, m, k, (byte*)shared);
                 job.Vnni = vnni;
-                job.PerGroup = perGroup;
                 job.RowsPerTask = IntegerRowsPerTask;
             }
             pool.Run((n + job.RowsPerTask - 1) / job.RowsPerTask, ref job);
