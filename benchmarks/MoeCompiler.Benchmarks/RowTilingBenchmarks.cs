@@ -1,3 +1,4 @@
+using MoeCompiler.Runtime.Kernels;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -10,7 +11,7 @@ namespace MoeCompiler.Benchmarks;
 /// weight rows × two activation rows (each activation load feeding two multiply-adds, 16 accumulators), run twice
 /// for four activation rows, beat <c>PackedBF16.AccumulateRows</c>'s one weight row × four activation rows (16
 /// accumulators, every weight block unpacked once)? Four activation rows × two weight rows would need 32 accumulators,
-/// all the vector registers. Synthetic packed-bf16 blocks (random codes and low bytes; the unpack is a copy of
+/// all the vector registers. Synthetic packed-bf16 blocks (random codes and low bytes, unpacked by
 /// <c>PackedBF16.UnpackBlock</c>), width 2048, activations in L1, weights either L2-resident (16 rows) or streamed
 /// (65,536 rows, 192 MB); every loop prefetches two weight rows ahead like the product kernel. Prints ns per
 /// 64-weight block of one weight row, for all activation rows together (best of rounds, variants alternating).
@@ -71,37 +72,17 @@ internal static unsafe class RowTilingBenchmarks
         NativeMemory.AlignedFree(x);
     }
 
-    private static Vector512<ushort> Shifts => Vector512.Create(
-        (ushort)0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Unpack(Vector512<byte> table, Vector512<ushort> shifts, byte* codes, byte* low,
-        out Vector512<float> w0, out Vector512<float> w1, out Vector512<float> w2, out Vector512<float> w3)
-    {
-        var both = Avx512F.BroadcastVector256ToVector512((ulong*)codes).AsUInt16();
-        var index = Avx512BW.ShiftRightLogicalVariable(both, shifts).AsByte() & Vector512.Create((byte)0x0F);
-        var high = Avx512BW.Shuffle(table, index);
-        var lowBytes = Vector512.Load(low);
-        var words0 = Avx512BW.UnpackLow(lowBytes, high).AsUInt16();
-        var words1 = Avx512BW.UnpackHigh(lowBytes, high).AsUInt16();
-        var zero = Vector512<ushort>.Zero;
-        w0 = Avx512BW.UnpackLow(zero, words0).AsSingle();
-        w1 = Avx512BW.UnpackHigh(zero, words0).AsSingle();
-        w2 = Avx512BW.UnpackLow(zero, words1).AsSingle();
-        w3 = Avx512BW.UnpackHigh(zero, words1).AsSingle();
-    }
-
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void One(Vector512<byte> table, byte* codes, byte* low, float* x, Vector512<float>* acc)
     {
-        var shifts = Shifts;
+        var shifts = PackedBF16.CodeShifts;
         long lowAhead = 2L * Blocks * 64, codesAhead = 2L * Blocks * 32;
         Vector512<float> a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
         for (int b = 0, i = 0; b < Blocks; b++, i += 64, codes += 32, low += 64)
         {
             Sse.Prefetch0(low + lowAhead);
             Sse.Prefetch0(codes + codesAhead);
-            Unpack(table, shifts, codes, low, out var w0, out var w1, out var w2, out var w3);
+            PackedBF16.UnpackBlock(table, shifts, codes, low, out var w0, out var w1, out var w2, out var w3);
             a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i), w0, a0);
             a1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 16), w1, a1);
             a2 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + i + 32), w2, a2);
@@ -113,7 +94,7 @@ internal static unsafe class RowTilingBenchmarks
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Four(Vector512<byte> table, byte* codes, byte* low, float* x, Vector512<float>* acc)
     {
-        var shifts = Shifts;
+        var shifts = PackedBF16.CodeShifts;
         long lowAhead = 2L * Blocks * 64, codesAhead = 2L * Blocks * 32;
         float* x0 = x, x1 = x + K, x2 = x + 2 * K, x3 = x + 3 * K;
         Vector512<float> a00 = acc[0], a01 = acc[1], a02 = acc[2], a03 = acc[3], a10 = acc[4], a11 = acc[5], a12 = acc[6], a13 = acc[7];
@@ -122,7 +103,7 @@ internal static unsafe class RowTilingBenchmarks
         {
             Sse.Prefetch0(low + lowAhead);
             Sse.Prefetch0(codes + codesAhead);
-            Unpack(table, shifts, codes, low, out var w0, out var w1, out var w2, out var w3);
+            PackedBF16.UnpackBlock(table, shifts, codes, low, out var w0, out var w1, out var w2, out var w3);
             a00 = Avx512F.FusedMultiplyAdd(Vector512.Load(x0 + i), w0, a00);
             a01 = Avx512F.FusedMultiplyAdd(Vector512.Load(x0 + i + 16), w1, a01);
             a02 = Avx512F.FusedMultiplyAdd(Vector512.Load(x0 + i + 32), w2, a02);
@@ -149,7 +130,7 @@ internal static unsafe class RowTilingBenchmarks
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void TwoByTwo(Vector512<byte> table, byte* codes, byte* low, float* x, Vector512<float>* acc)
     {
-        var shifts = Shifts;
+        var shifts = PackedBF16.CodeShifts;
         const long codeRow = Blocks * 32, lowRow = Blocks * 64;
         float* x0 = x, x1 = x + K;
         Vector512<float> a00 = acc[0], a01 = acc[1], a02 = acc[2], a03 = acc[3], a10 = acc[4], a11 = acc[5], a12 = acc[6], a13 = acc[7];
@@ -160,8 +141,8 @@ internal static unsafe class RowTilingBenchmarks
             Sse.Prefetch0(codes + 2 * codeRow);
             Sse.Prefetch0(low + 3 * lowRow);
             Sse.Prefetch0(codes + 3 * codeRow);
-            Unpack(table, shifts, codes, low, out var w0, out var w1, out var w2, out var w3);
-            Unpack(table, shifts, codes + codeRow, low + lowRow, out var v0, out var v1, out var v2, out var v3);
+            PackedBF16.UnpackBlock(table, shifts, codes, low, out var w0, out var w1, out var w2, out var w3);
+            PackedBF16.UnpackBlock(table, shifts, codes + codeRow, low + lowRow, out var v0, out var v1, out var v2, out var v3);
             var x00 = Vector512.Load(x0 + i);
             var x10 = Vector512.Load(x1 + i);
             a00 = Avx512F.FusedMultiplyAdd(x00, w0, a00); a10 = Avx512F.FusedMultiplyAdd(x10, w0, a10);

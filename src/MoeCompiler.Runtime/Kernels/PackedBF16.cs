@@ -310,7 +310,7 @@ internal readonly unsafe partial struct PackedBF16
 
     /// <summary>Word shifts that turn the 32 code bytes, broadcast to both halves, into low nibbles (first half) and
     /// high nibbles (second half).</summary>
-    private static Vector512<ushort> CodeShifts
+    internal static Vector512<ushort> CodeShifts
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         get => Vector512.Create(
@@ -329,7 +329,7 @@ internal readonly unsafe partial struct PackedBF16
     /// <summary>One block as four f32 vectors of 16 consecutive columns (exceptions as +0): each code picks its
     /// high byte from the table, byte unpacks join high and low bytes into bf16, word unpacks against zero widen them.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void UnpackBlock(Vector512<byte> table, Vector512<ushort> shifts, byte* codes, byte* low,
+    internal static void UnpackBlock(Vector512<byte> table, Vector512<ushort> shifts, byte* codes, byte* low,
         out Vector512<float> w0, out Vector512<float> w1, out Vector512<float> w2, out Vector512<float> w3)
     {
         // The 32 code bytes loaded into both halves (a broadcast load, no shuffle; inserting two halves instead would
