@@ -90,14 +90,8 @@ internal static unsafe partial class Gemm
         int n = w.Rows;
         if (m <= MatVecMaxRows)
         {
-            var job = new MatVecJob { X = x, M = m, K = k, N = n, W = w, Bias = bias, Y = y, Scratch = scratch, Isa = isa, RowsPerTask = MatVecRowsPerTask };
-            if (integerDot && SupportsIntegerDot(w))
-            {
-                job.Quantized = QuantizeActivations(isa, x, m, k, (byte*)shared);
-                job.Vnni = vnni;
-                job.RowsPerTask = IntegerRowsPerTask;
-            }
-            pool.Run((n + job.RowsPerTask - 1) / job.RowsPerTask, ref job);
+            // A few rows: each weight row streamed once for all of them, the same kernels as LinearRows.
+            RunRowIndependent(pool, scratch, isa, x, m, k, w, bias, y, shared, integerDot, vnni);
             return;
         }
         if (integerGemm && UsesIntegerGemm(isa, vnni, w))
