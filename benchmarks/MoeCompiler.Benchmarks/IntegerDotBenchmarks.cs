@@ -73,7 +73,6 @@ internal static class IntegerDotBenchmarks
         }
         finally
         {
-            Runtime.Kernels.Gemm.IntegerRowsPerTask = 32;
             Runtime.Kernels.Gemm.IntegerPrefetchBytes = 4096;
             Runtime.Kernels.Gemm.PerRowIntegerCalls = false;
         }
@@ -85,23 +84,23 @@ internal static class IntegerDotBenchmarks
     /// <summary>
     /// MOE_INTDOT_STREAM=MiB: decode as a model runs it: one activation row against a chain of distinct weights of
     /// the model's shapes, about MiB of weight bytes in all, so every product streams its weight from DRAM (as one
-    /// decode step does) instead of the L3 of a repeated shape. Variants alternate round by round: the blocked kernels at 32 (the default) or 64 weight rows per task, 1, 2 or 4 KiB (the default) of prefetch
-    /// distance, with or without prefetching the scales (the default: without), and the blocked kernel called once per
-    /// weight row ("/row", as before) or with the row loop inside (the default);
-    /// bandwidth probe before and after.
+    /// decode step does) instead of the L3 of a repeated shape. Variants alternate round by round: the pool's task
+    /// order (shared: consecutive tasks alternate between threads, as before 2026-12-06 05:30; contiguous: each thread
+    /// streams its own run of rows, the default) and weight rows per task (32, the default, to 256); bandwidth probe
+    /// before and after. (Prefetch distances, scale prefetch and one call per weight row were compared here before;
+    /// docs/quantization.md "Speed" has those results.)
     /// </summary>
     private static void Streamed(BenchOptions options, CpuBackend vnni, int mib)
     {
         var random = new Random(2);
-        var variants = new (string Name, CpuBackend Backend, int RowsPerTask, int Prefetch, bool Scales, bool PerRowCalls)[]
+        var variants = new (string Name, int RowsPerTask, bool Contiguous)[]
         {
-            ("block pf1K/row", vnni, 32, 1024, false, true),
-            ("block pf4K/row", vnni, 32, 4096, false, true), ("block pf4K", vnni, 32, 4096, false, false),
-            ("block pf4K+sc", vnni, 32, 4096, true, false), ("block r64 pf4K", vnni, 64, 4096, false, false),
+            ("shared r32", 32, false), ("shared 256K", 0, false),
+            ("contig r32", 32, true), ("contig r256", 256, true), ("contig 256K", 0, true),
         };
         Console.WriteLine($"streamed: about {mib} MiB of distinct weights per pass, one activation row");
         Limits.Measure(options).Print();
-        Console.WriteLine("type   k →      n  count" + string.Concat(variants.Select(v => $"  {v.Name,16} ms  GB/s")));
+        Console.WriteLine("type   k →      n  count" + string.Concat(variants.Select(v => $"  {v.Name,16} ms  GB/s")) + "   contig 256K ÷ shared r32 (speed)");
         int rounds = options.Quick ? 3 : 5;
         try
         {
@@ -121,15 +120,13 @@ internal static class IntegerDotBenchmarks
                     for (int r = 0; r < rounds; r++)
                         for (int v = 0; v < variants.Length; v++)
                         {
-                            Runtime.Kernels.Gemm.IntegerRowsPerTask = variants[v].RowsPerTask;
-                            Runtime.Kernels.Gemm.IntegerPrefetchBytes = variants[v].Prefetch;
-                            Runtime.Kernels.Gemm.IntegerPrefetchScales = variants[v].Scales;
-                            Runtime.Kernels.Gemm.PerRowIntegerCalls = variants[v].PerRowCalls;
-                            var backend = variants[v].Backend;
-                            t[v] = Math.Min(t[v], Timing.Best(2, () => { foreach (var w in weights) backend.Linear(x, w, null, y); }));
+                            Runtime.Kernels.Gemm.MatVecRowsPerTask = variants[v].RowsPerTask;
+                            Runtime.Kernels.Gemm.ContiguousMatVecTasks = variants[v].Contiguous;
+                            t[v] = Math.Min(t[v], Timing.Best(2, () => { foreach (var w in weights) vnni.Linear(x, w, null, y); }));
                         }
                     Console.WriteLine($"{(type == QuantizationType.Int8 ? "int8" : "q4"),-5} {k,5} → {n,6}  {count,5}" +
-                                      string.Concat(t.Select(s => $"  {s * 1e3 / count,19:F3} {bytes * count / s / 1e9,5:F1}")));
+                                      string.Concat(t.Select(s => $"  {s * 1e3 / count,19:F3} {bytes * count / s / 1e9,5:F1}")) +
+                                      $"   {t[0] / t[4],8:F2}×");
                     foreach (var w in weights) w.Storage.Dispose();
                     x.Storage.Dispose();
                     y.Storage.Dispose();
@@ -137,10 +134,8 @@ internal static class IntegerDotBenchmarks
         }
         finally
         {
-            Runtime.Kernels.Gemm.IntegerRowsPerTask = 32;
-            Runtime.Kernels.Gemm.IntegerPrefetchBytes = 4096;
-            Runtime.Kernels.Gemm.IntegerPrefetchScales = false;
-            Runtime.Kernels.Gemm.PerRowIntegerCalls = false;
+            Runtime.Kernels.Gemm.MatVecRowsPerTask = 0;
+            Runtime.Kernels.Gemm.ContiguousMatVecTasks = true;
         }
         Limits.Measure(options).Print();
     }

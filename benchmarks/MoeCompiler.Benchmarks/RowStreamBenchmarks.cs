@@ -7,7 +7,9 @@ namespace MoeCompiler.Benchmarks;
 /// <see cref="RowBenchmarks"/> as a decode step sees it: each shape's weight is packed in several copies (over 256 MB
 /// in all) that every timed pass runs through in turn, so the weights stream from memory instead of staying in L3.
 /// Rounds alternate the row counts 1–4 and each keeps its best, so the ratios compare runs taken seconds apart (use
-/// <c>--threads 1 --cpu-time</c> on a busy machine).
+/// <c>--threads 1 --cpu-time</c> on a busy machine). A second table alternates the pool's task order and size for 1
+/// and 4 rows: shared order with 32 rows per task (as before 2026-12-06), shared with 256 KiB tasks, and the default
+/// (contiguous, 256 KiB; <see cref="Runtime.Kernels.Gemm.MatVecTaskBytes"/>).
 /// </summary>
 internal static class RowStreamBenchmarks
 {
@@ -41,8 +43,41 @@ internal static class RowStreamBenchmarks
                 }
             Console.WriteLine($"  {k,5} → {n,6} {name,-14} ({copies,2} copies) " +
                 string.Join("  ", best.Select(t => $"{t * 1e3,7:F3} ({t / best[0]:F2}×)")));
+            TaskOrder(backend, rounds, name, k, n, copies, weights, xs[0], ys[0], xs[3], ys[3]);
             foreach (var t in xs.Concat(ys)) t.Storage.Dispose();
             foreach (var w in weights) w.Storage.Dispose();
         }
+        }
+
+    private static void TaskOrder(CpuBackend backend, int rounds, string name, int k, int n, int copies, Tensor[] weights,
+        Tensor x1, Tensor y1, Tensor x4, Tensor y4)
+    {
+        var variants = new (string Name, bool Contiguous, int Rows)[] { ("shared r32", false, 32), ("shared 256K", false, 0), ("contig 256K", true, 0) };
+        var best = new double[variants.Length, 2];
+        for (int v = 0; v < variants.Length; v++) best[v, 0] = best[v, 1] = double.MaxValue;
+        try
+        {
+            for (int round = 0; round <= rounds; round++)
+                for (int v = 0; v < variants.Length; v++)
+                {
+                    Runtime.Kernels.Gemm.ContiguousMatVecTasks = variants[v].Contiguous;
+                    Runtime.Kernels.Gemm.MatVecRowsPerTask = variants[v].Rows;
+                    for (int r = 0; r < 2; r++)
+                    {
+                        var (x, y) = r == 0 ? (x1, y1) : (x4, y4);
+                        double start = Timing.Now();
+                        foreach (var w in weights) backend.LinearRows(x, w, null, y);
+                        if (round > 0) best[v, r] = Math.Min(best[v, r], (Timing.Now() - start) / copies);
+                    }
+                }
+        }
+        finally
+        {
+            Runtime.Kernels.Gemm.ContiguousMatVecTasks = true;
+            Runtime.Kernels.Gemm.MatVecRowsPerTask = 0;
+        }
+        Console.WriteLine($"  {k,5} → {n,6} {name,-14} task order, ms per call, 1 row / 4 rows:  " + string.Join("  ",
+            Enumerable.Range(0, variants.Length).Select(v => $"{variants[v].Name} {best[v, 0] * 1e3:F3} / {best[v, 1] * 1e3:F3}")) +
+            $"   default ÷ shared r32 (speed): {best[0, 0] / best[2, 0]:F2}× / {best[0, 1] / best[2, 1]:F2}×");
     }
 }

@@ -20,13 +20,14 @@ internal static unsafe partial class Gemm
         float* shared = null, bool integerDot = false, bool vnni = false)
     {
         int n = w.Rows;
-        var job = new MatVecJob { X = x, M = m, K = k, N = n, W = w, Bias = bias, Y = y, Scratch = scratch, Isa = isa, RowsPerTask = MatVecRowsPerTask };
+        var job = new MatVecJob { X = x, M = m, K = k, N = n, W = w, Bias = bias, Y = y, Scratch = scratch, Isa = isa, RowsPerTask = MatVecTaskRows(w, pool.Threads) };
         if (integerDot && SupportsIntegerDot(w))
         {
             job.Quantized = QuantizeActivations(isa, x, m, k, (byte*)shared);
             job.Vnni = vnni;
-            job.RowsPerTask = IntegerRowsPerTask;
         }
-        pool.Run((n + job.RowsPerTask - 1) / job.RowsPerTask, ref job);
+        int tasks = (n + job.RowsPerTask - 1) / job.RowsPerTask;
+        if (ContiguousMatVecTasks) pool.RunContiguous(tasks, ref job);
+        else pool.Run(tasks, ref job);
     }
 }

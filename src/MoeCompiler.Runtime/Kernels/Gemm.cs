@@ -40,10 +40,27 @@ internal static unsafe partial class Gemm
     private const int TasksPerThread = 4;
     /// <summary>Compute tasks split the packed panels when the row groups are few. Mutable only for benchmark A/B.</summary>
     internal static bool SplitPanels = true;
-    private const int MatVecRowsPerTask = 32;
-    /// <summary>Weight rows per task of the integer decode path (<see cref="MatVecJob"/> with quantised activations);
-    /// a field for the intdot A/B. Results do not depend on it (every row is one task's, summed alone).</summary>
-    internal static int IntegerRowsPerTask = MatVecRowsPerTask;
+    /// <summary>Weight bytes one matrix-vector task streams (rounded to whole rows; at most a share of
+    /// 1 / (2 · threads) of the rows, so that a late thread still finds work). Measured on streamed weights
+    /// (docs/performance.md, "Task order"): 32 rows per task, as before, read q4 at 0.75–0.9× the speed of 256 KiB.</summary>
+    internal static int MatVecTaskBytes = 256 * 1024;
+
+    /// <summary>Rows per matrix-vector task when set (&gt; 0) instead of <see cref="MatVecTaskBytes"/>; results do not
+    /// depend on it (every row is one task's, summed alone). A field for benchmark A/B.</summary>
+    internal static int MatVecRowsPerTask;
+
+    /// <summary>Matrix-vector tasks claimed in the pool's contiguous order (each thread streams one unbroken range of
+    /// weight rows) rather than alternating; results do not depend on it. A field for benchmark A/B.</summary>
+    internal static bool ContiguousMatVecTasks = true;
+
+    /// <summary>Rows per task of a matrix-vector product of <paramref name="w"/> on <paramref name="threads"/> threads.</summary>
+    internal static int MatVecTaskRows(WeightView w, int threads)
+    {
+        if (MatVecRowsPerTask > 0) return MatVecRowsPerTask;
+        long byBytes = Math.Max(1, MatVecTaskBytes / Math.Max(1, w.RowBytes));
+        long share = Math.Max(1, (w.Rows + 2L * threads - 1) / (2L * threads));
+        return (int)Math.Min(byBytes, share);
+    }
 
     /// <summary>The blocked integer kernels called once per weight row (as before 2026-12-06 03:15) instead of with the
     /// row loop inside the kernel (<see cref="IntegerRowsBlocked"/>); the same bits; a field for the intdot A/B.</summary>

@@ -33,6 +33,25 @@ internal readonly unsafe struct WeightView
 
     public int GroupsPerRow => Columns / GroupSize;
 
+    /// <summary>Bytes a matrix-vector product reads per weight row: the packed form when there is one, else the
+    /// values and the row's scales.</summary>
+    public long RowBytes
+    {
+        get
+        {
+            if (!Packed.IsEmpty) return Packed.StreamedBytes / Math.Max(1, Rows);
+            long values = DType switch
+            {
+                DType.Q4 => Columns / 2,
+                DType.I8 => Columns,
+                DType.BF16 => 2L * Columns,
+                _ => 4L * Columns,
+            };
+            long scales = ScalesBF16 != null ? 2 : Scales != null ? 4 : 0;
+            return values + scales * GroupsPerRow;
+        }
+    }
+
     /// <summary>The scales of one row, for kernels that walk its groups.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public RowScales RowScales(int row)

@@ -15,6 +15,14 @@ public interface IParallelJob
 /// the thread count by making every task write disjoint outputs with a fixed reduction order inside the task.
 /// Starting a loop allocates nothing. Nested or concurrent loops run inline on the calling thread.
 /// </summary>
+/// <remarks>
+/// Two claiming orders. Shared (the default): one counter, tasks handed out in index order to whichever thread asks,
+/// so consecutive tasks alternate between threads. Contiguous: every thread owns an equal run of consecutive tasks,
+/// takes it from the front, and when it is done takes what is left of the others' runs from their back ends. A
+/// kernel that streams memory in task order (decode's matrix-vector products) then reads one unbroken range per
+/// thread, which the hardware and software prefetches keep ahead of; with alternating tasks every task start is a
+/// cold miss and the prefetches past a task's end fetch the other thread's rows (docs/performance.md, "Task order").
+/// </remarks>
 public sealed unsafe class WorkerPool : IDisposable
 {
     private readonly Thread[] _threads;
@@ -27,6 +35,10 @@ public sealed unsafe class WorkerPool : IDisposable
     private void* _context;
     private int _count;
     private int _next;
+    private bool _contiguous;
+    /// <summary>Contiguous order: participant p's remaining run [front, back) as front | back &lt;&lt; 32, one cache line apart.</summary>
+    private readonly long[] _runs;
+    private const int RunStride = 8;
     private int _pending;
     private Exception? _error;
 
@@ -38,6 +50,7 @@ public sealed unsafe class WorkerPool : IDisposable
         Threads = threads;
         _threads = new Thread[threads - 1];
         _wake = new SemaphoreSlim[threads - 1];
+        _runs = new long[threads * RunStride];
         for (int i = 0; i < _threads.Length; i++)
         {
             _wake[i] = new SemaphoreSlim(0);
@@ -61,10 +74,16 @@ public sealed unsafe class WorkerPool : IDisposable
         Run(count, &Invoke<TJob>, Unsafe.AsPointer(ref job));
     }
 
+    /// <summary><see cref="Run{TJob}(int, ref TJob)"/> in the contiguous claiming order (see the remarks on the type).</summary>
+    public void RunContiguous<TJob>(int count, ref TJob job) where TJob : struct, IParallelJob
+    {
+        Run(count, &Invoke<TJob>, Unsafe.AsPointer(ref job), contiguous: true);
+    }
+
     private static void Invoke<TJob>(void* job, int index, int worker) where TJob : struct, IParallelJob
         => Unsafe.AsRef<TJob>(job).Execute(index, worker);
 
-    public void Run(int count, delegate*<void*, int, int, void> body, void* context)
+    public void Run(int count, delegate*<void*, int, int, void> body, void* context, bool contiguous = false)
     {
         if (count <= 0) return;
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -81,6 +100,17 @@ public sealed unsafe class WorkerPool : IDisposable
             _next = 0;
             _error = null;
             int helpers = Math.Min(_threads.Length, count - 1);
+            _contiguous = contiguous;
+            if (contiguous)
+            {
+                int participants = helpers + 1;
+                for (int p = 0; p < participants; p++)
+                {
+                    long front = (long)count * p / participants, back = (long)count * (p + 1) / participants;
+                    _runs[p * RunStride] = front | back << 32;
+                }
+                for (int p = participants; p < Threads; p++) _runs[p * RunStride] = 0;
+            }
             _pending = helpers;
             _done.Reset();
             for (int i = 0; i < helpers; i++) _wake[i].Release();
@@ -109,13 +139,43 @@ public sealed unsafe class WorkerPool : IDisposable
         try
         {
             int i;
-            while ((i = Interlocked.Increment(ref _next) - 1) < _count) _body(_context, i, worker);
+            if (_contiguous)
+                while ((i = ClaimContiguous(worker)) >= 0) _body(_context, i, worker);
+            else
+                while ((i = Interlocked.Increment(ref _next) - 1) < _count) _body(_context, i, worker);
         }
         catch (Exception e)
         {
             Interlocked.CompareExchange(ref _error, e, null);
             Volatile.Write(ref _next, _count);
+            for (int p = 0; p < Threads; p++) Volatile.Write(ref _runs[p * RunStride], 0);
         }
+    }
+
+    /// <summary>The next task of <paramref name="worker"/>'s own run (from its front), else one from the back of
+    /// another's; −1 when none is left.</summary>
+    private int ClaimContiguous(int worker)
+    {
+        ref long own = ref _runs[worker * RunStride];
+        while (true)
+        {
+            long run = Volatile.Read(ref own);
+            int front = (int)run, back = (int)(run >> 32);
+            if (front >= back) break;
+            if (Interlocked.CompareExchange(ref own, run + 1, run) == run) return front;
+        }
+        for (int k = 1; k < Threads; k++)
+        {
+            ref long other = ref _runs[(worker + k) % Threads * RunStride];
+            while (true)
+            {
+                long run = Volatile.Read(ref other);
+                int front = (int)run, back = (int)(run >> 32);
+                if (front >= back) break;
+                if (Interlocked.CompareExchange(ref other, (uint)front | (long)(back - 1) << 32, run) == run) return back - 1;
+            }
+        }
+        return -1;
     }
 
     private void WorkerLoop(int worker)
