@@ -22,14 +22,15 @@ internal static class IntegerDotBenchmarks
         Limits.Measure(options).Print();
         // Variants, alternating round by round: f32 activations; the blocked integer kernels with vpdpbusd and with
         // vpmaddubsw, and with vpdpbusd called once per weight row (Gemm.PerRowIntegerCalls) instead of with the row loop inside.
-        var variants = new (string Name, CpuBackend Backend, int Prefetch, bool PerRowCalls)[]
+        var variants = new (string Name, CpuBackend Backend, int Prefetch, bool PerRowCalls, bool Q4Wide)[]
         {
-            ("f32-act", f32, 4096, false), ("block+vnni", vnni, 4096, false),
-            ("block+maddubs", maddubs, 4096, false), ("block+vnni/row", vnni, 4096, true),
+            ("f32-act", f32, 4096, false, true), ("block+vnni", vnni, 4096, false, true),
+            ("block+maddubs", maddubs, 4096, false, true), ("block+vnni/row", vnni, 4096, true, true),
+            ("q4 256-bit", vnni, 4096, false, false),
         };
         // MOE_INTDOT_PREFETCH=0,512,2048: block+vnni again at these prefetch distances (bytes ahead; 0 = none).
         if (Environment.GetEnvironmentVariable("MOE_INTDOT_PREFETCH") is { Length: > 0 } distances)
-            variants = [.. variants, .. distances.Split(',').Select(int.Parse).Select(d => ($"block pf{d}", vnni, d, false))];
+            variants = [.. variants, .. distances.Split(',').Select(int.Parse).Select(d => ($"block pf{d}", vnni, d, false, true))];
         Console.WriteLine("type   k →      n  rows" + string.Concat(variants.Select(v => $"  {v.Name,14} ms  GB/s")) + "   block/f32  block/(one call per row) (speed)");
         var random = new Random(1);
         int rounds = options.Quick ? 3 : 7;
@@ -57,6 +58,7 @@ internal static class IntegerDotBenchmarks
                             {
                                 Runtime.Kernels.Gemm.IntegerPrefetchBytes = variants[v].Prefetch;
                                 Runtime.Kernels.Gemm.PerRowIntegerCalls = variants[v].PerRowCalls;
+                                Runtime.Kernels.Gemm.Q4Wide = variants[v].Q4Wide;
                                 var backend = variants[v].Backend;
                                 t[v] = Math.Min(t[v], Timing.Best(reps, () => backend.Linear(x, w, null, y)));
                             }
@@ -75,6 +77,7 @@ internal static class IntegerDotBenchmarks
         {
             Runtime.Kernels.Gemm.IntegerPrefetchBytes = 4096;
             Runtime.Kernels.Gemm.PerRowIntegerCalls = false;
+            Runtime.Kernels.Gemm.Q4Wide = true;
         }
         Limits.Measure(options).Print();
         if (Environment.GetEnvironmentVariable("MOE_INTDOT_STREAM") is { Length: > 0 } streamMiB)
@@ -93,10 +96,11 @@ internal static class IntegerDotBenchmarks
     private static void Streamed(BenchOptions options, CpuBackend vnni, int mib)
     {
         var random = new Random(2);
-        var variants = new (string Name, int RowsPerTask, bool Contiguous)[]
+        var variants = new (string Name, int RowsPerTask, bool Contiguous, bool Q4Wide)[]
         {
-            ("shared r32", 32, false), ("shared 256K", 0, false),
-            ("contig r32", 32, true), ("contig r256", 256, true), ("contig 256K", 0, true),
+            ("shared r32", 32, false, true), ("shared 256K", 0, false, true),
+            ("contig r32", 32, true, true), ("contig r256", 256, true, true), ("contig 256K", 0, true, true),
+            ("q4 256-bit", 0, true, false),
         };
         Console.WriteLine($"streamed: about {mib} MiB of distinct weights per pass, one activation row");
         Limits.Measure(options).Print();
@@ -122,6 +126,7 @@ internal static class IntegerDotBenchmarks
                         {
                             Runtime.Kernels.Gemm.MatVecRowsPerTask = variants[v].RowsPerTask;
                             Runtime.Kernels.Gemm.ContiguousMatVecTasks = variants[v].Contiguous;
+                            Runtime.Kernels.Gemm.Q4Wide = variants[v].Q4Wide;
                             t[v] = Math.Min(t[v], Timing.Best(2, () => { foreach (var w in weights) vnni.Linear(x, w, null, y); }));
                         }
                     Console.WriteLine($"{(type == QuantizationType.Int8 ? "int8" : "q4"),-5} {k,5} → {n,6}  {count,5}" +
@@ -136,6 +141,7 @@ internal static class IntegerDotBenchmarks
         {
             Runtime.Kernels.Gemm.MatVecRowsPerTask = 0;
             Runtime.Kernels.Gemm.ContiguousMatVecTasks = true;
+            Runtime.Kernels.Gemm.Q4Wide = true;
         }
         Limits.Measure(options).Print();
     }

@@ -16,7 +16,7 @@ internal static unsafe partial class Gemm
 {
     /// <summary>An activation block quantised for <see cref="MatVecJob"/>: m rows of k int8 values, then per row and
     /// group of 32 the f32 scale and −8 × the sum of the group's int8 values (q4's offset correction), then the same
-    /// int8 values again in q4's pair order (<see cref="SwizzleQ4Pairs"/>).</summary>
+    /// int8 values again in q4's order (<see cref="SwizzleQ4Quads"/>).</summary>
     internal readonly struct QuantizedActivations(sbyte* values, float* scales, int* offsets, sbyte* swizzled, int k)
     {
         public readonly sbyte* Values = values;
@@ -56,27 +56,26 @@ internal static unsafe partial class Gemm
         for (int i = 0; i < m; i++)
         {
             QuantizeActivationRow(isa, x + (long)i * k, k, q.Row(i), q.RowScales(i), q.RowOffsets(i));
-            SwizzleQ4Pairs(q.Row(i), k, q.SwizzledRow(i));
+            SwizzleQ4Quads(q.Row(i), k, q.SwizzledRow(i));
         }
         return q;
     }
 
     /// <summary>
-    /// q4's activation order: for every pair of groups (2j, 2j + 1) the 64 bytes as [group 2j columns 0–15, group
-    /// 2j + 1 columns 0–15, group 2j columns 16–31, group 2j + 1 columns 16–31], the middle quarters swapped. One
-    /// 32-byte load of q4 weights holds both groups' 16 bytes; its low nibbles are then the first and its high
-    /// nibbles the second 32 bytes of the pair, each multiplied against one load. A last odd group is copied as is.
+    /// q4's activation order: for every four groups (4j .. 4j + 3) the 128 bytes as [columns 0–15 of each of the four
+    /// groups, then columns 16–31 of each], so that the low nibbles of a 64-byte load of q4 weights (four groups of
+    /// 16 bytes; byte j holds column j low and column j + 16 high) multiply the first 64 bytes and the high nibbles the
+    /// second 64 (a 32-byte load of two groups: the matching 32-byte quarters). A last partial quad is copied as is.
     /// </summary>
-    public static void SwizzleQ4Pairs(sbyte* q, int k, sbyte* target)
+    public static void SwizzleQ4Quads(sbyte* q, int k, sbyte* target)
     {
         int c = 0;
-        for (; c + 64 <= k; c += 64)
-        {
-            Buffer.MemoryCopy(q + c, target + c, 16, 16);
-            Buffer.MemoryCopy(q + c + 32, target + c + 16, 16, 16);
-            Buffer.MemoryCopy(q + c + 16, target + c + 32, 16, 16);
-            Buffer.MemoryCopy(q + c + 48, target + c + 48, 16, 16);
-        }
+        for (; c + 128 <= k; c += 128)
+            for (int g = 0; g < 4; g++)
+            {
+                Buffer.MemoryCopy(q + c + 32 * g, target + c + 16 * g, 16, 16);
+                Buffer.MemoryCopy(q + c + 32 * g + 16, target + c + 64 + 16 * g, 16, 16);
+            }
         if (c < k) Buffer.MemoryCopy(q + c, target + c, k - c, k - c);
     }
 
@@ -202,10 +201,16 @@ internal static unsafe partial class Gemm
     /// with <c>vphaddd</c>, so the f32 combine is one convert and one multiply-add per 8 groups (the per-group kernel
     /// spends a convert, a broadcast and a multiply-add on every group).
     /// <list type="bullet">
-    /// <item>q4: each 32-byte load holds groups 2j and 2j + 1; one <c>vpand</c> and one <c>vpsrlw</c> + <c>vpand</c>
-    /// give their low and high nibbles, which multiply the activations in <see cref="SwizzleQ4Pairs"/> order: a
-    /// vector of [4 partial sums of group 2j | 4 of group 2j + 1]. Three <c>vphaddd</c> sum four such vectors to
-    /// [g0 g2 g4 g6 | g1 g3 g5 g7], one <c>vpermd</c> restores group order, and the −8 · Σ q_x offsets are added.</item>
+    /// <item>q4 on AVX-512 (<see cref="Q4Wide"/>): each 64-byte load holds four groups; one <c>vpandd</c> and one
+    /// <c>vpsrlw</c> + <c>vpandd</c> give their low and high nibbles, which multiply the activations in
+    /// <see cref="SwizzleQ4Quads"/> order with <c>vpmaddubsw</c> (nibble × int8 pairs, exact in int16), the two
+    /// halves added and widened by <c>vpmaddwd</c>: 4 partial sums per group. Two unpacks, two adds, a
+    /// <c>vpshufd</c> and a <c>vpermd</c> reduce two such vectors to the 8 group sums in order (no <c>vphaddd</c>).</item>
+    /// <item>q4 on AVX2: each 32-byte load holds two groups; their low and high nibbles multiply the matching
+    /// quarters of the quad order (<c>vpdpbusd</c>, or <c>vpmaddubsw</c> + <c>vpmaddwd</c>): a vector of [4 partial
+    /// sums of the first group | 4 of the second]. Three <c>vphaddd</c> sum four such vectors to [g0 g2 g4 g6 | g1 g3
+    /// g5 g7], one <c>vpermd</c> restores group order.</item>
+    /// <item>Both q4 forms add the −8 · Σ q_x offsets to exact sums, so they give the same bits.</item>
     /// <item>int8: per group, with AvxVnni, (w + 128) × x and the 128 · Σ x corrected per 8 groups from the
     /// offsets; without it |w| × sign(x, w) (the sign trick); six <c>vphaddd</c>, two lane swaps and an add sum
     /// 8 groups' vectors of 8 partial sums each.</item>
@@ -242,13 +247,31 @@ internal static unsafe partial class Gemm
         Vector256<float> a = default, c = default;
         var nibbles = Vector256.Create((byte)0x0F);
         var order = Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7);
+        bool wide = q4 && Q4Wide && isa == KernelIsa.Avx512;
         byte* wg = w;
         int g8 = 0;
         for (; g8 + 8 <= groups; g8 += 8, wg += 8 * stride)
         {
             var ws = Scales8(scales, g8);
             if (scalePrefetch != 0) Sse.Prefetch0(scaleStream + g8 * scaleBytes + scalePrefetch);
-            if (q4)
+            if (wide)
+            {
+                Sse.Prefetch0(wg + prefetch);
+                Sse.Prefetch0(wg + prefetch + 64);
+                var mask = Vector512.Create((byte)0x0F);
+                var b0 = Vector512.Load(wg);
+                var b1 = Vector512.Load(wg + 64);
+                var l0 = b0 & mask; var h0 = Avx512BW.ShiftRightLogical(b0.AsUInt16(), 4).AsByte() & mask;
+                var l1 = b1 & mask; var h1 = Avx512BW.ShiftRightLogical(b1.AsUInt16(), 4).AsByte() & mask;
+                var sums = Q4Sums512(l0, h0, l1, h1, xz0 + 32 * g8) + Vector256.Load(xOffsets0 + g8);
+                a = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sums), ws * Vector256.Load(xScales0 + g8), a);
+                if (TTwo.Value)
+                {
+                    sums = Q4Sums512(l0, h0, l1, h1, xz1 + 32 * g8) + Vector256.Load(xOffsets1 + g8);
+                    c = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sums), ws * Vector256.Load(xScales1 + g8), c);
+                }
+            }
+            else if (q4)
             {
                 Sse.Prefetch0(wg + prefetch);
                 Sse.Prefetch0(wg + prefetch + 64);
@@ -312,17 +335,38 @@ internal static unsafe partial class Gemm
     /// of three busy-machine runs, docs/quantization.md "Speed"); a field for the A/B.</summary>
     internal static bool IntegerPrefetchScales;
 
-    /// <summary>Exact int32 sums of 8 q4 groups (their nibbles l/h per pair, activations <paramref name="z"/> in
-    /// <see cref="SwizzleQ4Pairs"/> order), in group order, without the offsets.</summary>
+    /// <summary>The 512-bit q4 kernel (default): a field for the intdot A/B; the same bits either way.</summary>
+    internal static bool Q4Wide = true;
+
+    /// <summary>Exact int32 sums of 8 q4 groups, in group order, without the offsets: nibbles l/h of groups 0–3
+    /// (<paramref name="l0"/>, <paramref name="h0"/>) and 4–7, activations <paramref name="z"/> in
+    /// <see cref="SwizzleQ4Quads"/> order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Q4Sums512(Vector512<byte> l0, Vector512<byte> h0, Vector512<byte> l1, Vector512<byte> h1, sbyte* z)
+    {
+        // int16 lanes: 2 · (2 · 15 · 127) = 7620 at most, no saturation; then 4 int32 partial sums per group.
+        var ones = Vector512.Create((short)1);
+        var s0 = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(l0, Vector512.Load(z)) + Avx512BW.MultiplyAddAdjacent(h0, Vector512.Load(z + 64)), ones);
+        var s1 = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(l1, Vector512.Load(z + 128)) + Avx512BW.MultiplyAddAdjacent(h1, Vector512.Load(z + 192)), ones);
+        // 128-bit lane L of s0 is group L, of s1 group L + 4: interleave and fold twice, so that every lane holds
+        // [sum of group L, sum of group L + 4, the same again], then gather dwords 0 and 1 of the four lanes in order.
+        var t = Avx512F.UnpackLow(s0, s1) + Avx512F.UnpackHigh(s0, s1);
+        var u = t + Avx512F.Shuffle(t, 0b01_00_11_10);
+        return Avx512F.PermuteVar16x32(u, Vector512.Create(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0)).GetLower();
+    }
+
+    /// <summary>Exact int32 sums of 8 q4 groups (their nibbles l/h per pair of groups, activations <paramref name="z"/> in
+    /// <see cref="SwizzleQ4Quads"/> order), in group order, without the offsets.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Q4Sums<TVnni>(Vector256<byte> l0, Vector256<byte> h0, Vector256<byte> l1, Vector256<byte> h1,
         Vector256<byte> l2, Vector256<byte> h2, Vector256<byte> l3, Vector256<byte> h3, sbyte* z, Vector256<int> order)
         where TVnni : struct, IFlag
     {
-        var p0 = PairSum<TVnni>(l0, Vector256.Load(z), h0, Vector256.Load(z + 32));
-        var p1 = PairSum<TVnni>(l1, Vector256.Load(z + 64), h1, Vector256.Load(z + 96));
-        var p2 = PairSum<TVnni>(l2, Vector256.Load(z + 128), h2, Vector256.Load(z + 160));
-        var p3 = PairSum<TVnni>(l3, Vector256.Load(z + 192), h3, Vector256.Load(z + 224));
+        // Pair p of a quad: its low nibbles against the quad's first 64 bytes, high against the second, 32 each.
+        var p0 = PairSum<TVnni>(l0, Vector256.Load(z), h0, Vector256.Load(z + 64));
+        var p1 = PairSum<TVnni>(l1, Vector256.Load(z + 32), h1, Vector256.Load(z + 96));
+        var p2 = PairSum<TVnni>(l2, Vector256.Load(z + 128), h2, Vector256.Load(z + 192));
+        var p3 = PairSum<TVnni>(l3, Vector256.Load(z + 160), h3, Vector256.Load(z + 224));
         var sums = Avx2.HorizontalAdd(Avx2.HorizontalAdd(p0, p1), Avx2.HorizontalAdd(p2, p3)); // g0 g2 g4 g6 | g1 g3 g5 g7
         return Avx2.PermuteVar8x32(sums, order);
     }

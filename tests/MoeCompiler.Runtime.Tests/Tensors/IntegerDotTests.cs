@@ -260,29 +260,65 @@ public sealed unsafe partial class IntegerDotTests
         }
     }
 
-    /// <summary>q4's activation order (Gemm.SwizzleQ4Pairs): per pair of groups the middle 16-byte quarters swap; a
-    /// last odd group stays as it is.</summary>
+    /// <summary>q4's activation order (Gemm.SwizzleQ4Quads): per four groups, the first 16 columns of each, then the
+    /// last 16 of each; a last partial quad stays as it is.</summary>
     [Theory]
     [InlineData(32)]
-    [InlineData(64)]
     [InlineData(96)]
+    [InlineData(128)]
     [InlineData(2080)]
-    public void Q4ActivationOrderSwapsTheMiddleQuartersOfEveryPairOfGroups(int k)
+    public void Q4ActivationOrderTakesTheHalvesOfEveryFourGroupsInTurn(int k)
     {
         var q = new sbyte[k];
         for (int i = 0; i < k; i++) q[i] = (sbyte)(i * 37 % 255 - 127);
         var expected = new sbyte[k];
         for (int c = 0; c < k; c++)
         {
-            int pair = c / 64 * 64, inPair = c % 64;
-            int source = c - inPair + 64 <= k ? pair + inPair switch { < 16 => inPair, < 32 => inPair + 16, < 48 => inPair - 16, _ => inPair } : c;
+            int quad = c / 128 * 128, inQuad = c % 128;
+            // Position inQuad holds half inQuad / 64 (columns 0–15 or 16–31) of group (inQuad % 64) / 16.
+            int source = quad + 128 <= k ? quad + (inQuad % 64) / 16 * 32 + inQuad / 64 * 16 + inQuad % 16 : c;
             expected[c] = q[source];
         }
         var actual = new sbyte[k];
         fixed (sbyte* qp = q)
         fixed (sbyte* ap = actual)
-            Gemm.SwizzleQ4Pairs(qp, k, ap);
+            Gemm.SwizzleQ4Quads(qp, k, ap);
         Assert.Equal(expected, actual);
+    }
+
+    /// <summary>The 512-bit q4 kernel (Gemm.Q4Wide) and the 256-bit ones (vpdpbusd and vpmaddubsw) sum the same exact
+    /// integers and combine them in the same order: the same bits, around the 8-group block edges and for pairs of rows.</summary>
+    [Fact]
+    public void WideAndNarrowQ4KernelsAgreeBitForBit()
+    {
+        if (!KernelIsaSupport.IsSupported(KernelIsa.Avx512)) return;
+        var random = new Random(9);
+        try
+        {
+            foreach (int k in new[] { 256, 288, 512, 640, 2080 })
+                foreach (int m in new[] { 1, 2, 3 })
+                {
+                    var x = RandomF32(random, 1f, m, k);
+                    var w = WeightQuantizer.Quantize(RandomF32(random, 0.05f, 45, k), QuantizationType.Q4);
+                    Gemm.Q4Wide = true;
+                    using var wide = Backend(2, KernelIsa.Avx512, vnni: AvxVnni.IsSupported);
+                    var expected = Poisoned(m, 45);
+                    wide.Linear(x, w, null, expected);
+                    Gemm.Q4Wide = false;
+                    foreach (var (isa, vnni) in new[] { (KernelIsa.Avx512, true), (KernelIsa.Avx512, false), (KernelIsa.Avx2, true), (KernelIsa.Avx2, false) })
+                    {
+                        if (vnni && !AvxVnni.IsSupported) continue;
+                        using var narrow = Backend(2, isa, vnni);
+                        var actual = Poisoned(m, 45);
+                        narrow.Linear(x, w, null, actual);
+                        AssertBitwiseEqual(expected, actual, $"k={k} m={m} {isa} vnni={vnni}");
+                    }
+                }
+        }
+        finally
+        {
+            Gemm.Q4Wide = true;
+        }
     }
 
     /// <summary>The blocked kernels take 8 groups per step and the rest one by one: widths around the block edges
