@@ -166,6 +166,9 @@ public class QuantizationFidelityTests(Xunit.Abstractions.ITestOutputHelper outp
             ["int8-tower+projector"] = new(QuantizationType.Int8) { TowerType = QuantizationType.Int8, Roles = new HashSet<WeightRole> { WeightRole.Vision, WeightRole.Projector } },
             ["q4"] = new(QuantizationType.Q4),
             ["q4-tower-q4"] = new(QuantizationType.Q4) { TowerType = QuantizationType.Q4 }, // the default before 2026-12-06
+            // Token embedding and lm_head at q4 too (`moe quantize --embeddings q4`): every Linear weight at 4.5 bits, as
+            // in the llama.cpp Q4_0 stand-in of benchmarks/run-peers.py.
+            ["q4-embeddings-q4"] = new(QuantizationType.Q4) { EmbeddingType = QuantizationType.Q4 },
             // The mixed recipe: q4 on the experts only; attention and dense FFN at int8 (tower int8 by default).
             ["q4-mixed"] = new(QuantizationType.Q4) { RoleTypes = MixedRecipe },
             ["q4-f32scales"] = new(QuantizationType.Q4) { ScaleDType = DType.F32 },
