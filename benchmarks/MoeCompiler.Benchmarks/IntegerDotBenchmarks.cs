@@ -35,9 +35,7 @@ internal static class IntegerDotBenchmarks
         var random = new Random(1);
         int rounds = options.Quick ? 3 : 7;
         // 2048 → 256 stays in L2 (compute cost per weight); the others are model shapes (L3-resident, and lm_head from DRAM).
-        var shapes = Environment.GetEnvironmentVariable("MOE_INTDOT_SHAPES") is { Length: > 0 } only
-            ? only.Split(',').Select(p => p.Split('x')).Select(p => (int.Parse(p[0]), int.Parse(p[1]))).ToArray()
-            : new[] { (2048, 256), (2048, 5504), (5504, 2048), (2048, 2048), (2048, 151936) };
+        var shapes = Shapes("MOE_INTDOT_SHAPES", [(2048, 256), (2048, 5504), (5504, 2048), (2048, 2048), (2048, 151936)]);
         try
         {
             foreach (var (k, n) in shapes)
@@ -46,7 +44,7 @@ internal static class IntegerDotBenchmarks
                 foreach (var type in new[] { QuantizationType.Int8, QuantizationType.Q4 })
                 {
                     var w = WeightQuantizer.Quantize(source, type);
-                    double bytes = (double)n * k * (type == QuantizationType.Int8 ? 1 : 0.5) + (double)n * (k / 32) * 2;
+                    double bytes = WeightBytes(type, k, n);
                     foreach (int m in n > 100_000 ? new[] { 1 } : new[] { 1, 2, 4 })
                     {
                         var x = KernelBenchmarks.RandomTensor(random, m, k);
@@ -62,7 +60,7 @@ internal static class IntegerDotBenchmarks
                                 var backend = variants[v].Backend;
                                 t[v] = Math.Min(t[v], Timing.Best(reps, () => backend.Linear(x, w, null, y)));
                             }
-                        Console.WriteLine($"{(type == QuantizationType.Int8 ? "int8" : "q4"),-5} {k,5} → {n,6}  {m,4}" +
+                        Console.WriteLine($"{Label(type),-5} {k,5} → {n,6}  {m,4}" +
                                           string.Concat(t.Select(s => $"  {s * 1e3,17:F3} {bytes / s / 1e9,5:F1}")) +
                                           $"   {t[0] / t[1],8:F2}×  {t[3] / t[1],8:F2}×");
                         x.Storage.Dispose();
@@ -88,10 +86,12 @@ internal static class IntegerDotBenchmarks
     /// MOE_INTDOT_STREAM=MiB: decode as a model runs it: one activation row against a chain of distinct weights of
     /// the model's shapes, about MiB of weight bytes in all, so every product streams its weight from DRAM (as one
     /// decode step does) instead of the L3 of a repeated shape. Variants alternate round by round: the pool's task
-    /// order (shared: consecutive tasks alternate between threads, as before 2026-12-06 05:30; contiguous: each thread
-    /// streams its own run of rows, the default) and weight rows per task (32, the default, to 256); bandwidth probe
-    /// before and after. (Prefetch distances, scale prefetch and one call per weight row were compared here before;
-    /// docs/quantization.md "Speed" has those results.)
+    /// order (shared: consecutive tasks alternate between threads, as before 2026-12-06; contiguous: each thread
+    /// streams its own run of rows, the default), the task size (32 or 256 weight rows, or 256 KiB of weight bytes,
+    /// the default, <see cref="Runtime.Kernels.Gemm.MatVecTaskBytes"/>), and q4's 256-bit kernel against the default
+    /// 512-bit one (<see cref="Runtime.Kernels.Gemm.Q4Wide"/>); bandwidth probe before and after. (Prefetch distances,
+    /// scale prefetch and one call per weight row were compared here before; docs/quantization.md "Speed" has those
+    /// results.)
     /// </summary>
     private static void Streamed(BenchOptions options, CpuBackend vnni, int mib)
     {
@@ -109,11 +109,9 @@ internal static class IntegerDotBenchmarks
         try
         {
             foreach (var type in new[] { QuantizationType.Q4, QuantizationType.Int8 })
-                foreach (var (k, n) in Environment.GetEnvironmentVariable("MOE_INTDOT_STREAM_SHAPES") is { Length: > 0 } only
-                    ? only.Split(',').Select(p => p.Split('x')).Select(p => (int.Parse(p[0]), int.Parse(p[1]))).ToArray()
-                    : new[] { (2048, 2048), (2048, 5504), (5504, 2048) })
+                foreach (var (k, n) in Shapes("MOE_INTDOT_STREAM_SHAPES", [(2048, 2048), (2048, 5504), (5504, 2048)]))
                 {
-                    double bytes = (double)n * k * (type == QuantizationType.Int8 ? 1 : 0.5) + (double)n * (k / 32) * 2;
+                    double bytes = WeightBytes(type, k, n);
                     int count = Math.Max(2, (int)(mib * 1048576.0 / bytes));
                     var source = KernelBenchmarks.RandomTensor(random, n, k);
                     var weights = Enumerable.Range(0, count).Select(_ => WeightQuantizer.Quantize(source, type)).ToArray();
@@ -129,7 +127,7 @@ internal static class IntegerDotBenchmarks
                             Runtime.Kernels.Gemm.Q4Wide = variants[v].Q4Wide;
                             t[v] = Math.Min(t[v], Timing.Best(2, () => { foreach (var w in weights) vnni.Linear(x, w, null, y); }));
                         }
-                    Console.WriteLine($"{(type == QuantizationType.Int8 ? "int8" : "q4"),-5} {k,5} → {n,6}  {count,5}" +
+                    Console.WriteLine($"{Label(type),-5} {k,5} → {n,6}  {count,5}" +
                                       string.Concat(t.Select(s => $"  {s * 1e3 / count,19:F3} {bytes * count / s / 1e9,5:F1}")) +
                                       $"   {t[0] / t[4],8:F2}×");
                     foreach (var w in weights) w.Storage.Dispose();
@@ -145,4 +143,16 @@ internal static class IntegerDotBenchmarks
         }
         Limits.Measure(options).Print();
     }
+
+    /// <summary>Shapes (k, n) from an environment variable ("KxN,KxN"), else the defaults.</summary>
+    private static (int K, int N)[] Shapes(string variable, (int K, int N)[] defaults)
+        => Environment.GetEnvironmentVariable(variable) is { Length: > 0 } only
+            ? only.Split(',').Select(p => p.Split('x')).Select(p => (int.Parse(p[0]), int.Parse(p[1]))).ToArray()
+            : defaults;
+
+    /// <summary>Bytes a product of a [n, k] weight of this type reads: the values and the bf16 scales (one per 32).</summary>
+    private static double WeightBytes(QuantizationType type, int k, int n)
+        => (double)n * k * (type == QuantizationType.Int8 ? 1 : 0.5) + (double)n * (k / 32) * 2;
+
+    private static string Label(QuantizationType type) => type == QuantizationType.Int8 ? "int8" : "q4";
 }

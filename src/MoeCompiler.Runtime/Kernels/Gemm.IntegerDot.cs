@@ -240,10 +240,6 @@ internal static unsafe partial class Gemm
         }
         int stride = q4 ? 16 : 32;
         int prefetch = IntegerPrefetchBytes;
-        // The scales are a second stream (2 bytes per group, rows contiguous): prefetched as far ahead in weight rows.
-        byte* scaleStream = scales.BF16 != null ? (byte*)scales.BF16 : (byte*)scales.F32;
-        int scaleBytes = scales.BF16 != null ? 2 : 4;
-        int scalePrefetch = IntegerPrefetchScales ? prefetch / stride * scaleBytes : 0;
         Vector256<float> a = default, c = default;
         var nibbles = Vector256.Create((byte)0x0F);
         var order = Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7);
@@ -253,7 +249,6 @@ internal static unsafe partial class Gemm
         for (; g8 + 8 <= groups; g8 += 8, wg += 8 * stride)
         {
             var ws = Scales8(scales, g8);
-            if (scalePrefetch != 0) Sse.Prefetch0(scaleStream + g8 * scaleBytes + scalePrefetch);
             if (wide)
             {
                 Sse.Prefetch0(wg + prefetch);
@@ -330,10 +325,6 @@ internal static unsafe partial class Gemm
 
     /// <summary>Bytes ahead of the blocked kernels' loads that they prefetch (0: none); a field for the intdot A/B.</summary>
     internal static int IntegerPrefetchBytes = 4096;
-
-    /// <summary>Whether the blocked kernels also prefetch the weight scales, the same rows ahead (off: within the noise
-    /// of three busy-machine runs, docs/quantization.md "Speed"); a field for the A/B.</summary>
-    internal static bool IntegerPrefetchScales;
 
     /// <summary>The 512-bit q4 kernel (default): a field for the intdot A/B; the same bits either way.</summary>
     internal static bool Q4Wide = true;

@@ -23,10 +23,10 @@ internal static unsafe partial class Gemm
     public const int MatVecMaxRows = 4;
     /// <summary>Largest depth block (sizes the per-thread scratch).</summary>
     public const int MaxDepthBlock = 1024;
-    /// <summary>Depth (K) per block. 256 keeps a packed 32-wide weight panel (32 KiB) in L1 while a task's MR-row
-    /// activation slices stream past it from L2 (12 KiB each); 1024 (the earlier value) made the panel 128 KiB, so both
-    /// operands of every multiply-add came from L2. Mutable only so that benchmarks can A/B it in one process
-    /// (<c>MoeCompiler.Benchmarks gemmab</c>); the product never changes it.</summary>
+    /// <summary>Depth (K) per block. 256 (a packed 32-wide weight panel of 32 KiB, L1-resident) was measured against
+    /// 1024 and is slower here (1024 is 1.08–1.23× faster; docs/performance.md, "Prefill: where the time goes"), so
+    /// 1024 stays. Mutable only so that benchmarks can A/B it in one process (<c>MoeCompiler.Benchmarks gemmab</c>);
+    /// the product never changes it.</summary>
     internal static int DepthBlock = 1024;
     /// <summary>Benchmarks only: when set, <see cref="Run"/> adds the stopwatch ticks of its packing and compute loops.</summary>
     internal static bool Profile;

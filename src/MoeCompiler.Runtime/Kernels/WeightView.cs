@@ -40,15 +40,8 @@ internal readonly unsafe struct WeightView
         get
         {
             if (!Packed.IsEmpty) return Packed.StreamedBytes / Math.Max(1, Rows);
-            long values = DType switch
-            {
-                DType.Q4 => Columns / 2,
-                DType.I8 => Columns,
-                DType.BF16 => 2L * Columns,
-                _ => 4L * Columns,
-            };
             long scales = ScalesBF16 != null ? 2 : Scales != null ? 4 : 0;
-            return values + scales * GroupsPerRow;
+            return DType.ByteCount(Columns) + scales * GroupsPerRow;
         }
     }
 

@@ -209,7 +209,7 @@ internal sealed unsafe class BlockCache(long limit)
     {
         lock (_classes)
         {
-            foreach (var (capacity, sizeClass) in _classes)
+            foreach (var sizeClass in _classes.Values)
                 while (sizeClass.Blocks.TryPop(out nint block)) NativeMemory.AlignedFree((void*)block);
             _classes.Clear();
             _cachedBytes = 0;
